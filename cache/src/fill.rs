@@ -1,0 +1,241 @@
+//! [`Fill`]: a blob being written (downloaded) into `tmp/`, readable while in progress and
+//! published into the cache only when complete.
+
+use crate::blob::Blob;
+use crate::cache::Inner;
+use crate::error::CacheError;
+use crate::key::BlobKey;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A blob being written. Commit it with [`Fill::commit`]; dropping it discards the temp file.
+///
+/// It counts toward the cache's used bytes with what it has written so far, and is never evicted.
+pub struct Fill {
+    inner: Arc<Inner>,
+    key: BlobKey,
+    expected_len: u64,
+    file: File,
+    path: PathBuf,
+    coverage: Mutex<Coverage>,
+    /// Set once the temp file has become a blob (so `Drop` leaves it alone).
+    committed: bool,
+}
+
+/// Which byte ranges have been written.
+#[derive(Debug, Default)]
+struct Coverage {
+    /// Disjoint, non-adjacent, sorted half-open ranges.
+    ranges: Vec<(u64, u64)>,
+    /// Total bytes in `ranges`.
+    covered: u64,
+    /// Largest end offset written.
+    end: u64,
+    /// End of the furthest write refused for going past the expected length.
+    overflow: Option<u64>,
+}
+
+impl Coverage {
+    /// Adds `[start, end)`; returns how many bytes were not covered before.
+    fn add(&mut self, start: u64, end: u64) -> u64 {
+        if start >= end {
+            return 0;
+        }
+        self.end = self.end.max(end);
+        let (mut s, mut e) = (start, end);
+        let first = self.ranges.partition_point(|&(_, re)| re < s);
+        let mut last = first;
+        let mut removed = 0;
+        while let Some(&(rs, re)) = self.ranges.get(last) {
+            if rs > e {
+                break;
+            }
+            s = s.min(rs);
+            e = e.max(re);
+            removed += re - rs;
+            last += 1;
+        }
+        self.ranges.splice(first..last, [(s, e)]);
+        let before = self.covered;
+        self.covered = self.covered - removed + (e - s);
+        self.covered - before
+    }
+
+    /// Length of the written prefix starting at offset 0.
+    fn prefix(&self) -> u64 {
+        match self.ranges.first() {
+            Some(&(0, end)) => end,
+            _ => 0,
+        }
+    }
+}
+
+impl Fill {
+    /// Creates a unique temp file under `tmp/`.
+    pub(crate) fn create(
+        inner: Arc<Inner>,
+        key: BlobKey,
+        expected_len: u64,
+    ) -> Result<Fill, CacheError> {
+        let (file, path) = loop {
+            let path = inner.tmp_dir().join(format!(
+                "fill-{}-{:x}",
+                std::process::id(),
+                inner.next_tmp_seq()
+            ));
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => break (file, path),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(CacheError::io("create", &path, e)),
+            }
+        };
+        Ok(Fill {
+            inner,
+            key,
+            expected_len,
+            file,
+            path,
+            coverage: Mutex::new(Coverage::default()),
+            committed: false,
+        })
+    }
+
+    fn coverage(&self) -> MutexGuard<'_, Coverage> {
+        self.coverage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The key being filled.
+    pub fn key(&self) -> &BlobKey {
+        &self.key
+    }
+
+    /// The length announced to `begin_fill`.
+    pub fn expected_len(&self) -> u64 {
+        self.expected_len
+    }
+
+    /// Writes `data` at `offset` (`pwrite`). Writing past the expected length is refused with
+    /// [`io::ErrorKind::InvalidInput`] and makes the fill uncommittable.
+    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset overflow"))?;
+        if end > self.expected_len {
+            let mut cov = self.coverage();
+            cov.overflow = Some(cov.overflow.unwrap_or(0).max(end));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "write ends at {end}, past the expected length {}",
+                    self.expected_len
+                ),
+            ));
+        }
+        self.file.write_all_at(data, offset)?;
+        let added = self.coverage().add(offset, end);
+        self.inner.add_filling(added);
+        Ok(())
+    }
+
+    /// Writes `data` right after the furthest byte written so far.
+    pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let offset = self.coverage().end;
+        self.write_at(data, offset)
+    }
+
+    /// A separate read-only handle on the temp file, to serve the written prefix while the
+    /// fill continues. It stays valid after commit or drop.
+    pub fn reader(&self) -> io::Result<File> {
+        File::open(&self.path)
+    }
+
+    /// Bytes written contiguously from offset 0 (what readers may serve).
+    pub fn written(&self) -> u64 {
+        self.coverage().prefix()
+    }
+
+    /// Publishes the blob: checks that exactly `expected_len` bytes were written from offset 0,
+    /// fsyncs, moves the file into `blobs/`, indexes it, drops stale versions of the entry that
+    /// are not open, pinned or dirty, enforces the budget and returns an open handle.
+    ///
+    /// Fails with [`CacheError::LengthMismatch`] for a short or overlong fill and with
+    /// [`CacheError::Dirty`] if a dirty blob with the same key exists; the temp file is then
+    /// deleted and nothing is cached.
+    pub fn commit(mut self) -> Result<Blob, CacheError> {
+        let expected = self.expected_len;
+        let covered = {
+            let cov = self.coverage();
+            if let Some(end) = cov.overflow {
+                return Err(CacheError::LengthMismatch { expected, got: end });
+            }
+            if cov.prefix() != expected {
+                return Err(CacheError::LengthMismatch {
+                    expected,
+                    got: cov.covered,
+                });
+            }
+            cov.covered
+        };
+        self.file
+            .sync_all()
+            .map_err(|e| CacheError::io("fsync", &self.path, e))?;
+        let read = File::open(&self.path).map_err(|e| CacheError::io("open", &self.path, e))?;
+        let actual = read
+            .metadata()
+            .map_err(|e| CacheError::io("stat", &self.path, e))?
+            .len();
+        if actual != expected {
+            return Err(CacheError::LengthMismatch {
+                expected,
+                got: actual,
+            });
+        }
+        let token = self
+            .inner
+            .install(&self.key, &self.path, expected, covered)?;
+        self.committed = true;
+        Ok(Blob::new(
+            self.inner.clone(),
+            self.key.clone(),
+            token,
+            read,
+            expected,
+        ))
+    }
+}
+
+impl std::fmt::Debug for Fill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fill")
+            .field("key", &self.key)
+            .field("expected_len", &self.expected_len)
+            .field("written", &self.written())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let covered = self.coverage().covered;
+        self.inner.sub_filling(covered);
+        if let Err(err) = fs::remove_file(&self.path) {
+            if err.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), %err, "cache: deleting partial fill failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The drive as the user sees it: the operations a kernel adapter calls.
+//!
+//! Every method takes inode numbers and plain values and returns [`FsError`] on failure,
+//! so the FUSE and ProjFS adapters stay thin and the whole drive is testable without a
+//! kernel in the loop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use edrive_cache::{Blob, BlobKey, Cache, CacheStats};
+use tracing::{debug, instrument, warn};
+
+use crate::error::FsError;
+use crate::hydrate::{Hydrator, Transfer};
+use crate::meta::{Entry, Kind, Meta, ROOT_INO};
+use crate::remote::{Remote, RemoteError, validate_name};
+use crate::state::EntryState;
+
+/// Settings of one mounted drive.
+#[derive(Clone, Debug)]
+pub struct DriveOptions {
+    /// How long a folder listing is trusted before it is revalidated on access.
+    pub dir_cache_ttl: Duration,
+    /// Owner shown for every entry.
+    pub uid: u32,
+    /// Group shown for every entry.
+    pub gid: u32,
+}
+
+/// What `stat` shows for an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// File or folder.
+    pub kind: Kind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: SystemTime,
+    /// Permission bits.
+    pub perm: u16,
+    /// Link count.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// One row of a folder listing.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    /// The child's name.
+    pub name: String,
+    /// Its attributes.
+    pub attr: Attr,
+}
+
+/// The whole mount's numbers, for `edrive status`.
+#[derive(Clone, Debug)]
+pub struct DriveStatus {
+    /// The server, without credentials.
+    pub server: String,
+    /// Cache occupancy.
+    pub cache: CacheStats,
+    /// Files whose complete content is cached.
+    pub hydrated_files: u64,
+    /// Downloads running now.
+    pub downloads: u64,
+    /// Entries known to the metadata store.
+    pub known_entries: u64,
+}
+
+/// The extended attribute that tells an entry's state.
+pub const XATTR_STATE: &str = "user.edrive.state";
+
+enum Content {
+    Cached(Arc<Blob>),
+    Hydrating(Arc<Transfer>),
+}
+
+struct OpenFile {
+    ino: u64,
+    key: BlobKey,
+    content: Mutex<Content>,
+}
+
+/// A mounted drive.
+pub struct Drive {
+    remote: Arc<dyn Remote>,
+    meta: Arc<Meta>,
+    cache: Arc<Cache>,
+    hydrator: Arc<Hydrator>,
+    options: DriveOptions,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_fh: AtomicU64,
+    listing_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Drive {
+    /// A drive over this server, metadata store and cache.
+    pub fn new(
+        remote: Arc<dyn Remote>,
+        meta: Arc<Meta>,
+        cache: Arc<Cache>,
+        options: DriveOptions,
+    ) -> Drive {
+        let hydrator = Arc::new(Hydrator::new(remote.clone(), cache.clone(), meta.clone()));
+        Drive {
+            remote,
+            meta,
+            cache,
+            hydrator,
+            options,
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            listing_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The server this drive mirrors.
+    pub fn remote(&self) -> &Arc<dyn Remote> {
+        &self.remote
+    }
+
+    fn entry(&self, ino: u64) -> Result<Entry, FsError> {
+        self.meta.get(ino)?.ok_or(FsError::NotFound)
+    }
+
+    fn attr(&self, e: &Entry) -> Attr {
+        let dir = e.is_dir();
+        Attr {
+            ino: e.ino,
+            kind: e.kind,
+            size: e.size,
+            mtime: e.mtime.unwrap_or(UNIX_EPOCH),
+            perm: if dir { 0o755 } else { 0o644 },
+            nlink: if dir { 2 } else { 1 },
+            uid: self.options.uid,
+            gid: self.options.gid,
+        }
+    }
+
+    /// Makes sure folder `ino`'s children are known and no older than the listing TTL.
+    /// A failed listing never removes anything: with an older listing at hand it is served
+    /// (and the failure logged); without one the error is returned.
+    async fn ensure_listed(&self, ino: u64) -> Result<(), FsError> {
+        let fresh = |listed: Option<i64>| {
+            listed.is_some_and(|t| now_ms() - t < self.options.dir_cache_ttl.as_millis() as i64)
+        };
+        if fresh(self.meta.listed_at_ms(ino)?) {
+            return Ok(());
+        }
+        let gate = lock(&self.listing_locks).entry(ino).or_default().clone();
+        let _guard = gate.lock().await;
+        let listed = self.meta.listed_at_ms(ino)?;
+        if fresh(listed) {
+            return Ok(());
+        }
+        let path = self.meta.path_of(ino)?;
+        match self.remote.list(&path).await {
+            Ok(listing) => {
+                if !listing.dir.is_dir {
+                    return Err(FsError::NotDir);
+                }
+                let changes = self.meta.apply_listing(ino, &listing)?;
+                debug!(ino, %path, children = listing.children.len(), ?changes, "listed");
+                Ok(())
+            }
+            Err(e) if listed.is_some() && !matches!(e, RemoteError::NotFound) => {
+                warn!(%path, error = %e, "listing failed; serving the last known listing");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(%path, error = %e, "listing failed");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Finds `name` in folder `parent`.
+    #[instrument(level = "debug", skip(self))]
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Attr, FsError> {
+        validate_name(name)?;
+        let p = self.entry(parent)?;
+        if !p.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        self.ensure_listed(parent).await?;
+        let e = self.meta.child(parent, name)?.ok_or(FsError::NotFound)?;
+        Ok(self.attr(&e))
+    }
+
+    /// The attributes of `ino`.
+    pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        let e = self.entry(ino)?;
+        Ok(self.attr(&e))
+    }
+
+    /// Opens folder `ino` for listing: fetches its children if needed and keeps a snapshot
+    /// under the returned handle, so paging through a large folder is consistent.
+    #[instrument(level = "debug", skip(self))]
+    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        let e = self.entry(ino)?;
+        if !e.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        self.ensure_listed(ino).await?;
+        let children = self.meta.children(ino)?;
+        let rows: Vec<DirEntry> = children
+            .iter()
+            .map(|c| DirEntry { name: c.name.clone(), attr: self.attr(c) })
+            .collect();
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(fh, Arc::new(rows));
+        Ok(fh)
+    }
+
+    /// The snapshot taken by [`Drive::opendir`].
+    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
+        lock(&self.dirs).get(&fh).cloned().ok_or(FsError::BadHandle)
+    }
+
+    /// Forgets a folder handle.
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dirs).remove(&fh);
+    }
+
+    /// The parent folder of `ino` (the root is its own parent).
+    pub fn parent_of(&self, ino: u64) -> Result<u64, FsError> {
+        if ino == ROOT_INO {
+            return Ok(ROOT_INO);
+        }
+        Ok(self.entry(ino)?.parent)
+    }
+
+    /// Opens file `ino` for reading. Returns at once: content is fetched in the background
+    /// and reads wait only for the bytes they need.
+    #[instrument(level = "debug", skip(self))]
+    pub async fn open(&self, ino: u64, write: bool) -> Result<u64, FsError> {
+        let e = self.entry(ino)?;
+        if e.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        if write {
+            return Err(FsError::ReadOnly);
+        }
+        let key = BlobKey { entry: ino, version: e.content_version() };
+        let content = match self.cache.get(&key) {
+            Some(blob) => Content::Cached(Arc::new(blob)),
+            None => {
+                let path = self.meta.path_of(ino)?;
+                Content::Hydrating(self.hydrator.start(key.clone(), path, e.size)?)
+            }
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let file = OpenFile { ino, key, content: Mutex::new(content) };
+        lock(&self.files).insert(fh, Arc::new(file));
+        Ok(fh)
+    }
+
+    /// Reads up to `size` bytes at `offset` from open file `fh`.
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        let file = lock(&self.files).get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        loop {
+            let transfer = {
+                let mut content = lock(&file.content);
+                match &*content {
+                    Content::Cached(blob) => return read_blob(blob, offset, size),
+                    Content::Hydrating(t) => {
+                        if let Some(blob) = t.blob() {
+                            *content = Content::Cached(blob);
+                            continue;
+                        }
+                        t.clone()
+                    }
+                }
+            };
+            match transfer.read(offset, size).await {
+                Ok(data) => return Ok(data),
+                Err(e) if !transfer.running() => {
+                    // The download failed: this read fails; the next read tries again.
+                    if transfer.blob().is_none() {
+                        let e2 = self.restart_transfer(&file);
+                        if let Err(e2) = e2 {
+                            warn!(error = %e2, "could not restart download");
+                        }
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn restart_transfer(&self, file: &OpenFile) -> Result<(), FsError> {
+        let e = self.entry(file.ino)?;
+        let key = BlobKey { entry: file.ino, version: e.content_version() };
+        let content = match self.cache.get(&key) {
+            Some(blob) => Content::Cached(Arc::new(blob)),
+            None => {
+                let path = self.meta.path_of(file.ino)?;
+                if key != file.key {
+                    debug!(ino = file.ino, "version changed; fetching the new one");
+                }
+                Content::Hydrating(self.hydrator.start(key, path, e.size)?)
+            }
+        };
+        *lock(&file.content) = content;
+        Ok(())
+    }
+
+    /// Closes file handle `fh`; its content becomes evictable once no handle holds it.
+    pub fn release(&self, fh: u64) {
+        lock(&self.files).remove(&fh);
+    }
+
+    /// The state of `ino` as `user.edrive.state` shows it.
+    pub fn state(&self, ino: u64) -> Result<EntryState, FsError> {
+        let e = self.entry(ino)?;
+        if e.is_dir() {
+            return Ok(if e.listed_at_ms.is_some() {
+                EntryState::Hydrated
+            } else {
+                EntryState::OnlineOnly
+            });
+        }
+        let key = BlobKey { entry: ino, version: e.content_version() };
+        Ok(if self.cache.contains(&key) {
+            EntryState::Hydrated
+        } else if self.hydrator.is_running(&key) {
+            EntryState::Partial
+        } else {
+            EntryState::OnlineOnly
+        })
+    }
+
+    /// The names of the extended attributes every entry has.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<&'static str>, FsError> {
+        self.entry(ino)?;
+        Ok(vec![XATTR_STATE])
+    }
+
+    /// The value of extended attribute `name` of `ino`.
+    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
+        match name {
+            XATTR_STATE => Ok(self.state(ino)?.as_str().as_bytes().to_vec()),
+            _ => Err(FsError::NoAttr),
+        }
+    }
+
+    /// Numbers for `edrive status`.
+    pub fn status(&self) -> Result<DriveStatus, FsError> {
+        let cache = self.cache.stats();
+        Ok(DriveStatus {
+            server: self.remote.describe(),
+            hydrated_files: cache.blobs as u64,
+            cache,
+            downloads: self.hydrator.running() as u64,
+            known_entries: self.meta.count()?,
+        })
+    }
+}
+
+fn read_blob(blob: &Blob, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+    let len = blob.len();
+    if offset >= len {
+        return Ok(Vec::new());
+    }
+    let n = (size as u64).min(len - offset) as usize;
+    let mut buf = vec![0u8; n];
+    let got = blob.read_at(&mut buf, offset)?;
+    buf.truncate(got);
+    Ok(buf)
+}

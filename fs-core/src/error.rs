@@ -1,0 +1,83 @@
+//! The filesystem's error type and its one mapping to errno.
+
+use thiserror::Error;
+
+use crate::meta::MetaError;
+use crate::remote::{NameError, RemoteError};
+
+/// Why a filesystem operation failed. Every adapter maps it through [`FsError::errno`]
+/// (FUSE) or its own single table (ProjFS), never ad hoc.
+#[derive(Debug, Error)]
+pub enum FsError {
+    /// No such entry (locally known or positively absent on the server).
+    #[error("no such file or folder")]
+    NotFound,
+    /// A folder operation on a file.
+    #[error("not a folder")]
+    NotDir,
+    /// A file operation on a folder.
+    #[error("is a folder")]
+    IsDir,
+    /// The operation needs write support this drive does not offer (yet).
+    #[error("read-only drive")]
+    ReadOnly,
+    /// A name that cannot exist on the server.
+    #[error("invalid name: {0}")]
+    InvalidName(#[from] NameError),
+    /// The extended attribute does not exist.
+    #[error("no such attribute")]
+    NoAttr,
+    /// The file handle is not open.
+    #[error("bad file handle")]
+    BadHandle,
+    /// The server failed or refused.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// The content cache failed.
+    #[error("cache: {0}")]
+    Cache(#[from] edrive_cache::CacheError),
+    /// Local I/O failed.
+    #[error("local I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FsError {
+    /// The errno the kernel should see.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::InvalidName(NameError::TooLong) => libc::ENAMETOOLONG,
+            FsError::InvalidName(_) => libc::EINVAL,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::BadHandle => libc::EBADF,
+            FsError::Remote(RemoteError::NotFound) => libc::ENOENT,
+            FsError::Remote(RemoteError::Auth(_)) => libc::EACCES,
+            FsError::Remote(RemoteError::InsufficientStorage) => libc::ENOSPC,
+            FsError::Remote(_) => libc::EIO,
+            FsError::Meta(_) | FsError::Cache(_) | FsError::Io(_) => libc::EIO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_mapping() {
+        assert_eq!(FsError::NotFound.errno(), libc::ENOENT);
+        assert_eq!(FsError::Remote(RemoteError::Auth(401)).errno(), libc::EACCES);
+        assert_eq!(FsError::Remote(RemoteError::Malformed("x".into())).errno(), libc::EIO);
+        assert_eq!(
+            FsError::Remote(RemoteError::ShortBody { expected: 2, got: 1 }).errno(),
+            libc::EIO
+        );
+        assert_eq!(FsError::InvalidName(NameError::TooLong).errno(), libc::ENAMETOOLONG);
+    }
+}

@@ -1,0 +1,208 @@
+//! Hydration: fetching a file's content from the server into the cache, once, while any
+//! number of readers are served from the prefix that has already arrived.
+//!
+//! A transfer writes into a cache fill (a temp file); it becomes a cached blob only when
+//! every promised byte arrived, so a short or broken body is never cached as complete.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use edrive_cache::{Blob, BlobKey, Cache};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::error::FsError;
+use crate::meta::Meta;
+use crate::remote::{Remote, RemoteError, RemotePath};
+
+/// How far a transfer got.
+#[derive(Clone, Debug)]
+struct Progress {
+    written: u64,
+    outcome: Option<Result<(), Arc<FsError>>>,
+}
+
+/// One download in flight (or just finished), shared by every reader of that version.
+pub struct Transfer {
+    key: BlobKey,
+    len: u64,
+    progress: watch::Receiver<Progress>,
+    reader: std::fs::File,
+    blob: Mutex<Option<Arc<Blob>>>,
+}
+
+impl Transfer {
+    /// The blob this transfer produced, once it completed.
+    pub fn blob(&self) -> Option<Arc<Blob>> {
+        self.blob.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the transfer is still running.
+    pub fn running(&self) -> bool {
+        self.progress.borrow().outcome.is_none()
+    }
+
+    /// Reads `size` bytes at `offset`, waiting only until those bytes have arrived.
+    pub async fn read(&self, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        let end = offset.saturating_add(size as u64).min(self.len);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut rx = self.progress.clone();
+        let progress = rx
+            .wait_for(|p| p.written >= end || p.outcome.is_some())
+            .await
+            .map_err(|_| FsError::Remote(RemoteError::Transfer("download task ended".into())))?
+            .clone();
+        if progress.written < end {
+            if let Some(Err(e)) = progress.outcome {
+                return Err(clone_error(&e));
+            }
+        }
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let n = read_full_at(&self.reader, &mut buf, offset)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+fn read_full_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    use std::os::unix::fs::FileExt;
+    #[cfg(windows)]
+    use std::os::windows::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        #[cfg(unix)]
+        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
+        #[cfg(windows)]
+        let n = file.seek_read(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// Errors are shared between readers; each gets its own equivalent copy.
+fn clone_error(e: &FsError) -> FsError {
+    match e {
+        FsError::Remote(r) => FsError::Remote(r.clone()),
+        other => FsError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+/// Starts downloads and lets concurrent openers of the same version share one.
+pub struct Hydrator {
+    remote: Arc<dyn Remote>,
+    cache: Arc<Cache>,
+    meta: Arc<Meta>,
+    inflight: Mutex<HashMap<BlobKey, Arc<Transfer>>>,
+}
+
+impl Hydrator {
+    /// A hydrator over these stores.
+    pub fn new(remote: Arc<dyn Remote>, cache: Arc<Cache>, meta: Arc<Meta>) -> Hydrator {
+        Hydrator { remote, cache, meta, inflight: Mutex::new(HashMap::new()) }
+    }
+
+    /// How many downloads are running now.
+    pub fn running(&self) -> usize {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether a download of `key` is running now.
+    pub fn is_running(&self, key: &BlobKey) -> bool {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key)
+    }
+
+    /// The running transfer for `key`, or a new one fetching `path` (`len` bytes).
+    pub fn start(
+        self: &Arc<Self>,
+        key: BlobKey,
+        path: RemotePath,
+        len: u64,
+    ) -> Result<Arc<Transfer>, FsError> {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = inflight.get(&key) {
+            return Ok(t.clone());
+        }
+        let fill = self.cache.begin_fill(key.clone(), len)?;
+        let reader = fill.reader()?;
+        let (tx, rx) = watch::channel(Progress { written: 0, outcome: None });
+        let transfer = Arc::new(Transfer {
+            key: key.clone(),
+            len,
+            progress: rx,
+            reader,
+            blob: Mutex::new(None),
+        });
+        inflight.insert(key.clone(), transfer.clone());
+        drop(inflight);
+
+        let this = self.clone();
+        let t = transfer.clone();
+        let span = info_span!("hydrate", ino = key.entry, path = %path, len);
+        tokio::spawn(
+            async move {
+                let result = this.download(&path, fill, &tx, &t).await;
+                if let Err(e) = &result {
+                    warn!(error = %e, "download failed");
+                    if let FsError::Remote(RemoteError::Malformed(_)) = e {
+                        // The file changed under us: relist before the next attempt.
+                        if let Ok(Some(entry)) = this.meta.get(key.entry) {
+                            let _ = this.meta.expire_listing(entry.parent);
+                        }
+                    }
+                }
+                this.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&t.key);
+                tx.send_modify(|p| p.outcome = Some(result.map_err(Arc::new)));
+            }
+            .instrument(span),
+        );
+        Ok(transfer)
+    }
+
+    async fn download(
+        &self,
+        path: &RemotePath,
+        mut fill: edrive_cache::Fill,
+        tx: &watch::Sender<Progress>,
+        transfer: &Transfer,
+    ) -> Result<(), FsError> {
+        let dl = self.remote.read(path, None).await?;
+        if let Some(len) = dl.len {
+            if len != transfer.len {
+                return Err(FsError::Remote(RemoteError::Malformed(format!(
+                    "server sends {len} bytes but listed {} (changed on server?)",
+                    transfer.len
+                ))));
+            }
+        }
+        let mut body = dl.body;
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if written + chunk.len() as u64 > transfer.len {
+                return Err(FsError::Remote(RemoteError::Malformed(
+                    "body longer than its length".into(),
+                )));
+            }
+            fill.append(&chunk)?;
+            written += chunk.len() as u64;
+            tx.send_modify(|p| p.written = written);
+        }
+        if written != transfer.len {
+            return Err(FsError::Remote(RemoteError::ShortBody {
+                expected: transfer.len,
+                got: written,
+            }));
+        }
+        let blob = fill.commit()?;
+        debug!(bytes = written, "hydrated");
+        *transfer.blob.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(blob));
+        Ok(())
+    }
+}

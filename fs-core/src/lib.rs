@@ -1,0 +1,18 @@
+//! edrive's filesystem core: the drive as the user sees it (lookup, read, listing, state),
+//! built on a [`remote::Remote`] server, a SQLite metadata store ([`meta`]) and the bounded
+//! content cache (the `edrive-cache` crate).
+//!
+//! It knows nothing about FUSE or ProjFS: the kernel adapters translate callbacks into calls
+//! on [`drive::Drive`], which is why everything here can be tested without a mount.
+
+pub mod drive;
+pub mod error;
+pub mod hydrate;
+pub mod meta;
+pub mod remote;
+pub mod state;
+
+pub use drive::{Attr, DirEntry, Drive, DriveOptions, DriveStatus};
+pub use error::FsError;
+pub use meta::{Kind, Meta, ROOT_INO};
+pub use state::EntryState;

@@ -1,0 +1,314 @@
+//! The metadata store: every known entry of the remote tree, in SQLite.
+//!
+//! Inode numbers are the rows' ids (`AUTOINCREMENT`, never reused), so they stay stable
+//! across restarts and a cached blob keyed by inode is found again by the next mount.
+//! Directory listings carry the time they were fetched, for the listing TTL.
+
+mod entry;
+mod schema;
+
+pub use entry::{Entry, Kind};
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use thiserror::Error;
+use tracing::warn;
+
+use crate::remote::{ETag, Listing, RemoteEntry, RemotePath, validate_name};
+
+/// The root folder's inode number.
+pub const ROOT_INO: u64 = 1;
+
+/// A failure of the metadata store.
+#[derive(Debug, Error)]
+pub enum MetaError {
+    /// SQLite failed.
+    #[error("metadata store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store belongs to another server.
+    #[error("this cache directory belongs to {found}, not {wanted}; use another --cache-dir")]
+    OtherServer {
+        /// URL recorded in the store.
+        found: String,
+        /// URL of this mount.
+        wanted: String,
+    },
+    /// The store's own data is inconsistent (a row names a parent that does not exist).
+    #[error("metadata store is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// The SQLite-backed metadata store. Cheap calls only; each holds the connection briefly.
+pub struct Meta {
+    conn: Mutex<Connection>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Meta {
+    /// Opens (or creates) the store at `path` for the server `url`.
+    pub fn open(path: &Path, url: &str) -> Result<Meta, MetaError> {
+        let conn = Connection::open(path)?;
+        schema::prepare(&conn)?;
+        let found: Option<String> = conn
+            .query_row("SELECT value FROM settings WHERE key = 'server_url'", [], |r| r.get(0))
+            .optional()?;
+        match found {
+            Some(found) if found != url => {
+                return Err(MetaError::OtherServer { found, wanted: url.to_string() });
+            }
+            Some(_) => {}
+            None => {
+                conn.execute(
+                    "INSERT INTO settings(key, value) VALUES ('server_url', ?1)",
+                    params![url],
+                )?;
+            }
+        }
+        Ok(Meta { conn: Mutex::new(conn) })
+    }
+
+    /// Opens a private in-memory store (tests).
+    pub fn in_memory() -> Result<Meta, MetaError> {
+        let conn = Connection::open_in_memory()?;
+        schema::prepare(&conn)?;
+        Ok(Meta { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back),
+        // so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry with inode `ino`.
+    pub fn get(&self, ino: u64) -> Result<Option<Entry>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("{} WHERE ino = ?1", entry::SELECT))?;
+        Ok(stmt.query_row(params![ino as i64], entry::from_row).optional()?)
+    }
+
+    /// The child `name` of folder `parent`.
+    pub fn child(&self, parent: u64, name: &str) -> Result<Option<Entry>, MetaError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("{} WHERE parent = ?1 AND name = ?2", entry::SELECT))?;
+        Ok(stmt.query_row(params![parent as i64, name], entry::from_row).optional()?)
+    }
+
+    /// All children of folder `parent`, by name.
+    pub fn children(&self, parent: u64) -> Result<Vec<Entry>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!("{} WHERE parent = ?1 ORDER BY name", entry::SELECT))?;
+        let rows = stmt.query_map(params![parent as i64], entry::from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The remote path of `ino`, built from its ancestors.
+    pub fn path_of(&self, ino: u64) -> Result<RemotePath, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT parent, name FROM entries WHERE ino = ?1")?;
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO {
+            let (parent, name): (i64, String) = stmt
+                .query_row(params![cur as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or_else(|| MetaError::Corrupt(format!("inode {cur} has no row")))?;
+            parts.push(name);
+            cur = parent as u64;
+            if parts.len() > 4096 {
+                return Err(MetaError::Corrupt(format!("inode {ino} has a parent cycle")));
+            }
+        }
+        parts.reverse();
+        RemotePath::from_parts(parts).map_err(|e| MetaError::Corrupt(e.to_string()))
+    }
+
+    /// When the children of folder `ino` were last listed, in milliseconds since the epoch.
+    pub fn listed_at_ms(&self, ino: u64) -> Result<Option<i64>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT listed_at_ms FROM entries WHERE ino = ?1")?;
+        Ok(stmt.query_row(params![ino as i64], |r| r.get(0)).optional()?.flatten())
+    }
+
+    /// Updates the root's own attributes from a server description.
+    pub fn update_root(&self, root: &RemoteEntry) -> Result<(), MetaError> {
+        let conn = self.conn();
+        let (etag, weak) = etag_cols(root.etag.as_ref());
+        conn.execute(
+            "UPDATE entries SET mtime_ns = ?1, etag = ?2, etag_weak = ?3 WHERE ino = ?4",
+            params![mtime_ns(root.mtime), etag, weak, ROOT_INO as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces what is known of folder `dir`'s children with a successful listing: new
+    /// names get new inodes, known names keep theirs, names the listing positively lacks
+    /// are removed with everything below them. Only ever called with a listing the server
+    /// actually returned — an error is never a deletion.
+    pub fn apply_listing(&self, dir: u64, listing: &Listing) -> Result<ListingChanges, MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut changes = ListingChanges::default();
+        {
+            let mut existing: std::collections::HashMap<String, (i64, bool, Option<String>)> =
+                std::collections::HashMap::new();
+            let mut sel =
+                tx.prepare_cached("SELECT name, ino, is_dir, etag FROM entries WHERE parent = ?1")?;
+            let rows = sel.query_map(params![dir as i64], |r| {
+                Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+            })?;
+            for row in rows {
+                let (name, v) = row?;
+                existing.insert(name, v);
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO entries(parent, name, is_dir, size, mtime_ns, etag, etag_weak)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE entries SET size = ?2, mtime_ns = ?3, etag = ?4, etag_weak = ?5
+                 WHERE ino = ?1",
+            )?;
+            for child in &listing.children {
+                if let Err(e) = validate_name(&child.name) {
+                    warn!(name = ?child.name, error = %e, "skipping entry with invalid name");
+                    continue;
+                }
+                let (etag, weak) = etag_cols(child.etag.as_ref());
+                let size = if child.is_dir { 0 } else { child.size as i64 };
+                match existing.remove(&child.name) {
+                    Some((ino, was_dir, old_etag)) if was_dir == child.is_dir => {
+                        if old_etag.as_deref() != etag {
+                            changes.changed.push(ino as u64);
+                        }
+                        update.execute(params![ino, size, mtime_ns(child.mtime), etag, weak])?;
+                    }
+                    Some((ino, _, _)) => {
+                        // Kind changed (file became folder or back): a new identity.
+                        delete_subtree(&tx, ino)?;
+                        changes.removed.push(ino as u64);
+                        insert.execute(params![
+                            dir as i64,
+                            child.name,
+                            child.is_dir,
+                            size,
+                            mtime_ns(child.mtime),
+                            etag,
+                            weak
+                        ])?;
+                    }
+                    None => {
+                        insert.execute(params![
+                            dir as i64,
+                            child.name,
+                            child.is_dir,
+                            size,
+                            mtime_ns(child.mtime),
+                            etag,
+                            weak
+                        ])?;
+                        changes.added += 1;
+                    }
+                }
+            }
+            for (_, (ino, _, _)) in existing {
+                delete_subtree(&tx, ino)?;
+                changes.removed.push(ino as u64);
+            }
+            let (etag, weak) = etag_cols(listing.dir.etag.as_ref());
+            tx.execute(
+                "UPDATE entries SET listed_at_ms = ?2, etag = COALESCE(?3, etag),
+                 etag_weak = ?4, mtime_ns = COALESCE(?5, mtime_ns) WHERE ino = ?1",
+                params![dir as i64, now_ms(), etag, weak, mtime_ns(listing.dir.mtime)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(changes)
+    }
+
+    /// Records a file's size and version as a download found them (the server may have a
+    /// newer version than the last listing said).
+    pub fn set_version(&self, ino: u64, size: u64, etag: Option<&ETag>) -> Result<(), MetaError> {
+        let conn = self.conn();
+        let (etag, weak) = etag_cols(etag);
+        conn.execute(
+            "UPDATE entries SET size = ?2, etag = COALESCE(?3, etag),
+             etag_weak = CASE WHEN ?3 IS NULL THEN etag_weak ELSE ?4 END WHERE ino = ?1",
+            params![ino as i64, size as i64, etag, weak],
+        )?;
+        Ok(())
+    }
+
+    /// Marks folder `ino`'s listing as stale so the next access revalidates it.
+    pub fn expire_listing(&self, ino: u64) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute("UPDATE entries SET listed_at_ms = NULL WHERE ino = ?1", params![ino as i64])?;
+        Ok(())
+    }
+
+    /// Number of known entries (files and folders, root included).
+    pub fn count(&self) -> Result<u64, MetaError> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Every file's inode and content version, for status and cache reconciliation.
+    pub fn file_versions(&self) -> Result<Vec<(u64, String)>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("{} WHERE is_dir = 0", entry::SELECT))?;
+        let rows = stmt.query_map([], entry::from_row)?;
+        let mut out = Vec::new();
+        for e in rows {
+            let e = e?;
+            out.push((e.ino, e.content_version()));
+        }
+        Ok(out)
+    }
+}
+
+/// What applying a listing changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListingChanges {
+    /// New names.
+    pub added: usize,
+    /// Known entries whose version changed.
+    pub changed: Vec<u64>,
+    /// Entries removed (with their subtrees), by inode.
+    pub removed: Vec<u64>,
+}
+
+fn delete_subtree(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<(), MetaError> {
+    tx.execute(
+        "WITH RECURSIVE sub(ino) AS (
+             SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)
+         DELETE FROM entries WHERE ino IN sub",
+        params![ino],
+    )?;
+    Ok(())
+}
+
+fn etag_cols(etag: Option<&ETag>) -> (Option<&str>, bool) {
+    match etag {
+        Some(e) => (Some(e.value.as_str()), e.weak),
+        None => (None, false),
+    }
+}
+
+fn mtime_ns(t: Option<SystemTime>) -> Option<i64> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i64)
+}
+
+#[cfg(test)]
+mod tests;

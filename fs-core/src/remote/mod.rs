@@ -1,0 +1,163 @@
+//! The remote store as fs-core sees it: a tree of folders and files reached by path.
+//!
+//! [`Remote`] is the only thing the rest of fs-core knows about a server. WebDAV is the
+//! first implementation ([`webdav`]); an S3 backend implements the same trait later without
+//! touching the metadata store, the cache or the kernel adapters.
+
+pub mod webdav;
+
+mod error;
+mod path;
+
+pub use error::RemoteError;
+pub use path::{NameError, RemotePath, validate_name};
+
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// A stream of body bytes; ends early with an error, never silently.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, RemoteError>> + Send>>;
+
+/// An entity tag as the server sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ETag {
+    /// The opaque value without `W/` and without quotes.
+    pub value: String,
+    /// Whether the server marked it weak (`W/"..."`).
+    pub weak: bool,
+}
+
+impl ETag {
+    /// Parses a header or property value: `"abc"`, `W/"abc"`, or unquoted `abc`.
+    /// Returns `None` for an empty value.
+    pub fn parse(raw: &str) -> Option<ETag> {
+        let raw = raw.trim();
+        let (weak, rest) = match raw.strip_prefix("W/").or_else(|| raw.strip_prefix("w/")) {
+            Some(rest) => (true, rest.trim()),
+            None => (false, raw),
+        };
+        let value = rest
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .unwrap_or(rest);
+        if value.is_empty() {
+            return None;
+        }
+        Some(ETag { value: value.to_string(), weak })
+    }
+
+    /// The value as an HTTP header expects it (`"abc"` or `W/"abc"`).
+    pub fn to_header(&self) -> String {
+        if self.weak {
+            format!("W/\"{}\"", self.value)
+        } else {
+            format!("\"{}\"", self.value)
+        }
+    }
+}
+
+/// What the server says about one file or folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// The entry's own name (one validated path component); empty for the listed folder
+    /// itself and for the root.
+    pub name: String,
+    /// Folder (collection) or file.
+    pub is_dir: bool,
+    /// Content length in bytes; 0 for folders and when the server does not say.
+    pub size: u64,
+    /// Last modification time, if the server sent a parseable one.
+    pub mtime: Option<SystemTime>,
+    /// The version tag, if the server sent one.
+    pub etag: Option<ETag>,
+}
+
+/// One folder's listing: the folder itself and its direct children.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// The listed folder.
+    pub dir: RemoteEntry,
+    /// Its children, names unique and valid; hostile or duplicate names already dropped
+    /// (with a warning in the log).
+    pub children: Vec<RemoteEntry>,
+}
+
+/// A response body being downloaded.
+pub struct Download {
+    /// Bytes the server promised (Content-Length, or the length of the served range).
+    pub len: Option<u64>,
+    /// The version the server is sending, if it said.
+    pub etag: Option<ETag>,
+    /// The body. Yields an error (never a clean end) if fewer than `len` bytes arrive.
+    pub body: ByteStream,
+}
+
+/// A condition a write must meet on the server, so that a concurrent change is detected
+/// rather than overwritten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Unconditional.
+    None,
+    /// Only if the server's current version is this one (`If-Match`).
+    IfMatch(ETag),
+    /// Only if nothing exists at the path yet (`If-None-Match: *`).
+    IfNoneExists,
+}
+
+/// A remote tree reached by path. All paths are relative to the mount's root URL.
+#[async_trait]
+pub trait Remote: Send + Sync {
+    /// Lists a folder and its direct children (WebDAV: PROPFIND Depth 1).
+    async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError>;
+    /// Describes one entry (WebDAV: PROPFIND Depth 0).
+    async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError>;
+    /// Reads a file, the whole of it or one byte range, as a stream.
+    async fn read(
+        &self,
+        path: &RemotePath,
+        range: Option<Range<u64>>,
+    ) -> Result<Download, RemoteError>;
+    /// Writes a whole file from a stream of `len` bytes; returns the new version tag if the
+    /// server sent one. `mtime` is passed on to servers that accept one.
+    async fn put(
+        &self,
+        path: &RemotePath,
+        body: ByteStream,
+        len: u64,
+        precondition: Precondition,
+        mtime: Option<SystemTime>,
+    ) -> Result<Option<ETag>, RemoteError>;
+    /// Creates a folder; its parent must exist.
+    async fn mkdir(&self, path: &RemotePath) -> Result<(), RemoteError>;
+    /// Moves a file or folder server-side; `overwrite` allows replacing an existing target.
+    async fn rename(
+        &self,
+        from: &RemotePath,
+        to: &RemotePath,
+        overwrite: bool,
+    ) -> Result<(), RemoteError>;
+    /// Deletes a file or a folder with everything in it.
+    async fn delete(&self, path: &RemotePath, precondition: Precondition)
+    -> Result<(), RemoteError>;
+    /// A short description of the server for status output (its URL, without credentials).
+    fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ETag;
+
+    #[test]
+    fn etag_forms() {
+        assert_eq!(ETag::parse("\"abc\""), Some(ETag { value: "abc".into(), weak: false }));
+        assert_eq!(ETag::parse("W/\"abc\""), Some(ETag { value: "abc".into(), weak: true }));
+        assert_eq!(ETag::parse("abc"), Some(ETag { value: "abc".into(), weak: false }));
+        assert_eq!(ETag::parse(" \"\" "), None);
+        assert_eq!(ETag::parse("W/\"x\"").map(|e| e.to_header()), Some("W/\"x\"".into()));
+    }
+}

@@ -1,0 +1,261 @@
+//! WebDAV client: [`WebDav`] implements [`Remote`] over HTTP(S) with PROPFIND listings,
+//! ranged GETs, streamed PUTs, MKCOL, MOVE and DELETE.
+//!
+//! Modules: `client` (HTTP, credentials, timeouts, redirects), `href` (paths ↔ URLs),
+//! `propfind` (the multistatus parser), `xml` (namespace-aware XML reading), `status`
+//! (HTTP status → [`RemoteError`]), `download` / `upload` (body streams).
+
+mod client;
+mod download;
+mod href;
+mod propfind;
+mod status;
+mod upload;
+mod xml;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::ops::Range;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use reqwest::Method;
+
+use self::client::{Body, Call, Client, Deadline};
+use super::{
+    ByteStream, Download, ETag, Listing, Precondition, Remote, RemoteEntry, RemoteError, RemotePath,
+};
+
+/// How to reach a WebDAV server.
+#[derive(Clone)]
+pub struct WebDavConfig {
+    /// The base URL of the share (`https://host/remote.php/dav/files/alice/`); a trailing
+    /// slash is optional. Credentials in the URL are used if `user` is `None`.
+    pub url: String,
+    /// User name for HTTP Basic authentication; none means no authentication.
+    pub user: Option<String>,
+    /// Password for HTTP Basic authentication.
+    pub password: Option<String>,
+    /// Limit for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit for a metadata request as a whole, and for waiting on a download's headers or
+    /// its next body bytes.
+    pub request_timeout: Duration,
+}
+
+impl WebDavConfig {
+    /// A configuration without credentials, with a 5 s connect and 30 s request timeout.
+    pub fn new(url: impl Into<String>) -> WebDavConfig {
+        WebDavConfig {
+            url: url.into(),
+            user: None,
+            password: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for WebDavConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebDavConfig")
+            .field("url", &redact_userinfo(&self.url))
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// `url` with any `user:password@` replaced by `<redacted>@`.
+fn redact_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_len = url[start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - start);
+    match url[start..start + authority_len].rfind('@') {
+        Some(at) => format!("{}<redacted>{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
+    }
+}
+
+/// A WebDAV server as a [`Remote`].
+pub struct WebDav {
+    client: Client,
+}
+
+impl fmt::Debug for WebDav {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebDav")
+            .field("url", &self.describe())
+            .finish()
+    }
+}
+
+impl WebDav {
+    /// Validates the configuration and sets up the (lazily connecting) HTTP client.
+    /// Fails with [`RemoteError::Local`] for an unusable URL.
+    pub fn new(config: WebDavConfig) -> Result<WebDav, RemoteError> {
+        Ok(WebDav {
+            client: Client::new(&config)?,
+        })
+    }
+
+    /// PROPFIND with the given depth; returns the buffered multistatus body.
+    async fn propfind(
+        &self,
+        path: &RemotePath,
+        depth: &str,
+        dir: bool,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let call = Call::new(
+            method("PROPFIND")?,
+            self.client.url(path, dir)?,
+            Deadline::Total,
+        )
+        .header(HeaderName::from_static("depth"), depth)?
+        .header(CONTENT_TYPE, "application/xml")?
+        .body(Body::Bytes(Bytes::from_static(
+            propfind::REQUEST_BODY.as_bytes(),
+        )));
+        let resp = self.client.check(self.client.send(call).await?).await?;
+        match resp.status().as_u16() {
+            207 | 200 => client::read_capped(resp, propfind::MAX_REPLY).await,
+            code => Err(RemoteError::Status(code)),
+        }
+    }
+
+    /// Sends a request without body and checks for a 2xx status.
+    async fn simple(&self, call: Call) -> Result<(), RemoteError> {
+        self.client
+            .check(self.client.send(call).await?)
+            .await
+            .map(drop)
+    }
+}
+
+/// An HTTP method by name (the WebDAV ones have no constant).
+fn method(name: &str) -> Result<Method, RemoteError> {
+    Method::from_bytes(name.as_bytes())
+        .map_err(|_| RemoteError::Local(format!("bad method {name}")))
+}
+
+#[async_trait]
+impl Remote for WebDav {
+    async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
+        let body = self.propfind(path, "1", true).await?;
+        propfind::parse_listing(&body, self.client.base_parts(), path)
+    }
+
+    async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {
+        let body = self.propfind(path, "0", false).await?;
+        propfind::parse_stat(&body, self.client.base_parts(), path)
+    }
+
+    async fn read(
+        &self,
+        path: &RemotePath,
+        range: Option<Range<u64>>,
+    ) -> Result<Download, RemoteError> {
+        let mut call = Call::new(
+            Method::GET,
+            self.client.url(path, false)?,
+            Deadline::Headers,
+        );
+        if let Some(r) = &range {
+            if r.start >= r.end {
+                return Ok(download::empty());
+            }
+            call = call.header(
+                reqwest::header::RANGE,
+                &format!("bytes={}-{}", r.start, r.end - 1),
+            )?;
+        }
+        let resp = self.client.check(self.client.send(call).await?).await?;
+        download::download(resp, range.as_ref(), self.client.timeout())
+    }
+
+    async fn put(
+        &self,
+        path: &RemotePath,
+        body: ByteStream,
+        len: u64,
+        precondition: Precondition,
+        mtime: Option<SystemTime>,
+    ) -> Result<Option<ETag>, RemoteError> {
+        let mut call = Call::new(
+            Method::PUT,
+            self.client.url(path, false)?,
+            Deadline::Unbounded,
+        )
+        .header(CONTENT_LENGTH, &len.to_string())?
+        .header(CONTENT_TYPE, "application/octet-stream")?
+        .precondition(&precondition)?
+        .body(Body::Stream(Box::pin(upload::SizedBody::new(body, len))));
+        if let Some(secs) = mtime.and_then(client::unix_seconds) {
+            call = call.header(HeaderName::from_static("x-oc-mtime"), &secs.to_string())?;
+        }
+        let resp = self.client.check(self.client.send(call).await?).await?;
+        let headers = resp.headers();
+        let etag = headers
+            .get(ETAG)
+            .or_else(|| headers.get("oc-etag"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(ETag::parse);
+        Ok(etag)
+    }
+
+    async fn mkdir(&self, path: &RemotePath) -> Result<(), RemoteError> {
+        self.simple(Call::new(
+            method("MKCOL")?,
+            self.client.url(path, false)?,
+            Deadline::Total,
+        ))
+        .await
+    }
+
+    async fn rename(
+        &self,
+        from: &RemotePath,
+        to: &RemotePath,
+        overwrite: bool,
+    ) -> Result<(), RemoteError> {
+        let destination = self.client.url(to, false)?;
+        let call = Call::new(
+            method("MOVE")?,
+            self.client.url(from, false)?,
+            Deadline::Total,
+        )
+        .header(HeaderName::from_static("destination"), destination.as_str())?
+        .header(
+            HeaderName::from_static("overwrite"),
+            if overwrite { "T" } else { "F" },
+        )?;
+        self.simple(call).await
+    }
+
+    async fn delete(
+        &self,
+        path: &RemotePath,
+        precondition: Precondition,
+    ) -> Result<(), RemoteError> {
+        let call = Call::new(
+            Method::DELETE,
+            self.client.url(path, false)?,
+            Deadline::Total,
+        )
+        .precondition(&precondition)?;
+        self.simple(call).await
+    }
+
+    fn describe(&self) -> String {
+        self.client.base().to_string()
+    }
+}

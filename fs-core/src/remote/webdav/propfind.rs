@@ -1,0 +1,729 @@
+//! PROPFIND replies: the multistatus parser and the assembly of listings and single
+//! entries from it. Pure functions from bytes to entries; no I/O.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use tracing::warn;
+
+use super::href::href_to_parts;
+use super::xml::{walk, Node, Tag as T};
+use crate::remote::{validate_name, ETag, Listing, RemoteEntry, RemoteError, RemotePath};
+
+/// The PROPFIND request body: exactly the properties edrive uses.
+pub(crate) const REQUEST_BODY: &str = concat!(
+    r#"<?xml version="1.0" encoding="utf-8"?>"#,
+    r#"<D:propfind xmlns:D="DAV:"><D:prop>"#,
+    r#"<D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/>"#,
+    r#"</D:prop></D:propfind>"#,
+);
+
+/// Largest PROPFIND reply accepted (it is buffered whole).
+pub(crate) const MAX_REPLY: usize = 64 << 20;
+
+/// The properties of one resource, from its successful `<propstat>` blocks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Props {
+    is_dir: bool,
+    size: Option<u64>,
+    mtime: Option<SystemTime>,
+    etag: Option<ETag>,
+}
+
+impl Props {
+    fn merge(&mut self, other: Props) {
+        self.is_dir |= other.is_dir;
+        self.size = self.size.or(other.size);
+        self.mtime = self.mtime.or(other.mtime);
+        self.etag = self.etag.clone().or(other.etag);
+    }
+
+    fn into_entry(self, name: String) -> RemoteEntry {
+        RemoteEntry {
+            name,
+            is_dir: self.is_dir,
+            size: if self.is_dir {
+                0
+            } else {
+                self.size.unwrap_or(0)
+            },
+            mtime: self.mtime,
+            etag: self.etag,
+        }
+    }
+}
+
+/// One `<D:response>`, its href not yet interpreted.
+#[derive(Debug, Default)]
+struct DavResponse {
+    href: Option<String>,
+    /// The response-level `<D:status>` line, if any (used when there is no propstat).
+    status: Option<String>,
+    props: Props,
+}
+
+impl DavResponse {
+    /// The HTTP code of a response-level status that is not 2xx.
+    fn failed_status(&self) -> Option<u16> {
+        let line = self.status.as_deref()?;
+        match status_code(line) {
+            Some(code) if (200..300).contains(&code) => None,
+            Some(code) => Some(code),
+            None => Some(0),
+        }
+    }
+}
+
+/// Parses a multistatus document into its responses.
+fn parse_multistatus(body: &[u8]) -> Result<Vec<DavResponse>, RemoteError> {
+    let mut out = Vec::new();
+    let mut current = DavResponse::default();
+    let mut propstat = Props::default();
+    let mut propstat_status: Option<String> = None;
+    let mut text = String::new();
+    walk(body, |stack, node| {
+        match (node, stack) {
+            (Node::Open(tag), [_]) if tag != T::Multistatus => {
+                return Err(RemoteError::Malformed(
+                    "root element is not DAV:multistatus".into(),
+                ));
+            }
+            (Node::Open(_), [T::Multistatus, T::Response]) => current = DavResponse::default(),
+            (Node::Open(_), [T::Multistatus, T::Response, T::Propstat]) => {
+                propstat = Props::default();
+                propstat_status = None;
+            }
+            (
+                Node::Open(_),
+                [T::Multistatus, T::Response, T::Propstat, T::Prop, T::ResourceType, T::Collection],
+            ) => {
+                propstat.is_dir = true;
+            }
+            (Node::Open(_), _) => text.clear(),
+            (Node::Text(t), _) => text.push_str(&t),
+            (Node::Close(_), [T::Multistatus, T::Response]) => {
+                out.push(std::mem::take(&mut current))
+            }
+            (Node::Close(_), [T::Multistatus, T::Response, T::Href]) => {
+                if current.href.is_none() {
+                    current.href = Some(text.trim().to_string());
+                }
+            }
+            (Node::Close(_), [T::Multistatus, T::Response, T::Status]) => {
+                current.status = Some(text.trim().to_string());
+            }
+            (Node::Close(_), [T::Multistatus, T::Response, T::Propstat, T::Status]) => {
+                propstat_status = Some(text.trim().to_string());
+            }
+            (Node::Close(_), [T::Multistatus, T::Response, T::Propstat]) => {
+                let props = std::mem::take(&mut propstat);
+                // A propstat without a status is taken as successful; one with a non-2xx
+                // status (typically 404 for properties the resource lacks) is ignored.
+                let ok = match &propstat_status {
+                    None => true,
+                    Some(line) => status_code(line).is_some_and(|c| (200..300).contains(&c)),
+                };
+                if ok {
+                    current.props.merge(props);
+                }
+            }
+            (
+                Node::Close(_),
+                [T::Multistatus, T::Response, T::Propstat, T::Prop, T::ContentLength],
+            ) => {
+                propstat.size = text.trim().parse().ok();
+            }
+            (
+                Node::Close(_),
+                [T::Multistatus, T::Response, T::Propstat, T::Prop, T::LastModified],
+            ) => {
+                propstat.mtime = httpdate::parse_http_date(text.trim()).ok();
+            }
+            (Node::Close(_), [T::Multistatus, T::Response, T::Propstat, T::Prop, T::GetEtag]) => {
+                propstat.etag = ETag::parse(&text);
+            }
+            (Node::Close(_), _) => {}
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The code of a status line such as `HTTP/1.1 200 OK`.
+fn status_code(line: &str) -> Option<u16> {
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Maps a response's href to components below the base, warning and returning `None` when
+/// it cannot be used.
+fn locate(r: &DavResponse, base: &[String], relative_to: &[String]) -> Option<Vec<String>> {
+    let Some(href) = r.href.as_deref() else {
+        warn!("PROPFIND reply: skipping a response without href");
+        return None;
+    };
+    match href_to_parts(href, base, relative_to) {
+        Ok(parts) => Some(parts),
+        Err(e) => {
+            warn!(href = ?href, "PROPFIND reply: skipping entry: href {e}");
+            None
+        }
+    }
+}
+
+/// Builds the listing of `dir` from a Depth 1 PROPFIND reply. `base` holds the decoded
+/// components of the base URL's path.
+///
+/// Entries that are not direct children of `dir`, have invalid or duplicate names, or
+/// unusable hrefs are skipped with a warning. If the folder itself is missing from the
+/// reply it is synthesized (a directory without etag).
+pub(crate) fn parse_listing(
+    body: &[u8],
+    base: &[String],
+    dir: &RemotePath,
+) -> Result<Listing, RemoteError> {
+    let dir_parts = dir.parts();
+    let mut dir_entry: Option<RemoteEntry> = None;
+    let mut children = Vec::new();
+    let mut names = HashSet::new();
+    for r in parse_multistatus(body)? {
+        let Some(mut parts) = locate(&r, base, dir_parts) else {
+            continue;
+        };
+        let href = r.href.as_deref().unwrap_or_default();
+        if let Some(code) = r.failed_status() {
+            warn!(href = ?href, code, "PROPFIND reply: skipping entry with failed status");
+            continue;
+        }
+        if parts == dir_parts {
+            if dir_entry.is_some() {
+                warn!(href = ?href, "PROPFIND reply: skipping duplicate entry for the folder itself");
+            } else {
+                dir_entry = Some(r.props.into_entry(String::new()));
+            }
+            continue;
+        }
+        if parts.len() != dir_parts.len() + 1 || !parts.starts_with(dir_parts) {
+            warn!(href = ?href, dir = %dir, "PROPFIND reply: skipping entry that is not a direct child");
+            continue;
+        }
+        let name = parts.pop().unwrap_or_default();
+        if let Err(e) = validate_name(&name) {
+            warn!(href = ?href, "PROPFIND reply: skipping entry with invalid name: {e}");
+            continue;
+        }
+        if !names.insert(name.clone()) {
+            warn!(href = ?href, name = ?name, "PROPFIND reply: skipping duplicate name");
+            continue;
+        }
+        children.push(r.props.into_entry(name));
+    }
+    let dir_entry = dir_entry.unwrap_or_else(|| {
+        warn!(dir = %dir, "PROPFIND reply does not describe the listed folder; assuming a folder");
+        RemoteEntry {
+            name: String::new(),
+            is_dir: true,
+            size: 0,
+            mtime: None,
+            etag: None,
+        }
+    });
+    Ok(Listing {
+        dir: dir_entry,
+        children,
+    })
+}
+
+/// Builds the entry for `path` from a Depth 0 PROPFIND reply.
+///
+/// The response whose href is `path` is used; failing that, a reply with a single
+/// response is taken to describe `path` (with a warning). A failed response-level status
+/// is mapped like an HTTP status (404 gives [`RemoteError::NotFound`]).
+pub(crate) fn parse_stat(
+    body: &[u8],
+    base: &[String],
+    path: &RemotePath,
+) -> Result<RemoteEntry, RemoteError> {
+    let relative_to = path.parent().unwrap_or_default();
+    let mut responses = parse_multistatus(body)?;
+    let found = responses.iter().position(|r| {
+        r.href
+            .as_deref()
+            .and_then(|h| href_to_parts(h, base, relative_to.parts()).ok())
+            .is_some_and(|parts| parts == path.parts())
+    });
+    let index = match (found, responses.len()) {
+        (Some(i), _) => i,
+        (None, 1) => {
+            warn!(href = ?responses[0].href, path = %path, "PROPFIND reply names another href; using it");
+            0
+        }
+        (None, _) => {
+            return Err(RemoteError::Malformed(format!(
+                "PROPFIND reply does not describe {path}"
+            )))
+        }
+    };
+    let r = responses.swap_remove(index);
+    if let Some(code) = r.failed_status() {
+        return Err(super::status::error_for_status(code, None));
+    }
+    Ok(r.props
+        .into_entry(path.name().unwrap_or_default().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn base() -> Vec<String> {
+        vec!["dav".to_string()]
+    }
+
+    fn path(parts: &[&str]) -> RemotePath {
+        RemotePath::from_parts(parts.iter().copied()).unwrap()
+    }
+
+    fn names(l: &Listing) -> Vec<&str> {
+        l.children.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    fn etag(v: &str, weak: bool) -> Option<ETag> {
+        Some(ETag {
+            value: v.into(),
+            weak,
+        })
+    }
+
+    /// 1994-11-06 08:49:37 UTC.
+    fn t0() -> Option<SystemTime> {
+        Some(UNIX_EPOCH + Duration::from_secs(784111777))
+    }
+
+    /// Wraps responses in a `D:` multistatus.
+    fn ms(responses: &str) -> Vec<u8> {
+        format!(r#"<?xml version="1.0" encoding="utf-8"?><D:multistatus xmlns:D="DAV:">{responses}</D:multistatus>"#)
+            .into_bytes()
+    }
+
+    fn file(href: &str) -> String {
+        format!(
+            "<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>\
+             <D:getcontentlength>1</D:getcontentlength></D:prop>\
+             <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+        )
+    }
+
+    fn folder(href: &str) -> String {
+        format!(
+            "<D:response><D:href>{href}</D:href><D:propstat><D:prop>\
+             <D:resourcetype><D:collection/></D:resourcetype></D:prop>\
+             <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+        )
+    }
+
+    #[test]
+    fn apache_mod_dav() {
+        let body = br#"<?xml version="1.0" encoding="utf-8"?>
+<D:multistatus xmlns:D="DAV:" xmlns:ns0="DAV:">
+<D:response xmlns:lp1="DAV:" xmlns:lp2="http://apache.org/dav/props/">
+<D:href>/dav/docs/</D:href>
+<D:propstat>
+<D:prop>
+<lp1:resourcetype><D:collection/></lp1:resourcetype>
+<lp1:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</lp1:getlastmodified>
+<lp1:getetag>"1000-5e2b7c3a1d2c0"</lp1:getetag>
+</D:prop>
+<D:status>HTTP/1.1 200 OK</D:status>
+</D:propstat>
+<D:propstat>
+<D:prop>
+<lp1:getcontentlength/>
+</D:prop>
+<D:status>HTTP/1.1 404 Not Found</D:status>
+</D:propstat>
+</D:response>
+<D:response xmlns:lp1="DAV:" xmlns:lp2="http://apache.org/dav/props/">
+<D:href>/dav/docs/report%202024.pdf</D:href>
+<D:propstat>
+<D:prop>
+<lp1:resourcetype/>
+<lp1:getcontentlength>123456</lp1:getcontentlength>
+<lp1:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</lp1:getlastmodified>
+<lp1:getetag>W/"1e240-5e2b7c3a1d2c0"</lp1:getetag>
+</D:prop>
+<D:status>HTTP/1.1 200 OK</D:status>
+</D:propstat>
+</D:response>
+<D:response xmlns:lp1="DAV:">
+<D:href>/dav/docs/sub/</D:href>
+<D:propstat>
+<D:prop><lp1:resourcetype><D:collection/></lp1:resourcetype></D:prop>
+<D:status>HTTP/1.1 200 OK</D:status>
+</D:propstat>
+</D:response>
+</D:multistatus>
+"#;
+        let l = parse_listing(body, &base(), &path(&["docs"])).unwrap();
+        assert_eq!(
+            l.dir,
+            RemoteEntry {
+                name: String::new(),
+                is_dir: true,
+                size: 0,
+                mtime: t0(),
+                etag: etag("1000-5e2b7c3a1d2c0", false),
+            }
+        );
+        assert_eq!(
+            l.children,
+            vec![
+                RemoteEntry {
+                    name: "report 2024.pdf".into(),
+                    is_dir: false,
+                    size: 123456,
+                    mtime: t0(),
+                    etag: etag("1e240-5e2b7c3a1d2c0", true),
+                },
+                RemoteEntry {
+                    name: "sub".into(),
+                    is_dir: true,
+                    size: 0,
+                    mtime: None,
+                    etag: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn nextcloud() {
+        let body = br#"<?xml version="1.0"?>
+<d:multistatus xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns">
+ <d:response>
+  <d:href>/remote.php/dav/files/alice/</d:href>
+  <d:propstat>
+   <d:prop>
+    <d:resourcetype><d:collection/></d:resourcetype>
+    <d:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</d:getlastmodified>
+    <d:getetag>&quot;65f1a2b3c4d5e&quot;</d:getetag>
+   </d:prop>
+   <d:status>HTTP/1.1 200 OK</d:status>
+  </d:propstat>
+  <d:propstat>
+   <d:prop><d:getcontentlength/></d:prop>
+   <d:status>HTTP/1.1 404 Not Found</d:status>
+  </d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>/remote.php/dav/files/alice/Photos%20%26%20Videos/</d:href>
+  <d:propstat>
+   <d:prop>
+    <d:resourcetype><d:collection/></d:resourcetype>
+    <d:getetag>"65f1a2b3c4d5f"</d:getetag>
+    <oc:size>2048</oc:size>
+   </d:prop>
+   <d:status>HTTP/1.1 200 OK</d:status>
+  </d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>/remote.php/dav/files/alice/Caf%c3%a9.md</d:href>
+  <d:propstat>
+   <d:prop>
+    <d:resourcetype/>
+    <d:getcontentlength>42</d:getcontentlength>
+    <d:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</d:getlastmodified>
+    <d:getetag>"a1b2"</d:getetag>
+    <nc:has-preview>false</nc:has-preview>
+   </d:prop>
+   <d:status>HTTP/1.1 200 OK</d:status>
+  </d:propstat>
+ </d:response>
+</d:multistatus>"#;
+        let base: Vec<String> = ["remote.php", "dav", "files", "alice"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let l = parse_listing(body, &base, &RemotePath::root()).unwrap();
+        assert!(l.dir.is_dir);
+        assert_eq!(l.dir.etag, etag("65f1a2b3c4d5e", false));
+        assert_eq!(names(&l), ["Photos & Videos", "Café.md"]);
+        assert_eq!(l.children[0].size, 0);
+        assert_eq!(l.children[1].size, 42);
+        assert_eq!(l.children[1].etag, etag("a1b2", false));
+        assert_eq!(l.children[1].mtime, t0());
+    }
+
+    #[test]
+    fn iis_default_namespace_and_absolute_urls() {
+        let body = br#"<?xml version="1.0" encoding="utf-8"?>
+<multistatus xmlns="DAV:"><response><href>http://files.example.com:8080/dav/</href>
+<propstat><status>HTTP/1.1 200 OK</status><prop><resourcetype><collection/></resourcetype>
+<getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</getlastmodified></prop></propstat></response>
+<response><href>http://files.example.com:8080/dav/notes.txt</href><propstat><status>HTTP/1.1 200 OK</status>
+<prop><resourcetype/><getcontentlength>7</getcontentlength><getetag>abc123</getetag>
+<getlastmodified>not a date</getlastmodified></prop></propstat></response></multistatus>"#;
+        let l = parse_listing(body, &base(), &RemotePath::root()).unwrap();
+        assert!(l.dir.is_dir);
+        assert_eq!(l.dir.mtime, t0());
+        assert_eq!(
+            l.children,
+            vec![RemoteEntry {
+                name: "notes.txt".into(),
+                is_dir: false,
+                size: 7,
+                mtime: None,
+                etag: etag("abc123", false),
+            }]
+        );
+    }
+
+    #[test]
+    fn ns0_prefix_and_foreign_namespace_lookalikes() {
+        // `x:getetag` is not DAV:getetag; `ns0:` is just another prefix for DAV:.
+        let body = br#"<ns0:multistatus xmlns:ns0="DAV:" xmlns:x="urn:other">
+<ns0:response><ns0:href>/dav/</ns0:href><ns0:propstat><ns0:prop>
+<ns0:resourcetype><ns0:collection/></ns0:resourcetype></ns0:prop>
+<ns0:status>HTTP/1.1 200 OK</ns0:status></ns0:propstat></ns0:response>
+<ns0:response><ns0:href>/dav/f</ns0:href><ns0:propstat><ns0:prop>
+<x:getetag>"fake"</x:getetag><x:resourcetype><x:collection/></x:resourcetype>
+<ns0:getcontentlength>5</ns0:getcontentlength></ns0:prop>
+<ns0:status>HTTP/1.1 200 OK</ns0:status></ns0:propstat></ns0:response>
+</ns0:multistatus>"#;
+        let l = parse_listing(body, &base(), &RemotePath::root()).unwrap();
+        assert_eq!(
+            l.children,
+            vec![RemoteEntry {
+                name: "f".into(),
+                is_dir: false,
+                size: 5,
+                mtime: None,
+                etag: None
+            }]
+        );
+    }
+
+    #[test]
+    fn encoded_and_raw_hrefs() {
+        let body = ms(&[
+            folder("/dav/a%20b"),
+            file("/dav/a%20b/sp%20ace"),
+            file("/dav/a%20b/hash%23tag"),
+            file("/dav/a%20b/100%25"),
+            file("/dav/a%20b/%C3%A9t%C3%A9"),
+            file("/dav/a b/raw space/"),
+            file("/dav/a%20b/amp&amp;er"),
+            file("http://h/dav/a%20b/%E6%97%A5%E6%9C%AC"),
+        ]
+        .concat());
+        let l = parse_listing(&body, &base(), &path(&["a b"])).unwrap();
+        assert!(l.dir.is_dir);
+        assert_eq!(
+            names(&l),
+            [
+                "sp ace",
+                "hash#tag",
+                "100%",
+                "été",
+                "raw space",
+                "amp&er",
+                "日本"
+            ]
+        );
+        assert!(l.children.iter().all(|c| c.size == 1 && !c.is_dir));
+    }
+
+    #[test]
+    fn only_successful_propstats_count() {
+        let body = ms(r#"<D:response><D:href>/dav/f</D:href>
+<D:propstat><D:prop><D:getcontentlength>999</D:getcontentlength>
+<D:resourcetype><D:collection/></D:resourcetype><D:getetag>"bad"</D:getetag></D:prop>
+<D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>
+<D:propstat><D:prop><D:getcontentlength>10</D:getcontentlength><D:resourcetype/></D:prop>
+<D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+<D:propstat><D:prop><D:getetag>"worse"</D:getetag></D:prop>
+<D:status>HTTP/1.1 403 Forbidden</D:status></D:propstat></D:response>"#);
+        let e = parse_stat(&body, &base(), &path(&["f"])).unwrap();
+        assert_eq!(
+            e,
+            RemoteEntry {
+                name: "f".into(),
+                is_dir: false,
+                size: 10,
+                mtime: None,
+                etag: None
+            }
+        );
+    }
+
+    #[test]
+    fn hostile_names_are_skipped() {
+        let body = ms(&[
+            folder("/dav/d/"),
+            file("/dav/d/a%2Fb"),
+            file("/dav/d/nul%00"),
+            file("/dav/d/.."),
+            file("/dav/d/%2E"),
+            file("/dav/d//"),
+            file("/etc/passwd"),
+            file("/dav/d/x/y"),
+            file("/dav/other"),
+            file("/dav/d/bad%zz"),
+            file("/dav/d/bad%FF"),
+            file("/dav/d/ok"),
+            folder("/dav/d/ok/"),
+            file(&format!("/dav/d/{}", "x".repeat(300))),
+            "<D:response><D:propstat><D:prop/></D:propstat></D:response>".to_string(),
+            file("/dav/d/ok2"),
+        ]
+        .concat());
+        let l = parse_listing(&body, &base(), &path(&["d"])).unwrap();
+        assert_eq!(names(&l), ["ok", "ok2"]);
+        // The first occurrence wins.
+        assert!(!l.children[0].is_dir);
+    }
+
+    #[test]
+    fn duplicate_folder_entry_keeps_the_first() {
+        let body = ms(&[folder("/dav/d/"), file("/dav/d"), file("/dav/d/x")].concat());
+        let l = parse_listing(&body, &base(), &path(&["d"])).unwrap();
+        assert!(l.dir.is_dir);
+        assert_eq!(names(&l), ["x"]);
+    }
+
+    #[test]
+    fn missing_folder_is_synthesized() {
+        let body = ms(&[file("/dav/d/x"), file("/dav/d/y")].concat());
+        let l = parse_listing(&body, &base(), &path(&["d"])).unwrap();
+        assert_eq!(
+            l.dir,
+            RemoteEntry {
+                name: String::new(),
+                is_dir: true,
+                size: 0,
+                mtime: None,
+                etag: None
+            }
+        );
+        assert_eq!(names(&l), ["x", "y"]);
+        let empty = parse_listing(&ms(""), &base(), &path(&["d"])).unwrap();
+        assert!(empty.dir.is_dir && empty.children.is_empty());
+    }
+
+    #[test]
+    fn response_level_status() {
+        let gone = "<D:response><D:href>/dav/d/gone</D:href>\
+                    <D:status>HTTP/1.1 404 Not Found</D:status></D:response>";
+        let body = ms(&[folder("/dav/d/"), gone.to_string(), file("/dav/d/x")].concat());
+        let l = parse_listing(&body, &base(), &path(&["d"])).unwrap();
+        assert_eq!(names(&l), ["x"]);
+        let gone = ms("<D:response><D:href>/dav/f</D:href>\
+                       <D:status>HTTP/1.1 404 Not Found</D:status></D:response>");
+        assert_eq!(
+            parse_stat(&gone, &base(), &path(&["f"])),
+            Err(RemoteError::NotFound)
+        );
+    }
+
+    #[test]
+    fn malformed_documents() {
+        let bad: [&[u8]; 8] = [
+            b"",
+            b"   ",
+            b"<D:multistatus xmlns:D=\"DAV:\"><D:response>",
+            b"<D:multistatus xmlns:D=\"DAV:\"></D:response></D:multistatus>",
+            b"<multistatus><response/></multistatus>",
+            b"<D:propfind xmlns:D=\"DAV:\"/>",
+            b"<html><body>Login</body></html>",
+            b"<D:multistatus xmlns:D=\"DAV:\"><D:href>&bogus;</D:href></D:multistatus>",
+        ];
+        for body in bad {
+            let r = parse_listing(body, &base(), &RemotePath::root());
+            assert!(
+                matches!(r, Err(RemoteError::Malformed(_))),
+                "{:?} gave {r:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let latin1 = b"<D:multistatus xmlns:D=\"DAV:\"><D:href>/dav/\xe9</D:href></D:multistatus>";
+        assert!(matches!(
+            parse_stat(latin1, &base(), &RemotePath::root()),
+            Err(RemoteError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn stat_matches_href_or_single_response() {
+        // Depth 0 on a folder without trailing slash; the server answers with one.
+        let body = ms(&folder("/dav/a%20b/"));
+        let e = parse_stat(&body, &base(), &path(&["a b"])).unwrap();
+        assert_eq!(
+            e,
+            RemoteEntry {
+                name: "a b".into(),
+                is_dir: true,
+                size: 0,
+                mtime: None,
+                etag: None
+            }
+        );
+        // A single response with an unexpected href still describes the requested path.
+        let e = parse_stat(&ms(&file("/elsewhere/x")), &base(), &path(&["f"])).unwrap();
+        assert_eq!(e.name, "f");
+        assert_eq!(e.size, 1);
+        // Several responses, none of them the path.
+        let two = ms(&[file("/dav/x"), file("/dav/y")].concat());
+        assert!(matches!(
+            parse_stat(&two, &base(), &path(&["f"])),
+            Err(RemoteError::Malformed(_))
+        ));
+        // The root.
+        let root = ms(&[file("/dav/x"), folder("/dav")].concat());
+        let e = parse_stat(&root, &base(), &RemotePath::root()).unwrap();
+        assert!(e.is_dir);
+        assert_eq!(e.name, "");
+    }
+
+    #[test]
+    fn cdata_bom_comments_and_char_refs() {
+        let body = "\u{feff}<?xml version=\"1.0\"?><!-- hi --><D:multistatus xmlns:D=\"DAV:\">\
+            <D:response><D:href><![CDATA[/dav/c&d]]></D:href><D:propstat><D:prop>\
+            <D:getetag>&#34;x&#x79;&#34;</D:getetag><D:getcontentlength> 12 </D:getcontentlength>\
+            </D:prop></D:propstat></D:response></D:multistatus>";
+        let e = parse_stat(body.as_bytes(), &base(), &path(&["c&d"])).unwrap();
+        assert_eq!(
+            e,
+            RemoteEntry {
+                name: "c&d".into(),
+                is_dir: false,
+                size: 12,
+                mtime: None,
+                etag: etag("xy", false)
+            }
+        );
+    }
+
+    #[test]
+    fn request_body_is_well_formed() {
+        let mut props = Vec::new();
+        walk(REQUEST_BODY.as_bytes(), |_, node| {
+            if let Node::Open(tag) = node {
+                props.push(tag);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            props,
+            [
+                T::Other,
+                T::Prop,
+                T::ResourceType,
+                T::ContentLength,
+                T::LastModified,
+                T::GetEtag
+            ]
+        );
+    }
+}

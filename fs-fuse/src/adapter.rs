@@ -1,0 +1,258 @@
+//! The `fuser::Filesystem` implementation: one short method per kernel request.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edrive_fs_core::{Attr, Drive, FsError, Kind};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+use tracing::{debug, info_span};
+
+/// The drive as a FUSE filesystem.
+pub struct FuseFs {
+    drive: Arc<Drive>,
+    rt: tokio::runtime::Handle,
+    ttl: Duration,
+}
+
+fn errno(e: &FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+    }
+}
+
+/// Replies to an xattr request of `size` with `data` following the getxattr(2) protocol.
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if (size as usize) < data.len() {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
+impl FuseFs {
+    /// The adapter over `drive`; async work runs on `rt`.
+    pub fn new(drive: Arc<Drive>, rt: tokio::runtime::Handle, ttl: Duration) -> FuseFs {
+        FuseFs { drive, rt, ttl }
+    }
+
+    /// `.` and `..` followed by the children, each with the attributes of what it names.
+    fn dir_rows(&self, ino: u64, fh: u64) -> Result<Vec<(String, Attr)>, FsError> {
+        let snapshot = self.drive.readdir(fh)?;
+        let mut rows = Vec::with_capacity(snapshot.len() + 2);
+        rows.push((".".to_string(), self.drive.getattr(ino)?));
+        let parent = self.drive.parent_of(ino)?;
+        rows.push(("..".to_string(), self.drive.getattr(parent)?));
+        rows.extend(snapshot.iter().map(|d| (d.name.clone(), d.attr.clone())));
+        Ok(rows)
+    }
+}
+
+impl Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
+        let _ = config.add_capabilities(InitFlags::FUSE_READDIRPLUS_AUTO);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _s = info_span!("lookup", parent = parent.0, ?name).entered();
+        let Some(name) = name.to_str() else {
+            // Names on the server are UTF-8; anything else cannot exist there.
+            return reply.error(Errno::ENOENT);
+        };
+        match self.rt.block_on(self.drive.lookup(parent.0, name)) {
+            Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(0)),
+            Err(e) => {
+                debug!(error = %e, "lookup failed");
+                reply.error(errno(&e))
+            }
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.drive.getattr(ino.0) {
+            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _s = info_span!("open", ino = ino.0).entered();
+        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY)
+            || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
+        match self.rt.block_on(self.drive.open(ino.0, write)) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        let _s = info_span!("read", ino = ino.0, offset, size).entered();
+        match self.rt.block_on(self.drive.read(fh.0, offset, size)) {
+            Ok(data) => reply.data(&data),
+            Err(e) => {
+                debug!(error = %e, "read failed");
+                reply.error(errno(&e))
+            }
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.drive.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _s = info_span!("opendir", ino = ino.0).entered();
+        match self.rt.block_on(self.drive.opendir(ino.0)) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let rows = match self.dir_rows(ino.0, fh.0) {
+            Ok(r) => r,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        for (i, (name, a)) in rows.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(a.ino), (i + 1) as u64, file_type(a.kind), name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let rows = match self.dir_rows(ino.0, fh.0) {
+            Ok(r) => r,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        for (i, (name, a)) in rows.iter().enumerate().skip(offset as usize) {
+            let attr = file_attr(a);
+            if reply.add(INodeNo(a.ino), (i + 1) as u64, name, &self.ttl, &attr, Generation(0)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.drive.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // A network drive has no fixed size; report a large one (as rclone does) so that
+        // applications do not refuse to save, minus what the cache holds.
+        const BSIZE: u64 = 4096;
+        const TOTAL: u64 = (1 << 50) / BSIZE;
+        let used = self.drive.status().map(|s| s.cache.used_bytes).unwrap_or(0) / BSIZE;
+        let free = TOTAL.saturating_sub(used);
+        reply.statfs(TOTAL, free, free, 1 << 30, 1 << 30, BSIZE as u32, 255, BSIZE as u32);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENODATA);
+        };
+        match self.drive.getxattr(ino.0, name) {
+            Ok(v) => reply_xattr(reply, size, &v),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.drive.listxattr(ino.0) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(n.as_bytes());
+                    buf.push(0);
+                }
+                reply_xattr(reply, size, &buf)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        match self.drive.getattr(ino.0) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! edrive's FUSE adapter: decodes kernel requests, calls [`edrive_fs_core::Drive`], and maps
+//! its errors to errno through [`edrive_fs_core::FsError::errno`]. No filesystem logic lives
+//! here — that is what keeps the drive testable without FUSE.
+//!
+//! Requests are served by several kernel-reading threads (fuser's `n_threads`), so a read
+//! waiting for a slow download never blocks a listing or a read of another file.
+
+#[cfg(unix)]
+mod adapter;
+#[cfg(unix)]
+mod mount;
+
+#[cfg(unix)]
+pub use adapter::FuseFs;
+#[cfg(unix)]
+pub use mount::{MountConfig, mount};

@@ -1,0 +1,47 @@
+//! Mounting a drive with fuser's pure-Rust mount (no libfuse; `fusermount3` when not root).
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edrive_fs_core::Drive;
+use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
+
+use crate::adapter::FuseFs;
+
+/// How the kernel sees the mount.
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    /// Threads reading kernel requests.
+    pub threads: usize,
+    /// How long the kernel may trust attributes and names before asking again.
+    pub attr_ttl: Duration,
+    /// The name shown in /proc/mounts as the source (e.g. the server URL).
+    pub fs_name: String,
+}
+
+/// Mounts `drive` at `mountpoint`; the returned session unmounts when dropped or through
+/// `umount_and_join`. Never uses `AutoUnmount` (broken in fuser 0.18.0): the daemon
+/// unmounts itself on every exit path instead.
+pub fn mount(
+    drive: Arc<Drive>,
+    runtime: tokio::runtime::Handle,
+    mountpoint: &Path,
+    config: &MountConfig,
+) -> io::Result<BackgroundSession> {
+    let fs = FuseFs::new(drive, runtime, config.attr_ttl);
+    let mut options = Config::default();
+    options.mount_options = vec![
+        MountOption::FSName(config.fs_name.clone()),
+        MountOption::Subtype("edrive".to_string()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    options.acl = SessionACL::Owner;
+    options.n_threads = Some(config.threads.max(1));
+    options.clone_fd = true;
+    Session::new(fs, mountpoint, &options)?.spawn()
+}

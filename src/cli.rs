@@ -1,0 +1,105 @@
+//! The command line: exactly the names README.md documents.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::units::{parse_duration, parse_size};
+
+/// Mount a remote drive as a local folder; file content is fetched when it is opened.
+#[derive(Debug, Parser)]
+#[command(name = "edrive", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a local folder over WebDAV (the demo and test server).
+    Serve(ServeArgs),
+    /// Mount a WebDAV share at MOUNTPOINT.
+    Mount(MountArgs),
+    /// Unmount MOUNTPOINT and stop its daemon.
+    Unmount(UnmountArgs),
+    /// Show the state of a mount.
+    Status(StatusArgs),
+    /// Start the embedded server on a generated sample tree and mount it.
+    Demo(DemoArgs),
+}
+
+/// `edrive serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The folder to serve.
+    pub dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Require HTTP Basic auth with this user name.
+    #[arg(long, requires = "password")]
+    pub user: Option<String>,
+    /// The password for --user.
+    #[arg(long, requires = "user")]
+    pub password: Option<String>,
+}
+
+/// `edrive mount`.
+#[derive(Debug, Args, Clone)]
+pub struct MountArgs {
+    /// The WebDAV URL of the share's root folder.
+    pub url: String,
+    /// An existing empty folder to mount onto.
+    pub mountpoint: PathBuf,
+    /// User name for HTTP Basic auth.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A file whose first line is the password (else $EDRIVE_PASSWORD).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Where cached content and metadata live (default: a folder per mount under
+    /// $XDG_CACHE_HOME/edrive/).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Cache budget, e.g. 500M, 10G or plain bytes.
+    #[arg(long, default_value = "10G", value_parser = parse_size)]
+    pub cache_size: u64,
+    /// How long a folder listing is trusted before it is revalidated (e.g. 30s, 500ms, 5m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub dir_cache_ttl: Duration,
+    /// Stay in the foreground; unmount cleanly on SIGINT/SIGTERM.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Internal: this process is the background daemon; report readiness on stdout and
+    /// read the password from stdin.
+    #[arg(long, hide = true)]
+    pub daemon_child: bool,
+}
+
+/// `edrive unmount`.
+#[derive(Debug, Args)]
+pub struct UnmountArgs {
+    /// The mounted folder.
+    pub mountpoint: PathBuf,
+}
+
+/// `edrive status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The mounted folder.
+    pub mountpoint: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `edrive demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to mount the demo (default: ./edrive-demo).
+    pub mountpoint: Option<PathBuf>,
+}

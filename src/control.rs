@@ -1,0 +1,45 @@
+//! The control channel of a running mount: a Unix socket per mount, one JSON request per
+//! line, one JSON reply. `status` and `unmount` today; pin, sync, suspend … later.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A request to the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// Report the mount's state.
+    Status,
+    /// Unmount and exit.
+    Unmount,
+}
+
+/// Sends `req` to the daemon of `mountpoint` (absolute) and returns its reply.
+#[cfg(unix)]
+pub fn request(mountpoint: &Path, req: &Request) -> anyhow::Result<serde_json::Value> {
+    use std::os::unix::net::UnixStream;
+    let sock = crate::paths::socket_path(mountpoint);
+    let mut stream = UnixStream::connect(&sock).map_err(|e| {
+        anyhow::anyhow!("no edrive mount is running at {} ({e})", mountpoint.display())
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply)?;
+    if reply.trim().is_empty() {
+        anyhow::bail!("the daemon closed the connection without a reply");
+    }
+    Ok(serde_json::from_str(&reply)?)
+}
+
+/// Sends `req` to the daemon of `mountpoint` (not available on this platform yet).
+#[cfg(not(unix))]
+pub fn request(_mountpoint: &Path, _req: &Request) -> anyhow::Result<serde_json::Value> {
+    anyhow::bail!("the control channel is not available on this platform yet")
+}

@@ -1,0 +1,305 @@
+//! `edrive mount`: checks the server, opens the stores, mounts, and serves the control
+//! socket until unmounted. Without `--foreground` the command re-executes itself as a
+//! detached daemon and returns once the mount is usable (or with the reason it is not).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use edrive_cache::Cache;
+use edrive_fs_core::remote::webdav::{WebDav, WebDavConfig};
+use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
+use edrive_fs_core::{Drive, DriveOptions, Meta};
+use tracing::{error, info, warn};
+
+use crate::cli::MountArgs;
+use crate::paths;
+
+/// How long checking the server may take before `mount` gives up.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// Runs `edrive mount`.
+pub fn run(args: MountArgs) -> anyhow::Result<()> {
+    if args.daemon_child {
+        let mut password = String::new();
+        std::io::stdin().read_line(&mut password)?;
+        let password = password.trim_end_matches(['\r', '\n']).to_string();
+        let password = (!password.is_empty()).then_some(password);
+        return serve_mount(args, password);
+    }
+    let password = read_password(&args)?;
+    if args.foreground {
+        return serve_mount(args, password);
+    }
+    spawn_daemon(&args, password)
+}
+
+fn read_password(args: &MountArgs) -> anyhow::Result<Option<String>> {
+    if let Some(f) = &args.password_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read password file {}", f.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+    }
+    Ok(std::env::var("EDRIVE_PASSWORD").ok().filter(|p| !p.is_empty()))
+}
+
+/// Starts the daemon as a detached child and waits for its one-line verdict. The password
+/// goes through a pipe: never on a command line, never in the child's environment.
+fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the edrive executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount")
+        .arg(&args.url)
+        .arg(&args.mountpoint)
+        .arg("--cache-size")
+        .arg(args.cache_size.to_string())
+        .arg("--dir-cache-ttl")
+        .arg(format!("{}ms", args.dir_cache_ttl.as_millis()))
+        .arg("--daemon-child")
+        .env_remove("EDRIVE_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(u) = &args.user {
+        cmd.arg("--user").arg(u);
+    }
+    if let Some(d) = &args.cache_dir {
+        cmd.arg("--cache-dir").arg(d);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal
+        // so that closing the shell does not stop the mount.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().context("cannot start the mount daemon")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(password.unwrap_or_default().as_bytes());
+        let _ = stdin.write_all(b"\n");
+    }
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no daemon stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let line = line.trim();
+    if line == "ready" {
+        return Ok(());
+    }
+    if let Some(reason) = line.strip_prefix("error: ") {
+        let _ = child.wait();
+        bail!("{reason}");
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let _ = child.wait();
+    let err = err.lines().last().unwrap_or("no reason given").to_string();
+    bail!("the mount daemon stopped before the mount was ready: {err}")
+}
+
+/// What a failed server check means for a user, in one line.
+fn probe_message(url: &str, user: Option<&str>, e: &RemoteError) -> String {
+    match e {
+        RemoteError::Auth(code) => format!(
+            "authentication failed at {url} (HTTP {code}){}: check --user and the password",
+            user.map(|u| format!(" for user '{u}'")).unwrap_or_default()
+        ),
+        RemoteError::Unreachable(why) => format!("cannot reach server {url}: {why}"),
+        RemoteError::NotFound => format!("{url} does not exist on the server"),
+        other => format!("server {url} cannot be used: {other}"),
+    }
+}
+
+struct Ready {
+    daemon_child: bool,
+}
+
+impl Ready {
+    fn fail(&self, msg: &str) -> anyhow::Error {
+        error!("{msg}");
+        if self.daemon_child {
+            println!("error: {msg}");
+            let _ = std::io::stdout().flush();
+        }
+        anyhow!("{msg}")
+    }
+
+    fn ok(&self) {
+        if self.daemon_child {
+            println!("ready");
+            let _ = std::io::stdout().flush();
+            detach_stdio();
+        }
+    }
+}
+
+/// After the parent has its verdict, nothing may write to its pipes any more.
+fn detach_stdio() {
+    #[cfg(unix)]
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto the standard descriptors with a valid open fd.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
+        }
+    }
+}
+
+fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> {
+    let ready = Ready { daemon_child: args.daemon_child };
+    let mountpoint = paths::absolute_mountpoint(&args.mountpoint)
+        .map_err(|e| ready.fail(&format!("bad mountpoint {}: {e}", args.mountpoint.display())))?;
+    match std::fs::metadata(&mountpoint) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(ready.fail(&format!("{} is not a folder", mountpoint.display()))),
+        Err(e) => {
+            return Err(ready.fail(&format!("cannot use {}: {e}", mountpoint.display())));
+        }
+    }
+    if paths::is_mounted(&mountpoint) {
+        return Err(ready.fail(&format!("{} is already a mountpoint", mountpoint.display())));
+    }
+    let cache_dir =
+        args.cache_dir.clone().unwrap_or_else(|| paths::default_cache_dir(&args.url, &mountpoint));
+    create_private_dir(&cache_dir)
+        .map_err(|e| ready.fail(&format!("cannot create {}: {e}", cache_dir.display())))?;
+    let _lock = lock_dir(&cache_dir).map_err(|e| ready.fail(&e.to_string()))?;
+    let log_file = cache_dir.join("edrive.log");
+    crate::logging::to_file(&log_file, args.foreground)
+        .map_err(|e| ready.fail(&format!("cannot open log {}: {e}", log_file.display())))?;
+    info!(url = %args.url, mountpoint = %mountpoint.display(), cache_dir = %cache_dir.display(), "starting");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .map_err(|e| ready.fail(&format!("cannot start runtime: {e}")))?;
+
+    let mut config = WebDavConfig::new(args.url.clone());
+    config.user = args.user.clone();
+    config.password = password;
+    let remote = WebDav::new(config).map_err(|e| ready.fail(&format!("bad URL {}: {e}", args.url)))?;
+    let root = match rt.block_on(tokio::time::timeout(PROBE_TIMEOUT, remote.stat(&RemotePath::root())))
+    {
+        Ok(Ok(root)) => root,
+        Ok(Err(e)) => return Err(ready.fail(&probe_message(&args.url, args.user.as_deref(), &e))),
+        Err(_) => {
+            return Err(ready.fail(&format!(
+                "server {} did not answer within {} s",
+                args.url,
+                PROBE_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    if !root.is_dir {
+        return Err(ready.fail(&format!("{} is a file, not a folder", args.url)));
+    }
+    let remote: Arc<dyn Remote> = Arc::new(remote);
+
+    let meta = Meta::open(&cache_dir.join("meta.db"), &args.url).map_err(|e| ready.fail(&e.to_string()))?;
+    meta.update_root(&root).map_err(|e| ready.fail(&e.to_string()))?;
+    let cache = Cache::open(&cache_dir.join("content"), args.cache_size)
+        .map_err(|e| ready.fail(&format!("cannot open cache: {e}")))?;
+    let (uid, gid) = owner();
+    let drive = Arc::new(Drive::new(
+        remote,
+        Arc::new(meta),
+        Arc::new(cache),
+        DriveOptions { dir_cache_ttl: args.dir_cache_ttl, uid, gid },
+    ));
+
+    #[cfg(unix)]
+    {
+        let session = edrive_fs_fuse::mount(
+            drive.clone(),
+            rt.handle().clone(),
+            &mountpoint,
+            &edrive_fs_fuse::MountConfig {
+                threads: 8,
+                attr_ttl: Duration::from_secs(1),
+                fs_name: args.url.clone(),
+            },
+        )
+        .map_err(|e| ready.fail(&format!("cannot mount at {}: {e}", mountpoint.display())))?;
+        let info = crate::serve_control::MountInfo {
+            url: args.url.clone(),
+            mountpoint: mountpoint.clone(),
+            cache_dir: cache_dir.clone(),
+            log_file: log_file.clone(),
+        };
+        let listener = crate::serve_control::bind(&mountpoint)
+            .map_err(|e| ready.fail(&format!("cannot open control socket: {e}")))?;
+        info!("mounted");
+        ready.ok();
+        if args.foreground {
+            eprintln!("edrive: {} mounted at {} (Ctrl-C to unmount)", args.url, mountpoint.display());
+        }
+        let outcome = rt.block_on(crate::serve_control::run_until_unmounted(
+            listener, drive, info, &session,
+        ));
+        let _ = std::fs::remove_file(paths::socket_path(&mountpoint));
+        match session.join() {
+            Ok(()) => {}
+            Err(e) => warn!(error = %e, "FUSE session ended with an error"),
+        }
+        info!("unmounted");
+        rt.shutdown_timeout(Duration::from_secs(5));
+        outcome
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = drive;
+        Err(ready.fail("mounting on this platform is not available yet"))
+    }
+}
+
+fn owner() -> (u32, u32) {
+    #[cfg(unix)]
+    {
+        // SAFETY: getuid/getgid have no preconditions and cannot fail.
+        unsafe { (libc::getuid(), libc::getgid()) }
+    }
+    #[cfg(not(unix))]
+    {
+        (0, 0)
+    }
+}
+
+/// Creates `dir` (and parents) and makes it private to the user (mode 0700).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// An exclusive lock on the cache directory, held for the daemon's life, so two mounts
+/// never share one.
+fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path: PathBuf = dir.join("lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a valid open descriptor.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            bail!("cache directory {} is in use by another mount", dir.display());
+        }
+    }
+    Ok(f)
+}

@@ -1,0 +1,41 @@
+//! The `edrive` command: CLI, mount daemon, control socket, embedded server and demo.
+
+mod cli;
+mod commands;
+mod control;
+mod daemon;
+mod logging;
+mod paths;
+mod serve;
+#[cfg(unix)]
+mod serve_control;
+mod units;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            logging::to_stderr();
+            runtime().and_then(|rt| rt.block_on(serve::run(args)))
+        }
+        Command::Mount(args) => daemon::run(args),
+        Command::Unmount(args) => commands::unmount(args),
+        Command::Status(args) => commands::status(args),
+        Command::Demo(_) => Err(anyhow::anyhow!("not implemented yet")),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edrive: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

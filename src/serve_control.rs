@@ -1,0 +1,207 @@
+//! The daemon's side of the control channel, and its life until the mount goes away.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use edrive_fs_core::Drive;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::control::Request;
+use crate::paths;
+
+/// What the daemon tells about itself.
+#[derive(Clone, Debug)]
+pub struct MountInfo {
+    /// The server URL (no credentials).
+    pub url: String,
+    /// The absolute mountpoint.
+    pub mountpoint: PathBuf,
+    /// The cache directory.
+    pub cache_dir: PathBuf,
+    /// The daemon's log file.
+    pub log_file: PathBuf,
+}
+
+/// Creates the control socket of `mountpoint`, replacing a stale one.
+pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let sock = paths::socket_path(mountpoint);
+    if let Some(dir) = sock.parent() {
+        std::fs::create_dir_all(dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    if sock.exists() {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            return Err(std::io::Error::other(format!(
+                "another edrive daemon answers at {}",
+                sock.display()
+            )));
+        }
+        std::fs::remove_file(&sock)?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(&sock)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+type UnmountReply = oneshot::Sender<Result<(), String>>;
+
+/// Serves control requests until the filesystem is unmounted — by `edrive unmount`, a
+/// signal (SIGINT/SIGTERM), or from outside (`fusermount3 -u`).
+pub async fn run_until_unmounted(
+    listener: std::os::unix::net::UnixListener,
+    drive: Arc<Drive>,
+    info: MountInfo,
+    session: &fuser::BackgroundSession,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let (unmount_tx, mut unmount_rx) = mpsc::channel::<UnmountReply>(4);
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let drive = drive.clone();
+                    let info = info.clone();
+                    let tx = unmount_tx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = handle(stream, &drive, &info, tx).await {
+                            warn!(error = %e, "control request failed");
+                        }
+                    });
+                }
+            }
+            Some(reply) = unmount_rx.recv() => {
+                let result = unmount(&info.mountpoint, false);
+                let ok = result.is_ok();
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+                if ok {
+                    break;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                info!("interrupted; unmounting");
+                lazy_unmount(&info.mountpoint);
+                break;
+            }
+            _ = sigterm.recv() => {
+                info!("terminated; unmounting");
+                lazy_unmount(&info.mountpoint);
+                break;
+            }
+            _ = tick.tick() => {
+                if session.guard.is_finished() {
+                    info!("unmounted from outside");
+                    break;
+                }
+            }
+        }
+    }
+    for _ in 0..100 {
+        if session.guard.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn lazy_unmount(mountpoint: &Path) {
+    if let Err(e) = unmount(mountpoint, false) {
+        warn!(error = %e, "unmount failed; detaching lazily");
+        if let Err(e) = unmount(mountpoint, true) {
+            warn!(error = %e, "lazy unmount failed");
+        }
+    }
+}
+
+/// Unmounts `mountpoint`: directly as root, through `fusermount3 -u` otherwise.
+fn unmount(mountpoint: &Path, lazy: bool) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())?;
+        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        // SAFETY: c is a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
+            let e = std::io::Error::last_os_error();
+            anyhow::bail!("cannot unmount {}: {e}", mountpoint.display());
+        }
+        return Ok(());
+    }
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg("-u");
+    if lazy {
+        cmd.arg("-z");
+    }
+    let out = cmd.arg(mountpoint).output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "cannot unmount {}: {}",
+            mountpoint.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+async fn handle(
+    stream: UnixStream,
+    drive: &Drive,
+    info: &MountInfo,
+    unmount_tx: mpsc::Sender<UnmountReply>,
+) -> anyhow::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r).read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        Ok(Request::Status) => status_json(drive, info),
+        Ok(Request::Unmount) => {
+            let (tx, rx) = oneshot::channel();
+            unmount_tx.send(tx).await?;
+            match rx.await {
+                Ok(Ok(())) => json!({"ok": true}),
+                Ok(Err(e)) => json!({"ok": false, "error": e}),
+                Err(_) => json!({"ok": false, "error": "daemon is stopping"}),
+            }
+        }
+    };
+    let mut out = serde_json::to_string(&reply)?;
+    out.push('\n');
+    w.write_all(out.as_bytes()).await?;
+    Ok(())
+}
+
+fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
+    match drive.status() {
+        Ok(s) => json!({
+            "ok": true,
+            "pid": std::process::id(),
+            "url": info.url,
+            "mountpoint": info.mountpoint,
+            "state": "online",
+            "cache_dir": info.cache_dir,
+            "log_file": info.log_file,
+            "cache": {
+                "used_bytes": s.cache.used_bytes,
+                "limit_bytes": s.cache.limit_bytes,
+                "over_limit_bytes": s.cache.over_limit_bytes,
+                "pinned_bytes": s.cache.pinned_bytes,
+                "dirty_bytes": s.cache.dirty_bytes,
+                "open_files": s.cache.open_blobs,
+            },
+            "hydrated_files": s.hydrated_files,
+            "downloads": s.downloads,
+            "known_entries": s.known_entries,
+        }),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    }
+}
