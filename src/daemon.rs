@@ -102,7 +102,12 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
         let _ = e.read_to_string(&mut err);
     }
     let _ = child.wait();
-    let err = err.lines().last().unwrap_or("no reason given").to_string();
+    let err = err
+        .lines()
+        .find(|l| l.contains("panicked") || l.starts_with("edrive:"))
+        .or_else(|| err.lines().last())
+        .unwrap_or("no reason given")
+        .to_string();
     bail!("the mount daemon stopped before the mount was ready: {err}")
 }
 
@@ -190,8 +195,10 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     config.user = args.user.clone();
     config.password = password;
     let remote = WebDav::new(config).map_err(|e| ready.fail(&format!("bad URL {}: {e}", args.url)))?;
-    let root = match rt.block_on(tokio::time::timeout(PROBE_TIMEOUT, remote.stat(&RemotePath::root())))
-    {
+    let probe = rt.block_on(async {
+        tokio::time::timeout(PROBE_TIMEOUT, remote.stat(&RemotePath::root())).await
+    });
+    let root = match probe {
         Ok(Ok(root)) => root,
         Ok(Err(e)) => return Err(ready.fail(&probe_message(&args.url, args.user.as_deref(), &e))),
         Err(_) => {

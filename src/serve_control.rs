@@ -64,6 +64,7 @@ pub async fn run_until_unmounted(
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(300));
+    let mut handlers = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -71,7 +72,7 @@ pub async fn run_until_unmounted(
                     let drive = drive.clone();
                     let info = info.clone();
                     let tx = unmount_tx.clone();
-                    tokio::spawn(async move {
+                    handlers.spawn(async move {
                         if let Err(e) = handle(stream, &drive, &info, tx).await {
                             warn!(error = %e, "control request failed");
                         }
@@ -104,6 +105,12 @@ pub async fn run_until_unmounted(
             }
         }
     }
+    // Let requests in flight (the unmount request among them) send their replies.
+    drop(unmount_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while handlers.join_next().await.is_some() {}
+    })
+    .await;
     for _ in 0..100 {
         if session.guard.is_finished() {
             break;

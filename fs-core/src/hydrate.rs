@@ -158,7 +158,13 @@ impl Hydrator {
                     }
                 }
                 this.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&t.key);
-                tx.send_modify(|p| p.outcome = Some(result.map_err(Arc::new)));
+                let len = t.len;
+                tx.send_modify(|p| {
+                    if result.is_ok() {
+                        p.written = len;
+                    }
+                    p.outcome = Some(result.map_err(Arc::new));
+                });
             }
             .instrument(span),
         );
@@ -192,7 +198,11 @@ impl Hydrator {
             }
             fill.append(&chunk)?;
             written += chunk.len() as u64;
-            tx.send_modify(|p| p.written = written);
+            // The last bytes become visible only with the commit, so whoever has read the
+            // whole file finds it cached as complete.
+            if written < transfer.len {
+                tx.send_modify(|p| p.written = written);
+            }
         }
         if written != transfer.len {
             return Err(FsError::Remote(RemoteError::ShortBody {

@@ -154,6 +154,17 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: fuser::LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let _s = info_span!("opendir", ino = ino.0).entered();
         match self.rt.block_on(self.drive.opendir(ino.0)) {

@@ -1,0 +1,208 @@
+//! Issue 2 acceptance, bad input: an unreachable or silent server, a wrong password, hostile
+//! names, malformed XML and short bodies each get a clear error, and nothing escapes the
+//! mount or is cached as complete.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The daemon's own log file (where `status --json` says it is).
+fn daemon_log(m: &Mount) -> String {
+    let s = m.status_json();
+    let path = s["log_file"].as_str().expect("status names the log file").to_string();
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn state_of(path: &Path) -> String {
+    let out = std::process::Command::new("getfattr")
+        .args(["--only-values", "-n", "user.edrive.state"])
+        .arg(path)
+        .output()
+        .expect("getfattr (package attr) is needed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line message, got:\n{stderr}");
+    lines[0]
+}
+
+#[test]
+fn unreachable_server_fails_fast_with_one_line() {
+    let port = free_port();
+    let started = Instant::now();
+    let err = Mount::try_new(&format!("http://127.0.0.1:{port}/"), MountOpts::default())
+        .err()
+        .expect("mounting a closed port must fail");
+    let line = one_line(&err.1);
+    assert!(line.contains("cannot reach server"), "{line}");
+    assert!(!err.0.success());
+    // A bound for "no hang", far above the expected few milliseconds.
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn silent_server_fails_within_bound_with_one_line() {
+    // Accepts TCP connections (the kernel backlog does) but never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let started = Instant::now();
+    let err = Mount::try_new(&format!("http://127.0.0.1:{port}/"), MountOpts::default())
+        .err()
+        .expect("mounting a silent server must fail");
+    let line = one_line(&err.1);
+    assert!(line.contains("did not answer"), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    drop(listener);
+}
+
+#[test]
+fn wrong_password_says_authentication_failed() {
+    let data = tempdir();
+    std::fs::write(data.path().join("secret.txt"), b"s3cret").unwrap();
+    let server = EmbeddedServer::start(data.path(), Some(("alice", "right-pass")));
+    let err = Mount::try_new(&server.url(), MountOpts::default().auth("alice", "wrong-pass"))
+        .err()
+        .expect("a wrong password must fail");
+    let line = one_line(&err.1);
+    assert!(line.contains("authentication failed"), "{line}");
+    assert!(!line.contains("wrong-pass"), "the password must not be echoed: {line}");
+
+    let m = Mount::new(&server.url(), MountOpts::default().auth("alice", "right-pass"));
+    assert_eq!(std::fs::read(m.join("secret.txt")).unwrap(), b"s3cret");
+    m.unmount();
+}
+
+#[test]
+fn wrong_password_on_apache_says_authentication_failed() {
+    let data = tempdir();
+    std::fs::write(data.path().join("a.txt"), b"apache").unwrap();
+    let server = ApacheServer::start(data.path(), Some(("bob", "pw1")));
+    let err = Mount::try_new(&server.url(), MountOpts::default().auth("bob", "nope"))
+        .err()
+        .expect("a wrong password must fail");
+    assert!(one_line(&err.1).contains("authentication failed"), "{}", err.1);
+    let m = Mount::new(&server.url(), MountOpts::default().auth("bob", "pw1"));
+    assert_eq!(std::fs::read(m.join("a.txt")).unwrap(), b"apache");
+    m.unmount();
+}
+
+/// A root listing full of hostile names, one folder with broken XML, one good folder, and
+/// files whose bodies are short or slow.
+fn hostile_server() -> HostileServer {
+    let root = multistatus(&[
+        DavEntry::dir("/"),
+        DavEntry::dir("/./"),
+        DavEntry::dir("/../"),
+        DavEntry::file("/a%2Fb", 3, "s1"),
+        DavEntry::file("/nul%00x", 3, "s2"),
+        DavEntry::file("/dup", 4, "d1"),
+        DavEntry::file("/dup", 5, "d2"),
+        DavEntry::file("/good.txt", 4, "g1"),
+        DavEntry::file("/short.bin", 1000, "sh1"),
+        DavEntry::file("/slow.bin", 4, "sl1"),
+        DavEntry::file("/http://evil/x", 1, "e1"),
+        DavEntry::dir("/bad/"),
+        DavEntry::dir("/ok/"),
+    ]);
+    HostileServer::builder()
+        .propfind("/", 207, root)
+        .propfind("/bad/", 207, "<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/bad/</D:hr")
+        .propfind("/ok/", 207, multistatus(&[DavEntry::dir("/ok/"), DavEntry::file("/ok/x", 2, "x")]))
+        .file("/good.txt", b"good".to_vec(), "g1")
+        .file("/dup", b"dup1".to_vec(), "d1")
+        .file("/ok/x", b"xx".to_vec(), "x")
+        .get("/short.bin", Canned::short_body(1000, vec![7u8; 500]).header("ETag", "\"sh1\""))
+        .get("/slow.bin", Canned::file(b"slow".to_vec(), "sl1").delay(Duration::from_secs(8)))
+        .build()
+}
+
+#[test]
+fn hostile_names_are_skipped_and_nothing_escapes() {
+    let server = hostile_server();
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let listed = names(m.path());
+    let want: BTreeSet<String> = ["bad", "dup", "good.txt", "ok", "short.bin", "slow.bin"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(listed, want);
+    assert_eq!(std::fs::read(m.join("good.txt")).unwrap(), b"good");
+    assert_eq!(std::fs::read(m.join("dup")).unwrap(), b"dup1", "the first duplicate wins");
+    assert!(!m.path().parent().unwrap().join("b").exists());
+    let log = daemon_log(&m);
+    for needle in ["a%2Fb", "nul%00x", "duplicate name", "not a direct child", ". or .."] {
+        assert!(
+            log.lines().any(|l| l.contains("WARN") && l.contains(needle)),
+            "the skipped entry {needle:?} is logged:\n{log}"
+        );
+    }
+    m.unmount();
+}
+
+#[test]
+fn malformed_xml_is_eio_for_that_folder_only() {
+    let server = hostile_server();
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let err = std::fs::read_dir(m.join("bad")).and_then(|mut d| d.next().transpose()).err();
+    let err = err.expect("listing a folder with malformed XML must fail");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let log = daemon_log(&m);
+    assert!(log.contains("malformed"), "a log line names the problem:\n{log}");
+    // The mount keeps working.
+    assert_eq!(names(&m.join("ok")), BTreeSet::from(["x".to_string()]));
+    assert_eq!(std::fs::read(m.join("ok/x")).unwrap(), b"xx");
+    m.unmount();
+}
+
+#[test]
+fn short_body_is_eio_and_never_cached_as_complete() {
+    let server = hostile_server();
+    let m = Mount::new(&server.url(), MountOpts::default());
+    for attempt in 0..2 {
+        let mut buf = Vec::new();
+        let err = std::fs::File::open(m.join("short.bin"))
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .err()
+            .unwrap_or_else(|| panic!("attempt {attempt}: a short body must not read as complete"));
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    }
+    let s = m.status_json();
+    assert_eq!(s["hydrated_files"].as_u64(), Some(0), "{s}");
+    assert!(server.count_requests("GET") >= 2, "each attempt asked the server again");
+
+    // Once the server sends the whole body, the file reads completely.
+    server.set_route("GET", "/short.bin", Canned::file(vec![7u8; 1000], "sh1"));
+    assert_eq!(std::fs::read(m.join("short.bin")).unwrap(), vec![7u8; 1000]);
+    m.unmount();
+}
+
+#[test]
+fn a_slow_download_does_not_block_other_work() {
+    let server = hostile_server();
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let slow_path = m.join("slow.bin");
+    let slow = std::thread::spawn(move || std::fs::read(slow_path));
+    // Wait until the slow download is under way, then work elsewhere in the mount.
+    let slow_file = m.join("slow.bin");
+    assert!(wait_until(Duration::from_secs(5), || state_of(&slow_file) == "partial"));
+    assert_eq!(names(&m.join("ok")), BTreeSet::from(["x".to_string()]));
+    assert_eq!(std::fs::read(m.join("good.txt")).unwrap(), b"good");
+    assert!(!slow.is_finished(), "other work finished while the slow download still ran");
+    assert_eq!(slow.join().unwrap().unwrap(), b"slow");
+    m.unmount();
+}

@@ -1,0 +1,262 @@
+//! Issue 2 acceptance: browsing never downloads, reads are byte-identical, the cache stays
+//! within its budget, a remount reuses cached content, odd names work — each against both
+//! the embedded server and Apache httpd with mod_dav, through a real FUSE mount.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Which real server a test runs against.
+#[derive(Clone, Copy, Debug)]
+enum Server {
+    Embedded,
+    Apache,
+}
+
+/// A started server of either kind, behind the shared test interface.
+fn start(kind: Server, root: &Path) -> Box<dyn TestServer> {
+    match kind {
+        Server::Embedded => Box::new(EmbeddedServer::start(root, None)),
+        Server::Apache => Box::new(ApacheServer::start(root, None)),
+    }
+}
+
+fn write(path: &Path, data: &[u8]) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+fn read_all(path: &Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    File::open(path).unwrap().read_to_end(&mut v).unwrap();
+    v
+}
+
+fn state_of(path: &Path) -> String {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-n", "user.edrive.state"])
+        .arg(path)
+        .output()
+        .expect("getfattr (package attr) is needed");
+    assert!(out.status.success(), "getfattr failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn listing_shows_tree_without_downloading(kind: Server) {
+    let data = tempdir();
+    let spec = TreeSpec {
+        depth: 3,
+        dirs_per_dir: 3,
+        files_per_dir: 50,
+        sizes: vec![0, 1, 4096, 12_345],
+        seed: 7,
+    };
+    let files = make_tree(data.path(), &spec);
+    assert!(files.len() >= 2000, "tree has only {} files", files.len());
+    let server = start(kind, data.path());
+    let m = Mount::new(&server.url(), MountOpts::default());
+
+    let find = Command::new("find").arg(m.path()).arg("-type").arg("f").output().unwrap();
+    assert!(find.status.success());
+    let found = String::from_utf8_lossy(&find.stdout).lines().count();
+    assert_eq!(found, files.len(), "find sees every file");
+    let ls = Command::new("ls").arg("-lR").arg(m.path()).output().unwrap();
+    assert!(ls.status.success(), "ls -lR: {}", String::from_utf8_lossy(&ls.stderr));
+
+    let want = walk(data.path());
+    let got = walk(m.path());
+    let names = |t: &std::collections::BTreeMap<String, (bool, u64, i64)>| {
+        t.keys().cloned().collect::<BTreeSet<_>>()
+    };
+    assert_eq!(names(&got), names(&want), "same names");
+    for (rel, (is_dir, size, mtime)) in &want {
+        let (g_dir, g_size, g_mtime) = got[rel];
+        assert_eq!(g_dir, *is_dir, "{rel}: kind");
+        if !is_dir {
+            assert_eq!(g_size, *size, "{rel}: size");
+            assert_eq!(g_mtime, *mtime, "{rel}: mtime");
+        }
+    }
+    assert_eq!(server.count_requests("GET"), 0, "listing must not download: {:?}",
+        server.requests().iter().filter(|r| r.0 == "GET").take(5).collect::<Vec<_>>());
+    m.unmount();
+}
+
+#[test]
+fn listing_shows_tree_without_downloading_embedded() {
+    listing_shows_tree_without_downloading(Server::Embedded);
+}
+
+#[test]
+fn listing_shows_tree_without_downloading_apache() {
+    listing_shows_tree_without_downloading(Server::Apache);
+}
+
+fn reads_are_byte_identical(kind: Server) {
+    let data = tempdir();
+    let sizes: [usize; 6] = [0, 1, 4095, 4096, (1 << 20) + 1, 200 << 20];
+    for (i, size) in sizes.iter().enumerate() {
+        write(&data.path().join(format!("f{i}.bin")), &pseudo_random_bytes(i as u64, *size));
+    }
+    let mut server = start(kind, data.path());
+    let m = Mount::new(&server.url(), MountOpts::default());
+    for i in 0..sizes.len() {
+        let name = format!("f{i}.bin");
+        assert_eq!(state_of(&m.join(&name)), "online-only", "{name} before reading");
+        assert_eq!(sha256_file(&m.join(&name)), sha256_file(&data.path().join(&name)), "{name}");
+        assert_eq!(state_of(&m.join(&name)), "hydrated", "{name} after reading");
+    }
+    assert!(server.count_requests("GET") >= sizes.len(), "content came from the server");
+    server.reset_requests();
+    for i in 0..sizes.len() {
+        let name = format!("f{i}.bin");
+        assert_eq!(sha256_file(&m.join(&name)), sha256_file(&data.path().join(&name)), "{name}");
+    }
+    assert_eq!(server.count_requests("GET"), 0, "second reads come from the cache");
+    m.unmount();
+}
+
+#[test]
+fn reads_are_byte_identical_embedded() {
+    reads_are_byte_identical(Server::Embedded);
+}
+
+#[test]
+fn reads_are_byte_identical_apache() {
+    reads_are_byte_identical(Server::Apache);
+}
+
+#[test]
+fn cache_stays_within_its_budget_and_evicted_files_read_back() {
+    let data = tempdir();
+    for i in 0..60 {
+        write(&data.path().join(format!("m{i:02}.bin")), &pseudo_random_bytes(100 + i, 1 << 20));
+    }
+    let mut server = EmbeddedServer::start(data.path(), None);
+    let m = Mount::new(&server.url(), MountOpts::default().cache_size("10M"));
+    let limit = 10u64 << 20;
+
+    // Three files stay open while the others stream through the cache.
+    let mut held: Vec<File> = (0..3).map(|i| File::open(m.join(&format!("m{i:02}.bin"))).unwrap())
+        .collect();
+    for f in held.iter_mut() {
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).unwrap();
+    }
+    for i in 3..60 {
+        let name = format!("m{i:02}.bin");
+        assert_eq!(read_all(&m.join(&name)), pseudo_random_bytes(100 + i, 1 << 20), "{name}");
+        let used = m.status_json()["cache"]["used_bytes"].as_u64().unwrap();
+        assert!(used <= limit + 3 * (1 << 20), "cache holds {used} bytes after {name}");
+    }
+    drop(held);
+    let s = m.status_json();
+    let used = s["cache"]["used_bytes"].as_u64().unwrap();
+    assert!(used <= limit, "cache holds {used} bytes with no file open");
+    assert!(s["hydrated_files"].as_u64().unwrap() <= 10, "{s}");
+    assert_eq!(s["cache"]["limit_bytes"].as_u64(), Some(limit));
+
+    // Everything evicted reads back correctly (hydrated again).
+    server.reset_requests();
+    for i in 0..60 {
+        let name = format!("m{i:02}.bin");
+        assert_eq!(read_all(&m.join(&name)), pseudo_random_bytes(100 + i, 1 << 20), "{name}");
+    }
+    assert!(server.count_requests("GET") >= 50, "evicted files were fetched again");
+    let used = m.status_json()["cache"]["used_bytes"].as_u64().unwrap();
+    assert!(used <= limit, "cache holds {used} bytes");
+    m.unmount();
+}
+
+fn remount_reuses_cached_content(kind: Server) {
+    let data = tempdir();
+    for i in 0..5u64 {
+        write(&data.path().join(format!("d/r{i}.txt")), &pseudo_random_bytes(i, 70_000));
+    }
+    let cache = tempdir();
+    let mut server = start(kind, data.path());
+    let opts = MountOpts::default().cache_dir(cache.path());
+    let m = Mount::new(&server.url(), opts.clone());
+    for i in 0..5 {
+        read_all(&m.join(&format!("d/r{i}.txt")));
+    }
+    m.unmount();
+
+    server.reset_requests();
+    let m = Mount::new(&server.url(), opts);
+    assert_eq!(state_of(&m.join("d/r0.txt")), "hydrated", "state survives the remount");
+    for i in 0..5u64 {
+        assert_eq!(read_all(&m.join(&format!("d/r{i}.txt"))), pseudo_random_bytes(i, 70_000));
+    }
+    assert_eq!(server.count_requests("GET"), 0, "a remount reads cached files without GET");
+    m.unmount();
+}
+
+#[test]
+fn remount_reuses_cached_content_embedded() {
+    remount_reuses_cached_content(Server::Embedded);
+}
+
+#[test]
+fn remount_reuses_cached_content_apache() {
+    remount_reuses_cached_content(Server::Apache);
+}
+
+const ODD_NAMES: [&str; 11] = [
+    "with space.txt",
+    "hash#tag.txt",
+    "100%.txt",
+    "what?.txt",
+    "a&b.txt",
+    "c++.txt",
+    "café.txt",
+    "日本.txt",
+    "party 🎉.txt",
+    "dir é 日本",
+    "semi;colon=eq,comma'quote.txt",
+];
+
+fn odd_names_list_and_read(kind: Server) {
+    let data = tempdir();
+    for (i, n) in ODD_NAMES.iter().enumerate() {
+        if n.starts_with("dir") {
+            write(&data.path().join(n).join("inner #1.txt"), b"inside");
+        } else {
+            write(&data.path().join(n), format!("content {i}").as_bytes());
+        }
+    }
+    let server = start(kind, data.path());
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let listed: BTreeSet<String> = std::fs::read_dir(m.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let want: BTreeSet<String> = ODD_NAMES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(listed, want);
+    for (i, n) in ODD_NAMES.iter().enumerate() {
+        if n.starts_with("dir") {
+            assert_eq!(read_all(&m.join(n).join("inner #1.txt")), b"inside");
+        } else {
+            assert_eq!(read_all(&m.join(n)), format!("content {i}").as_bytes(), "{n}");
+        }
+    }
+    m.unmount();
+}
+
+#[test]
+fn odd_names_list_and_read_embedded() {
+    odd_names_list_and_read(Server::Embedded);
+}
+
+#[test]
+fn odd_names_list_and_read_apache() {
+    odd_names_list_and_read(Server::Apache);
+}
