@@ -4,6 +4,8 @@ mod cli;
 mod commands;
 mod control;
 mod daemon;
+mod demo;
+mod demo_tree;
 mod logging;
 mod paths;
 mod serve;
@@ -25,7 +27,7 @@ fn main() -> std::process::ExitCode {
         Command::Mount(args) => daemon::run(args),
         Command::Unmount(args) => commands::unmount(args),
         Command::Status(args) => commands::status(args),
-        Command::Demo(_) => Err(anyhow::anyhow!("not implemented yet")),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

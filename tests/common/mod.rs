@@ -1,0 +1,184 @@
+//! Shared integration-test harness: servers (the embedded `edrive serve`, a private Apache
+//! httpd with mod_dav, a hostile canned-response server), FUSE mounts of `edrive`, and
+//! helpers to build and compare file trees.
+//!
+//! Use it from a test file with `mod common;` and `use common::*;`. Anything a test needs
+//! that the machine lacks (root, /dev/fuse, fusermount3, apache2) makes the test panic
+//! with a clear message; nothing is skipped silently.
+
+#![allow(dead_code)]
+
+pub mod apache;
+pub mod hostile;
+pub mod http;
+pub mod mount;
+pub mod server;
+pub mod tree;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use apache::ApacheServer;
+#[allow(unused_imports)]
+pub use hostile::{multistatus, multistatus_xml, Canned, DavEntry, HostileServer};
+#[allow(unused_imports)]
+pub use http::{client, propfind};
+#[allow(unused_imports)]
+pub use mount::{is_mounted, Mount, MountOpts};
+#[allow(unused_imports)]
+pub use server::EmbeddedServer;
+#[allow(unused_imports)]
+pub use tree::{make_tree, pseudo_random_bytes, sha256_bytes, sha256_file, walk, TreeSpec};
+
+/// What every test server offers: its share URL and a log of the requests it answered.
+pub trait TestServer {
+    /// The share's root URL, ending in `/` (e.g. `http://127.0.0.1:PORT/`).
+    fn url(&self) -> String;
+    /// Every request answered so far (since the last `reset_requests`), in order, as
+    /// (method, raw request path without query, status).
+    fn requests(&self) -> Vec<(String, String, u16)>;
+    /// How many requests with this method (e.g. `"GET"`) were answered.
+    fn count_requests(&self, method: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|(m, _, _)| m.eq_ignore_ascii_case(method))
+            .count()
+    }
+    /// Forgets the requests logged so far (later `requests()` start from here).
+    fn reset_requests(&mut self);
+}
+
+/// A fresh temporary directory (mode 0755, so a server running as `www-data` can traverse
+/// it), removed when dropped. Lives under `$TMPDIR` (default /tmp).
+pub fn tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("edrive-test-")
+        .tempdir()
+        .expect("cannot create a temporary directory");
+    set_mode(dir.path(), 0o755);
+    dir
+}
+
+/// Panics unless this test can mount FUSE file systems: running as root, `/dev/fuse`
+/// present, `fusermount3` on PATH.
+pub fn require_fuse() {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("not running as root".to_string());
+    }
+    if !Path::new("/dev/fuse").exists() {
+        missing.push("/dev/fuse does not exist".to_string());
+    }
+    if find_in_path("fusermount3").is_none() {
+        missing.push("fusermount3 is not on PATH (apt-get install fuse3)".to_string());
+    }
+    if !missing.is_empty() {
+        panic!("requires /dev/fuse and root: {}", missing.join("; "));
+    }
+}
+
+/// The full path of an executable found on `$PATH`, if any.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The `edrive` binary under test.
+pub fn edrive_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_edrive")
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("cannot bind an ephemeral port on 127.0.0.1")
+        .port()
+}
+
+/// Polls `cond` every 20 ms until it returns true or `timeout` passes; returns its last value.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sets the permission bits of `path`.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+}
+
+/// Sends `sig` to a process (ignores a process that is already gone).
+pub fn signal_pid(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        if pid > 0 {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesized command name.
+        Ok(stat) => match stat.rfind(')') {
+            Some(i) => !matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
+            None => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Stops a child we spawned: SIGTERM (to its process group when `group` is true), wait up
+/// to `grace`, then SIGKILL; always reaps it.
+pub fn terminate_child(child: &mut Child, grace: Duration, group: bool) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let pid = child.id() as libc::pid_t;
+    let target = if group { -pid } else { pid };
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(target, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            if group {
+                // Reap stragglers of the group (e.g. Apache workers).
+                unsafe { libc::kill(target, libc::SIGKILL) };
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(target, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Reads a log file from byte offset `from` (empty if it does not exist).
+pub fn read_from(path: &Path, from: u64) -> String {
+    let data = std::fs::read(path).unwrap_or_default();
+    let start = (from as usize).min(data.len());
+    String::from_utf8_lossy(&data[start..]).into_owned()
+}
+
+/// The current length of a file (0 if it does not exist).
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
