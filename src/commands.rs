@@ -25,7 +25,10 @@ pub fn unmount(args: UnmountArgs) -> anyhow::Result<()> {
             if !paths::is_mounted(&mp) {
                 bail!("{e}");
             }
-            let out = std::process::Command::new("fusermount3").arg("-u").arg(&mp).output()?;
+            let out = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(&mp)
+                .output()?;
             if !out.status.success() {
                 bail!(
                     "the daemon does not answer and fusermount3 failed: {}",
@@ -45,7 +48,11 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// `edrive status`.
@@ -77,7 +84,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             human_bytes(n(&c["over_limit_bytes"]))
         );
     }
-    println!("  daemon:  pid {}, log {}", n(&s["pid"]), s["log_file"].as_str().unwrap_or("?"));
+    println!(
+        "  daemon:  pid {}, log {}",
+        n(&s["pid"]),
+        s["log_file"].as_str().unwrap_or("?")
+    );
     Ok(())
 }
 

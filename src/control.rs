@@ -23,7 +23,10 @@ pub fn request(mountpoint: &Path, req: &Request) -> anyhow::Result<serde_json::V
     use std::os::unix::net::UnixStream;
     let sock = crate::paths::socket_path(mountpoint);
     let mut stream = UnixStream::connect(&sock).map_err(|e| {
-        anyhow::anyhow!("no edrive mount is running at {} ({e})", mountpoint.display())
+        anyhow::anyhow!(
+            "no edrive mount is running at {} ({e})",
+            mountpoint.display()
+        )
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use edrive_cache::Cache;
 use edrive_fs_core::remote::webdav::{WebDav, WebDavConfig};
 use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
@@ -43,7 +43,9 @@ fn read_password(args: &MountArgs) -> anyhow::Result<Option<String>> {
             .with_context(|| format!("cannot read password file {}", f.display()))?;
         return Ok(Some(text.lines().next().unwrap_or("").to_string()));
     }
-    Ok(std::env::var("EDRIVE_PASSWORD").ok().filter(|p| !p.is_empty()))
+    Ok(std::env::var("EDRIVE_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty()))
 }
 
 /// Starts the daemon as a detached child and waits for its one-line verdict. The password
@@ -86,7 +88,10 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
         let _ = stdin.write_all(password.unwrap_or_default().as_bytes());
         let _ = stdin.write_all(b"\n");
     }
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no daemon stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no daemon stdout"))?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let line = line.trim();
@@ -150,7 +155,11 @@ impl Ready {
 /// After the parent has its verdict, nothing may write to its pipes any more.
 fn detach_stdio() {
     #[cfg(unix)]
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         use std::os::fd::AsRawFd;
         // SAFETY: dup2 onto the standard descriptors with a valid open fd.
         unsafe {
@@ -162,9 +171,15 @@ fn detach_stdio() {
 }
 
 fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> {
-    let ready = Ready { daemon_child: args.daemon_child };
-    let mountpoint = paths::absolute_mountpoint(&args.mountpoint)
-        .map_err(|e| ready.fail(&format!("bad mountpoint {}: {e}", args.mountpoint.display())))?;
+    let ready = Ready {
+        daemon_child: args.daemon_child,
+    };
+    let mountpoint = paths::absolute_mountpoint(&args.mountpoint).map_err(|e| {
+        ready.fail(&format!(
+            "bad mountpoint {}: {e}",
+            args.mountpoint.display()
+        ))
+    })?;
     match std::fs::metadata(&mountpoint) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(ready.fail(&format!("{} is not a folder", mountpoint.display()))),
@@ -175,8 +190,10 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     if paths::is_mounted(&mountpoint) {
         return Err(ready.fail(&format!("{} is already a mountpoint", mountpoint.display())));
     }
-    let cache_dir =
-        args.cache_dir.clone().unwrap_or_else(|| paths::default_cache_dir(&args.url, &mountpoint));
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| paths::default_cache_dir(&args.url, &mountpoint));
     create_private_dir(&cache_dir)
         .map_err(|e| ready.fail(&format!("cannot create {}: {e}", cache_dir.display())))?;
     let _lock = lock_dir(&cache_dir).map_err(|e| ready.fail(&e.to_string()))?;
@@ -194,7 +211,8 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     let mut config = WebDavConfig::new(args.url.clone());
     config.user = args.user.clone();
     config.password = password;
-    let remote = WebDav::new(config).map_err(|e| ready.fail(&format!("bad URL {}: {e}", args.url)))?;
+    let remote =
+        WebDav::new(config).map_err(|e| ready.fail(&format!("bad URL {}: {e}", args.url)))?;
     let probe = rt.block_on(async {
         tokio::time::timeout(PROBE_TIMEOUT, remote.stat(&RemotePath::root())).await
     });
@@ -214,8 +232,10 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     }
     let remote: Arc<dyn Remote> = Arc::new(remote);
 
-    let meta = Meta::open(&cache_dir.join("meta.db"), &args.url).map_err(|e| ready.fail(&e.to_string()))?;
-    meta.update_root(&root).map_err(|e| ready.fail(&e.to_string()))?;
+    let meta = Meta::open(&cache_dir.join("meta.db"), &args.url)
+        .map_err(|e| ready.fail(&e.to_string()))?;
+    meta.update_root(&root)
+        .map_err(|e| ready.fail(&e.to_string()))?;
     let cache = Cache::open(&cache_dir.join("content"), args.cache_size)
         .map_err(|e| ready.fail(&format!("cannot open cache: {e}")))?;
     let (uid, gid) = owner();
@@ -223,7 +243,11 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
         remote,
         Arc::new(meta),
         Arc::new(cache),
-        DriveOptions { dir_cache_ttl: args.dir_cache_ttl, uid, gid },
+        DriveOptions {
+            dir_cache_ttl: args.dir_cache_ttl,
+            uid,
+            gid,
+        },
     ));
 
     #[cfg(unix)]
@@ -250,7 +274,11 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
         info!("mounted");
         ready.ok();
         if args.foreground {
-            eprintln!("edrive: {} mounted at {} (Ctrl-C to unmount)", args.url, mountpoint.display());
+            eprintln!(
+                "edrive: {} mounted at {} (Ctrl-C to unmount)",
+                args.url,
+                mountpoint.display()
+            );
         }
         let outcome = rt.block_on(crate::serve_control::run_until_unmounted(
             listener, drive, info, &session,
@@ -298,14 +326,21 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// never share one.
 fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     let path: PathBuf = dir.join("lock");
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a valid open descriptor.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
-            bail!("cache directory {} is in use by another mount", dir.display());
+            bail!(
+                "cache directory {} is in use by another mount",
+                dir.display()
+            );
         }
     }
     Ok(f)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{bail, Context};
 
 use crate::cli::{DemoArgs, MountArgs, UnmountArgs};
 
@@ -31,7 +31,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         crate::demo_tree::generate_demo_tree(&data)
             .with_context(|| format!("cannot write the sample tree to {}", data.display()))?
     };
-    let mountpoint = args.mountpoint.unwrap_or_else(|| PathBuf::from("edrive-demo"));
+    let mountpoint = args
+        .mountpoint
+        .unwrap_or_else(|| PathBuf::from("edrive-demo"));
     std::fs::create_dir_all(&mountpoint)
         .with_context(|| format!("cannot create {}", mountpoint.display()))?;
     let mountpoint = crate::paths::absolute_mountpoint(&mountpoint)?;
@@ -50,10 +52,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(out) = server.stdout.take() {
         BufReader::new(out).read_line(&mut line)?;
     }
-    let Some(url) = line.trim().strip_prefix("edrive serve: listening on ").map(str::to_string)
+    let Some(url) = line
+        .trim()
+        .strip_prefix("edrive serve: listening on ")
+        .map(str::to_string)
     else {
         let _ = server.kill();
-        bail!("the demo server did not start; see {}", server_log.display());
+        bail!(
+            "the demo server did not start; see {}",
+            server_log.display()
+        );
     };
 
     let mounted = crate::daemon::run(MountArgs {
@@ -86,7 +94,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("Press Ctrl-C to unmount and stop the demo.");
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(wait_for_stop());
     println!("\nedrive demo: unmounting");
     let result = crate::commands::unmount(UnmountArgs { mountpoint });
@@ -98,7 +108,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn wait_for_stop() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
+        use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {

@@ -17,7 +17,9 @@ pub fn absolute_mountpoint(p: &Path) -> std::io::Result<PathBuf> {
     let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
         return Ok(abs);
     };
-    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
+    let parent = parent
+        .canonicalize()
+        .unwrap_or_else(|_| parent.to_path_buf());
     Ok(parent.join(name))
 }
 
@@ -49,7 +51,13 @@ pub fn default_cache_dir(url: &str, mountpoint: &Path) -> PathBuf {
         .filter(|s| !s.is_empty())
         .unwrap_or("server")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(48)
         .collect();
     let key = format!("{url}\n{}", mountpoint.display());
@@ -74,7 +82,10 @@ fn runtime_dir() -> PathBuf {
 
 /// The control socket of the mount at `mountpoint` (absolute).
 pub fn socket_path(mountpoint: &Path) -> PathBuf {
-    runtime_dir().join(format!("{}.sock", short_hash(&mountpoint.display().to_string())))
+    runtime_dir().join(format!(
+        "{}.sock",
+        short_hash(&mountpoint.display().to_string())
+    ))
 }
 
 /// Whether `mountpoint` (absolute) is a mountpoint now, per /proc/mounts.
@@ -83,7 +94,9 @@ pub fn is_mounted(mountpoint: &Path) -> bool {
         return false;
     };
     let want = mountpoint.display().to_string();
-    mounts.lines().any(|l| l.split(' ').nth(1).map(unescape_mount_field).as_deref() == Some(&want))
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1).map(unescape_mount_field).as_deref() == Some(&want))
 }
 
 /// /proc/mounts escapes space, tab, newline and backslash as octal.
@@ -92,7 +105,10 @@ fn unescape_mount_field(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -115,8 +131,15 @@ mod tests {
         let c = default_cache_dir("http://other/dav/", Path::new("/mnt/a"));
         assert_ne!(a, b);
         assert_ne!(a, c);
-        assert_eq!(a, default_cache_dir("http://h:8080/dav/", Path::new("/mnt/a")));
-        assert!(a.file_name().unwrap().to_string_lossy().starts_with("h_8080-"));
+        assert_eq!(
+            a,
+            default_cache_dir("http://h:8080/dav/", Path::new("/mnt/a"))
+        );
+        assert!(a
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("h_8080-"));
     }
 
     #[test]

@@ -61,8 +61,7 @@ pub async fn run_until_unmounted(
 ) -> anyhow::Result<()> {
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let (unmount_tx, mut unmount_rx) = mpsc::channel::<UnmountReply>(4);
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     let mut handlers = tokio::task::JoinSet::new();
     loop {

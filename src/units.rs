@@ -22,7 +22,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not a size (examples: 500M, 10G, 1048576)"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, or plain seconds.
@@ -41,7 +42,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         (t, 1000)
     };
     let n: u64 = digits.trim().parse().map_err(|_| err())?;
-    Ok(Duration::from_millis(n.checked_mul(unit_ms).ok_or_else(err)?))
+    Ok(Duration::from_millis(
+        n.checked_mul(unit_ms).ok_or_else(err)?,
+    ))
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ fn names(dir: &Path) -> BTreeSet<String> {
 /// The daemon's own log file (where `status --json` says it is).
 fn daemon_log(m: &Mount) -> String {
     let s = m.status_json();
-    let path = s["log_file"].as_str().expect("status names the log file").to_string();
+    let path = s["log_file"]
+        .as_str()
+        .expect("status names the log file")
+        .to_string();
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -37,7 +40,11 @@ fn state_of(path: &Path) -> String {
 
 fn one_line(stderr: &str) -> &str {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected a one-line message, got:\n{stderr}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected a one-line message, got:\n{stderr}"
+    );
     lines[0]
 }
 
@@ -52,7 +59,11 @@ fn unreachable_server_fails_fast_with_one_line() {
     assert!(line.contains("cannot reach server"), "{line}");
     assert!(!err.0.success());
     // A bound for "no hang", far above the expected few milliseconds.
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -66,7 +77,11 @@ fn silent_server_fails_within_bound_with_one_line() {
         .expect("mounting a silent server must fail");
     let line = one_line(&err.1);
     assert!(line.contains("did not answer"), "{line}");
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     drop(listener);
 }
 
@@ -75,14 +90,23 @@ fn wrong_password_says_authentication_failed() {
     let data = tempdir();
     std::fs::write(data.path().join("secret.txt"), b"s3cret").unwrap();
     let server = EmbeddedServer::start(data.path(), Some(("alice", "right-pass")));
-    let err = Mount::try_new(&server.url(), MountOpts::default().auth("alice", "wrong-pass"))
-        .err()
-        .expect("a wrong password must fail");
+    let err = Mount::try_new(
+        &server.url(),
+        MountOpts::default().auth("alice", "wrong-pass"),
+    )
+    .err()
+    .expect("a wrong password must fail");
     let line = one_line(&err.1);
     assert!(line.contains("authentication failed"), "{line}");
-    assert!(!line.contains("wrong-pass"), "the password must not be echoed: {line}");
+    assert!(
+        !line.contains("wrong-pass"),
+        "the password must not be echoed: {line}"
+    );
 
-    let m = Mount::new(&server.url(), MountOpts::default().auth("alice", "right-pass"));
+    let m = Mount::new(
+        &server.url(),
+        MountOpts::default().auth("alice", "right-pass"),
+    );
     assert_eq!(std::fs::read(m.join("secret.txt")).unwrap(), b"s3cret");
     m.unmount();
 }
@@ -95,7 +119,11 @@ fn wrong_password_on_apache_says_authentication_failed() {
     let err = Mount::try_new(&server.url(), MountOpts::default().auth("bob", "nope"))
         .err()
         .expect("a wrong password must fail");
-    assert!(one_line(&err.1).contains("authentication failed"), "{}", err.1);
+    assert!(
+        one_line(&err.1).contains("authentication failed"),
+        "{}",
+        err.1
+    );
     let m = Mount::new(&server.url(), MountOpts::default().auth("bob", "pw1"));
     assert_eq!(std::fs::read(m.join("a.txt")).unwrap(), b"apache");
     m.unmount();
@@ -121,13 +149,27 @@ fn hostile_server() -> HostileServer {
     ]);
     HostileServer::builder()
         .propfind("/", 207, root)
-        .propfind("/bad/", 207, "<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/bad/</D:hr")
-        .propfind("/ok/", 207, multistatus(&[DavEntry::dir("/ok/"), DavEntry::file("/ok/x", 2, "x")]))
+        .propfind(
+            "/bad/",
+            207,
+            "<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/bad/</D:hr",
+        )
+        .propfind(
+            "/ok/",
+            207,
+            multistatus(&[DavEntry::dir("/ok/"), DavEntry::file("/ok/x", 2, "x")]),
+        )
         .file("/good.txt", b"good".to_vec(), "g1")
         .file("/dup", b"dup1".to_vec(), "d1")
         .file("/ok/x", b"xx".to_vec(), "x")
-        .get("/short.bin", Canned::short_body(1000, vec![7u8; 500]).header("ETag", "\"sh1\""))
-        .get("/slow.bin", Canned::file(b"slow".to_vec(), "sl1").delay(Duration::from_secs(8)))
+        .get(
+            "/short.bin",
+            Canned::short_body(1000, vec![7u8; 500]).header("ETag", "\"sh1\""),
+        )
+        .get(
+            "/slow.bin",
+            Canned::file(b"slow".to_vec(), "sl1").delay(Duration::from_secs(8)),
+        )
         .build()
 }
 
@@ -142,12 +184,23 @@ fn hostile_names_are_skipped_and_nothing_escapes() {
         .collect();
     assert_eq!(listed, want);
     assert_eq!(std::fs::read(m.join("good.txt")).unwrap(), b"good");
-    assert_eq!(std::fs::read(m.join("dup")).unwrap(), b"dup1", "the first duplicate wins");
+    assert_eq!(
+        std::fs::read(m.join("dup")).unwrap(),
+        b"dup1",
+        "the first duplicate wins"
+    );
     assert!(!m.path().parent().unwrap().join("b").exists());
     let log = daemon_log(&m);
-    for needle in ["a%2Fb", "nul%00x", "duplicate name", "not a direct child", ". or .."] {
+    for needle in [
+        "a%2Fb",
+        "nul%00x",
+        "duplicate name",
+        "not a direct child",
+        ". or ..",
+    ] {
         assert!(
-            log.lines().any(|l| l.contains("WARN") && l.contains(needle)),
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains(needle)),
             "the skipped entry {needle:?} is logged:\n{log}"
         );
     }
@@ -158,11 +211,16 @@ fn hostile_names_are_skipped_and_nothing_escapes() {
 fn malformed_xml_is_eio_for_that_folder_only() {
     let server = hostile_server();
     let m = Mount::new(&server.url(), MountOpts::default());
-    let err = std::fs::read_dir(m.join("bad")).and_then(|mut d| d.next().transpose()).err();
+    let err = std::fs::read_dir(m.join("bad"))
+        .and_then(|mut d| d.next().transpose())
+        .err();
     let err = err.expect("listing a folder with malformed XML must fail");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     let log = daemon_log(&m);
-    assert!(log.contains("malformed"), "a log line names the problem:\n{log}");
+    assert!(
+        log.contains("malformed"),
+        "a log line names the problem:\n{log}"
+    );
     // The mount keeps working.
     assert_eq!(names(&m.join("ok")), BTreeSet::from(["x".to_string()]));
     assert_eq!(std::fs::read(m.join("ok/x")).unwrap(), b"xx");
@@ -183,7 +241,10 @@ fn short_body_is_eio_and_never_cached_as_complete() {
     }
     let s = m.status_json();
     assert_eq!(s["hydrated_files"].as_u64(), Some(0), "{s}");
-    assert!(server.count_requests("GET") >= 2, "each attempt asked the server again");
+    assert!(
+        server.count_requests("GET") >= 2,
+        "each attempt asked the server again"
+    );
 
     // Once the server sends the whole body, the file reads completely.
     server.set_route("GET", "/short.bin", Canned::file(vec![7u8; 1000], "sh1"));
@@ -202,7 +263,10 @@ fn a_slow_download_does_not_block_other_work() {
     assert!(wait_until(Duration::from_secs(5), || state_of(&slow_file) == "partial"));
     assert_eq!(names(&m.join("ok")), BTreeSet::from(["x".to_string()]));
     assert_eq!(std::fs::read(m.join("good.txt")).unwrap(), b"good");
-    assert!(!slow.is_finished(), "other work finished while the slow download still ran");
+    assert!(
+        !slow.is_finished(),
+        "other work finished while the slow download still ran"
+    );
     assert_eq!(slow.join().unwrap().unwrap(), b"slow");
     m.unmount();
 }

@@ -46,7 +46,11 @@ fn state_of(path: &Path) -> String {
         .arg(path)
         .output()
         .expect("getfattr (package attr) is needed");
-    assert!(out.status.success(), "getfattr failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "getfattr failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -64,12 +68,25 @@ fn listing_shows_tree_without_downloading(kind: Server) {
     let server = start(kind, data.path());
     let m = Mount::new(&server.url(), MountOpts::default());
 
-    let find = Command::new("find").arg(m.path()).arg("-type").arg("f").output().unwrap();
+    let find = Command::new("find")
+        .arg(m.path())
+        .arg("-type")
+        .arg("f")
+        .output()
+        .unwrap();
     assert!(find.status.success());
     let found = String::from_utf8_lossy(&find.stdout).lines().count();
     assert_eq!(found, files.len(), "find sees every file");
-    let ls = Command::new("ls").arg("-lR").arg(m.path()).output().unwrap();
-    assert!(ls.status.success(), "ls -lR: {}", String::from_utf8_lossy(&ls.stderr));
+    let ls = Command::new("ls")
+        .arg("-lR")
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(
+        ls.status.success(),
+        "ls -lR: {}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
 
     let want = walk(data.path());
     let got = walk(m.path());
@@ -85,8 +102,17 @@ fn listing_shows_tree_without_downloading(kind: Server) {
             assert_eq!(g_mtime, *mtime, "{rel}: mtime");
         }
     }
-    assert_eq!(server.count_requests("GET"), 0, "listing must not download: {:?}",
-        server.requests().iter().filter(|r| r.0 == "GET").take(5).collect::<Vec<_>>());
+    assert_eq!(
+        server.count_requests("GET"),
+        0,
+        "listing must not download: {:?}",
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.0 == "GET")
+            .take(5)
+            .collect::<Vec<_>>()
+    );
     m.unmount();
 }
 
@@ -104,23 +130,45 @@ fn reads_are_byte_identical(kind: Server) {
     let data = tempdir();
     let sizes: [usize; 6] = [0, 1, 4095, 4096, (1 << 20) + 1, 200 << 20];
     for (i, size) in sizes.iter().enumerate() {
-        write(&data.path().join(format!("f{i}.bin")), &pseudo_random_bytes(i as u64, *size));
+        write(
+            &data.path().join(format!("f{i}.bin")),
+            &pseudo_random_bytes(i as u64, *size),
+        );
     }
     let mut server = start(kind, data.path());
     let m = Mount::new(&server.url(), MountOpts::default());
     for i in 0..sizes.len() {
         let name = format!("f{i}.bin");
-        assert_eq!(state_of(&m.join(&name)), "online-only", "{name} before reading");
-        assert_eq!(sha256_file(&m.join(&name)), sha256_file(&data.path().join(&name)), "{name}");
+        assert_eq!(
+            state_of(&m.join(&name)),
+            "online-only",
+            "{name} before reading"
+        );
+        assert_eq!(
+            sha256_file(&m.join(&name)),
+            sha256_file(&data.path().join(&name)),
+            "{name}"
+        );
         assert_eq!(state_of(&m.join(&name)), "hydrated", "{name} after reading");
     }
-    assert!(server.count_requests("GET") >= sizes.len(), "content came from the server");
+    assert!(
+        server.count_requests("GET") >= sizes.len(),
+        "content came from the server"
+    );
     server.reset_requests();
     for i in 0..sizes.len() {
         let name = format!("f{i}.bin");
-        assert_eq!(sha256_file(&m.join(&name)), sha256_file(&data.path().join(&name)), "{name}");
+        assert_eq!(
+            sha256_file(&m.join(&name)),
+            sha256_file(&data.path().join(&name)),
+            "{name}"
+        );
     }
-    assert_eq!(server.count_requests("GET"), 0, "second reads come from the cache");
+    assert_eq!(
+        server.count_requests("GET"),
+        0,
+        "second reads come from the cache"
+    );
     m.unmount();
 }
 
@@ -138,14 +186,18 @@ fn reads_are_byte_identical_apache() {
 fn cache_stays_within_its_budget_and_evicted_files_read_back() {
     let data = tempdir();
     for i in 0..60 {
-        write(&data.path().join(format!("m{i:02}.bin")), &pseudo_random_bytes(100 + i, 1 << 20));
+        write(
+            &data.path().join(format!("m{i:02}.bin")),
+            &pseudo_random_bytes(100 + i, 1 << 20),
+        );
     }
     let mut server = EmbeddedServer::start(data.path(), None);
     let m = Mount::new(&server.url(), MountOpts::default().cache_size("10M"));
     let limit = 10u64 << 20;
 
     // Three files stay open while the others stream through the cache.
-    let mut held: Vec<File> = (0..3).map(|i| File::open(m.join(&format!("m{i:02}.bin"))).unwrap())
+    let mut held: Vec<File> = (0..3)
+        .map(|i| File::open(m.join(&format!("m{i:02}.bin"))).unwrap())
         .collect();
     for f in held.iter_mut() {
         let mut buf = Vec::new();
@@ -153,9 +205,16 @@ fn cache_stays_within_its_budget_and_evicted_files_read_back() {
     }
     for i in 3..60 {
         let name = format!("m{i:02}.bin");
-        assert_eq!(read_all(&m.join(&name)), pseudo_random_bytes(100 + i, 1 << 20), "{name}");
+        assert_eq!(
+            read_all(&m.join(&name)),
+            pseudo_random_bytes(100 + i, 1 << 20),
+            "{name}"
+        );
         let used = m.status_json()["cache"]["used_bytes"].as_u64().unwrap();
-        assert!(used <= limit + 3 * (1 << 20), "cache holds {used} bytes after {name}");
+        assert!(
+            used <= limit + 3 * (1 << 20),
+            "cache holds {used} bytes after {name}"
+        );
     }
     drop(held);
     let s = m.status_json();
@@ -168,9 +227,16 @@ fn cache_stays_within_its_budget_and_evicted_files_read_back() {
     server.reset_requests();
     for i in 0..60 {
         let name = format!("m{i:02}.bin");
-        assert_eq!(read_all(&m.join(&name)), pseudo_random_bytes(100 + i, 1 << 20), "{name}");
+        assert_eq!(
+            read_all(&m.join(&name)),
+            pseudo_random_bytes(100 + i, 1 << 20),
+            "{name}"
+        );
     }
-    assert!(server.count_requests("GET") >= 50, "evicted files were fetched again");
+    assert!(
+        server.count_requests("GET") >= 50,
+        "evicted files were fetched again"
+    );
     let used = m.status_json()["cache"]["used_bytes"].as_u64().unwrap();
     assert!(used <= limit, "cache holds {used} bytes");
     m.unmount();
@@ -179,7 +245,10 @@ fn cache_stays_within_its_budget_and_evicted_files_read_back() {
 fn remount_reuses_cached_content(kind: Server) {
     let data = tempdir();
     for i in 0..5u64 {
-        write(&data.path().join(format!("d/r{i}.txt")), &pseudo_random_bytes(i, 70_000));
+        write(
+            &data.path().join(format!("d/r{i}.txt")),
+            &pseudo_random_bytes(i, 70_000),
+        );
     }
     let cache = tempdir();
     let mut server = start(kind, data.path());
@@ -192,11 +261,22 @@ fn remount_reuses_cached_content(kind: Server) {
 
     server.reset_requests();
     let m = Mount::new(&server.url(), opts);
-    assert_eq!(state_of(&m.join("d/r0.txt")), "hydrated", "state survives the remount");
+    assert_eq!(
+        state_of(&m.join("d/r0.txt")),
+        "hydrated",
+        "state survives the remount"
+    );
     for i in 0..5u64 {
-        assert_eq!(read_all(&m.join(&format!("d/r{i}.txt"))), pseudo_random_bytes(i, 70_000));
+        assert_eq!(
+            read_all(&m.join(&format!("d/r{i}.txt"))),
+            pseudo_random_bytes(i, 70_000)
+        );
     }
-    assert_eq!(server.count_requests("GET"), 0, "a remount reads cached files without GET");
+    assert_eq!(
+        server.count_requests("GET"),
+        0,
+        "a remount reads cached files without GET"
+    );
     m.unmount();
 }
 
@@ -245,7 +325,11 @@ fn odd_names_list_and_read(kind: Server) {
         if n.starts_with("dir") {
             assert_eq!(read_all(&m.join(n).join("inner #1.txt")), b"inside");
         } else {
-            assert_eq!(read_all(&m.join(n)), format!("content {i}").as_bytes(), "{n}");
+            assert_eq!(
+                read_all(&m.join(n)),
+                format!("content {i}").as_bytes(),
+                "{n}"
+            );
         }
     }
     m.unmount();

@@ -15,7 +15,7 @@ use tracing::{debug, instrument, warn};
 use crate::error::FsError;
 use crate::hydrate::{Hydrator, Transfer};
 use crate::meta::{Entry, Kind, Meta, ROOT_INO};
-use crate::remote::{Remote, RemoteError, validate_name};
+use crate::remote::{validate_name, Remote, RemoteError};
 use crate::state::EntryState;
 
 /// Settings of one mounted drive.
@@ -106,7 +106,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Drive {
@@ -222,7 +225,10 @@ impl Drive {
         let children = self.meta.children(ino)?;
         let rows: Vec<DirEntry> = children
             .iter()
-            .map(|c| DirEntry { name: c.name.clone(), attr: self.attr(c) })
+            .map(|c| DirEntry {
+                name: c.name.clone(),
+                attr: self.attr(c),
+            })
             .collect();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(fh, Arc::new(rows));
@@ -258,7 +264,10 @@ impl Drive {
         if write {
             return Err(FsError::ReadOnly);
         }
-        let key = BlobKey { entry: ino, version: e.content_version() };
+        let key = BlobKey {
+            entry: ino,
+            version: e.content_version(),
+        };
         let content = match self.cache.get(&key) {
             Some(blob) => Content::Cached(Arc::new(blob)),
             None => {
@@ -267,14 +276,21 @@ impl Drive {
             }
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let file = OpenFile { ino, key, content: Mutex::new(content) };
+        let file = OpenFile {
+            ino,
+            key,
+            content: Mutex::new(content),
+        };
         lock(&self.files).insert(fh, Arc::new(file));
         Ok(fh)
     }
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
-        let file = lock(&self.files).get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let file = lock(&self.files)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
         loop {
             let transfer = {
                 let mut content = lock(&file.content);
@@ -308,7 +324,10 @@ impl Drive {
 
     fn restart_transfer(&self, file: &OpenFile) -> Result<(), FsError> {
         let e = self.entry(file.ino)?;
-        let key = BlobKey { entry: file.ino, version: e.content_version() };
+        let key = BlobKey {
+            entry: file.ino,
+            version: e.content_version(),
+        };
         let content = match self.cache.get(&key) {
             Some(blob) => Content::Cached(Arc::new(blob)),
             None => {
@@ -338,7 +357,10 @@ impl Drive {
                 EntryState::OnlineOnly
             });
         }
-        let key = BlobKey { entry: ino, version: e.content_version() };
+        let key = BlobKey {
+            entry: ino,
+            version: e.content_version(),
+        };
         Ok(if self.cache.contains(&key) {
             EntryState::Hydrated
         } else if self.hydrator.is_running(&key) {

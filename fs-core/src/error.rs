@@ -72,12 +72,25 @@ mod tests {
     #[test]
     fn errno_mapping() {
         assert_eq!(FsError::NotFound.errno(), libc::ENOENT);
-        assert_eq!(FsError::Remote(RemoteError::Auth(401)).errno(), libc::EACCES);
-        assert_eq!(FsError::Remote(RemoteError::Malformed("x".into())).errno(), libc::EIO);
         assert_eq!(
-            FsError::Remote(RemoteError::ShortBody { expected: 2, got: 1 }).errno(),
+            FsError::Remote(RemoteError::Auth(401)).errno(),
+            libc::EACCES
+        );
+        assert_eq!(
+            FsError::Remote(RemoteError::Malformed("x".into())).errno(),
             libc::EIO
         );
-        assert_eq!(FsError::InvalidName(NameError::TooLong).errno(), libc::ENAMETOOLONG);
+        assert_eq!(
+            FsError::Remote(RemoteError::ShortBody {
+                expected: 2,
+                got: 1
+            })
+            .errno(),
+            libc::EIO
+        );
+        assert_eq!(
+            FsError::InvalidName(NameError::TooLong).errno(),
+            libc::ENAMETOOLONG
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use edrive_cache::{Blob, BlobKey, Cache};
 use futures_util::StreamExt;
 use tokio::sync::watch;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{debug, info_span, warn, Instrument};
 
 use crate::error::FsError;
 use crate::meta::Meta;
@@ -105,17 +105,28 @@ pub struct Hydrator {
 impl Hydrator {
     /// A hydrator over these stores.
     pub fn new(remote: Arc<dyn Remote>, cache: Arc<Cache>, meta: Arc<Meta>) -> Hydrator {
-        Hydrator { remote, cache, meta, inflight: Mutex::new(HashMap::new()) }
+        Hydrator {
+            remote,
+            cache,
+            meta,
+            inflight: Mutex::new(HashMap::new()),
+        }
     }
 
     /// How many downloads are running now.
     pub fn running(&self) -> usize {
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Whether a download of `key` is running now.
     pub fn is_running(&self, key: &BlobKey) -> bool {
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key)
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
     }
 
     /// The running transfer for `key`, or a new one fetching `path` (`len` bytes).
@@ -131,7 +142,10 @@ impl Hydrator {
         }
         let fill = self.cache.begin_fill(key.clone(), len)?;
         let reader = fill.reader()?;
-        let (tx, rx) = watch::channel(Progress { written: 0, outcome: None });
+        let (tx, rx) = watch::channel(Progress {
+            written: 0,
+            outcome: None,
+        });
         let transfer = Arc::new(Transfer {
             key: key.clone(),
             len,
@@ -157,7 +171,10 @@ impl Hydrator {
                         }
                     }
                 }
-                this.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&t.key);
+                this.inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&t.key);
                 let len = t.len;
                 tx.send_modify(|p| {
                     if result.is_ok() {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use edrive_fs_core::{Attr, Drive, FsError, Kind};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use tracing::{debug, info_span};
 
@@ -207,7 +207,14 @@ impl Filesystem for FuseFs {
         };
         for (i, (name, a)) in rows.iter().enumerate().skip(offset as usize) {
             let attr = file_attr(a);
-            if reply.add(INodeNo(a.ino), (i + 1) as u64, name, &self.ttl, &attr, Generation(0)) {
+            if reply.add(
+                INodeNo(a.ino),
+                (i + 1) as u64,
+                name,
+                &self.ttl,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
         }
@@ -233,7 +240,16 @@ impl Filesystem for FuseFs {
         const TOTAL: u64 = (1 << 50) / BSIZE;
         let used = self.drive.status().map(|s| s.cache.used_bytes).unwrap_or(0) / BSIZE;
         let free = TOTAL.saturating_sub(used);
-        reply.statfs(TOTAL, free, free, 1 << 30, 1 << 30, BSIZE as u32, 255, BSIZE as u32);
+        reply.statfs(
+            TOTAL,
+            free,
+            free,
+            1 << 30,
+            1 << 30,
+            BSIZE as u32,
+            255,
+            BSIZE as u32,
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {

@@ -13,4 +13,4 @@ mod mount;
 #[cfg(unix)]
 pub use adapter::FuseFs;
 #[cfg(unix)]
-pub use mount::{MountConfig, mount};
+pub use mount::{mount, MountConfig};

@@ -67,7 +67,11 @@ pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         ino: r.get::<_, i64>(0)? as u64,
         parent: r.get::<_, i64>(1)? as u64,
         name: r.get(2)?,
-        kind: if r.get::<_, bool>(3)? { Kind::Dir } else { Kind::File },
+        kind: if r.get::<_, bool>(3)? {
+            Kind::Dir
+        } else {
+            Kind::File
+        },
         size: r.get::<_, i64>(4)?.max(0) as u64,
         mtime: mtime_ns.map(|n| UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)),
         etag: r.get(6)?,

@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 use tracing::warn;
 
-use crate::remote::{ETag, Listing, RemoteEntry, RemotePath, validate_name};
+use crate::remote::{validate_name, ETag, Listing, RemoteEntry, RemotePath};
 
 /// The root folder's inode number.
 pub const ROOT_INO: u64 = 1;
@@ -59,11 +59,18 @@ impl Meta {
         let conn = Connection::open(path)?;
         schema::prepare(&conn)?;
         let found: Option<String> = conn
-            .query_row("SELECT value FROM settings WHERE key = 'server_url'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'server_url'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         match found {
             Some(found) if found != url => {
-                return Err(MetaError::OtherServer { found, wanted: url.to_string() });
+                return Err(MetaError::OtherServer {
+                    found,
+                    wanted: url.to_string(),
+                });
             }
             Some(_) => {}
             None => {
@@ -73,14 +80,18 @@ impl Meta {
                 )?;
             }
         }
-        Ok(Meta { conn: Mutex::new(conn) })
+        Ok(Meta {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// Opens a private in-memory store (tests).
     pub fn in_memory() -> Result<Meta, MetaError> {
         let conn = Connection::open_in_memory()?;
         schema::prepare(&conn)?;
-        Ok(Meta { conn: Mutex::new(conn) })
+        Ok(Meta {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -93,22 +104,30 @@ impl Meta {
     pub fn get(&self, ino: u64) -> Result<Option<Entry>, MetaError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!("{} WHERE ino = ?1", entry::SELECT))?;
-        Ok(stmt.query_row(params![ino as i64], entry::from_row).optional()?)
+        Ok(stmt
+            .query_row(params![ino as i64], entry::from_row)
+            .optional()?)
     }
 
     /// The child `name` of folder `parent`.
     pub fn child(&self, parent: u64, name: &str) -> Result<Option<Entry>, MetaError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("{} WHERE parent = ?1 AND name = ?2", entry::SELECT))?;
-        Ok(stmt.query_row(params![parent as i64, name], entry::from_row).optional()?)
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE parent = ?1 AND name = ?2",
+            entry::SELECT
+        ))?;
+        Ok(stmt
+            .query_row(params![parent as i64, name], entry::from_row)
+            .optional()?)
     }
 
     /// All children of folder `parent`, by name.
     pub fn children(&self, parent: u64) -> Result<Vec<Entry>, MetaError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!("{} WHERE parent = ?1 ORDER BY name", entry::SELECT))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE parent = ?1 ORDER BY name",
+            entry::SELECT
+        ))?;
         let rows = stmt.query_map(params![parent as i64], entry::from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -127,7 +146,9 @@ impl Meta {
             parts.push(name);
             cur = parent as u64;
             if parts.len() > 4096 {
-                return Err(MetaError::Corrupt(format!("inode {ino} has a parent cycle")));
+                return Err(MetaError::Corrupt(format!(
+                    "inode {ino} has a parent cycle"
+                )));
             }
         }
         parts.reverse();
@@ -138,7 +159,10 @@ impl Meta {
     pub fn listed_at_ms(&self, ino: u64) -> Result<Option<i64>, MetaError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT listed_at_ms FROM entries WHERE ino = ?1")?;
-        Ok(stmt.query_row(params![ino as i64], |r| r.get(0)).optional()?.flatten())
+        Ok(stmt
+            .query_row(params![ino as i64], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 
     /// Updates the root's own attributes from a server description.
@@ -230,7 +254,13 @@ impl Meta {
             tx.execute(
                 "UPDATE entries SET listed_at_ms = ?2, etag = COALESCE(?3, etag),
                  etag_weak = ?4, mtime_ns = COALESCE(?5, mtime_ns) WHERE ino = ?1",
-                params![dir as i64, now_ms(), etag, weak, mtime_ns(listing.dir.mtime)],
+                params![
+                    dir as i64,
+                    now_ms(),
+                    etag,
+                    weak,
+                    mtime_ns(listing.dir.mtime)
+                ],
             )?;
         }
         tx.commit()?;
@@ -253,7 +283,10 @@ impl Meta {
     /// Marks folder `ino`'s listing as stale so the next access revalidates it.
     pub fn expire_listing(&self, ino: u64) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute("UPDATE entries SET listed_at_ms = NULL WHERE ino = ?1", params![ino as i64])?;
+        conn.execute(
+            "UPDATE entries SET listed_at_ms = NULL WHERE ino = ?1",
+            params![ino as i64],
+        )?;
         Ok(())
     }
 
@@ -307,7 +340,8 @@ fn etag_cols(etag: Option<&ETag>) -> (Option<&str>, bool) {
 }
 
 fn mtime_ns(t: Option<SystemTime>) -> Option<i64> {
-    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i64)
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
 }
 
 #[cfg(test)]

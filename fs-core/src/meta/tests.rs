@@ -11,46 +11,67 @@ fn file(name: &str, size: u64, etag: &str) -> RemoteEntry {
 }
 
 fn dir(name: &str) -> RemoteEntry {
-    RemoteEntry { name: name.into(), is_dir: true, size: 0, mtime: None, etag: None }
+    RemoteEntry {
+        name: name.into(),
+        is_dir: true,
+        size: 0,
+        mtime: None,
+        etag: None,
+    }
 }
 
 fn listing(children: Vec<RemoteEntry>) -> Listing {
-    Listing { dir: dir(""), children }
+    Listing {
+        dir: dir(""),
+        children,
+    }
 }
 
 #[test]
 fn inodes_are_stable_and_removals_only_from_listings() {
     let m = Meta::in_memory().unwrap();
-    let ch = m.apply_listing(ROOT_INO, &listing(vec![file("a", 1, "\"1\""), dir("d")])).unwrap();
+    let ch = m
+        .apply_listing(ROOT_INO, &listing(vec![file("a", 1, "\"1\""), dir("d")]))
+        .unwrap();
     assert_eq!(ch.added, 2);
     let a = m.child(ROOT_INO, "a").unwrap().unwrap();
     let d = m.child(ROOT_INO, "d").unwrap().unwrap();
-    m.apply_listing(d.ino, &listing(vec![file("x", 5, "\"x\"")])).unwrap();
+    m.apply_listing(d.ino, &listing(vec![file("x", 5, "\"x\"")]))
+        .unwrap();
     let x = m.child(d.ino, "x").unwrap().unwrap();
     assert_eq!(m.path_of(x.ino).unwrap().to_string(), "/d/x");
 
     // Relisting keeps inode numbers; a changed etag is reported.
-    let ch = m.apply_listing(ROOT_INO, &listing(vec![file("a", 2, "\"2\""), dir("d")])).unwrap();
+    let ch = m
+        .apply_listing(ROOT_INO, &listing(vec![file("a", 2, "\"2\""), dir("d")]))
+        .unwrap();
     assert_eq!(ch.changed, vec![a.ino]);
     let a2 = m.child(ROOT_INO, "a").unwrap().unwrap();
     assert_eq!((a2.ino, a2.size, a2.etag.as_deref()), (a.ino, 2, Some("2")));
 
     // A listing without "d" removes d and everything below it.
-    let ch = m.apply_listing(ROOT_INO, &listing(vec![file("a", 2, "\"2\"")])).unwrap();
+    let ch = m
+        .apply_listing(ROOT_INO, &listing(vec![file("a", 2, "\"2\"")]))
+        .unwrap();
     assert_eq!(ch.removed, vec![d.ino]);
     assert!(m.get(x.ino).unwrap().is_none());
     // New entries never reuse a removed inode.
-    m.apply_listing(ROOT_INO, &listing(vec![file("a", 2, "\"2\""), dir("d")])).unwrap();
+    m.apply_listing(ROOT_INO, &listing(vec![file("a", 2, "\"2\""), dir("d")]))
+        .unwrap();
     assert!(m.child(ROOT_INO, "d").unwrap().unwrap().ino > x.ino);
 }
 
 #[test]
 fn kind_change_is_a_new_identity_and_bad_names_are_skipped() {
     let m = Meta::in_memory().unwrap();
-    m.apply_listing(ROOT_INO, &listing(vec![file("k", 1, "a")])).unwrap();
-    let k = m.child(ROOT_INO, "k").unwrap().unwrap();
-    m.apply_listing(ROOT_INO, &listing(vec![dir("k"), file("..", 1, "x"), file("a/b", 1, "x")]))
+    m.apply_listing(ROOT_INO, &listing(vec![file("k", 1, "a")]))
         .unwrap();
+    let k = m.child(ROOT_INO, "k").unwrap().unwrap();
+    m.apply_listing(
+        ROOT_INO,
+        &listing(vec![dir("k"), file("..", 1, "x"), file("a/b", 1, "x")]),
+    )
+    .unwrap();
     let k2 = m.child(ROOT_INO, "k").unwrap().unwrap();
     assert!(k2.is_dir() && k2.ino != k.ino);
     assert_eq!(m.children(ROOT_INO).unwrap().len(), 1);
@@ -62,14 +83,18 @@ fn store_survives_reopen_and_refuses_other_server() {
     let p = dir_.path().join("meta.db");
     let ino = {
         let m = Meta::open(&p, "http://a/").unwrap();
-        m.apply_listing(ROOT_INO, &listing(vec![file("f", 3, "\"e\"")])).unwrap();
+        m.apply_listing(ROOT_INO, &listing(vec![file("f", 3, "\"e\"")]))
+            .unwrap();
         m.child(ROOT_INO, "f").unwrap().unwrap().ino
     };
     let m = Meta::open(&p, "http://a/").unwrap();
     assert_eq!(m.child(ROOT_INO, "f").unwrap().unwrap().ino, ino);
     assert!(m.listed_at_ms(ROOT_INO).unwrap().is_some());
     drop(m);
-    assert!(matches!(Meta::open(&p, "http://b/"), Err(MetaError::OtherServer { .. })));
+    assert!(matches!(
+        Meta::open(&p, "http://b/"),
+        Err(MetaError::OtherServer { .. })
+    ));
 }
 
 #[test]
@@ -77,8 +102,12 @@ fn content_version_falls_back_to_mtime_and_size() {
     let m = Meta::in_memory().unwrap();
     let mut f = file("n", 7, "");
     f.etag = None;
-    m.apply_listing(ROOT_INO, &listing(vec![f, file("w", 1, "W/\"z\"")])).unwrap();
+    m.apply_listing(ROOT_INO, &listing(vec![f, file("w", 1, "W/\"z\"")]))
+        .unwrap();
     let n = m.child(ROOT_INO, "n").unwrap().unwrap();
     assert_eq!(n.content_version(), "m1700000000000000000-s7");
-    assert_eq!(m.child(ROOT_INO, "w").unwrap().unwrap().content_version(), "W/z");
+    assert_eq!(
+        m.child(ROOT_INO, "w").unwrap().unwrap().content_version(),
+        "W/z"
+    );
 }

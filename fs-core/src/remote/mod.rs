@@ -10,7 +10,7 @@ mod error;
 mod path;
 
 pub use error::RemoteError;
-pub use path::{NameError, RemotePath, validate_name};
+pub use path::{validate_name, NameError, RemotePath};
 
 use std::ops::Range;
 use std::pin::Pin;
@@ -48,7 +48,10 @@ impl ETag {
         if value.is_empty() {
             return None;
         }
-        Some(ETag { value: value.to_string(), weak })
+        Some(ETag {
+            value: value.to_string(),
+            weak,
+        })
     }
 
     /// The value as an HTTP header expects it (`"abc"` or `W/"abc"`).
@@ -142,8 +145,11 @@ pub trait Remote: Send + Sync {
         overwrite: bool,
     ) -> Result<(), RemoteError>;
     /// Deletes a file or a folder with everything in it.
-    async fn delete(&self, path: &RemotePath, precondition: Precondition)
-    -> Result<(), RemoteError>;
+    async fn delete(
+        &self,
+        path: &RemotePath,
+        precondition: Precondition,
+    ) -> Result<(), RemoteError>;
     /// A short description of the server for status output (its URL, without credentials).
     fn describe(&self) -> String;
 }
@@ -154,10 +160,31 @@ mod tests {
 
     #[test]
     fn etag_forms() {
-        assert_eq!(ETag::parse("\"abc\""), Some(ETag { value: "abc".into(), weak: false }));
-        assert_eq!(ETag::parse("W/\"abc\""), Some(ETag { value: "abc".into(), weak: true }));
-        assert_eq!(ETag::parse("abc"), Some(ETag { value: "abc".into(), weak: false }));
+        assert_eq!(
+            ETag::parse("\"abc\""),
+            Some(ETag {
+                value: "abc".into(),
+                weak: false
+            })
+        );
+        assert_eq!(
+            ETag::parse("W/\"abc\""),
+            Some(ETag {
+                value: "abc".into(),
+                weak: true
+            })
+        );
+        assert_eq!(
+            ETag::parse("abc"),
+            Some(ETag {
+                value: "abc".into(),
+                weak: false
+            })
+        );
         assert_eq!(ETag::parse(" \"\" "), None);
-        assert_eq!(ETag::parse("W/\"x\"").map(|e| e.to_header()), Some("W/\"x\"".into()));
+        assert_eq!(
+            ETag::parse("W/\"x\"").map(|e| e.to_header()),
+            Some("W/\"x\"".into())
+        );
     }
 }

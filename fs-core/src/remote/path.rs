@@ -94,7 +94,9 @@ impl RemotePath {
         if self.parts.is_empty() {
             return None;
         }
-        Some(RemotePath { parts: self.parts[..self.parts.len() - 1].to_vec() })
+        Some(RemotePath {
+            parts: self.parts[..self.parts.len() - 1].to_vec(),
+        })
     }
 
     /// Whether this is the root.
