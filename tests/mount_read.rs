@@ -344,3 +344,81 @@ fn odd_names_list_and_read_embedded() {
 fn odd_names_list_and_read_apache() {
     odd_names_list_and_read(Server::Apache);
 }
+
+#[test]
+fn each_mount_has_its_own_private_cache_dir() {
+    let data = tempdir();
+    write(&data.path().join("a.txt"), b"a");
+    let server = EmbeddedServer::start(data.path(), None);
+    let m1 = Mount::new(&server.url(), MountOpts::default());
+    let m2 = Mount::new(&server.url(), MountOpts::default());
+    let d1 = m1.status_json()["cache_dir"].as_str().unwrap().to_string();
+    let d2 = m2.status_json()["cache_dir"].as_str().unwrap().to_string();
+    assert_ne!(
+        d1, d2,
+        "two mounts of one server must not share a cache directory"
+    );
+    for d in [&d1, &d2] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{d}");
+    }
+    // The same cache directory cannot be used by a second mount at the same time.
+    let err = Mount::try_new(
+        &server.url(),
+        MountOpts::default().cache_dir(Path::new(&d1)),
+    )
+    .err()
+    .expect("a cache directory in use must be refused");
+    assert!(err.1.contains("in use"), "{}", err.1);
+    assert_eq!(read_all(&m1.join("a.txt")), b"a");
+    assert_eq!(read_all(&m2.join("a.txt")), b"a");
+    m1.unmount();
+    m2.unmount();
+}
+
+#[test]
+fn listings_are_revalidated_after_their_ttl() {
+    let data = tempdir();
+    write(&data.path().join("d/old.txt"), b"old");
+    let server = EmbeddedServer::start(data.path(), None);
+    let m = Mount::new(&server.url(), MountOpts::default().dir_cache_ttl("300ms"));
+    let names = |p: &Path| -> BTreeSet<String> {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    assert_eq!(names(&m.join("d")), BTreeSet::from(["old.txt".to_string()]));
+    write(&data.path().join("d/new.txt"), b"new");
+    std::fs::remove_file(data.path().join("d/old.txt")).unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || names(&m.join("d"))
+            == BTreeSet::from(["new.txt".to_string()])),
+        "the listing was not revalidated: {:?}",
+        names(&m.join("d"))
+    );
+    assert_eq!(read_all(&m.join("d/new.txt")), b"new");
+    m.unmount();
+}
+
+#[test]
+fn a_file_changed_on_the_server_is_never_read_stale() {
+    let data = tempdir();
+    write(&data.path().join("doc.txt"), b"version one");
+    let server = EmbeddedServer::start(data.path(), None);
+    let m = Mount::new(&server.url(), MountOpts::default().dir_cache_ttl("300ms"));
+    assert_eq!(read_all(&m.join("doc.txt")), b"version one");
+    assert_eq!(state_of(&m.join("doc.txt")), "hydrated");
+    // Same length, new content: only the version (ETag) tells them apart.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(&data.path().join("doc.txt"), b"version two");
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || read_all(
+            &m.join("doc.txt")
+        ) == b"version two"),
+        "still reading {:?}",
+        String::from_utf8_lossy(&read_all(&m.join("doc.txt")))
+    );
+    m.unmount();
+}
