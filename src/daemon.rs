@@ -13,7 +13,9 @@ use edrive_cache::Cache;
 use edrive_fs_core::remote::webdav::{WebDav, WebDavConfig};
 use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
 use edrive_fs_core::{Drive, DriveOptions, Meta};
-use tracing::{error, info, warn};
+#[cfg(unix)]
+use tracing::warn;
+use tracing::{error, info};
 
 use crate::cli::MountArgs;
 use crate::paths;
@@ -22,7 +24,14 @@ use crate::paths;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// Runs `edrive mount`.
-pub fn run(args: MountArgs) -> anyhow::Result<()> {
+pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
+    // Credentials written into the URL never travel further in it: not on the daemon's
+    // command line, not in /proc/mounts, logs, status or the cache directory's name.
+    let (url, url_user, url_password) = split_userinfo(&args.url);
+    args.url = url;
+    if args.user.is_none() {
+        args.user = url_user;
+    }
     if args.daemon_child {
         let mut password = String::new();
         std::io::stdin().read_line(&mut password)?;
@@ -30,11 +39,40 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         let password = (!password.is_empty()).then_some(password);
         return serve_mount(args, password);
     }
-    let password = read_password(&args)?;
+    let password = read_password(&args)?.or(url_password);
+    // The daemon keeps no copy in its environment (children such as fusermount3 inherit it).
+    std::env::remove_var("EDRIVE_PASSWORD");
     if args.foreground {
         return serve_mount(args, password);
     }
     spawn_daemon(&args, password)
+}
+
+/// Splits `scheme://user:password@host/...` into the URL without credentials and the
+/// (percent-decoded) user and password.
+fn split_userinfo(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None, None);
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None, None);
+    };
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    (
+        format!("{scheme}://{host}{path}"),
+        Some(decode(user)).filter(|u| !u.is_empty()),
+        password.map(decode),
+    )
 }
 
 fn read_password(args: &MountArgs) -> anyhow::Result<Option<String>> {
@@ -143,6 +181,7 @@ impl Ready {
         anyhow!("{msg}")
     }
 
+    #[cfg(unix)]
     fn ok(&self) {
         if self.daemon_child {
             println!("ready");
@@ -153,6 +192,7 @@ impl Ready {
 }
 
 /// After the parent has its verdict, nothing may write to its pipes any more.
+#[cfg(unix)]
 fn detach_stdio() {
     #[cfg(unix)]
     if let Ok(null) = std::fs::OpenOptions::new()
@@ -252,6 +292,11 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
 
     #[cfg(unix)]
     {
+        // Signals are caught from before the mount exists, so none can end the daemon
+        // while leaving a dead mount behind.
+        let signals = rt
+            .block_on(async { crate::serve_control::Signals::new() })
+            .map_err(|e| ready.fail(&format!("cannot install signal handlers: {e}")))?;
         let session = edrive_fs_fuse::mount(
             drive.clone(),
             rt.handle().clone(),
@@ -281,7 +326,7 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
             );
         }
         let outcome = rt.block_on(crate::serve_control::run_until_unmounted(
-            listener, drive, info, &session,
+            listener, drive, info, &session, signals,
         ));
         let _ = std::fs::remove_file(paths::socket_path(&mountpoint));
         match session.join() {
@@ -344,4 +389,29 @@ fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
         }
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_userinfo;
+
+    #[test]
+    fn credentials_are_taken_out_of_urls() {
+        assert_eq!(
+            split_userinfo("https://bob:p%40ss@host:8443/dav/x@y"),
+            (
+                "https://host:8443/dav/x@y".into(),
+                Some("bob".into()),
+                Some("p@ss".into())
+            )
+        );
+        assert_eq!(
+            split_userinfo("http://h/dav/"),
+            ("http://h/dav/".into(), None, None)
+        );
+        assert_eq!(
+            split_userinfo("http://al@h/"),
+            ("http://h/".into(), Some("al".into()), None)
+        );
+    }
 }

@@ -49,6 +49,25 @@ pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListen
     Ok(l)
 }
 
+/// The signals that end a mount: SIGINT, SIGTERM and SIGHUP (a closed terminal).
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts catching them; must run inside the runtime.
+    pub fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 type UnmountReply = oneshot::Sender<Result<(), String>>;
 
 /// Serves control requests until the filesystem is unmounted — by `edrive unmount`, a
@@ -58,10 +77,10 @@ pub async fn run_until_unmounted(
     drive: Arc<Drive>,
     info: MountInfo,
     session: &fuser::BackgroundSession,
+    mut signals: Signals,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let (unmount_tx, mut unmount_rx) = mpsc::channel::<UnmountReply>(4);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     let mut handlers = tokio::task::JoinSet::new();
     loop {
@@ -86,13 +105,18 @@ pub async fn run_until_unmounted(
                     break;
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = signals.int.recv() => {
                 info!("interrupted; unmounting");
                 lazy_unmount(&info.mountpoint);
                 break;
             }
-            _ = sigterm.recv() => {
+            _ = signals.term.recv() => {
                 info!("terminated; unmounting");
+                lazy_unmount(&info.mountpoint);
+                break;
+            }
+            _ = signals.hup.recv() => {
+                info!("hung up; unmounting");
                 lazy_unmount(&info.mountpoint);
                 break;
             }

@@ -270,3 +270,58 @@ fn a_slow_download_does_not_block_other_work() {
     assert_eq!(slow.join().unwrap().unwrap(), b"slow");
     m.unmount();
 }
+
+#[test]
+fn closing_the_last_reader_cancels_the_download() {
+    let server = hostile_server();
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let slow_file = m.join("slow.bin");
+    let f = std::fs::File::open(&slow_file).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || state_of(&slow_file) == "partial"));
+    assert_eq!(m.status_json()["downloads"].as_u64(), Some(1));
+    drop(f);
+    assert!(
+        wait_until(Duration::from_secs(5), || m.status_json()["downloads"]
+            .as_u64()
+            == Some(0)),
+        "the download kept running for nobody: {}",
+        m.status_json()
+    );
+    assert_eq!(state_of(&slow_file), "online-only");
+    assert_eq!(m.status_json()["cache"]["used_bytes"].as_u64(), Some(0));
+    m.unmount();
+}
+
+#[test]
+fn credentials_in_the_url_never_show() {
+    let data = tempdir();
+    std::fs::write(data.path().join("a.txt"), b"a").unwrap();
+    let server = EmbeddedServer::start(data.path(), Some(("carol", "url-s3cret")));
+    let url = server.url().replace("http://", "http://carol:url-s3cret@");
+    let m = Mount::new(&url, MountOpts::default());
+    assert_eq!(std::fs::read(m.join("a.txt")).unwrap(), b"a");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains("url-s3cret"),
+        "/proc/mounts shows the password"
+    );
+    let status = m.status_json().to_string();
+    assert!(
+        !status.contains("url-s3cret"),
+        "status shows the password: {status}"
+    );
+    assert!(
+        !daemon_log(&m).contains("url-s3cret"),
+        "the log shows the password"
+    );
+    let pid = m.pid().expect("daemon pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    for (what, bytes) in [("command line", cmdline), ("environment", environ)] {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("url-s3cret"),
+            "the daemon's {what} holds the password"
+        );
+    }
+    m.unmount();
+}

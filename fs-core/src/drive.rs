@@ -99,7 +99,14 @@ pub struct Drive {
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
     listing_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Folders whose last revalidation failed, and when: their known listing is served
+    /// without asking the server again until [`LISTING_RETRY`] has passed, so a silent
+    /// server cannot tie up every kernel thread.
+    listing_failures: Mutex<HashMap<u64, std::time::Instant>>,
 }
+
+/// How long a folder whose revalidation failed is served from what is known.
+const LISTING_RETRY: Duration = Duration::from_secs(15);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -131,6 +138,7 @@ impl Drive {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             listing_locks: Mutex::new(HashMap::new()),
+            listing_failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -164,17 +172,34 @@ impl Drive {
         let fresh = |listed: Option<i64>| {
             listed.is_some_and(|t| now_ms() - t < self.options.dir_cache_ttl.as_millis() as i64)
         };
-        if fresh(self.meta.listed_at_ms(ino)?) {
+        let backing_off = |listed: Option<i64>| {
+            listed.is_some()
+                && lock(&self.listing_failures)
+                    .get(&ino)
+                    .is_some_and(|t| t.elapsed() < LISTING_RETRY)
+        };
+        let listed = self.meta.listed_at_ms(ino)?;
+        if fresh(listed) || backing_off(listed) {
             return Ok(());
         }
         let gate = lock(&self.listing_locks).entry(ino).or_default().clone();
         let _guard = gate.lock().await;
         let listed = self.meta.listed_at_ms(ino)?;
-        if fresh(listed) {
+        if fresh(listed) || backing_off(listed) {
             return Ok(());
         }
         let path = self.meta.path_of(ino)?;
-        match self.remote.list(&path).await {
+        let result = self.remote.list(&path).await;
+        {
+            let mut failures = lock(&self.listing_failures);
+            if result.is_ok() {
+                failures.remove(&ino);
+            } else {
+                failures.insert(ino, std::time::Instant::now());
+            }
+        }
+        lock(&self.listing_locks).remove(&ino);
+        match result {
             Ok(listing) => {
                 if !listing.dir.is_dir {
                     return Err(FsError::NotDir);
@@ -264,15 +289,19 @@ impl Drive {
         if write {
             return Err(FsError::ReadOnly);
         }
-        let key = BlobKey {
-            entry: ino,
-            version: e.content_version(),
-        };
+        let key = BlobKey::new(ino, e.content_version());
         let content = match self.cache.get(&key) {
             Some(blob) => Content::Cached(Arc::new(blob)),
+            // An empty version needs no download.
+            None if e.size == 0 => {
+                Content::Cached(Arc::new(self.cache.begin_fill(key.clone(), 0)?.commit()?))
+            }
             None => {
                 let path = self.meta.path_of(ino)?;
-                Content::Hydrating(self.hydrator.start(key.clone(), path, e.size)?)
+                let t = self
+                    .hydrator
+                    .start(key.clone(), path, e.size, e.etag.clone())?;
+                Content::Hydrating(t)
             }
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -298,6 +327,7 @@ impl Drive {
                     Content::Cached(blob) => return read_blob(blob, offset, size),
                     Content::Hydrating(t) => {
                         if let Some(blob) = t.blob() {
+                            self.hydrator.release(t);
                             *content = Content::Cached(blob);
                             continue;
                         }
@@ -322,29 +352,39 @@ impl Drive {
         }
     }
 
+    /// Starts another download of the version this handle was opened on. A handle never
+    /// switches versions: if the server has another one now, it fails with `Stale`.
     fn restart_transfer(&self, file: &OpenFile) -> Result<(), FsError> {
         let e = self.entry(file.ino)?;
-        let key = BlobKey {
-            entry: file.ino,
-            version: e.content_version(),
-        };
-        let content = match self.cache.get(&key) {
+        if e.content_version() != file.key.version {
+            return Err(FsError::Stale);
+        }
+        let content = match self.cache.get(&file.key) {
             Some(blob) => Content::Cached(Arc::new(blob)),
             None => {
                 let path = self.meta.path_of(file.ino)?;
-                if key != file.key {
-                    debug!(ino = file.ino, "version changed; fetching the new one");
-                }
-                Content::Hydrating(self.hydrator.start(key, path, e.size)?)
+                let t = self
+                    .hydrator
+                    .start(file.key.clone(), path, e.size, e.etag.clone())?;
+                Content::Hydrating(t)
             }
         };
-        *lock(&file.content) = content;
+        let old = std::mem::replace(&mut *lock(&file.content), content);
+        if let Content::Hydrating(t) = old {
+            self.hydrator.release(&t);
+        }
         Ok(())
     }
 
     /// Closes file handle `fh`; its content becomes evictable once no handle holds it.
     pub fn release(&self, fh: u64) {
-        lock(&self.files).remove(&fh);
+        let Some(file) = lock(&self.files).remove(&fh) else {
+            return;
+        };
+        let content = lock(&file.content);
+        if let Content::Hydrating(t) = &*content {
+            self.hydrator.release(t);
+        }
     }
 
     /// The state of `ino` as `user.edrive.state` shows it.

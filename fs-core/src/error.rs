@@ -27,6 +27,9 @@ pub enum FsError {
     /// The extended attribute does not exist.
     #[error("no such attribute")]
     NoAttr,
+    /// The file changed on the server after it was opened; open it again.
+    #[error("changed on the server; open it again")]
+    Stale,
     /// The file handle is not open.
     #[error("bad file handle")]
     BadHandle,
@@ -56,6 +59,7 @@ impl FsError {
             FsError::InvalidName(_) => libc::EINVAL,
             FsError::NoAttr => libc::ENODATA,
             FsError::BadHandle => libc::EBADF,
+            FsError::Stale => libc::ESTALE,
             FsError::Remote(RemoteError::NotFound) => libc::ENOENT,
             FsError::Remote(RemoteError::Auth(_)) => libc::EACCES,
             FsError::Remote(RemoteError::InsufficientStorage) => libc::ENOSPC,

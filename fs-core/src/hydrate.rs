@@ -27,6 +27,12 @@ struct Progress {
 pub struct Transfer {
     key: BlobKey,
     len: u64,
+    /// The server version (ETag value) the listing promised, checked against the reply.
+    expected_etag: Option<String>,
+    /// Open handles reading through this transfer; the download is cancelled when the
+    /// last one closes before it completes.
+    openers: std::sync::atomic::AtomicUsize,
+    task: Mutex<Option<tokio::task::AbortHandle>>,
     progress: watch::Receiver<Progress>,
     reader: std::fs::File,
     blob: Mutex<Option<Arc<Blob>>>,
@@ -90,6 +96,7 @@ fn read_full_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::R
 fn clone_error(e: &FsError) -> FsError {
     match e {
         FsError::Remote(r) => FsError::Remote(r.clone()),
+        FsError::Stale => FsError::Stale,
         other => FsError::Io(std::io::Error::other(other.to_string())),
     }
 }
@@ -130,14 +137,18 @@ impl Hydrator {
     }
 
     /// The running transfer for `key`, or a new one fetching `path` (`len` bytes).
+    /// Each call counts as one opener until [`Hydrator::release`].
     pub fn start(
         self: &Arc<Self>,
         key: BlobKey,
         path: RemotePath,
         len: u64,
+        expected_etag: Option<String>,
     ) -> Result<Arc<Transfer>, FsError> {
+        use std::sync::atomic::Ordering;
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = inflight.get(&key) {
+            t.openers.fetch_add(1, Ordering::SeqCst);
             return Ok(t.clone());
         }
         let fill = self.cache.begin_fill(key.clone(), len)?;
@@ -149,17 +160,19 @@ impl Hydrator {
         let transfer = Arc::new(Transfer {
             key: key.clone(),
             len,
+            expected_etag,
+            openers: std::sync::atomic::AtomicUsize::new(1),
+            task: Mutex::new(None),
             progress: rx,
             reader,
             blob: Mutex::new(None),
         });
         inflight.insert(key.clone(), transfer.clone());
-        drop(inflight);
 
         let this = self.clone();
         let t = transfer.clone();
         let span = info_span!("hydrate", ino = key.entry, path = %path, len);
-        tokio::spawn(
+        let handle = tokio::spawn(
             async move {
                 let result = this.download(&path, fill, &tx, &t).await;
                 if let Err(e) = &result {
@@ -185,7 +198,38 @@ impl Hydrator {
             }
             .instrument(span),
         );
+        *transfer.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle.abort_handle());
+        drop(inflight);
         Ok(transfer)
+    }
+
+    /// One opener of `transfer` is done with it. When it was the last and the download has
+    /// not finished, the download is cancelled (its partial data is discarded), so that
+    /// opening and closing many files never leaves downloads running for nobody.
+    pub fn release(&self, transfer: &Arc<Transfer>) {
+        use std::sync::atomic::Ordering;
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if transfer.openers.fetch_sub(1, Ordering::SeqCst) != 1 || !transfer.running() {
+            return;
+        }
+        if inflight
+            .get(&transfer.key)
+            .is_some_and(|t| Arc::ptr_eq(t, transfer))
+        {
+            inflight.remove(&transfer.key);
+        }
+        if let Some(task) = transfer
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            debug!(
+                ino = transfer.key.entry,
+                "last reader closed; download cancelled"
+            );
+            task.abort();
+        }
     }
 
     async fn download(
@@ -196,6 +240,14 @@ impl Hydrator {
         transfer: &Transfer,
     ) -> Result<(), FsError> {
         let dl = self.remote.read(path, None).await?;
+        if let (Some(want), Some(got)) = (&transfer.expected_etag, &dl.etag) {
+            if *want != got.value {
+                if let Ok(Some(entry)) = self.meta.get(transfer.key.entry) {
+                    let _ = self.meta.expire_listing(entry.parent);
+                }
+                return Err(FsError::Stale);
+            }
+        }
         if let Some(len) = dl.len {
             if len != transfer.len {
                 return Err(FsError::Remote(RemoteError::Malformed(format!(
@@ -227,7 +279,9 @@ impl Hydrator {
                 got: written,
             }));
         }
-        let blob = fill.commit()?;
+        let blob = tokio::task::spawn_blocking(move || fill.commit())
+            .await
+            .map_err(|e| FsError::Io(std::io::Error::other(e.to_string())))??;
         debug!(bytes = written, "hydrated");
         *transfer.blob.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(blob));
         Ok(())

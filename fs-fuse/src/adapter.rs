@@ -67,15 +67,24 @@ impl FuseFs {
         FuseFs { drive, rt, ttl }
     }
 
-    /// `.` and `..` followed by the children, each with the attributes of what it names.
-    fn dir_rows(&self, ino: u64, fh: u64) -> Result<Vec<(String, Attr)>, FsError> {
-        let snapshot = self.drive.readdir(fh)?;
-        let mut rows = Vec::with_capacity(snapshot.len() + 2);
-        rows.push((".".to_string(), self.drive.getattr(ino)?));
-        let parent = self.drive.parent_of(ino)?;
-        rows.push(("..".to_string(), self.drive.getattr(parent)?));
-        rows.extend(snapshot.iter().map(|d| (d.name.clone(), d.attr.clone())));
-        Ok(rows)
+    /// Row `i` of folder `ino`'s listing: `.`, `..`, then the snapshot's children.
+    /// Paging indexes into the snapshot; nothing is copied per call.
+    fn dir_row(
+        &self,
+        ino: u64,
+        snapshot: &[edrive_fs_core::DirEntry],
+        i: usize,
+    ) -> Result<Option<(String, Attr)>, FsError> {
+        Ok(match i {
+            0 => Some((".".to_string(), self.drive.getattr(ino)?)),
+            1 => Some((
+                "..".to_string(),
+                self.drive.getattr(self.drive.parent_of(ino)?)?,
+            )),
+            _ => snapshot
+                .get(i - 2)
+                .map(|d| (d.name.clone(), d.attr.clone())),
+        })
     }
 }
 
@@ -181,14 +190,22 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let rows = match self.dir_rows(ino.0, fh.0) {
-            Ok(r) => r,
+        let snapshot = match self.drive.readdir(fh.0) {
+            Ok(s) => s,
             Err(e) => return reply.error(errno(&e)),
         };
-        for (i, (name, a)) in rows.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(a.ino), (i + 1) as u64, file_type(a.kind), name) {
-                break;
+        let mut i = offset as usize;
+        loop {
+            match self.dir_row(ino.0, &snapshot, i) {
+                Ok(Some((name, a))) => {
+                    if reply.add(INodeNo(a.ino), (i + 1) as u64, file_type(a.kind), &name) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return reply.error(errno(&e)),
             }
+            i += 1;
         }
         reply.ok();
     }
@@ -201,22 +218,24 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let rows = match self.dir_rows(ino.0, fh.0) {
-            Ok(r) => r,
+        let snapshot = match self.drive.readdir(fh.0) {
+            Ok(s) => s,
             Err(e) => return reply.error(errno(&e)),
         };
-        for (i, (name, a)) in rows.iter().enumerate().skip(offset as usize) {
-            let attr = file_attr(a);
-            if reply.add(
-                INodeNo(a.ino),
-                (i + 1) as u64,
-                name,
-                &self.ttl,
-                &attr,
-                Generation(0),
-            ) {
-                break;
+        let mut i = offset as usize;
+        loop {
+            match self.dir_row(ino.0, &snapshot, i) {
+                Ok(Some((name, a))) => {
+                    let attr = file_attr(&a);
+                    let next = (i + 1) as u64;
+                    if reply.add(INodeNo(a.ino), next, &name, &self.ttl, &attr, Generation(0)) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return reply.error(errno(&e)),
             }
+            i += 1;
         }
         reply.ok();
     }

@@ -184,6 +184,17 @@ impl Meta {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut changes = ListingChanges::default();
+        let is_dir: Option<bool> = tx
+            .query_row(
+                "SELECT is_dir FROM entries WHERE ino = ?1",
+                params![dir as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if is_dir != Some(true) {
+            // Removed (or replaced by a file) while it was being listed.
+            return Ok(changes);
+        }
         {
             let mut existing: std::collections::HashMap<String, (i64, bool, Option<String>)> =
                 std::collections::HashMap::new();
@@ -246,9 +257,17 @@ impl Meta {
                     }
                 }
             }
-            for (_, (ino, _, _)) in existing {
-                delete_subtree(&tx, ino)?;
-                changes.removed.push(ino as u64);
+            if listing.complete {
+                for (_, (ino, _, _)) in existing {
+                    delete_subtree(&tx, ino)?;
+                    changes.removed.push(ino as u64);
+                }
+            } else if !existing.is_empty() {
+                warn!(
+                    dir,
+                    kept = existing.len(),
+                    "incomplete listing: keeping entries it lacks"
+                );
             }
             let (etag, weak) = etag_cols(listing.dir.etag.as_ref());
             tx.execute(

@@ -24,6 +24,7 @@ fn listing(children: Vec<RemoteEntry>) -> Listing {
     Listing {
         dir: dir(""),
         children,
+        complete: true,
     }
 }
 
@@ -110,4 +111,27 @@ fn content_version_falls_back_to_mtime_and_size() {
         m.child(ROOT_INO, "w").unwrap().unwrap().content_version(),
         "W/z"
     );
+}
+
+#[test]
+fn incomplete_listing_never_deletes_and_vanished_folder_is_ignored() {
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(ROOT_INO, &listing(vec![file("keep", 1, "a"), dir("d")]))
+        .unwrap();
+    let d = m.child(ROOT_INO, "d").unwrap().unwrap();
+    let partial = Listing {
+        dir: dir(""),
+        children: vec![file("new", 1, "n")],
+        complete: false,
+    };
+    let ch = m.apply_listing(ROOT_INO, &partial).unwrap();
+    assert!(ch.removed.is_empty());
+    assert!(m.child(ROOT_INO, "keep").unwrap().is_some());
+    assert!(m.child(ROOT_INO, "new").unwrap().is_some());
+    // A listing of a folder that was removed meanwhile leaves no orphan rows.
+    m.apply_listing(ROOT_INO, &listing(vec![file("keep", 1, "a")]))
+        .unwrap();
+    m.apply_listing(d.ino, &listing(vec![file("orphan", 1, "o")]))
+        .unwrap();
+    assert!(m.children(d.ino).unwrap().is_empty());
 }

@@ -88,6 +88,11 @@ pub struct Listing {
     /// Its children, names unique and valid; hostile or duplicate names already dropped
     /// (with a warning in the log).
     pub children: Vec<RemoteEntry>,
+    /// Whether the reply vouched for every child. False when some response could not be
+    /// used (unusable href, failed per-entry status, an href outside the folder, the folder
+    /// itself missing): such a listing may add and update entries but never proves that an
+    /// entry it lacks was deleted.
+    pub complete: bool,
 }
 
 /// A response body being downloaded.

@@ -185,13 +185,16 @@ pub(crate) fn parse_listing(
     let mut dir_entry: Option<RemoteEntry> = None;
     let mut children = Vec::new();
     let mut names = HashSet::new();
+    let mut complete = true;
     for r in parse_multistatus(body)? {
         let Some(mut parts) = locate(&r, base, dir_parts) else {
+            complete = false;
             continue;
         };
         let href = r.href.as_deref().unwrap_or_default();
         if let Some(code) = r.failed_status() {
             warn!(href = ?href, code, "PROPFIND reply: skipping entry with failed status");
+            complete = false;
             continue;
         }
         if parts == dir_parts {
@@ -204,6 +207,7 @@ pub(crate) fn parse_listing(
         }
         if parts.len() != dir_parts.len() + 1 || !parts.starts_with(dir_parts) {
             warn!(href = ?href, dir = %dir, "PROPFIND reply: skipping entry that is not a direct child");
+            complete = false;
             continue;
         }
         let name = parts.pop().unwrap_or_default();
@@ -219,6 +223,7 @@ pub(crate) fn parse_listing(
     }
     let dir_entry = dir_entry.unwrap_or_else(|| {
         warn!(dir = %dir, "PROPFIND reply does not describe the listed folder; assuming a folder");
+        complete = false;
         RemoteEntry {
             name: String::new(),
             is_dir: true,
@@ -230,6 +235,7 @@ pub(crate) fn parse_listing(
     Ok(Listing {
         dir: dir_entry,
         children,
+        complete,
     })
 }
 
@@ -607,8 +613,12 @@ mod tests {
             }
         );
         assert_eq!(names(&l), ["x", "y"]);
+        assert!(
+            !l.complete,
+            "a listing without its folder proves no deletion"
+        );
         let empty = parse_listing(&ms(""), &base(), &path(&["d"])).unwrap();
-        assert!(empty.dir.is_dir && empty.children.is_empty());
+        assert!(empty.dir.is_dir && empty.children.is_empty() && !empty.complete);
     }
 
     #[test]
