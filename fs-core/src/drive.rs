@@ -424,6 +424,11 @@ impl Drive {
         }
     }
 
+    /// Bytes the content cache holds now (cheap; for `statfs`).
+    pub fn cache_used_bytes(&self) -> u64 {
+        self.cache.stats().used_bytes
+    }
+
     /// Numbers for `edrive status`.
     pub fn status(&self) -> Result<DriveStatus, FsError> {
         let cache = self.cache.stats();

@@ -257,7 +257,7 @@ impl Filesystem for FuseFs {
         // applications do not refuse to save, minus what the cache holds.
         const BSIZE: u64 = 4096;
         const TOTAL: u64 = (1 << 50) / BSIZE;
-        let used = self.drive.status().map(|s| s.cache.used_bytes).unwrap_or(0) / BSIZE;
+        let used = self.drive.cache_used_bytes() / BSIZE;
         let free = TOTAL.saturating_sub(used);
         reply.statfs(
             TOTAL,
