@@ -1,8 +1,10 @@
 //! The control channel of a running mount: a Unix socket per mount, one JSON request per
 //! line, one JSON reply. `status` and `unmount` today; pin, sync, suspend … later.
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+#[cfg(unix)]
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

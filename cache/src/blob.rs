@@ -4,7 +4,10 @@ use crate::cache::Inner;
 use crate::key::BlobKey;
 use std::fs::File;
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::FileExt;
+#[cfg(windows)]
+use std::os::windows::fs::FileExt;
 use std::sync::Arc;
 
 /// An open handle on a complete blob.
@@ -65,7 +68,11 @@ pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Resu
         let Some(at) = offset.checked_add(done as u64) else {
             break;
         };
-        match file.read_at(&mut buf[done..], at) {
+        #[cfg(unix)]
+        let got = file.read_at(&mut buf[done..], at);
+        #[cfg(windows)]
+        let got = file.seek_read(&mut buf[done..], at);
+        match got {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

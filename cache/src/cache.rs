@@ -11,6 +11,7 @@ use crate::key::{blob_file_generation, blob_file_name, BlobKey};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -429,9 +430,11 @@ impl Cache {
         let meta = st.ledger.touch(key)?;
         let path = self.inner.blobs_dir.join(&meta.file);
         let len = meta.len;
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+        let mut options = OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        options.custom_flags(libc::O_NOFOLLOW);
+        let opened = options
             .open(&path)
             .and_then(|f| f.metadata().map(|m| (f, m.len())));
         match opened {

@@ -1,37 +1,49 @@
 //! The cache directory layout (`index.db`, `blobs/`, `tmp/`, `lock`) and its housekeeping.
 
 use crate::error::CacheError;
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+#[cfg(unix)]
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 /// Creates `path` (and missing parents) and sets its mode to 0700, also if it already existed.
+/// On Windows the directory inherits the ACL of its parent (`%LOCALAPPDATA%` is per user).
 pub(crate) fn ensure_private_dir(path: &Path) -> Result<(), CacheError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
+    let mut builder = DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder
         .create(path)
         .map_err(|e| CacheError::io("create directory", path, e))?;
-    fs::set_permissions(path, Permissions::from_mode(0o700))
-        .map_err(|e| CacheError::io("chmod", path, e))
+    #[cfg(unix)]
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+        .map_err(|e| CacheError::io("chmod", path, e))?;
+    Ok(())
 }
 
 /// Creates `path` as an empty file with mode 0600 if missing, and sets the mode to 0600.
 pub(crate) fn ensure_private_file(path: &Path) -> Result<(), CacheError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options
         .open(path)
         .map_err(|e| CacheError::io("create", path, e))?;
-    fs::set_permissions(path, Permissions::from_mode(0o600))
-        .map_err(|e| CacheError::io("chmod", path, e))
+    #[cfg(unix)]
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| CacheError::io("chmod", path, e))?;
+    Ok(())
 }
 
 /// Takes an exclusive, non-blocking `flock` on `path` (created if missing); the lock lasts as
-/// long as the returned file is open.
+/// long as the returned file is open. On Windows the file is opened without sharing instead,
+/// which excludes every other open for as long.
+#[cfg(unix)]
 pub(crate) fn lock_file(path: &Path, dir: &Path) -> Result<File, CacheError> {
     let file = OpenOptions::new()
         .create(true)
@@ -52,6 +64,27 @@ pub(crate) fn lock_file(path: &Path, dir: &Path) -> Result<File, CacheError> {
         return Err(CacheError::io("lock", path, err));
     }
     Ok(file)
+}
+
+/// See the Unix version: an open without sharing is Windows' exclusive lock.
+#[cfg(windows)]
+pub(crate) fn lock_file(path: &Path, dir: &Path) -> Result<File, CacheError> {
+    use std::os::windows::fs::OpenOptionsExt;
+    /// `ERROR_SHARING_VIOLATION`: another process has the file open.
+    const SHARING_VIOLATION: i32 = 32;
+    match OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .share_mode(0)
+        .open(path)
+    {
+        Ok(file) => Ok(file),
+        Err(e) if e.raw_os_error() == Some(SHARING_VIOLATION) => Err(CacheError::Busy {
+            dir: dir.to_path_buf(),
+        }),
+        Err(e) => Err(CacheError::io("create", path, e)),
+    }
 }
 
 /// Deletes everything inside `dir` (not `dir` itself).

@@ -7,6 +7,7 @@ use crate::error::CacheError;
 use crate::key::BlobKey;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,13 +87,11 @@ impl Fill {
                 std::process::id(),
                 inner.next_tmp_seq()
             ));
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create_new(true);
+            #[cfg(unix)]
+            options.mode(0o600);
+            match options.open(&path) {
                 Ok(file) => break (file, path),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(CacheError::io("create", &path, e)),
@@ -142,7 +141,10 @@ impl Fill {
                 ),
             ));
         }
+        #[cfg(unix)]
         self.file.write_all_at(data, offset)?;
+        #[cfg(windows)]
+        write_all_at(&self.file, data, offset)?;
         let added = self.coverage().add(offset, end);
         self.inner.add_filling(added);
         Ok(())
@@ -238,4 +240,22 @@ impl Drop for Fill {
             }
         }
     }
+}
+
+/// `write_all_at` for Windows: positional writes (`seek_write`) until all of `data` is written.
+#[cfg(windows)]
+fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !data.is_empty() {
+        match file.seek_write(data, offset) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

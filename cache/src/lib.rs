@@ -20,7 +20,7 @@ mod fill;
 mod index;
 mod key;
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests;
 
 pub use blob::Blob;

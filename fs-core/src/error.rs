@@ -48,7 +48,8 @@ pub enum FsError {
 }
 
 impl FsError {
-    /// The errno the kernel should see.
+    /// The errno the kernel should see (FUSE, so Unix only; ProjFS has its own table).
+    #[cfg(unix)]
     pub fn errno(&self) -> i32 {
         match self {
             FsError::NotFound => libc::ENOENT,
@@ -69,7 +70,7 @@ impl FsError {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
