@@ -1,5 +1,6 @@
-//! The control channel of a running mount: a Unix socket per mount, one JSON request per
-//! line, one JSON reply. `status` and `unmount` today; pin, sync, suspend … later.
+//! The control channel of a running mount: a Unix socket (Windows: a named pipe) per mount,
+//! one JSON request per line, one JSON reply. `status` and `unmount` today; pin, sync,
+//! suspend … later.
 
 #[cfg(unix)]
 use std::io::{BufRead, BufReader, Write};
@@ -43,8 +44,48 @@ pub fn request(mountpoint: &Path, req: &Request) -> anyhow::Result<serde_json::V
     Ok(serde_json::from_str(&reply)?)
 }
 
-/// Sends `req` to the daemon of `mountpoint` (not available on this platform yet).
-#[cfg(not(unix))]
+/// Sends `req` to the daemon of `mountpoint` (absolute) over its named pipe and returns its
+/// reply. A named pipe opens as a file; a busy pipe (every instance taken) is retried
+/// for a few seconds.
+#[cfg(windows)]
+pub fn request(mountpoint: &Path, req: &Request) -> anyhow::Result<serde_json::Value> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::{Duration, Instant};
+
+    /// `ERROR_PIPE_BUSY`: all instances of the pipe are connected.
+    const ERROR_PIPE_BUSY: i32 = 231;
+    let name = crate::paths::pipe_name(mountpoint);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pipe = loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&name)
+        {
+            Ok(p) => break p,
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => anyhow::bail!(
+                "no edrive mount is running at {} ({e})",
+                mountpoint.display()
+            ),
+        }
+    };
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    (&pipe).write_all(line.as_bytes())?;
+    (&pipe).flush()?;
+    let mut reply = String::new();
+    BufReader::new(&pipe).read_line(&mut reply)?;
+    if reply.trim().is_empty() {
+        anyhow::bail!("the daemon closed the connection without a reply");
+    }
+    Ok(serde_json::from_str(&reply)?)
+}
+
+/// Sends `req` to the daemon of `mountpoint` (not available on this platform).
+#[cfg(not(any(unix, windows)))]
 pub fn request(_mountpoint: &Path, _req: &Request) -> anyhow::Result<serde_json::Value> {
-    anyhow::bail!("the control channel is not available on this platform yet")
+    anyhow::bail!("the control channel is not available on this platform")
 }

@@ -121,6 +121,13 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
             });
         }
     }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        // DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP: closing or interrupting the console
+        // that ran `edrive mount` does not stop the daemon.
+        cmd.creation_flags(0x0000_0008 | 0x0000_0200);
+    }
     let mut child = cmd.spawn().context("cannot start the mount daemon")?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(password.unwrap_or_default().as_bytes());
@@ -187,6 +194,14 @@ impl Ready {
             println!("ready");
             let _ = std::io::stdout().flush();
             detach_stdio();
+        }
+    }
+
+    #[cfg(windows)]
+    fn ok(&self) {
+        if self.daemon_child {
+            println!("ready");
+            let _ = std::io::stdout().flush();
         }
     }
 }
@@ -308,7 +323,7 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
             },
         )
         .map_err(|e| ready.fail(&format!("cannot mount at {}: {e}", mountpoint.display())))?;
-        let info = crate::serve_control::MountInfo {
+        let info = crate::status_reply::MountInfo {
             url: args.url.clone(),
             mountpoint: mountpoint.clone(),
             cache_dir: cache_dir.clone(),
@@ -337,11 +352,58 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
         rt.shutdown_timeout(Duration::from_secs(5));
         outcome
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        let info = crate::status_reply::MountInfo {
+            url: args.url.clone(),
+            mountpoint: mountpoint.clone(),
+            cache_dir: cache_dir.clone(),
+            log_file: log_file.clone(),
+        };
+        // The pipe exists before the projection starts, so a second daemon for the same
+        // mountpoint stops here without touching the folder.
+        let listener = rt
+            .block_on(async { crate::serve_control_windows::bind(&mountpoint) })
+            .map_err(|e| ready.fail(&format!("cannot open control pipe: {e}")))?;
+        let session = edrive_fs_projfs::start(
+            drive.clone(),
+            rt.handle().clone(),
+            &mountpoint,
+            &edrive_fs_projfs::MountConfig::new(instance_id(&cache_dir)),
+        )
+        .map_err(|e| ready.fail(&format!("cannot mount at {}: {e}", mountpoint.display())))?;
+        info!("mounted");
+        ready.ok();
+        if args.foreground {
+            eprintln!(
+                "edrive: {} mounted at {} (Ctrl-C to unmount)",
+                args.url,
+                mountpoint.display()
+            );
+        }
+        let outcome = rt.block_on(crate::serve_control_windows::run_until_unmounted(
+            listener, drive, info, session,
+        ));
+        info!("unmounted");
+        rt.shutdown_timeout(Duration::from_secs(5));
+        outcome
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = drive;
         Err(ready.fail("mounting on this platform is not available yet"))
     }
+}
+
+/// The ProjFS instance id of the mount whose cache is `cache_dir`: the first 16 bytes of
+/// sha256 of the path, the same on every run so that a remount finds its root again.
+#[cfg(windows)]
+fn instance_id(cache_dir: &Path) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(cache_dir.to_string_lossy().as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
 }
 
 fn owner() -> (u32, u32) {

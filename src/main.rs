@@ -11,6 +11,9 @@ mod paths;
 mod serve;
 #[cfg(unix)]
 mod serve_control;
+#[cfg(windows)]
+mod serve_control_windows;
+mod status_reply;
 mod units;
 
 use clap::Parser;

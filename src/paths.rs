@@ -88,7 +88,18 @@ pub fn socket_path(mountpoint: &Path) -> PathBuf {
     ))
 }
 
+/// The named pipe of the control channel of the mount at `mountpoint` (absolute), on
+/// Windows: `\\.\pipe\edrive-<16 hex digits of sha256(mountpoint)>`.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub fn pipe_name(mountpoint: &Path) -> String {
+    format!(
+        r"\\.\pipe\edrive-{}",
+        short_hash(&mountpoint.display().to_string())
+    )
+}
+
 /// Whether `mountpoint` (absolute) is a mountpoint now, per /proc/mounts.
+#[cfg(not(windows))]
 pub fn is_mounted(mountpoint: &Path) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
         return false;
@@ -99,7 +110,17 @@ pub fn is_mounted(mountpoint: &Path) -> bool {
         .any(|l| l.split(' ').nth(1).map(unescape_mount_field).as_deref() == Some(&want))
 }
 
+/// Whether `mountpoint` is a mountpoint now: always false on Windows. A ProjFS
+/// virtualization root is an ordinary folder (marked by a reparse point that stays after the
+/// provider stops), so there is no mount table to consult and a root left by an earlier run
+/// is no reason to refuse; a running daemon is found through its named pipe instead.
+#[cfg(windows)]
+pub fn is_mounted(_mountpoint: &Path) -> bool {
+    false
+}
+
 /// /proc/mounts escapes space, tab, newline and backslash as octal.
+#[cfg(not(windows))]
 fn unescape_mount_field(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -142,6 +163,16 @@ mod tests {
             .starts_with("h_8080-"));
     }
 
+    #[test]
+    fn pipe_names_are_stable_per_mountpoint() {
+        let a = pipe_name(Path::new("/mnt/a"));
+        assert!(a.starts_with(r"\\.\pipe\edrive-"));
+        assert_eq!(a.len(), r"\\.\pipe\edrive-".len() + 16);
+        assert_eq!(a, pipe_name(Path::new("/mnt/a")));
+        assert_ne!(a, pipe_name(Path::new("/mnt/b")));
+    }
+
+    #[cfg(not(windows))]
     #[test]
     fn mount_fields_unescape() {
         assert_eq!(unescape_mount_field("/mnt/a\\040b"), "/mnt/a b");

@@ -1,6 +1,6 @@
 //! The daemon's side of the control channel, and its life until the mount goes away.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,19 +13,7 @@ use tracing::{info, warn};
 
 use crate::control::Request;
 use crate::paths;
-
-/// What the daemon tells about itself.
-#[derive(Clone, Debug)]
-pub struct MountInfo {
-    /// The server URL (no credentials).
-    pub url: String,
-    /// The absolute mountpoint.
-    pub mountpoint: PathBuf,
-    /// The cache directory.
-    pub cache_dir: PathBuf,
-    /// The daemon's log file.
-    pub log_file: PathBuf,
-}
+use crate::status_reply::{status_json, MountInfo};
 
 /// Creates the control socket of `mountpoint`, replacing a stale one.
 pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
@@ -208,30 +196,4 @@ async fn handle(
     out.push('\n');
     w.write_all(out.as_bytes()).await?;
     Ok(())
-}
-
-fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
-    match drive.status() {
-        Ok(s) => json!({
-            "ok": true,
-            "pid": std::process::id(),
-            "url": info.url,
-            "mountpoint": info.mountpoint,
-            "state": "online",
-            "cache_dir": info.cache_dir,
-            "log_file": info.log_file,
-            "cache": {
-                "used_bytes": s.cache.used_bytes,
-                "limit_bytes": s.cache.limit_bytes,
-                "over_limit_bytes": s.cache.over_limit_bytes,
-                "pinned_bytes": s.cache.pinned_bytes,
-                "dirty_bytes": s.cache.dirty_bytes,
-                "open_files": s.cache.open_blobs,
-            },
-            "hydrated_files": s.hydrated_files,
-            "downloads": s.downloads,
-            "known_entries": s.known_entries,
-        }),
-        Err(e) => json!({"ok": false, "error": e.to_string()}),
-    }
 }

@@ -1,0 +1,157 @@
+//! The daemon's side of the control channel on Windows — a named pipe per mount (see
+//! [`paths::pipe_name`]) speaking the same JSON-lines protocol as the Unix socket — and the
+//! mount's life until `edrive unmount` or Ctrl-C.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edrive_fs_core::Drive;
+use edrive_fs_projfs::Session;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::control::Request;
+use crate::paths;
+use crate::status_reply::{status_json, MountInfo};
+
+/// The control pipe of a mount: its name and the instance waiting for the next client.
+pub struct Listener {
+    name: String,
+    server: NamedPipeServer,
+}
+
+/// Creates the first instance of the control pipe of `mountpoint`. Fails when another
+/// daemon already owns the pipe. Must run inside the runtime.
+pub fn bind(mountpoint: &Path) -> std::io::Result<Listener> {
+    let name = paths::pipe_name(mountpoint);
+    let server = ServerOptions::new()
+        .first_pipe_instance(true)
+        .reject_remote_clients(true)
+        .create(&name)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create {name} (is another edrive daemon running?): {e}"),
+            )
+        })?;
+    Ok(Listener { name, server })
+}
+
+fn next_instance(name: &str) -> std::io::Result<NamedPipeServer> {
+    ServerOptions::new()
+        .reject_remote_clients(true)
+        .create(name)
+}
+
+type UnmountReply = oneshot::Sender<Result<(), String>>;
+
+/// Serves control requests until `edrive unmount` or Ctrl-C, then stops `session`. An
+/// unmount request is answered only once the projection has stopped.
+pub async fn run_until_unmounted(
+    listener: Listener,
+    drive: Arc<Drive>,
+    info: MountInfo,
+    session: Session,
+) -> anyhow::Result<()> {
+    let Listener { name, mut server } = listener;
+    let (unmount_tx, mut unmount_rx) = mpsc::channel::<UnmountReply>(4);
+    let mut handlers = tokio::task::JoinSet::new();
+    let mut pending_reply = None;
+    loop {
+        tokio::select! {
+            connected = server.connect() => {
+                if let Err(e) = connected {
+                    warn!(error = %e, "control pipe connection failed");
+                    let _ = server.disconnect();
+                    continue;
+                }
+                match next_instance(&name) {
+                    Ok(next) => {
+                        let client = std::mem::replace(&mut server, next);
+                        let drive = drive.clone();
+                        let info = info.clone();
+                        let tx = unmount_tx.clone();
+                        handlers.spawn(async move {
+                            if let Err(e) = handle(client, &drive, &info, tx).await {
+                                warn!(error = %e, "control request failed");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Without a next instance this one cannot be handed off; turn the
+                        // client away and keep listening on it.
+                        warn!(error = %e, "cannot create another control pipe instance");
+                        let _ = server.disconnect();
+                    }
+                }
+            }
+            Some(reply) = unmount_rx.recv() => {
+                info!("unmount requested");
+                pending_reply = Some(reply);
+                break;
+            }
+            interrupted = tokio::signal::ctrl_c() => {
+                match interrupted {
+                    Ok(()) => info!("interrupted; unmounting"),
+                    Err(e) => warn!(error = %e, "cannot wait for Ctrl-C; unmounting"),
+                }
+                break;
+            }
+        }
+    }
+    drop(server);
+    // PrjStopVirtualizing waits for running callbacks, so it must not block a worker.
+    let stopped = tokio::task::spawn_blocking(move || session.stop()).await;
+    let result = stopped.map_err(|e| format!("stopping the projection failed: {e}"));
+    // Every unmount request, the one that ended the loop and any queued behind it, learns
+    // how the stop went.
+    unmount_rx.close();
+    while let Some(reply) = pending_reply.take().or_else(|| unmount_rx.try_recv().ok()) {
+        let _ = reply.send(result.clone());
+    }
+    // Let requests in flight (the unmount requests among them) send their replies.
+    drop(unmount_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while handlers.join_next().await.is_some() {}
+    })
+    .await;
+    result.map_err(anyhow::Error::msg)
+}
+
+async fn handle(
+    pipe: NamedPipeServer,
+    drive: &Drive,
+    info: &MountInfo,
+    unmount_tx: mpsc::Sender<UnmountReply>,
+) -> anyhow::Result<()> {
+    let mut reader = BufReader::new(pipe);
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        Ok(Request::Status) => status_json(drive, info),
+        Ok(Request::Unmount) => {
+            let (tx, rx) = oneshot::channel();
+            unmount_tx.send(tx).await?;
+            match rx.await {
+                Ok(Ok(())) => json!({"ok": true}),
+                Ok(Err(e)) => json!({"ok": false, "error": e}),
+                Err(_) => json!({"ok": false, "error": "daemon is stopping"}),
+            }
+        }
+    };
+    let mut out = serde_json::to_string(&reply)?;
+    out.push('\n');
+    let mut pipe = reader.into_inner();
+    pipe.write_all(out.as_bytes()).await?;
+    pipe.flush().await?;
+    // Closing our end before the client has read could lose the reply: wait (briefly) for
+    // the client to hang up first.
+    let mut rest = [0u8; 1];
+    let _ = tokio::time::timeout(Duration::from_secs(2), pipe.read(&mut rest)).await;
+    Ok(())
+}
