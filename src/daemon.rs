@@ -304,6 +304,12 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
             gid,
         },
     ));
+    let info = crate::status_reply::MountInfo {
+        url: args.url.clone(),
+        mountpoint: mountpoint.clone(),
+        cache_dir: cache_dir.clone(),
+        log_file: log_file.clone(),
+    };
 
     #[cfg(unix)]
     {
@@ -323,12 +329,6 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
             },
         )
         .map_err(|e| ready.fail(&format!("cannot mount at {}: {e}", mountpoint.display())))?;
-        let info = crate::status_reply::MountInfo {
-            url: args.url.clone(),
-            mountpoint: mountpoint.clone(),
-            cache_dir: cache_dir.clone(),
-            log_file: log_file.clone(),
-        };
         let listener = crate::serve_control::bind(&mountpoint)
             .map_err(|e| ready.fail(&format!("cannot open control socket: {e}")))?;
         info!("mounted");
@@ -354,12 +354,6 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     }
     #[cfg(windows)]
     {
-        let info = crate::status_reply::MountInfo {
-            url: args.url.clone(),
-            mountpoint: mountpoint.clone(),
-            cache_dir: cache_dir.clone(),
-            log_file: log_file.clone(),
-        };
         // The pipe exists before the projection starts, so a second daemon for the same
         // mountpoint stops here without touching the folder.
         let listener = rt
@@ -390,7 +384,7 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     }
     #[cfg(not(any(unix, windows)))]
     {
-        let _ = drive;
+        let _ = (drive, info);
         Err(ready.fail("mounting on this platform is not available yet"))
     }
 }

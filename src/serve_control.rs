@@ -5,15 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edrive_fs_core::Drive;
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::control::Request;
 use crate::paths;
-use crate::status_reply::{status_json, MountInfo};
+use crate::status_reply::{answer, MountInfo, UnmountReply};
 
 /// Creates the control socket of `mountpoint`, replacing a stale one.
 pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
@@ -55,8 +53,6 @@ impl Signals {
         })
     }
 }
-
-type UnmountReply = oneshot::Sender<Result<(), String>>;
 
 /// Serves control requests until the filesystem is unmounted — by `edrive unmount`, a
 /// signal (SIGINT/SIGTERM), or from outside (`fusermount3 -u`).
@@ -179,21 +175,7 @@ async fn handle(
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r).read_line(&mut line).await?;
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
-        Ok(Request::Status) => status_json(drive, info),
-        Ok(Request::Unmount) => {
-            let (tx, rx) = oneshot::channel();
-            unmount_tx.send(tx).await?;
-            match rx.await {
-                Ok(Ok(())) => json!({"ok": true}),
-                Ok(Err(e)) => json!({"ok": false, "error": e}),
-                Err(_) => json!({"ok": false, "error": "daemon is stopping"}),
-            }
-        }
-    };
-    let mut out = serde_json::to_string(&reply)?;
-    out.push('\n');
+    let out = answer(&line, drive, info, unmount_tx).await?;
     w.write_all(out.as_bytes()).await?;
     Ok(())
 }

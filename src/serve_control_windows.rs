@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use edrive_fs_core::Drive;
 use edrive_fs_projfs::Session;
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::control::Request;
 use crate::paths;
-use crate::status_reply::{status_json, MountInfo};
+use crate::status_reply::{answer, MountInfo, UnmountReply};
 
 /// The control pipe of a mount: its name and the instance waiting for the next client.
 pub struct Listener {
@@ -46,8 +44,6 @@ fn next_instance(name: &str) -> std::io::Result<NamedPipeServer> {
         .reject_remote_clients(true)
         .create(name)
 }
-
-type UnmountReply = oneshot::Sender<Result<(), String>>;
 
 /// Serves control requests until `edrive unmount` or Ctrl-C, then stops `session`. An
 /// unmount request is answered only once the projection has stopped.
@@ -131,21 +127,7 @@ async fn handle(
     let mut reader = BufReader::new(pipe);
     let mut line = String::new();
     reader.read_line(&mut line).await?;
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
-        Ok(Request::Status) => status_json(drive, info),
-        Ok(Request::Unmount) => {
-            let (tx, rx) = oneshot::channel();
-            unmount_tx.send(tx).await?;
-            match rx.await {
-                Ok(Ok(())) => json!({"ok": true}),
-                Ok(Err(e)) => json!({"ok": false, "error": e}),
-                Err(_) => json!({"ok": false, "error": "daemon is stopping"}),
-            }
-        }
-    };
-    let mut out = serde_json::to_string(&reply)?;
-    out.push('\n');
+    let out = answer(&line, drive, info, unmount_tx).await?;
     let mut pipe = reader.into_inner();
     pipe.write_all(out.as_bytes()).await?;
     pipe.flush().await?;

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use edrive_fs_core::Drive;
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::control::Request;
 
 /// What the daemon tells about itself.
 #[derive(Clone, Debug)]
@@ -43,4 +46,33 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
         }),
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     }
+}
+
+/// How the daemon's main loop answers an unmount request: `Ok` once unmounted.
+pub type UnmountReply = oneshot::Sender<Result<(), String>>;
+
+/// Answers one control request line (both platforms' channels): the reply line, with its
+/// newline. Unmount requests are handed to the main loop through `unmount_tx`.
+pub async fn answer(
+    line: &str,
+    drive: &Drive,
+    info: &MountInfo,
+    unmount_tx: mpsc::Sender<UnmountReply>,
+) -> anyhow::Result<String> {
+    let reply = match serde_json::from_str::<Request>(line) {
+        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        Ok(Request::Status) => status_json(drive, info),
+        Ok(Request::Unmount) => {
+            let (tx, rx) = oneshot::channel();
+            unmount_tx.send(tx).await?;
+            match rx.await {
+                Ok(Ok(())) => json!({"ok": true}),
+                Ok(Err(e)) => json!({"ok": false, "error": e}),
+                Err(_) => json!({"ok": false, "error": "daemon is stopping"}),
+            }
+        }
+    };
+    let mut out = serde_json::to_string(&reply)?;
+    out.push('\n');
+    Ok(out)
 }
