@@ -287,8 +287,16 @@ fn closing_the_last_reader_cancels_the_download() {
         "the download kept running for nobody: {}",
         m.status_json()
     );
-    assert_eq!(state_of(&slow_file), "online-only");
+    // Outlast the server's 8 s delay: a download still running would now have finished
+    // and been cached.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        state_of(&slow_file),
+        "online-only",
+        "the cancelled download was cached"
+    );
     assert_eq!(m.status_json()["cache"]["used_bytes"].as_u64(), Some(0));
+    assert_eq!(m.status_json()["hydrated_files"].as_u64(), Some(0));
     m.unmount();
 }
 
