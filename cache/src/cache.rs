@@ -1,5 +1,6 @@
 //! The [`Cache`] itself: opening and recovering the directory, lookups, flags, removal and the
-//! shared state that [`Blob`] and [`Fill`] handles report back to.
+//! shared state that [`Blob`] and [`Fill`] handles report back to. Working copies are in
+//! [`crate::work`].
 
 use crate::blob::Blob;
 use crate::budget::{CacheStats, FreeReport, Ledger, Meta};
@@ -8,6 +9,7 @@ use crate::error::CacheError;
 use crate::fill::Fill;
 use crate::index::{Index, Row};
 use crate::key::{blob_file_generation, blob_file_name, BlobKey};
+use crate::work;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -27,7 +29,7 @@ const USE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// blob data is read or written. The directory stays locked against other caches until the
 /// `Cache` and every [`Blob`] and [`Fill`] it handed out are dropped.
 pub struct Cache {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -43,6 +45,8 @@ pub(crate) struct Inner {
     dir: PathBuf,
     blobs_dir: PathBuf,
     tmp_dir: PathBuf,
+    /// Working copies of entries being edited (outside the budget, never evicted).
+    work_dir: PathBuf,
     state: Mutex<State>,
     /// Bytes written so far by fills in progress.
     filling: AtomicU64,
@@ -147,6 +151,10 @@ impl Inner {
         &self.tmp_dir
     }
 
+    pub(crate) fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
     pub(crate) fn next_tmp_seq(&self) -> u64 {
         self.tmp_seq.fetch_add(1, Ordering::Relaxed)
     }
@@ -198,15 +206,17 @@ impl Inner {
         self.unlink(files);
     }
 
-    /// Moves a fully written temp file into `blobs/` as `key` and indexes it, with one open
-    /// handle counted. Removes stale versions of the entry, enforces the budget and returns the
-    /// handle token. `fill_bytes` is what the fill counted in `filling` so far.
+    /// Moves a fully written (and synced) file at `tmp_path` into `blobs/` as `key` and indexes
+    /// it, with `handles` open handles counted. Removes stale versions of the entry, enforces the
+    /// budget and returns the handle token. `fill_bytes` is what a fill counted in `filling` so
+    /// far (0 for a working copy). If indexing fails the file is moved back to `tmp_path`.
     pub(crate) fn install(
         &self,
         key: &BlobKey,
         tmp_path: &Path,
         len: u64,
         fill_bytes: u64,
+        handles: u32,
     ) -> Result<u64, CacheError> {
         let mut st = self.lock();
         let pinned = match st.ledger.peek(key) {
@@ -240,8 +250,11 @@ impl Inner {
             dirty: false,
         };
         if let Err(err) = st.index.upsert(&row) {
-            if let Err(rm) = fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), err = %rm, "cache: removing unindexed blob failed");
+            if let Err(back) = fs::rename(&path, tmp_path) {
+                tracing::warn!(path = %path.display(), err = %back, "cache: moving unindexed blob back failed");
+                if let Err(rm) = fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), err = %rm, "cache: removing unindexed blob failed");
+                }
             }
             return Err(err);
         }
@@ -252,7 +265,7 @@ impl Inner {
             token,
             pinned,
             dirty: false,
-            open: 1,
+            open: handles,
             last_used,
         };
         let mut unlink = Vec::new();
@@ -285,6 +298,73 @@ impl Inner {
         self.unlink(unlink);
         Ok(token)
     }
+
+    /// Moves the blob `key` out of the cache to `dest` (a working copy) if nothing needs it in
+    /// the cache: it is not open, pinned or dirty. Its row and bookkeeping are dropped, so it
+    /// no longer counts as used. Fails with [`CacheError::WorkExists`] if `dest` exists.
+    ///
+    /// Runs under the lock, so no [`Cache::get`] can open the blob meanwhile.
+    pub(crate) fn move_out(&self, key: &BlobKey, dest: &Path) -> Result<MoveOut, CacheError> {
+        let mut st = self.lock();
+        let Some(meta) = st.ledger.peek(key) else {
+            return Ok(MoveOut::Missing);
+        };
+        if !meta.evictable() {
+            return Ok(MoveOut::InUse);
+        }
+        let src = self.blobs_dir.join(&meta.file);
+        let len = meta.len;
+        match fs::symlink_metadata(dest) {
+            Ok(_) => return Err(CacheError::WorkExists { entry: key.entry }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CacheError::io("stat", dest, e)),
+        }
+        let opened = open_read_write(&src).and_then(|f| f.metadata().map(|m| (f, m.len())));
+        let file = match opened {
+            Ok((file, actual)) if actual == len => file,
+            other => {
+                match other {
+                    Ok((_, actual)) => tracing::warn!(
+                        path = %src.display(), expected = len, actual,
+                        "cache: blob has the wrong length; dropping it"
+                    ),
+                    Err(err) => tracing::warn!(
+                        path = %src.display(), %err, "cache: blob unreadable; dropping it"
+                    ),
+                }
+                let unlink = st.drop_blobs(std::slice::from_ref(key));
+                drop(st);
+                self.unlink(unlink);
+                return Ok(MoveOut::Missing);
+            }
+        };
+        fs::rename(&src, dest).map_err(|e| CacheError::io("rename", &src, e))?;
+        // The file is gone from `blobs/`: nothing to unlink. A row that failed to go is
+        // dropped at the next open (its file is missing).
+        let _moved = st.drop_blobs(std::slice::from_ref(key));
+        drop(st);
+        dir::sync_dir(&self.blobs_dir)?;
+        Ok(MoveOut::Moved(file))
+    }
+}
+
+/// What [`Inner::move_out`] did.
+pub(crate) enum MoveOut {
+    /// The blob file now is the working copy; here it is, open read+write.
+    Moved(File),
+    /// The blob is open, pinned or dirty: it stays cached (copy it instead).
+    InUse,
+    /// No such blob (or its file was broken and has been dropped).
+    Missing,
+}
+
+/// Opens an existing regular file read+write, not following a symlink on Unix.
+pub(crate) fn open_read_write(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NOFOLLOW);
+    options.open(path)
 }
 
 impl Drop for Inner {
@@ -305,18 +385,28 @@ impl Cache {
     /// `dir` and its parents are created with mode 0700 (an existing `dir` is set to 0700).
     /// Recovery: `tmp/` is emptied (partial downloads are never served), index rows whose file
     /// is missing or has the wrong length are dropped, files in `blobs/` without a row are
-    /// deleted, and the recency order is restored from the index. Fails with
+    /// deleted, and the recency order is restored from the index. Working copies in `work/`
+    /// are kept (only temp files of an interrupted [`Cache::checkout`] copy are deleted). Fails with
     /// [`CacheError::Busy`] if another cache has `dir` open.
     pub fn open(dir: &Path, limit_bytes: u64) -> Result<Cache, CacheError> {
         dir::ensure_private_dir(dir)?;
         let lock = dir::lock_file(&dir.join("lock"), dir)?;
         let blobs_dir = dir.join("blobs");
         let tmp_dir = dir.join("tmp");
+        let work_dir = dir.join("work");
         dir::ensure_private_dir(&blobs_dir)?;
         dir::ensure_private_dir(&tmp_dir)?;
+        dir::ensure_private_dir(&work_dir)?;
         let wiped = dir::empty_dir(&tmp_dir)?;
         if wiped > 0 {
             tracing::info!(count = wiped, "cache: discarded partial downloads");
+        }
+        let wiped = work::remove_temps(&work_dir)?;
+        if wiped > 0 {
+            tracing::info!(
+                count = wiped,
+                "cache: discarded interrupted working copy copies"
+            );
         }
 
         let db_path = dir.join("index.db");
@@ -399,6 +489,7 @@ impl Cache {
             dir: dir.to_path_buf(),
             blobs_dir,
             tmp_dir,
+            work_dir,
             state: Mutex::new(state),
             filling: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),

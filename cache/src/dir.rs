@@ -1,4 +1,4 @@
-//! The cache directory layout (`index.db`, `blobs/`, `tmp/`, `lock`) and its housekeeping.
+//! The cache directory layout (`index.db`, `blobs/`, `tmp/`, `work/`, `lock`) and its housekeeping.
 
 use crate::error::CacheError;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -115,4 +115,16 @@ pub(crate) fn remove_any(path: &Path) -> Result<(), CacheError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(CacheError::io("remove", path, e)),
     }
+}
+
+/// Makes the entries of directory `path` durable (`fsync` on the directory). A no-op on
+/// Windows, where directories cannot be synced this way and NTFS journals its metadata.
+pub(crate) fn sync_dir(path: &Path) -> Result<(), CacheError> {
+    #[cfg(unix)]
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| CacheError::io("fsync", path, e))?;
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }

@@ -36,6 +36,26 @@ pub enum CacheError {
         /// The version of the dirty blob.
         version: String,
     },
+    /// The requested blob is not cached.
+    #[error("cached blob {entry}/{version:?} not found")]
+    NotFound {
+        /// The entry id asked for.
+        entry: u64,
+        /// The version asked for.
+        version: String,
+    },
+    /// The entry already has a working copy (open it with `Cache::work_open`).
+    #[error("entry {entry} already has a working copy")]
+    WorkExists {
+        /// The entry id.
+        entry: u64,
+    },
+    /// The entry has no working copy.
+    #[error("entry {entry} has no working copy")]
+    NoWorkingCopy {
+        /// The entry id.
+        entry: u64,
+    },
     /// Another process (or another `Cache` in this process) has the cache directory open.
     #[error("cache directory {} is in use by another cache", dir.display())]
     Busy {

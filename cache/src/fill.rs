@@ -205,7 +205,7 @@ impl Fill {
         }
         let token = self
             .inner
-            .install(&self.key, &self.path, expected, covered)?;
+            .install(&self.key, &self.path, expected, covered, 1)?;
         self.committed = true;
         Ok(Blob::new(
             self.inner.clone(),

@@ -6,7 +6,9 @@
 //! from stale content. Blobs are written through a [`Fill`] (readable while in progress),
 //! published complete on [`Fill::commit`] and read through [`Blob`] handles; open, pinned and
 //! dirty blobs are never evicted. The set of blobs, their recency and flags persist in a SQLite
-//! index inside the cache directory, and opening the cache recovers from a crash.
+//! index inside the cache directory, and opening the cache recovers from a crash. Files being
+//! edited locally get a mutable working copy per entry (see [`Cache::checkout`]), kept outside
+//! the budget and never evicted until [`Cache::adopt`] turns the uploaded content into a clean blob.
 //!
 //! Not for metadata (names, sizes, directory listings: the metadata store does that) and does
 //! no network I/O.
@@ -19,9 +21,12 @@ mod error;
 mod fill;
 mod index;
 mod key;
+mod work;
 
 #[cfg(all(test, unix))]
 mod tests;
+#[cfg(all(test, unix))]
+mod work_tests;
 
 pub use blob::Blob;
 pub use budget::{CacheStats, FreeReport};
