@@ -28,6 +28,8 @@ pub enum Command {
     Unmount(UnmountArgs),
     /// Show the state of a mount.
     Status(StatusArgs),
+    /// Upload every pending local change now and wait until the server has it.
+    Sync(SyncArgs),
     /// Start the embedded server on a generated sample tree and mount it.
     Demo(DemoArgs),
 }
@@ -71,7 +73,18 @@ pub struct MountArgs {
     /// How long a folder listing is trusted before it is revalidated (e.g. 30s, 500ms, 5m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub dir_cache_ttl: Duration,
-    /// Stay in the foreground; unmount cleanly on SIGINT/SIGTERM.
+    /// How long a file must stay closed and untouched before it is uploaded (so a save
+    /// that writes several times uploads once).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub upload_delay: Duration,
+    /// A name pattern (`*`, `?`) kept local and never uploaded; repeat for more. Adds to
+    /// the defaults (editor lock, swap and temp files) unless --no-default-ignore.
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+    /// Do not use the default ignore list.
+    #[arg(long)]
+    pub no_default_ignore: bool,
+    /// Stay in the foreground; on SIGINT/SIGTERM upload pending changes, then unmount.
     #[arg(long)]
     pub foreground: bool,
     /// Internal: this process is the background daemon; report readiness on stdout and
@@ -83,6 +96,16 @@ pub struct MountArgs {
 /// `edrive unmount`.
 #[derive(Debug, Args)]
 pub struct UnmountArgs {
+    /// The mounted folder.
+    pub mountpoint: PathBuf,
+    /// Do not wait for pending uploads; they stay in the cache for the next mount.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `edrive sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
     /// The mounted folder.
     pub mountpoint: PathBuf,
 }

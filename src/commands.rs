@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::cli::{StatusArgs, UnmountArgs};
+use crate::cli::{StatusArgs, SyncArgs, UnmountArgs};
 use crate::control::{self, Request};
 use crate::paths;
 
@@ -12,6 +12,27 @@ use crate::paths;
 /// `fusermount3 -u` for a mount whose daemon is gone.
 pub fn unmount(args: UnmountArgs) -> anyhow::Result<()> {
     let mp = paths::absolute_mountpoint(&args.mountpoint)?;
+    if args.force {
+        if let Ok(s) = control::request(&mp, &Request::Status) {
+            let pending = s["sync"]["pending"].as_u64().unwrap_or(0);
+            if pending > 0 {
+                eprintln!(
+                    "edrive: warning: {pending} local change(s) are not on the server yet; \
+                     they stay in the cache and are uploaded by the next mount"
+                );
+            }
+        }
+    } else if control::request(&mp, &Request::Status).is_ok() {
+        let left = wait_for_sync(&mp)?;
+        if left.pending > 0 {
+            eprintln!(
+                "edrive: warning: {} local change(s) could not be uploaded ({}); they stay in \
+                 the cache for the next mount",
+                left.pending,
+                left.why()
+            );
+        }
+    }
     match control::request(&mp, &Request::Unmount) {
         Ok(reply) if reply["ok"] == true => {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -38,6 +59,120 @@ pub fn unmount(args: UnmountArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What a sync left behind.
+struct Leftover {
+    pending: u64,
+    stuck: u64,
+    last_error: Option<String>,
+}
+
+impl Leftover {
+    fn why(&self) -> String {
+        let mut parts = Vec::new();
+        if self.stuck > 0 {
+            parts.push(format!(
+                "{} need attention, see `edrive status`",
+                self.stuck
+            ));
+        }
+        if self.pending > self.stuck {
+            parts.push(format!(
+                "{} still open for writing",
+                self.pending - self.stuck
+            ));
+        }
+        if let Some(e) = &self.last_error {
+            parts.push(format!("last error: {e}"));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Asks the daemon to upload everything now and waits until it has done what it can,
+/// showing progress (a bar on a terminal, a line every few seconds otherwise).
+fn wait_for_sync(mp: &std::path::Path) -> anyhow::Result<Leftover> {
+    use std::io::IsTerminal;
+    let reply = control::request(mp, &Request::Sync)?;
+    if reply["ok"] != true {
+        bail!("{}", reply["error"].as_str().unwrap_or("sync failed"));
+    }
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    } else {
+        None
+    };
+    let mut last_line = Instant::now() - Duration::from_secs(10);
+    loop {
+        let s = control::request(mp, &Request::Status)?;
+        let sync = &s["sync"];
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        let pending = n(&sync["pending"]);
+        let stuck = n(&sync["stuck"]);
+        let up = &sync["uploading"];
+        let msg = if up.is_null() {
+            format!("{pending} change(s) pending")
+        } else {
+            format!(
+                "{pending} change(s) pending; uploading {}",
+                up["path"].as_str().unwrap_or("?")
+            )
+        };
+        if let Some(bar) = &bar {
+            bar.set_message(msg.clone());
+            bar.set_length(n(&up["total_bytes"]));
+            bar.set_position(n(&up["sent_bytes"]));
+        } else if last_line.elapsed() >= Duration::from_secs(2) {
+            last_line = Instant::now();
+            if up.is_null() {
+                eprintln!("edrive: {msg}");
+            } else {
+                eprintln!(
+                    "edrive: {msg} ({} of {})",
+                    human_bytes(n(&up["sent_bytes"])),
+                    human_bytes(n(&up["total_bytes"]))
+                );
+            }
+        }
+        if sync["syncing"] != true && up.is_null() {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            return Ok(Leftover {
+                pending,
+                stuck,
+                last_error: sync["last_error"].as_str().map(str::to_string),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `edrive sync`: returns once every pending change that can be uploaded is on the
+/// server; fails if some could not be.
+pub fn sync(args: SyncArgs) -> anyhow::Result<()> {
+    let mp = paths::absolute_mountpoint(&args.mountpoint)?;
+    let left = wait_for_sync(&mp)?;
+    if left.pending > 0 {
+        bail!(
+            "{} local change(s) are not on the server: {}",
+            left.pending,
+            left.why()
+        );
+    }
+    println!("edrive: everything is on the server");
+    Ok(())
 }
 
 fn human_bytes(n: u64) -> String {
@@ -78,6 +213,32 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         n(&s["hydrated_files"]),
         n(&s["downloads"]),
     );
+    let sync = &s["sync"];
+    println!(
+        "  uploads: {} change(s) pending, {} dirty{}",
+        n(&sync["pending"]),
+        human_bytes(n(&sync["pending_bytes"])),
+        if n(&sync["stuck"]) > 0 {
+            format!(
+                ", {} need attention (conflict, full server or error; see the log)",
+                n(&sync["stuck"])
+            )
+        } else {
+            String::new()
+        }
+    );
+    if !sync["uploading"].is_null() {
+        let up = &sync["uploading"];
+        println!(
+            "           uploading {} ({} of {})",
+            up["path"].as_str().unwrap_or("?"),
+            human_bytes(n(&up["sent_bytes"])),
+            human_bytes(n(&up["total_bytes"]))
+        );
+    }
+    if let Some(e) = sync["last_error"].as_str() {
+        println!("           last error: {e}");
+    }
     if n(&c["over_limit_bytes"]) > 0 {
         println!(
             "  warning: {} over the limit, held by open files",

@@ -18,6 +18,8 @@ pub enum Request {
     Status,
     /// Unmount and exit.
     Unmount,
+    /// Upload everything pending now, skipping the debounce (progress shows in status).
+    Sync,
 }
 
 /// Sends `req` to the daemon of `mountpoint` (absolute) and returns its reply.

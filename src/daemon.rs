@@ -98,6 +98,8 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
         .arg(args.cache_size.to_string())
         .arg("--dir-cache-ttl")
         .arg(format!("{}ms", args.dir_cache_ttl.as_millis()))
+        .arg("--upload-delay")
+        .arg(format!("{}ms", args.upload_delay.as_millis()))
         .arg("--daemon-child")
         .env_remove("EDRIVE_PASSWORD")
         .stdin(Stdio::piped())
@@ -108,6 +110,12 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
     }
     if let Some(d) = &args.cache_dir {
         cmd.arg("--cache-dir").arg(d);
+    }
+    for p in &args.ignore {
+        cmd.arg(format!("--ignore={p}"));
+    }
+    if args.no_default_ignore {
+        cmd.arg("--no-default-ignore");
     }
     #[cfg(unix)]
     {
@@ -302,8 +310,12 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
             dir_cache_ttl: args.dir_cache_ttl,
             uid,
             gid,
+            upload_debounce: args.upload_delay,
+            ignore: ignore_list(&args),
         },
     ));
+    rt.block_on(async { drive.start_writeback() })
+        .map_err(|e| ready.fail(&format!("cannot resume pending uploads: {e}")))?;
     let info = crate::status_reply::MountInfo {
         url: args.url.clone(),
         mountpoint: mountpoint.clone(),
@@ -445,6 +457,20 @@ fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
         }
     }
     Ok(f)
+}
+
+/// The ignore list a mount's arguments ask for.
+fn ignore_list(args: &MountArgs) -> edrive_fs_core::sync::IgnoreList {
+    let mut patterns: Vec<String> = if args.no_default_ignore {
+        Vec::new()
+    } else {
+        edrive_fs_core::sync::DEFAULT_IGNORE
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    patterns.extend(args.ignore.iter().cloned());
+    edrive_fs_core::sync::IgnoreList::new(&patterns)
 }
 
 #[cfg(test)]

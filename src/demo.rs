@@ -72,6 +72,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         cache_dir: None,
         cache_size: 1 << 30,
         dir_cache_ttl: Duration::from_secs(30),
+        upload_delay: Duration::from_secs(2),
+        ignore: Vec::new(),
+        no_default_ignore: false,
         foreground: false,
         daemon_child: false,
     });
@@ -99,7 +102,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(wait_for_stop());
     println!("\nedrive demo: unmounting");
-    let result = crate::commands::unmount(UnmountArgs { mountpoint });
+    let result = crate::commands::unmount(UnmountArgs {
+        mountpoint,
+        force: false,
+    });
     let _ = server.kill();
     let _ = server.wait();
     result

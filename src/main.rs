@@ -30,6 +30,7 @@ fn main() -> std::process::ExitCode {
         Command::Mount(args) => daemon::run(args),
         Command::Unmount(args) => commands::unmount(args),
         Command::Status(args) => commands::status(args),
+        Command::Sync(args) => commands::sync(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

@@ -54,6 +54,28 @@ impl Signals {
     }
 }
 
+/// Uploads what can be uploaded before the daemon exits; a second signal stops waiting
+/// (what is left stays in the cache for the next mount).
+async fn drain(drive: &Drive, signals: &mut Signals) {
+    drive.request_sync();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                let p = drive.sync_progress();
+                if !p.syncing && p.current.is_none() {
+                    if p.pending > 0 {
+                        warn!(pending = p.pending, "changes left for the next mount");
+                    }
+                    return;
+                }
+            }
+            _ = signals.int.recv() => break,
+            _ = signals.term.recv() => break,
+        }
+    }
+    warn!("stopped waiting for uploads; pending changes stay in the cache for the next mount");
+}
+
 /// Serves control requests until the filesystem is unmounted — by `edrive unmount`, a
 /// signal (SIGINT/SIGTERM), or from outside (`fusermount3 -u`).
 pub async fn run_until_unmounted(
@@ -90,12 +112,14 @@ pub async fn run_until_unmounted(
                 }
             }
             _ = signals.int.recv() => {
-                info!("interrupted; unmounting");
+                info!("interrupted; uploading pending changes, then unmounting");
+                drain(&drive, &mut signals).await;
                 lazy_unmount(&info.mountpoint);
                 break;
             }
             _ = signals.term.recv() => {
-                info!("terminated; unmounting");
+                info!("terminated; uploading pending changes, then unmounting");
+                drain(&drive, &mut signals).await;
                 lazy_unmount(&info.mountpoint);
                 break;
             }

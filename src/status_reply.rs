@@ -43,6 +43,16 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
             "hydrated_files": s.hydrated_files,
             "downloads": s.downloads,
             "known_entries": s.known_entries,
+            "sync": {
+                "pending": s.sync.pending,
+                "stuck": s.sync.stuck,
+                "pending_bytes": s.sync.pending_bytes,
+                "uploading": s.sync.current.as_ref().map(|(path, sent, total)| json!({
+                    "path": path, "sent_bytes": sent, "total_bytes": total,
+                })),
+                "last_error": s.sync.last_error,
+                "syncing": s.sync.syncing,
+            },
         }),
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     }
@@ -62,6 +72,10 @@ pub async fn answer(
     let reply = match serde_json::from_str::<Request>(line) {
         Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
         Ok(Request::Status) => status_json(drive, info),
+        Ok(Request::Sync) => {
+            drive.request_sync();
+            json!({"ok": true})
+        }
         Ok(Request::Unmount) => {
             let (tx, rx) = oneshot::channel();
             unmount_tx.send(tx).await?;

@@ -33,6 +33,18 @@ pub enum FsError {
     /// The file handle is not open.
     #[error("bad file handle")]
     BadHandle,
+    /// The name is taken.
+    #[error("already exists")]
+    Exists,
+    /// The folder is not empty.
+    #[error("folder not empty")]
+    NotEmpty,
+    /// The request makes no sense (a folder moved into itself, an unsupported flag).
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    /// The handle was not opened for this (a write on a read-only handle).
+    #[error("handle not open for writing")]
+    NotWritable,
     /// The server failed or refused.
     #[error(transparent)]
     Remote(#[from] RemoteError),
@@ -59,7 +71,10 @@ impl FsError {
             FsError::InvalidName(NameError::TooLong) => libc::ENAMETOOLONG,
             FsError::InvalidName(_) => libc::EINVAL,
             FsError::NoAttr => libc::ENODATA,
-            FsError::BadHandle => libc::EBADF,
+            FsError::BadHandle | FsError::NotWritable => libc::EBADF,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::Invalid(_) => libc::EINVAL,
             FsError::Stale => libc::ESTALE,
             FsError::Remote(RemoteError::NotFound) => libc::ENOENT,
             FsError::Remote(RemoteError::Auth(_)) => libc::EACCES,

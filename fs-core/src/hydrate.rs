@@ -49,6 +49,20 @@ impl Transfer {
         self.progress.borrow().outcome.is_none()
     }
 
+    /// Waits until the transfer ended; `Ok` when the whole file is cached.
+    pub async fn wait(&self) -> Result<(), FsError> {
+        let mut rx = self.progress.clone();
+        let p = rx
+            .wait_for(|p| p.outcome.is_some())
+            .await
+            .map_err(|_| FsError::Remote(RemoteError::Transfer("download task ended".into())))?
+            .clone();
+        match p.outcome {
+            Some(Err(e)) => Err(clone_error(&e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads `size` bytes at `offset`, waiting only until those bytes have arrived.
     pub async fn read(&self, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
         let end = offset.saturating_add(size as u64).min(self.len);

@@ -11,8 +11,9 @@ pub mod hydrate;
 pub mod meta;
 pub mod remote;
 pub mod state;
+pub mod sync;
 
-pub use drive::{Attr, DirEntry, Drive, DriveOptions, DriveStatus};
+pub use drive::{Attr, DirEntry, Drive, DriveOptions, DriveStatus, SetAttr};
 pub use error::FsError;
 pub use meta::{Kind, Meta, ROOT_INO};
 pub use state::EntryState;

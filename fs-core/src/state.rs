@@ -9,6 +9,18 @@ pub enum EntryState {
     Partial,
     /// The whole content (or, for a folder, its listing) is local.
     Hydrated,
+    /// Changed locally; the upload is pending.
+    Dirty,
+    /// Being uploaded now.
+    Uploading,
+    /// The server has another version; the local one is kept and not uploaded.
+    Conflict,
+    /// The server is full (507); the file stays local and dirty and is retried.
+    NoSpace,
+    /// The server refused the write-back; see the log.
+    Error,
+    /// A name on the ignore list: kept locally, never uploaded.
+    LocalOnly,
 }
 
 impl EntryState {
@@ -18,6 +30,23 @@ impl EntryState {
             EntryState::OnlineOnly => "online-only",
             EntryState::Partial => "partial",
             EntryState::Hydrated => "hydrated",
+            EntryState::Dirty => "dirty",
+            EntryState::Uploading => "uploading",
+            EntryState::Conflict => "conflict",
+            EntryState::NoSpace => "no-space",
+            EntryState::Error => "error",
+            EntryState::LocalOnly => "local-only",
+        }
+    }
+
+    /// The state for a write-back problem recorded in the store.
+    pub fn from_problem(problem: &str) -> EntryState {
+        if problem == crate::sync::PROBLEM_CONFLICT {
+            EntryState::Conflict
+        } else if problem == crate::sync::PROBLEM_NO_SPACE {
+            EntryState::NoSpace
+        } else {
+            EntryState::Error
         }
     }
 }

@@ -17,6 +17,13 @@ use crate::hydrate::{Hydrator, Transfer};
 use crate::meta::{Entry, Kind, Meta, ROOT_INO};
 use crate::remote::{validate_name, Remote, RemoteError};
 use crate::state::EntryState;
+use crate::sync::{Activity, IgnoreList, SyncProgress, Uploader};
+
+mod working;
+mod write;
+
+use working::Working;
+pub use write::SetAttr;
 
 /// Settings of one mounted drive.
 #[derive(Clone, Debug)]
@@ -27,6 +34,22 @@ pub struct DriveOptions {
     pub uid: u32,
     /// Group shown for every entry.
     pub gid: u32,
+    /// How long a file stays untouched after its last close before it is uploaded.
+    pub upload_debounce: Duration,
+    /// Names kept local, never uploaded.
+    pub ignore: IgnoreList,
+}
+
+impl Default for DriveOptions {
+    fn default() -> Self {
+        DriveOptions {
+            dir_cache_ttl: Duration::from_secs(30),
+            uid: 0,
+            gid: 0,
+            upload_debounce: Duration::from_secs(2),
+            ignore: IgnoreList::defaults(),
+        }
+    }
 }
 
 /// What `stat` shows for an entry.
@@ -72,6 +95,8 @@ pub struct DriveStatus {
     pub downloads: u64,
     /// Entries known to the metadata store.
     pub known_entries: u64,
+    /// The write-back's progress.
+    pub sync: SyncProgress,
 }
 
 /// The extended attribute that tells an entry's state.
@@ -80,12 +105,16 @@ pub const XATTR_STATE: &str = "user.edrive.state";
 enum Content {
     Cached(Arc<Blob>),
     Hydrating(Arc<Transfer>),
+    /// The local working copy (dirty, or opened for writing).
+    Work(Arc<Working>),
 }
 
 struct OpenFile {
     ino: u64,
     key: BlobKey,
     content: Mutex<Content>,
+    /// Opened for writing.
+    writable: bool,
 }
 
 /// A mounted drive.
@@ -103,6 +132,12 @@ pub struct Drive {
     /// without asking the server again until [`LISTING_RETRY`] has passed, so a silent
     /// server cannot tie up every kernel thread.
     listing_failures: Mutex<HashMap<u64, std::time::Instant>>,
+    activity: Arc<Activity>,
+    uploader: Arc<Uploader>,
+    /// Working copies in use, by inode, with the number of handles using each.
+    works: Mutex<HashMap<u64, (Arc<Working>, usize)>>,
+    /// Serializes creating working copies.
+    work_gate: tokio::sync::Mutex<()>,
 }
 
 /// How long a folder whose revalidation failed is served from what is known.
@@ -128,6 +163,15 @@ impl Drive {
         options: DriveOptions,
     ) -> Drive {
         let hydrator = Arc::new(Hydrator::new(remote.clone(), cache.clone(), meta.clone()));
+        let activity = Arc::new(Activity::default());
+        let uploader = Arc::new(Uploader::new(
+            remote.clone(),
+            meta.clone(),
+            cache.clone(),
+            activity.clone(),
+            options.ignore.clone(),
+            options.upload_debounce,
+        ));
         Drive {
             remote,
             meta,
@@ -139,7 +183,35 @@ impl Drive {
             next_fh: AtomicU64::new(1),
             listing_locks: Mutex::new(HashMap::new()),
             listing_failures: Mutex::new(HashMap::new()),
+            activity,
+            uploader,
+            works: Mutex::new(HashMap::new()),
+            work_gate: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Recovers from a crash (working copies left by the last run become pending uploads
+    /// again; stale ones are dropped) and starts the background write-back on the current
+    /// tokio runtime.
+    pub fn start_writeback(&self) -> Result<(), FsError> {
+        self.recover()?;
+        tokio::spawn(self.uploader.clone().run());
+        Ok(())
+    }
+
+    /// The write-back's progress.
+    pub fn sync_progress(&self) -> SyncProgress {
+        self.uploader.progress()
+    }
+
+    /// Asks the write-back to upload everything now, skipping the debounce.
+    pub fn request_sync(&self) {
+        self.uploader.request_sync();
+    }
+
+    /// Whether everything that can be written back has been (stuck entries aside).
+    pub fn is_synced(&self) -> bool {
+        self.uploader.is_idle()
     }
 
     /// The server this drive mirrors.
@@ -153,12 +225,20 @@ impl Drive {
 
     fn attr(&self, e: &Entry) -> Attr {
         let dir = e.is_dir();
+        let (size, mtime) = match lock(&self.works).get(&e.ino) {
+            Some((w, _)) => w.size_and_mtime(),
+            None => (e.size, e.mtime.unwrap_or(UNIX_EPOCH)),
+        };
         Attr {
             ino: e.ino,
             kind: e.kind,
-            size: e.size,
-            mtime: e.mtime.unwrap_or(UNIX_EPOCH),
-            perm: if dir { 0o755 } else { 0o644 },
+            size,
+            mtime,
+            perm: match e.mode {
+                Some(m) => (m & 0o7777) as u16,
+                None if dir => 0o755,
+                None => 0o644,
+            },
             nlink: if dir { 2 } else { 1 },
             uid: self.options.uid,
             gid: self.options.gid,
@@ -188,7 +268,13 @@ impl Drive {
         if fresh(listed) || backing_off(listed) {
             return Ok(());
         }
-        let path = self.meta.path_of(ino)?;
+        let _tree = self.uploader.tree_lock.read().await;
+        let Some(path) = self.meta.remote_path_of(ino)? else {
+            // Only local so far: nothing on the server to list.
+            self.meta.mark_listed(ino)?;
+            lock(&self.listing_locks).remove(&ino);
+            return Ok(());
+        };
         let result = self.remote.list(&path).await;
         {
             let mut failures = lock(&self.listing_failures);
@@ -281,13 +367,13 @@ impl Drive {
     /// Opens file `ino` for reading. Returns at once: content is fetched in the background
     /// and reads wait only for the bytes they need.
     #[instrument(level = "debug", skip(self))]
-    pub async fn open(&self, ino: u64, write: bool) -> Result<u64, FsError> {
+    pub async fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<u64, FsError> {
         let e = self.entry(ino)?;
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
-        if write {
-            return Err(FsError::ReadOnly);
+        if write || self.has_working_copy(ino) {
+            return self.open_working(&e, write, truncate && write).await;
         }
         let key = BlobKey::new(ino, e.content_version());
         let content = match self.cache.get(&key) {
@@ -309,6 +395,7 @@ impl Drive {
             ino,
             key,
             content: Mutex::new(content),
+            writable: false,
         };
         lock(&self.files).insert(fh, Arc::new(file));
         Ok(fh)
@@ -325,6 +412,7 @@ impl Drive {
                 let mut content = lock(&file.content);
                 match &*content {
                     Content::Cached(blob) => return read_blob(blob, offset, size),
+                    Content::Work(w) => return Ok(w.read(offset, size)?),
                     Content::Hydrating(t) => {
                         if let Some(blob) = t.blob() {
                             self.hydrator.release(t);
@@ -377,19 +465,48 @@ impl Drive {
     }
 
     /// Closes file handle `fh`; its content becomes evictable once no handle holds it.
-    pub fn release(&self, fh: u64) {
+    /// A written file's size and time are recorded and its upload is scheduled.
+    pub fn release(&self, fh: u64) -> Result<(), FsError> {
         let Some(file) = lock(&self.files).remove(&fh) else {
-            return;
+            return Ok(());
         };
-        let content = lock(&file.content);
-        if let Content::Hydrating(t) = &*content {
-            self.hydrator.release(t);
+        let work = {
+            let content = lock(&file.content);
+            match &*content {
+                Content::Hydrating(t) => {
+                    self.hydrator.release(t);
+                    None
+                }
+                Content::Work(w) => Some(w.clone()),
+                Content::Cached(_) => None,
+            }
+        };
+        match work {
+            Some(w) => self.release_working(&file, w),
+            None => Ok(()),
         }
     }
 
     /// The state of `ino` as `user.edrive.state` shows it.
     pub fn state(&self, ino: u64) -> Result<EntryState, FsError> {
         let e = self.entry(ino)?;
+        if let Some(p) = &e.problem {
+            return Ok(EntryState::from_problem(p));
+        }
+        if !e.is_dir() {
+            let progress = self.uploader.progress();
+            if let (Some((path, _, _)), Ok(mine)) = (&progress.current, self.meta.path_of(ino)) {
+                if *path == mine.to_string() {
+                    return Ok(EntryState::Uploading);
+                }
+            }
+            if e.remote.is_none() && self.options.ignore.matches(&e.name) {
+                return Ok(EntryState::LocalOnly);
+            }
+            if e.dirty || e.remote.is_none() || self.activity.is_open_for_writing(ino) {
+                return Ok(EntryState::Dirty);
+            }
+        }
         if e.is_dir() {
             return Ok(if e.listed_at_ms.is_some() {
                 EntryState::Hydrated
@@ -438,6 +555,7 @@ impl Drive {
             cache,
             downloads: self.hydrator.running() as u64,
             known_entries: self.meta.count()?,
+            sync: self.uploader.progress(),
         })
     }
 }

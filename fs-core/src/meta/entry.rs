@@ -32,6 +32,19 @@ pub struct Entry {
     pub etag_weak: bool,
     /// For folders: when the children were last listed (ms since the epoch).
     pub listed_at_ms: Option<i64>,
+    /// Where the server has this entry: (server-side parent inode, name); `None` while it
+    /// exists only locally.
+    pub remote: Option<(u64, String)>,
+    /// The local content differs from the server version `etag` names.
+    pub dirty: bool,
+    /// Permission bits set locally (the server has no place for them).
+    pub mode: Option<u32>,
+    /// Why write-back of this entry is stuck (`conflict`, `no-space`, an error), if it is.
+    pub problem: Option<String>,
+    /// An upload was started and has not been confirmed (a crash may have cut it short).
+    pub put_started: bool,
+    /// Deleted locally, still to be deleted on the server (a tombstone).
+    pub deleted: bool,
 }
 
 impl Entry {
@@ -56,16 +69,37 @@ impl Entry {
     pub fn is_dir(&self) -> bool {
         self.kind == Kind::Dir
     }
+
+    /// Whether the server has this entry where the user sees it (its parent aside).
+    pub fn at_home(&self) -> bool {
+        !self.deleted
+            && self
+                .remote
+                .as_ref()
+                .is_some_and(|(p, n)| *p == self.parent && *n == self.name)
+    }
+
+    /// The ETag the local copy was based on, as a precondition value.
+    pub fn base_etag(&self) -> Option<crate::remote::ETag> {
+        self.etag.as_ref().map(|v| crate::remote::ETag {
+            value: v.clone(),
+            weak: self.etag_weak,
+        })
+    }
 }
 
-pub(super) const SELECT: &str =
-    "SELECT ino, parent, name, is_dir, size, mtime_ns, etag, etag_weak, listed_at_ms FROM entries";
+pub(super) const SELECT: &str = "SELECT ino, parent, name, is_dir, size, mtime_ns, etag, \
+     etag_weak, listed_at_ms, remote_parent, remote_name, dirty, mode, problem, put_started \
+     FROM entries";
 
 pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let mtime_ns: Option<i64> = r.get(5)?;
+    let parent: Option<i64> = r.get(1)?;
+    let remote_parent: Option<i64> = r.get(9)?;
+    let remote_name: Option<String> = r.get(10)?;
     Ok(Entry {
         ino: r.get::<_, i64>(0)? as u64,
-        parent: r.get::<_, i64>(1)? as u64,
+        parent: parent.unwrap_or(0) as u64,
         name: r.get(2)?,
         kind: if r.get::<_, bool>(3)? {
             Kind::Dir
@@ -77,5 +111,13 @@ pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         etag: r.get(6)?,
         etag_weak: r.get(7)?,
         listed_at_ms: r.get(8)?,
+        remote: remote_parent
+            .zip(remote_name)
+            .map(|(p, n)| (p.max(0) as u64, n)),
+        dirty: r.get(11)?,
+        mode: r.get::<_, Option<i64>>(12)?.map(|m| m as u32),
+        problem: r.get(13)?,
+        put_started: r.get(14)?,
+        deleted: parent.is_none(),
     })
 }

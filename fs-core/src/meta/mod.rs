@@ -5,9 +5,12 @@
 //! Directory listings carry the time they were fetched, for the listing TTL.
 
 mod entry;
+mod local;
 mod schema;
+mod writeback;
 
 pub use entry::{Entry, Kind};
+pub use local::LocalAttrs;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -100,10 +103,13 @@ impl Meta {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The entry with inode `ino`.
+    /// The live (not locally deleted) entry with inode `ino`.
     pub fn get(&self, ino: u64) -> Result<Option<Entry>, MetaError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("{} WHERE ino = ?1", entry::SELECT))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE ino = ?1 AND parent IS NOT NULL",
+            entry::SELECT
+        ))?;
         Ok(stmt
             .query_row(params![ino as i64], entry::from_row)
             .optional()?)
@@ -176,10 +182,16 @@ impl Meta {
         Ok(())
     }
 
-    /// Replaces what is known of folder `dir`'s children with a successful listing: new
-    /// names get new inodes, known names keep theirs, names the listing positively lacks
-    /// are removed with everything below them. Only ever called with a listing the server
-    /// actually returned — an error is never a deletion.
+    /// Merges a successful listing of the server folder that row `dir` stands for.
+    ///
+    /// Server children are matched to rows by their *server* location, so entries moved
+    /// or edited locally and not yet written back keep their local state: a dirty file's
+    /// base version is never advanced (its upload then detects the conflict), a tombstone
+    /// stays until its DELETE is done, and a new server name whose local slot is taken is
+    /// skipped. Names a complete listing lacks are removed with their subtrees, unless
+    /// something below holds local changes, which become local-only and are written back.
+    /// Only ever called with a listing the server actually returned — an error is never a
+    /// deletion.
     pub fn apply_listing(&self, dir: u64, listing: &Listing) -> Result<ListingChanges, MetaError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -196,23 +208,45 @@ impl Meta {
             return Ok(changes);
         }
         {
-            let mut existing: std::collections::HashMap<String, (i64, bool, Option<String>)> =
+            struct Known {
+                ino: i64,
+                is_dir: bool,
+                etag: Option<String>,
+                live: bool,
+                dirty: bool,
+            }
+            let mut existing: std::collections::HashMap<String, Known> =
                 std::collections::HashMap::new();
-            let mut sel =
-                tx.prepare_cached("SELECT name, ino, is_dir, etag FROM entries WHERE parent = ?1")?;
+            let mut sel = tx.prepare_cached(
+                "SELECT remote_name, ino, is_dir, etag, parent IS NOT NULL, dirty
+                 FROM entries WHERE remote_parent = ?1",
+            )?;
             let rows = sel.query_map(params![dir as i64], |r| {
-                Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Known {
+                        ino: r.get(1)?,
+                        is_dir: r.get(2)?,
+                        etag: r.get(3)?,
+                        live: r.get(4)?,
+                        dirty: r.get(5)?,
+                    },
+                ))
             })?;
             for row in rows {
                 let (name, v) = row?;
                 existing.insert(name, v);
             }
             let mut insert = tx.prepare_cached(
-                "INSERT INTO entries(parent, name, is_dir, size, mtime_ns, etag, etag_weak)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO entries(parent, name, is_dir, size, mtime_ns, etag,
+                     etag_weak, remote_parent, remote_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1, ?2)",
             )?;
             let mut update = tx.prepare_cached(
-                "UPDATE entries SET size = ?2, mtime_ns = ?3, etag = ?4, etag_weak = ?5
+                "UPDATE entries SET size = ?2,
+                     mtime_ns = CASE WHEN etag IS ?4 AND etag IS NOT NULL THEN mtime_ns
+                                     ELSE ?3 END,
+                     etag = ?4, etag_weak = ?5
                  WHERE ino = ?1",
             )?;
             for child in &listing.children {
@@ -223,17 +257,29 @@ impl Meta {
                 let (etag, weak) = etag_cols(child.etag.as_ref());
                 let size = if child.is_dir { 0 } else { child.size as i64 };
                 match existing.remove(&child.name) {
-                    Some((ino, was_dir, old_etag)) if was_dir == child.is_dir => {
-                        if old_etag.as_deref() != etag {
-                            changes.changed.push(ino as u64);
+                    Some(k) if !k.live || k.dirty => {
+                        // Deleted or edited locally: the write-back decides; a remote
+                        // change shows up there as a failed precondition.
+                        if k.etag.as_deref() != etag {
+                            changes.changed.push(k.ino as u64);
                         }
-                        update.execute(params![ino, size, mtime_ns(child.mtime), etag, weak])?;
                     }
-                    Some((ino, _, _)) => {
+                    Some(k) if k.is_dir == child.is_dir => {
+                        if k.etag.as_deref() != etag {
+                            changes.changed.push(k.ino as u64);
+                        }
+                        update.execute(params![k.ino, size, mtime_ns(child.mtime), etag, weak])?;
+                    }
+                    Some(k) => {
                         // Kind changed (file became folder or back): a new identity.
-                        delete_subtree(&tx, ino)?;
-                        changes.removed.push(ino as u64);
-                        insert.execute(params![
+                        if subtree_has_local_changes(&tx, k.ino)? {
+                            warn!(name = %child.name, "changed kind on the server; keeping the local copy");
+                            detach(&tx, k.ino)?;
+                        } else {
+                            delete_subtree(&tx, k.ino)?;
+                            changes.removed.push(k.ino as u64);
+                        }
+                        let n = insert.execute(params![
                             dir as i64,
                             child.name,
                             child.is_dir,
@@ -242,9 +288,10 @@ impl Meta {
                             etag,
                             weak
                         ])?;
+                        changes.added += n;
                     }
                     None => {
-                        insert.execute(params![
+                        let n = insert.execute(params![
                             dir as i64,
                             child.name,
                             child.is_dir,
@@ -253,14 +300,28 @@ impl Meta {
                             etag,
                             weak
                         ])?;
-                        changes.added += 1;
+                        if n == 0 {
+                            warn!(name = %child.name, "a local entry holds this name; the server's is not shown");
+                        }
+                        changes.added += n;
                     }
                 }
             }
             if listing.complete {
-                for (_, (ino, _, _)) in existing {
-                    delete_subtree(&tx, ino)?;
-                    changes.removed.push(ino as u64);
+                for (_, k) in existing {
+                    if !k.live {
+                        // Deleted here and there: nothing left to do.
+                        delete_remote_subtree(&tx, k.ino)?;
+                    } else if subtree_has_local_changes(&tx, k.ino)? {
+                        warn!(
+                            ino = k.ino,
+                            "deleted on the server but changed here; keeping it"
+                        );
+                        detach(&tx, k.ino)?;
+                    } else {
+                        delete_subtree(&tx, k.ino)?;
+                        changes.removed.push(k.ino as u64);
+                    }
                 }
             } else if !existing.is_empty() {
                 warn!(
@@ -312,14 +373,21 @@ impl Meta {
     /// Number of known entries (files and folders, root included).
     pub fn count(&self) -> Result<u64, MetaError> {
         let conn = self.conn();
-        let n: i64 = conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM entries WHERE parent IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(n as u64)
     }
 
     /// Every file's inode and content version, for status and cache reconciliation.
     pub fn file_versions(&self) -> Result<Vec<(u64, String)>, MetaError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("{} WHERE is_dir = 0", entry::SELECT))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE is_dir = 0 AND parent IS NOT NULL",
+            entry::SELECT
+        ))?;
         let rows = stmt.query_map([], entry::from_row)?;
         let mut out = Vec::new();
         for e in rows {
@@ -341,7 +409,57 @@ pub struct ListingChanges {
     pub removed: Vec<u64>,
 }
 
+/// Whether anything in the local subtree of `ino` (itself included) waits to be written
+/// back: edited, new, moved, or a tombstone below it on the server side.
+fn subtree_has_local_changes(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<bool, MetaError> {
+    let n: i64 = tx.query_row(
+        "WITH RECURSIVE sub(ino) AS (
+             SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)
+         SELECT COUNT(*) FROM entries WHERE ino IN sub AND (dirty = 1
+             OR remote_parent IS NULL OR remote_parent IS NOT parent OR remote_name IS NOT name)",
+        params![ino],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// Makes `ino` local-only (the server no longer has it): write-back recreates it.
+fn detach(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<(), MetaError> {
+    tx.execute(
+        "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
+             put_started = 0 WHERE ino = ?1",
+        params![ino],
+    )?;
+    Ok(())
+}
+
+/// Deletes tombstone `ino` and every row below it on the server side.
+pub(crate) fn delete_remote_subtree(
+    tx: &rusqlite::Transaction<'_>,
+    ino: i64,
+) -> Result<(), MetaError> {
+    tx.execute(
+        "WITH RECURSIVE sub(ino) AS (
+             SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.remote_parent = sub.ino)
+         DELETE FROM entries WHERE ino IN sub AND parent IS NULL",
+        params![ino],
+    )?;
+    // Live rows that were below it on the server are no longer there.
+    tx.execute(
+        "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL
+         WHERE remote_parent = ?1",
+        params![ino],
+    )?;
+    Ok(())
+}
+
 fn delete_subtree(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<(), MetaError> {
+    tx.execute(
+        "WITH RECURSIVE sub(ino) AS (
+             SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)
+         DELETE FROM entries WHERE parent IS NULL AND remote_parent IN sub",
+        params![ino],
+    )?;
     tx.execute(
         "WITH RECURSIVE sub(ino) AS (
              SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)

@@ -1,32 +1,74 @@
-//! The store's tables, created or checked when it is opened.
+//! The store's tables, created, checked or migrated when it is opened.
+//!
+//! An entry row holds two locations: where the user sees it (`parent`, `name`) and where
+//! the server has it (`remote_parent`, `remote_name`, both naming rows of this table).
+//! The two differ exactly while a local change waits to be written back, so the store
+//! itself is the durable record of pending work (see `crate::sync`). A row with a NULL
+//! `parent` is a tombstone: deleted locally, still to be deleted on the server.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// Bumped when the tables change shape.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
-/// Sets WAL mode and creates the tables (and the root row) if they are missing.
+const ENTRIES: &str = "
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent INTEGER,
+    name TEXT NOT NULL,
+    is_dir INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime_ns INTEGER,
+    etag TEXT,
+    etag_weak INTEGER NOT NULL DEFAULT 0,
+    listed_at_ms INTEGER,
+    remote_parent INTEGER,
+    remote_name TEXT,
+    dirty INTEGER NOT NULL DEFAULT 0,
+    mode INTEGER,
+    problem TEXT,
+    put_started INTEGER NOT NULL DEFAULT 0,
+    UNIQUE(parent, name)";
+
+/// Sets WAL mode and creates the tables (and the root row) if they are missing; migrates
+/// a version 1 store (read-only era: no local changes to carry over, inodes kept).
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS entries(
-             ino INTEGER PRIMARY KEY AUTOINCREMENT,
-             parent INTEGER NOT NULL,
-             name TEXT NOT NULL,
-             is_dir INTEGER NOT NULL,
-             size INTEGER NOT NULL DEFAULT 0,
-             mtime_ns INTEGER,
-             etag TEXT,
-             etag_weak INTEGER NOT NULL DEFAULT 0,
-             listed_at_ms INTEGER,
-             UNIQUE(parent, name)
-         );
-         INSERT OR IGNORE INTO entries(ino, parent, name, is_dir) VALUES (1, 0, '', 1);",
+        "CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     )?;
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if version.as_deref() == Some("1") {
+        conn.execute_batch(&format!(
+            "BEGIN;
+             CREATE TABLE entries_v2({ENTRIES});
+             INSERT INTO entries_v2(ino, parent, name, is_dir, size, mtime_ns, etag, etag_weak,
+                                    listed_at_ms, remote_parent, remote_name)
+                 SELECT ino, parent, name, is_dir, size, mtime_ns, etag, etag_weak,
+                        listed_at_ms, parent, name FROM entries;
+             DROP TABLE entries;
+             ALTER TABLE entries_v2 RENAME TO entries;
+             UPDATE settings SET value = '2' WHERE key = 'schema_version';
+             COMMIT;"
+        ))?;
+    }
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS entries({ENTRIES});
+         CREATE INDEX IF NOT EXISTS entries_remote ON entries(remote_parent, remote_name);
+         CREATE INDEX IF NOT EXISTS entries_pending ON entries(ino)
+             WHERE parent IS NULL OR remote_parent IS NULL OR dirty = 1
+                OR remote_parent IS NOT parent OR remote_name IS NOT name;
+         INSERT OR IGNORE INTO entries(ino, parent, name, is_dir, remote_parent, remote_name)
+             VALUES (1, 0, '', 1, 0, '');"
+    ))?;
     conn.execute(
         "INSERT OR IGNORE INTO settings(key, value) VALUES ('schema_version', ?1)",
         [VERSION.to_string()],

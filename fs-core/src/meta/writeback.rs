@@ -1,0 +1,190 @@
+//! What the write-back reads and records: rows whose local state differs from the
+//! server's, server-side paths, and the outcome of each server operation.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{delete_remote_subtree, entry, etag_cols, Entry, Meta, MetaError, ROOT_INO};
+use crate::remote::{ETag, RemotePath};
+
+/// The condition that makes a row pending write-back.
+const PENDING: &str = "(parent IS NULL OR remote_parent IS NULL OR dirty = 1
+     OR remote_parent IS NOT parent OR remote_name IS NOT name)";
+
+impl Meta {
+    /// Every row with something to write back (tombstones included), oldest first.
+    pub fn pending(&self) -> Result<Vec<Entry>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE ino != 1 AND {PENDING} ORDER BY ino",
+            entry::SELECT
+        ))?;
+        let rows = stmt.query_map([], entry::from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// How many rows have something to write back, and how many of those are stuck.
+    pub fn pending_count(&self) -> Result<(u64, u64), MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT COUNT(*), COUNT(problem) FROM entries WHERE ino != 1 AND {PENDING}"
+        ))?;
+        let (n, stuck): (i64, i64) = stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((n as u64, stuck as u64))
+    }
+
+    /// The row `ino`, live or tombstone.
+    pub fn get_any(&self, ino: u64) -> Result<Option<Entry>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("{} WHERE ino = ?1", entry::SELECT))?;
+        Ok(stmt
+            .query_row(params![ino as i64], entry::from_row)
+            .optional()?)
+    }
+
+    /// Where the server has `ino` now, or `None` if it (or a folder above it) exists only
+    /// locally.
+    pub fn remote_path_of(&self, ino: u64) -> Result<Option<RemotePath>, MetaError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT remote_parent, remote_name FROM entries WHERE ino = ?1")?;
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO {
+            let row: Option<(Option<i64>, Option<String>)> = stmt
+                .query_row(params![cur as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((Some(parent), Some(name))) = row else {
+                return Ok(None);
+            };
+            parts.push(name);
+            cur = parent as u64;
+            if parts.len() > 4096 {
+                return Err(MetaError::Corrupt(format!(
+                    "inode {ino} has a server-side cycle"
+                )));
+            }
+        }
+        parts.reverse();
+        RemotePath::from_parts(parts)
+            .map(Some)
+            .map_err(|e| MetaError::Corrupt(e.to_string()))
+    }
+
+    /// The row (live or tombstone) the server has at `name` in server folder `parent`.
+    pub fn occupant(&self, parent: u64, name: &str) -> Result<Option<Entry>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE remote_parent = ?1 AND remote_name = ?2",
+            entry::SELECT
+        ))?;
+        Ok(stmt
+            .query_row(params![parent as i64, name], entry::from_row)
+            .optional()?)
+    }
+
+    /// Whether a live entry still lies below tombstone `ino` on the server side (it must
+    /// be moved out before the folder may be deleted).
+    pub fn has_live_below(&self, ino: u64) -> Result<bool, MetaError> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row(
+            "WITH RECURSIVE sub(ino) AS (
+                 SELECT ino FROM entries WHERE remote_parent = ?1
+                 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.remote_parent = sub.ino)
+             SELECT COUNT(*) FROM entries WHERE ino IN sub AND parent IS NOT NULL",
+            params![ino as i64],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Records that the server now has `ino` at `name` in server folder `parent`.
+    pub fn set_remote(&self, ino: u64, parent: u64, name: &str) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE entries SET remote_parent = ?2, remote_name = ?3 WHERE ino = ?1",
+            params![ino as i64, parent as i64, name],
+        )?;
+        Ok(())
+    }
+
+    /// Makes `ino` local-only: the server does not have it (any more).
+    pub fn detach(&self, ino: u64) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
+                 put_started = 0 WHERE ino = ?1",
+            params![ino as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records a finished upload of `ino` to `name` in server folder `parent`: the server
+    /// version is now `etag` with `size` bytes. `clean` clears the dirty flag (nothing was
+    /// written locally while it uploaded).
+    pub fn uploaded(
+        &self,
+        ino: u64,
+        parent: u64,
+        name: &str,
+        etag: Option<&ETag>,
+        size: u64,
+        clean: bool,
+    ) -> Result<(), MetaError> {
+        let conn = self.conn();
+        let (etag, weak) = etag_cols(etag);
+        conn.execute(
+            "UPDATE entries SET remote_parent = ?2, remote_name = ?3, etag = ?4, etag_weak = ?5,
+                 size = CASE WHEN ?7 THEN ?6 ELSE size END,
+                 dirty = CASE WHEN ?7 THEN 0 ELSE dirty END, put_started = 0, problem = NULL
+             WHERE ino = ?1",
+            params![
+                ino as i64,
+                parent as i64,
+                name,
+                etag,
+                weak,
+                size as i64,
+                clean
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets tombstone `ino` and what lay below it: the server deleted it.
+    pub fn drop_tombstone(&self, ino: u64) -> Result<(), MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        delete_remote_subtree(&tx, ino as i64)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets or clears why write-back of `ino` is stuck.
+    pub fn set_problem(&self, ino: u64, problem: Option<&str>) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE entries SET problem = ?2 WHERE ino = ?1",
+            params![ino as i64, problem],
+        )?;
+        Ok(())
+    }
+
+    /// Clears every problem that starts with `prefix` (so those entries are tried again).
+    pub fn clear_problems(&self, prefix: &str) -> Result<usize, MetaError> {
+        let conn = self.conn();
+        Ok(conn.execute(
+            "UPDATE entries SET problem = NULL WHERE substr(problem, 1, length(?1)) = ?1",
+            params![prefix],
+        )?)
+    }
+
+    /// Marks that an upload of `ino` starts (or finished without a usable answer).
+    pub fn set_put_started(&self, ino: u64, started: bool) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE entries SET put_started = ?2 WHERE ino = ?1",
+            params![ino as i64, started],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! Which server operations to run next, derived from the rows whose local state differs
+//! from the server's (see `crate::meta`). An operation is only planned once it can work:
+//! a folder is created before anything goes into it, an entry is moved out of a deleted
+//! folder before that folder's DELETE, and a file that replaces another (an editor's
+//! save-by-rename) is written over it in one conditional PUT or MOVE.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::meta::{Entry, Meta, MetaError, ROOT_INO};
+use crate::remote::{ETag, RemotePath};
+
+use super::{Activity, IgnoreList};
+
+/// One server operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// DELETE a tombstone (recursively for a folder); `etag` guards a file's version.
+    Delete {
+        /// The tombstone.
+        ino: u64,
+        /// Where the server has it.
+        path: RemotePath,
+        /// The version the deletion applies to (files only).
+        etag: Option<ETag>,
+    },
+    /// MKCOL a new folder.
+    Mkdir {
+        /// The folder.
+        ino: u64,
+        /// Local and future server path.
+        path: RemotePath,
+        /// Its parent.
+        parent: u64,
+        /// Its name.
+        name: String,
+    },
+    /// MOVE an entry to where the user has it now.
+    Move {
+        /// The entry.
+        ino: u64,
+        /// Where the server has it.
+        from: RemotePath,
+        /// Where the user has it.
+        to: RemotePath,
+        /// New parent.
+        parent: u64,
+        /// New name.
+        name: String,
+        /// The tombstone it replaces on the server, if any.
+        replaces: Option<u64>,
+    },
+    /// PUT a file's local content.
+    Upload {
+        /// The file.
+        ino: u64,
+        /// Local (and server) path.
+        path: RemotePath,
+        /// Its parent.
+        parent: u64,
+        /// Its name.
+        name: String,
+        /// If-Match this version; `None` with `replaces == None` and a new file means
+        /// If-None-Match: *.
+        base: Option<ETag>,
+        /// Whether the server is not supposed to have anything at `path`.
+        create: bool,
+        /// The entry it replaces on the server (tombstone, or a file renamed to an ignored
+        /// name), if any.
+        replaces: Option<u64>,
+    },
+}
+
+impl Op {
+    /// The entry the operation is about.
+    pub fn ino(&self) -> u64 {
+        match self {
+            Op::Delete { ino, .. }
+            | Op::Mkdir { ino, .. }
+            | Op::Move { ino, .. }
+            | Op::Upload { ino, .. } => *ino,
+        }
+    }
+}
+
+/// A plan: operations that can run now (in this order), and when to plan again if some
+/// entries wait for their files to go quiet.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Runnable now.
+    pub ops: Vec<Op>,
+    /// Earliest time a waiting upload becomes due.
+    pub wake_at: Option<Instant>,
+    /// Entries still pending after these operations (waiting, blocked or stuck).
+    pub waiting: usize,
+}
+
+/// Plans the next operations. `debounce` is how long a file must stay untouched after its
+/// last close (zero when a sync was asked for).
+pub fn plan(
+    meta: &Meta,
+    activity: &Activity,
+    ignore: &IgnoreList,
+    debounce: Duration,
+) -> Result<Plan, MetaError> {
+    let mut out = Plan::default();
+    let mut home: HashMap<u64, bool> = HashMap::new();
+    home.insert(ROOT_INO, true);
+    for e in meta.pending()? {
+        let before = out.ops.len();
+        if e.problem.is_none() {
+            plan_one(meta, activity, ignore, debounce, &e, &mut home, &mut out)?;
+        }
+        if out.ops.len() == before {
+            out.waiting += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Whether folder `ino` is on the server where the user has it, and so are its ancestors.
+fn at_home(meta: &Meta, ino: u64, memo: &mut HashMap<u64, bool>) -> Result<bool, MetaError> {
+    if let Some(&v) = memo.get(&ino) {
+        return Ok(v);
+    }
+    let v = match meta.get(ino)? {
+        Some(e) if e.at_home() => at_home(meta, e.parent, memo)?,
+        _ => false,
+    };
+    memo.insert(ino, v);
+    Ok(v)
+}
+
+fn plan_one(
+    meta: &Meta,
+    activity: &Activity,
+    ignore: &IgnoreList,
+    debounce: Duration,
+    e: &Entry,
+    home: &mut HashMap<u64, bool>,
+    out: &mut Plan,
+) -> Result<(), MetaError> {
+    if e.deleted {
+        return plan_delete(meta, ignore, e, out);
+    }
+    if ignore.matches(&e.name) || !at_home(meta, e.parent, home)? {
+        return Ok(());
+    }
+    let Some(path) = meta.path_of(e.ino).ok() else {
+        return Ok(());
+    };
+    let occupant = meta.occupant(e.parent, &e.name)?;
+    let occupant = occupant.filter(|o| o.ino != e.ino);
+    // What sits on the server where this entry goes: nothing, something it may replace
+    // (a deleted file, or a file renamed to an ignored name), or a blocker.
+    let replaceable = |o: &Entry| {
+        !o.is_dir() && !e.is_dir() && (o.deleted || (ignore.matches(&o.name) && !o.dirty))
+    };
+    let replaces = match &occupant {
+        None => None,
+        Some(o) if replaceable(o) => Some(o.clone()),
+        Some(_) => return Ok(()),
+    };
+    match (&e.remote, e.is_dir()) {
+        (None, true) if replaces.is_none() => {
+            out.ops.push(Op::Mkdir {
+                ino: e.ino,
+                path,
+                parent: e.parent,
+                name: e.name.clone(),
+            });
+        }
+        (None, false) => {
+            if !due(activity, e.ino, debounce, out) {
+                return Ok(());
+            }
+            out.ops.push(Op::Upload {
+                ino: e.ino,
+                path,
+                parent: e.parent,
+                name: e.name.clone(),
+                base: replaces.as_ref().and_then(|o| o.base_etag()),
+                create: replaces.is_none(),
+                replaces: replaces.map(|o| o.ino),
+            });
+        }
+        (Some(_), _) if !e.at_home() => {
+            let Some(from) = meta.remote_path_of(e.ino)? else {
+                return Ok(());
+            };
+            out.ops.push(Op::Move {
+                ino: e.ino,
+                from,
+                to: path,
+                parent: e.parent,
+                name: e.name.clone(),
+                replaces: replaces.map(|o| o.ino),
+            });
+        }
+        (Some(_), false) if e.dirty => {
+            if !due(activity, e.ino, debounce, out) {
+                return Ok(());
+            }
+            out.ops.push(Op::Upload {
+                ino: e.ino,
+                path,
+                parent: e.parent,
+                name: e.name.clone(),
+                base: e.base_etag(),
+                create: false,
+                replaces: None,
+            });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn due(activity: &Activity, ino: u64, debounce: Duration, out: &mut Plan) -> bool {
+    match activity.quiet(ino, debounce) {
+        Ok(()) => true,
+        Err(when) => {
+            if let Some(t) = when {
+                out.wake_at = Some(out.wake_at.map_or(t, |w| w.min(t)));
+            }
+            false
+        }
+    }
+}
+
+fn plan_delete(
+    meta: &Meta,
+    ignore: &IgnoreList,
+    e: &Entry,
+    out: &mut Plan,
+) -> Result<(), MetaError> {
+    let Some((rparent, rname)) = &e.remote else {
+        return Ok(());
+    };
+    // A tombstone below another tombstone goes with that folder's DELETE.
+    if let Some(p) = meta.get_any(*rparent)? {
+        if p.deleted {
+            return Ok(());
+        }
+    }
+    // Entries moved out of a deleted folder must leave first.
+    if e.is_dir() && meta.has_live_below(e.ino)? {
+        return Ok(());
+    }
+    // A live file taking this place overwrites it instead (one PUT or MOVE keeps the
+    // server's identity of the file and checks its version).
+    if !e.is_dir() {
+        if let Some(c) = meta.child(*rparent, rname)? {
+            if !c.is_dir() && c.problem.is_none() && !ignore.matches(&c.name) {
+                return Ok(());
+            }
+        }
+    }
+    let Some(path) = meta.remote_path_of(e.ino)? else {
+        return Ok(());
+    };
+    out.ops.push(Op::Delete {
+        ino: e.ino,
+        path,
+        etag: if e.is_dir() { None } else { e.base_etag() },
+    });
+    Ok(())
+}

@@ -1,0 +1,664 @@
+//! The background write-back: plans the next server operations from the metadata store,
+//! runs them one at a time, and records each outcome before the next. Transient failures
+//! (server down, 5xx) are retried with exponential backoff and jitter; a full server (507)
+//! leaves the file dirty and flagged; a changed server version (412) keeps the local data
+//! and flags a conflict; 401 pauses all network work. Nothing here ever deletes local data.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use edrive_cache::{BlobKey, Cache};
+use futures_util::StreamExt;
+use tokio::sync::RwLock;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::meta::Meta;
+use crate::remote::{ByteStream, Precondition, Remote, RemoteError, RemotePath};
+
+use super::plan::{plan, Op};
+use super::{Activity, IgnoreList};
+
+/// How the write-back is doing, for `edrive status` and `edrive sync`.
+#[derive(Clone, Debug, Default)]
+pub struct SyncProgress {
+    /// Entries with something to write back (including stuck ones).
+    pub pending: u64,
+    /// Of those, entries that wait for a person (conflict, full server, error).
+    pub stuck: u64,
+    /// Bytes of dirty content waiting to be uploaded.
+    pub pending_bytes: u64,
+    /// The upload running now: path, bytes sent, bytes total.
+    pub current: Option<(String, u64, u64)>,
+    /// The last failure, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// Whether a sync was asked for and is still going.
+    pub syncing: bool,
+}
+
+/// Runs the write-back for one drive.
+pub struct Uploader {
+    remote: Arc<dyn Remote>,
+    meta: Arc<Meta>,
+    cache: Arc<Cache>,
+    activity: Arc<Activity>,
+    ignore: IgnoreList,
+    debounce: Duration,
+    /// Held shared by folder listings and exclusively while a server operation's outcome
+    /// is recorded, so a listing never sees the server half a step ahead of the store.
+    pub(crate) tree_lock: Arc<RwLock<()>>,
+    progress: Mutex<SyncProgress>,
+    urgent: AtomicBool,
+    /// Bumped by every sync request, so a plan made before one cannot end it.
+    sync_gen: std::sync::atomic::AtomicU64,
+    paused_until: Mutex<Option<Instant>>,
+    /// Bytes of the running upload sent so far.
+    sent: Arc<Mutex<u64>>,
+}
+
+/// Upload read size: bounded memory for any file size.
+const CHUNK: usize = 256 * 1024;
+/// How long a full server (507) is left alone before another try.
+const NO_SPACE_RETRY: Duration = Duration::from_secs(60);
+/// How long a 401/403 pauses network work.
+const AUTH_PAUSE: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Problems the uploader sets. `no-space` entries are retried now and then.
+pub const PROBLEM_CONFLICT: &str = "conflict";
+/// The server had no room (507).
+pub const PROBLEM_NO_SPACE: &str = "no-space";
+/// Any other refusal.
+pub const PROBLEM_ERROR: &str = "error";
+
+enum Outcome {
+    Done,
+    /// Retry after a backoff.
+    Transient(RemoteError),
+    /// Stop network work for a while.
+    Auth(RemoteError),
+}
+
+impl Uploader {
+    /// A write-back over these stores. `debounce` is how long a file stays untouched after
+    /// its last close before it is uploaded.
+    pub fn new(
+        remote: Arc<dyn Remote>,
+        meta: Arc<Meta>,
+        cache: Arc<Cache>,
+        activity: Arc<Activity>,
+        ignore: IgnoreList,
+        debounce: Duration,
+    ) -> Uploader {
+        Uploader {
+            remote,
+            meta,
+            cache,
+            activity,
+            ignore,
+            debounce,
+            tree_lock: Arc::new(RwLock::new(())),
+            progress: Mutex::new(SyncProgress::default()),
+            urgent: AtomicBool::new(false),
+            sync_gen: std::sync::atomic::AtomicU64::new(0),
+            paused_until: Mutex::new(None),
+            sent: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    /// A snapshot of the progress.
+    pub fn progress(&self) -> SyncProgress {
+        let mut p = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Ok(rows) = self.meta.pending() {
+            let counted = rows
+                .iter()
+                .filter(|e| e.deleted || e.remote.is_some() || !self.ignore.matches(&e.name));
+            let (mut n, mut stuck) = (0, 0);
+            for e in counted {
+                n += 1;
+                if e.problem.is_some() {
+                    stuck += 1;
+                }
+            }
+            p.pending = n;
+            p.stuck = stuck;
+        }
+        let sent = *self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = &mut p.current {
+            c.1 = sent;
+        }
+        p.pending_bytes = self.cache.work_bytes();
+        p
+    }
+
+    /// Asks for everything to be written back now, skipping the debounce.
+    pub fn request_sync(&self) {
+        self.set(|p| p.syncing = true);
+        self.sync_gen.fetch_add(1, Ordering::SeqCst);
+        self.urgent.store(true, Ordering::SeqCst);
+        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
+        self.activity.wake();
+    }
+
+    /// Whether every change that can be written back has been (stuck entries aside).
+    pub fn is_idle(&self) -> bool {
+        let p = self.progress();
+        p.pending == p.stuck && p.current.is_none()
+    }
+
+    fn set(&self, f: impl FnOnce(&mut SyncProgress)) {
+        f(&mut self.progress.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Runs forever (spawn it); wakes on local changes, debounce deadlines and retries.
+    pub async fn run(self: Arc<Self>) {
+        let mut backoff = BACKOFF_MIN;
+        let mut last_no_space_retry = Instant::now();
+        loop {
+            let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(until) = paused {
+                if until > Instant::now() {
+                    let _ = tokio::time::timeout_at(until.into(), self.activity.woken()).await;
+                    continue;
+                }
+            }
+            if last_no_space_retry.elapsed() >= NO_SPACE_RETRY {
+                last_no_space_retry = Instant::now();
+                let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
+            }
+            let gen = self.sync_gen.load(Ordering::SeqCst);
+            let urgent = self.urgent.load(Ordering::SeqCst);
+            let debounce = if urgent {
+                Duration::ZERO
+            } else {
+                self.debounce
+            };
+            let planned = match plan(&self.meta, &self.activity, &self.ignore, debounce) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(error = %e, "write-back: planning failed");
+                    tokio::time::sleep(BACKOFF_MAX).await;
+                    continue;
+                }
+            };
+            if planned.ops.is_empty() {
+                // Nothing can run now: what is left waits for a writer to close, a
+                // person (conflict), or a later retry. A sync ends here.
+                if self.sync_gen.load(Ordering::SeqCst) == gen {
+                    self.urgent.store(false, Ordering::SeqCst);
+                    self.set(|p| p.syncing = false);
+                }
+                let wait = planned
+                    .wake_at
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+                    .unwrap_or(NO_SPACE_RETRY)
+                    .min(NO_SPACE_RETRY);
+                let _ = tokio::time::timeout(wait, self.activity.woken()).await;
+                continue;
+            }
+            for op in planned.ops {
+                let ino = op.ino();
+                let span = info_span!("writeback", ino);
+                match self.execute(op).instrument(span).await {
+                    Outcome::Done => {
+                        backoff = BACKOFF_MIN;
+                        self.set(|p| p.last_error = None);
+                    }
+                    Outcome::Transient(e) => {
+                        let wait = jitter(backoff);
+                        warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "write-back: will retry");
+                        self.set(|p| p.last_error = Some(e.to_string()));
+                        tokio::time::sleep(wait).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        break;
+                    }
+                    Outcome::Auth(e) => {
+                        warn!(error = %e, "write-back: the server refused the credentials; pausing network work");
+                        self.set(|p| p.last_error = Some(e.to_string()));
+                        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(Instant::now() + AUTH_PAUSE);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn execute(&self, op: Op) -> Outcome {
+        debug!(?op, "write-back");
+        match op {
+            Op::Delete { ino, path, etag } => {
+                let pre = etag.map_or(Precondition::None, Precondition::IfMatch);
+                let result = self.remote.delete(&path, pre).await;
+                let _g = self.tree_lock.write().await;
+                match result {
+                    Ok(()) | Err(RemoteError::NotFound) => {
+                        info!(%path, "deleted on the server");
+                        self.record(self.meta.drop_tombstone(ino))
+                    }
+                    Err(RemoteError::PreconditionFailed) => {
+                        // Changed on the server after it was deleted here: the newer
+                        // version wins and comes back on the next listing.
+                        warn!(%path, "changed on the server since it was deleted here; keeping the server's version");
+                        let parent = self.meta.get_any(ino).ok().flatten().and_then(|e| e.remote);
+                        let r = self.meta.drop_tombstone(ino);
+                        if let Some((p, _)) = parent {
+                            let _ = self.meta.expire_listing(p);
+                        }
+                        self.record(r)
+                    }
+                    Err(e) => self.failed(ino, &path, e),
+                }
+            }
+            Op::Mkdir {
+                ino,
+                path,
+                parent,
+                name,
+            } => {
+                let result = self.remote.mkdir(&path).await;
+                let result = match result {
+                    // 405: something exists there already; fine if it is a folder (an
+                    // earlier attempt that was cut short, or someone else's).
+                    Err(RemoteError::Status(405)) => match self.remote.stat(&path).await {
+                        Ok(e) if e.is_dir => {
+                            let _ = self.meta.expire_listing(ino);
+                            Ok(())
+                        }
+                        Ok(_) => Err(RemoteError::Status(405)),
+                        Err(e) => Err(e),
+                    },
+                    other => other,
+                };
+                let _g = self.tree_lock.write().await;
+                match result {
+                    Ok(()) => {
+                        info!(%path, "folder created on the server");
+                        self.record(self.meta.set_remote(ino, parent, &name))
+                    }
+                    Err(e) => self.failed(ino, &path, e),
+                }
+            }
+            Op::Move {
+                ino,
+                from,
+                to,
+                parent,
+                name,
+                replaces,
+            } => {
+                let mut result = self.remote.rename(&from, &to, replaces.is_some()).await;
+                if let Err(RemoteError::NotFound) = result {
+                    // Cut short by a crash after the server moved it?
+                    if let Ok(e) = self.remote.stat(&to).await {
+                        let was_dir = self
+                            .meta
+                            .get(ino)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|x| x.is_dir());
+                        if e.is_dir == was_dir {
+                            result = Ok(());
+                        }
+                    }
+                }
+                let _g = self.tree_lock.write().await;
+                match result {
+                    Ok(()) => {
+                        info!(%from, %to, "moved on the server");
+                        if let Some(r) = replaces {
+                            self.forget_replaced(r);
+                        }
+                        self.record(self.meta.set_remote(ino, parent, &name))
+                    }
+                    Err(RemoteError::NotFound) => {
+                        warn!(%from, "gone from the server before its move; writing it back as new");
+                        self.record(self.meta.detach(ino))
+                    }
+                    Err(e) => self.failed(ino, &to, e),
+                }
+            }
+            Op::Upload {
+                ino,
+                path,
+                parent,
+                name,
+                base,
+                create,
+                replaces,
+            } => {
+                self.upload(ino, path, parent, name, base, create, replaces)
+                    .await
+            }
+        }
+    }
+
+    fn forget_replaced(&self, r: u64) {
+        match self.meta.get_any(r) {
+            Ok(Some(e)) if e.deleted => {
+                let _ = self.meta.drop_tombstone(r);
+            }
+            Ok(Some(_)) => {
+                let _ = self.meta.detach(r);
+            }
+            _ => {}
+        }
+    }
+
+    fn record<E: std::fmt::Display>(&self, r: Result<(), E>) -> Outcome {
+        if let Err(e) = r {
+            warn!(error = %e, "write-back: recording the outcome failed");
+        }
+        Outcome::Done
+    }
+
+    /// Sorts a failed operation: retry, pause, or flag the entry.
+    fn failed(&self, ino: u64, path: &RemotePath, e: RemoteError) -> Outcome {
+        match e {
+            e if e.is_transient() => Outcome::Transient(e),
+            RemoteError::Auth(_) => Outcome::Auth(e),
+            RemoteError::InsufficientStorage => {
+                warn!(%path, "the server is full (507); the file stays local and dirty, retried later");
+                let _ = self.meta.set_problem(ino, Some(PROBLEM_NO_SPACE));
+                Outcome::Done
+            }
+            RemoteError::PreconditionFailed => {
+                warn!(%path, "conflict: the server has another version; the local version is kept and not uploaded");
+                let _ = self.meta.set_problem(ino, Some(PROBLEM_CONFLICT));
+                Outcome::Done
+            }
+            e => {
+                warn!(%path, error = %e, "write-back refused by the server; the local copy is kept");
+                let _ = self
+                    .meta
+                    .set_problem(ino, Some(&format!("{PROBLEM_ERROR}: {e}")));
+                Outcome::Done
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn upload(
+        &self,
+        ino: u64,
+        path: RemotePath,
+        parent: u64,
+        name: String,
+        base: Option<crate::remote::ETag>,
+        create: bool,
+        replaces: Option<u64>,
+    ) -> Outcome {
+        let Ok(Some(entry)) = self.meta.get(ino) else {
+            return Outcome::Done;
+        };
+        let changes = self.activity.changes(ino);
+        let source = match self.source(&entry) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                warn!(%path, "no local content to upload (deleted on the server before it was hydrated); forgetting it");
+                let _ = self.meta.remove_local(ino);
+                return Outcome::Done;
+            }
+            Err(e) => {
+                warn!(%path, error = %e, "cannot read the local copy");
+                let _ = self.meta.set_problem(
+                    ino,
+                    Some(&format!("{PROBLEM_ERROR}: local copy unreadable: {e}")),
+                );
+                return Outcome::Done;
+            }
+        };
+        let (file, len) = source;
+        let precondition = match (&base, create) {
+            (Some(tag), _) => Precondition::IfMatch(tag.clone()),
+            (None, true) => Precondition::IfNoneExists,
+            (None, false) => Precondition::None,
+        };
+        let had_started = entry.put_started;
+        let _ = self.meta.set_put_started(ino, true);
+        let mut result = self.put(&path, &file, len, precondition, entry.mtime).await;
+        if matches!(result, Err(RemoteError::PreconditionFailed)) && had_started {
+            // A crash may have cut our own earlier upload short, which changed the
+            // server's version. If the server has a prefix of exactly this content, it
+            // is ours: finish it.
+            match self.server_has_prefix_of(&path, &file, len).await {
+                Ok(Some(tag)) => {
+                    info!(%path, "finishing an upload a crash interrupted");
+                    result = self
+                        .put(&path, &file, len, Precondition::IfMatch(tag), entry.mtime)
+                        .await;
+                }
+                Ok(None) => {}
+                Err(e) => result = Err(e),
+            }
+        }
+        let etag = match result {
+            Ok(Some(tag)) => Some(tag),
+            Ok(None) => self.remote.stat(&path).await.ok().and_then(|e| e.etag),
+            Err(e) => {
+                self.set(|p| p.current = None);
+                return self.failed(ino, &path, e);
+            }
+        };
+        self.set(|p| p.current = None);
+        let _g = self.tree_lock.write().await;
+        if self.meta.get(ino).ok().flatten().is_none() {
+            // Deleted locally while it uploaded: take it back off the server.
+            let pre = etag
+                .clone()
+                .map_or(Precondition::None, Precondition::IfMatch);
+            if let Err(e) = self.remote.delete(&path, pre).await {
+                warn!(%path, error = %e, "could not remove a file deleted while it uploaded");
+            }
+            return Outcome::Done;
+        }
+        let clean =
+            self.activity.changes(ino) == changes && !self.activity.is_open_for_writing(ino);
+        if let Some(r) = replaces {
+            self.forget_replaced(r);
+        }
+        if let Err(e) = self
+            .meta
+            .uploaded(ino, parent, &name, etag.as_ref(), len, clean)
+        {
+            warn!(error = %e, "write-back: recording the upload failed");
+            return Outcome::Done;
+        }
+        info!(%path, bytes = len, "uploaded");
+        if clean {
+            let version = match &etag {
+                Some(t) if t.weak => format!("W/{}", t.value),
+                Some(t) => t.value.clone(),
+                None => match self.meta.get(ino) {
+                    Ok(Some(e)) => e.content_version(),
+                    _ => return Outcome::Done,
+                },
+            };
+            let _work = self.activity.lock_work();
+            // A working copy still in use stays one (it is clean now); it is published
+            // after a later upload or dropped at the next start.
+            if !self.activity.has_handles(ino) && self.cache.work_path(ino).exists() {
+                if let Err(e) = self.cache.adopt(ino, &version) {
+                    warn!(error = %e, "could not keep the uploaded copy in the cache");
+                    let _ = self.cache.work_remove(ino);
+                }
+            }
+        }
+        Outcome::Done
+    }
+
+    /// The local content of `e`: its working copy, or for a clean file a cached blob.
+    fn source(&self, e: &crate::meta::Entry) -> std::io::Result<Option<(std::fs::File, u64)>> {
+        match self.cache.work_open(e.ino) {
+            Ok(Some(f)) => {
+                let len = f.metadata()?.len();
+                return Ok(Some((f, len)));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
+        }
+        if e.size == 0 {
+            let f = self
+                .cache
+                .work_create_empty(e.ino)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            return Ok(Some((f, 0)));
+        }
+        for v in self.cache.versions_of(e.ino) {
+            if let Some(blob) = self.cache.get(&BlobKey::new(e.ino, v)) {
+                let f = blob.file().try_clone()?;
+                let len = blob.len();
+                return Ok(Some((f, len)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn put(
+        &self,
+        path: &RemotePath,
+        file: &std::fs::File,
+        len: u64,
+        precondition: Precondition,
+        mtime: Option<SystemTime>,
+    ) -> Result<Option<crate::remote::ETag>, RemoteError> {
+        *self.sent.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        self.set(|p| p.current = Some((path.to_string(), 0, len)));
+        let body = file_stream(file, len, self)?;
+        self.remote
+            .put(
+                path,
+                body,
+                len,
+                precondition,
+                mtime.filter(|t| *t > UNIX_EPOCH),
+            )
+            .await
+    }
+
+    /// If the server's file at `path` is a prefix of (or equal to) the local content,
+    /// its version tag.
+    async fn server_has_prefix_of(
+        &self,
+        path: &RemotePath,
+        file: &std::fs::File,
+        len: u64,
+    ) -> Result<Option<crate::remote::ETag>, RemoteError> {
+        let info = match self.remote.stat(path).await {
+            Ok(i) => i,
+            Err(RemoteError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if info.is_dir || info.size > len {
+            return Ok(None);
+        }
+        let dl = self.remote.read(path, None).await?;
+        let mut body = dl.body;
+        let mut offset = 0u64;
+        let mut buf = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            buf.resize(chunk.len(), 0);
+            let n =
+                read_at(file, &mut buf, offset).map_err(|e| RemoteError::Local(e.to_string()))?;
+            if n != chunk.len() || buf[..n] != chunk[..] {
+                return Ok(None);
+            }
+            offset += n as u64;
+        }
+        Ok(info.etag.or(dl.etag))
+    }
+}
+
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(file, &mut buf[done..], offset + done as u64)?;
+        #[cfg(windows)]
+        let n =
+            std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// Streams `len` bytes of `file` in [`CHUNK`]s, reporting progress; memory stays flat.
+fn file_stream(file: &std::fs::File, len: u64, up: &Uploader) -> Result<ByteStream, RemoteError> {
+    let file = Arc::new(
+        file.try_clone()
+            .map_err(|e| RemoteError::Local(e.to_string()))?,
+    );
+    let progress = up.progress_handle();
+    let stream = futures_util::stream::unfold(0u64, move |offset| {
+        let file = file.clone();
+        let progress = progress.clone();
+        async move {
+            if offset >= len {
+                return None;
+            }
+            let want = (len - offset).min(CHUNK as u64) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
+                let n = read_at(&file, &mut buf, offset)?;
+                buf.truncate(n);
+                Ok::<_, std::io::Error>(buf)
+            })
+            .await;
+            let item = match read {
+                Ok(Ok(buf)) if !buf.is_empty() => {
+                    let n = buf.len() as u64;
+                    progress.sent(offset + n);
+                    Ok(Bytes::from(buf))
+                }
+                Ok(Ok(_)) => Err(RemoteError::Local(
+                    "the local copy got shorter during upload".into(),
+                )),
+                Ok(Err(e)) => Err(RemoteError::Local(e.to_string())),
+                Err(e) => Err(RemoteError::Local(e.to_string())),
+            };
+            let next = match &item {
+                Ok(b) => offset + b.len() as u64,
+                Err(_) => len,
+            };
+            Some((item, next))
+        }
+    });
+    Ok(Box::pin(stream))
+}
+
+/// Lets the body stream report bytes sent.
+#[derive(Clone)]
+struct ProgressHandle(Arc<Mutex<u64>>);
+
+impl ProgressHandle {
+    fn sent(&self, n: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+}
+
+impl Uploader {
+    fn progress_handle(&self) -> ProgressHandle {
+        ProgressHandle(self.sent.clone())
+    }
+}
+
+/// `d` ± up to 25 %, from the clock's low bits (no RNG dependency for this).
+fn jitter(d: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let f = 0.75 + (nanos % 1000) as f64 / 2000.0;
+    d.mul_f64(f)
+}
