@@ -48,6 +48,13 @@ pub struct ServeArgs {
     /// The password for --user.
     #[arg(long, requires = "user")]
     pub password: Option<String>,
+    /// Refuse uploads (507 Insufficient Storage) that would make the served tree larger
+    /// than this, e.g. 100M.
+    #[arg(long, value_parser = parse_size)]
+    pub quota: Option<u64>,
+    /// Testing: answer every Nth write request (PUT, MKCOL, MOVE, DELETE) with a 500.
+    #[arg(long, hide = true)]
+    pub fail_every: Option<u64>,
 }
 
 /// `edrive mount`.

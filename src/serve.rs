@@ -53,6 +53,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => anyhow::bail!("--user and --password must be given together"),
     };
 
+    let faults = Arc::new(Faults {
+        root: dir.clone(),
+        quota: args.quota,
+        fail_every: args.fail_every.filter(|n| *n > 0),
+        writes: std::sync::atomic::AtomicU64::new(0),
+    });
     let handler = DavHandler::builder()
         .filesystem(LocalFs::new(&dir, true, false, false))
         .locksystem(MemLs::new())
@@ -80,7 +86,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     let handler = handler.clone();
                     let auth = auth.clone();
                     let stop_rx = stop_rx.clone();
-                    conns.spawn(serve_connection(stream, handler, auth, stop_rx));
+                    let faults = faults.clone();
+                    conns.spawn(serve_connection(stream, handler, auth, faults, stop_rx));
                 }
                 Err(e) => {
                     // Typically EMFILE or a connection reset before accept: keep serving.
@@ -119,13 +126,15 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     handler: DavHandler,
     auth: Option<Arc<BasicAuth>>,
+    faults: Arc<Faults>,
     mut stop_rx: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| {
         let handler = handler.clone();
         let auth = auth.clone();
-        async move { Ok::<_, Infallible>(handle(req, handler, auth.as_deref()).await) }
+        let faults = faults.clone();
+        async move { Ok::<_, Infallible>(handle(req, handler, auth.as_deref(), &faults).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -148,18 +157,89 @@ async fn handle(
     req: Request<Incoming>,
     handler: DavHandler,
     auth: Option<&BasicAuth>,
+    faults: &Faults,
 ) -> Response<Body> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let resp = match auth {
         Some(expected) if !authorized(&req, expected) => unauthorized(),
-        _ => handler.handle(req).await,
+        _ => match faults.refuse(&req) {
+            Some(status) => plain(status),
+            None => handler.handle(req).await,
+        },
     };
     tracing::info!(
         "request method={method} path={path} status={}",
         resp.status().as_u16()
     );
     resp
+}
+
+/// Server-side limits and injected failures (`--quota`, `--fail-every`).
+struct Faults {
+    root: std::path::PathBuf,
+    quota: Option<u64>,
+    fail_every: Option<u64>,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    /// The status to refuse `req` with, if any.
+    fn refuse<B>(&self, req: &Request<B>) -> Option<u16> {
+        let m = req.method().as_str();
+        let write = matches!(m, "PUT" | "MKCOL" | "MOVE" | "DELETE" | "COPY");
+        if !write {
+            return None;
+        }
+        if let Some(n) = self.fail_every {
+            let i = self
+                .writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            if i % n == 0 {
+                return Some(500);
+            }
+        }
+        if let (Some(quota), "PUT") = (self.quota, m) {
+            let incoming = req
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if tree_size(&self.root).saturating_add(incoming) > quota {
+                return Some(507);
+            }
+        }
+        None
+    }
+}
+
+/// Total bytes of regular files below `dir`.
+fn tree_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// An empty answer with `status`.
+fn plain(status: u16) -> Response<Body> {
+    let mut r = Response::new(Body::from(String::new()));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r
 }
 
 /// The 401 answer with a Basic challenge.

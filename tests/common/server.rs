@@ -17,6 +17,8 @@ pub struct EmbeddedServer {
     logs: tempfile::TempDir,
     /// Byte offset in the stderr log where `requests()` starts reading.
     mark: u64,
+    /// More `edrive serve` arguments (`--quota`, `--fail-every`).
+    extra: Vec<String>,
 }
 
 impl EmbeddedServer {
@@ -24,7 +26,13 @@ impl EmbeddedServer {
     /// is given) and waits for its listening line. Panics with the server's stderr if it
     /// does not come up within 20 s.
     pub fn start(root: &Path, auth: Option<(&str, &str)>) -> EmbeddedServer {
+        EmbeddedServer::start_with(root, auth, &[])
+    }
+
+    /// Like [`EmbeddedServer::start`] with more `edrive serve` arguments.
+    pub fn start_with(root: &Path, auth: Option<(&str, &str)>, extra: &[&str]) -> EmbeddedServer {
         let mut s = EmbeddedServer {
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             child: None,
             root: root.to_path_buf(),
             auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
@@ -78,6 +86,14 @@ impl EmbeddedServer {
         self.spawn(port);
     }
 
+    /// Stops the server and starts it again on the same port with other extra arguments.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.stop();
+        self.extra = extra.iter().map(|a| a.to_string()).collect();
+        let port = self.port;
+        self.spawn(port);
+    }
+
     fn log_path(&self) -> PathBuf {
         self.logs.path().join("serve.stderr.log")
     }
@@ -113,7 +129,8 @@ impl EmbeddedServer {
         cmd.arg("serve")
             .arg(&self.root)
             .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"));
+            .arg(format!("127.0.0.1:{port}"))
+            .args(&self.extra);
         if let Some((user, password)) = &self.auth {
             cmd.arg("--user").arg(user).arg("--password").arg(password);
         }

@@ -297,9 +297,14 @@ impl Drive {
     #[instrument(level = "debug", skip(self))]
     pub async fn create(&self, parent: u64, name: &str, mode: u32) -> Result<(Attr, u64), FsError> {
         self.absent(parent, name).await?;
-        let e = self
-            .meta
-            .create(parent, name, false, Some(mode & 0o7777), SystemTime::now())?;
+        let e = {
+            let _plan = self.activity.lock_plan();
+            let e =
+                self.meta
+                    .create(parent, name, false, Some(mode & 0o7777), SystemTime::now())?;
+            self.activity.writer_opened(e.ino);
+            e
+        };
         let w = {
             let _gate = self.work_gate.lock().await;
             let _work = self.activity.lock_work();
@@ -315,7 +320,6 @@ impl Drive {
             self.activity.working_handle(e.ino, true);
             w
         };
-        self.activity.writer_opened(e.ino);
         self.activity.changed(e.ino);
         let fh = self.new_handle(&e, w, true);
         Ok((self.attr(&e), fh))
@@ -359,6 +363,9 @@ impl Drive {
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
+        // Not while the write-back records an operation on the server (it would miss
+        // that this entry is gone).
+        let _tree = self.uploader.tree_lock.read().await;
         self.meta.remove_local(e.ino)?;
         self.drop_content(e.ino);
         self.activity.changed(e.ino);
@@ -376,6 +383,7 @@ impl Drive {
         if !self.meta.children(e.ino)?.is_empty() {
             return Err(FsError::NotEmpty);
         }
+        let _tree = self.uploader.tree_lock.read().await;
         self.meta.remove_local(e.ino)?;
         self.activity.changed(e.ino);
         Ok(())
@@ -418,6 +426,7 @@ impl Drive {
             Some(t) => Some(t.ino),
             None => None,
         };
+        let _tree = self.uploader.tree_lock.read().await;
         self.meta
             .rename_local(e.ino, new_parent, new_name, replaced)?;
         if let Some(r) = replaced {

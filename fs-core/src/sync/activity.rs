@@ -23,6 +23,7 @@ pub struct Activity {
     files: Mutex<HashMap<u64, FileActivity>>,
     wake: Notify,
     work: Mutex<()>,
+    plan: Mutex<()>,
 }
 
 impl Activity {
@@ -104,6 +105,12 @@ impl Activity {
     /// clean blobs, so no handle ever writes into a published blob.
     pub fn lock_work(&self) -> std::sync::MutexGuard<'_, ()> {
         self.work.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held while the write-back plans, and by the drive while it creates a file and
+    /// registers its writer, so no plan sees a new file before its writer is known.
+    pub fn lock_plan(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.plan.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Wakes the uploader.

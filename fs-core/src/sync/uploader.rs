@@ -180,7 +180,11 @@ impl Uploader {
             } else {
                 self.debounce
             };
-            let planned = match plan(&self.meta, &self.activity, &self.ignore, debounce) {
+            let planned = {
+                let _gate = self.activity.lock_plan();
+                plan(&self.meta, &self.activity, &self.ignore, debounce)
+            };
+            let planned = match planned {
                 Ok(p) => p,
                 Err(e) => {
                     warn!(error = %e, "write-back: planning failed");
@@ -281,6 +285,13 @@ impl Uploader {
                 match result {
                     Ok(()) => {
                         info!(%path, "folder created on the server");
+                        if self.meta.get(ino).ok().flatten().is_none() {
+                            // Deleted locally while it was created: take it back.
+                            if let Err(e) = self.remote.delete(&path, Precondition::None).await {
+                                warn!(%path, error = %e, "could not remove a folder deleted while it was created");
+                            }
+                            return Outcome::Done;
+                        }
                         self.record(self.meta.set_remote(ino, parent, &name))
                     }
                     Err(e) => self.failed(ino, &path, e),
