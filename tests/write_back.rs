@@ -175,11 +175,18 @@ fn workload(root: &Path, tarball: &Path) {
 
 fn sync(m: &Mount) {
     let (status, out, err) = m.edrive(&["sync"]);
-    assert!(
-        status.success(),
-        "edrive sync failed ({status}):\n{out}\n{err}\n{}",
-        m.log()
-    );
+    if !status.success() {
+        let log_file = m.status_json()["log_file"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let log = fs::read_to_string(&log_file).unwrap_or_default();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+        panic!(
+            "edrive sync failed ({status}):\n{out}\n{err}\ndaemon warnings:\n{}",
+            warnings.join("\n")
+        );
+    }
 }
 
 fn workload_reaches_server(kind: Server) {
@@ -467,9 +474,14 @@ fn a_full_server_keeps_the_file_dirty_with_a_clear_state() {
     assert!(!share.join("too-big.bin").exists());
     assert_eq!(xattr_state(&m.join("too-big.bin")), "no-space");
     assert_eq!(fs::read(m.join("too-big.bin")).expect("local copy"), data);
+    let log_file = m.status_json()["log_file"]
+        .as_str()
+        .expect("log_file")
+        .to_string();
+    let log = fs::read_to_string(&log_file).expect("daemon log");
     assert!(
-        m.log().contains("insufficient storage") || m.log().contains("507"),
-        "the log says why"
+        log.contains("server is full (507)") && log.contains("too-big.bin"),
+        "the log says why:\n{log}"
     );
     // Room again: the next sync uploads it.
     srv.restart_with(&[]);
@@ -538,10 +550,8 @@ fn crash_writer(root: PathBuf, round: u64, acked: Arc<Mutex<Acked>>) {
             return;
         }
         drop(f); // close; FUSE flush errors would surface here only via sync_all, so:
-        if k % 3 == 1 {
-            if fs::rename(root.join(&tmp_name), root.join(&name)).is_err() {
-                return;
-            }
+        if k % 3 == 1 && fs::rename(root.join(&tmp_name), root.join(&name)).is_err() {
+            return;
         }
         // The kernel confirmed the close (and rename): the data must survive.
         if fs::metadata(root.join(&name)).map(|m| m.len()).ok() != Some(data.len() as u64) {
@@ -552,6 +562,9 @@ fn crash_writer(root: PathBuf, round: u64, acked: Arc<Mutex<Acked>>) {
         if k % 5 == 4 {
             let old = format!("r{round}-{}", k - 2);
             let data2 = pseudo_random_bytes(seed + 7_777_777, 10_000);
+            // While the overwrite runs, the file may hold the old, a truncated or the
+            // new content; only a completed overwrite is acknowledged.
+            acked.lock().expect("acked").files.remove(&old);
             if fs::write(root.join(&old), &data2).is_err() {
                 return;
             }
@@ -587,8 +600,9 @@ fn sigkill_at_many_moments_loses_nothing_that_was_acknowledged() {
         writer.join().expect("writer thread");
         drop(m); // detaches the dead mount
     }
-    let m = Mount::new(&srv.url(), opts);
+    let m = Mount::new(&srv.url(), opts.dir_cache_ttl("1s"));
     sync(&m);
+    std::thread::sleep(Duration::from_millis(1100)); // fresh listings for the checks below
     let acked = acked.lock().expect("acked");
     assert!(
         acked.files.len() >= rounds as usize,
@@ -597,10 +611,31 @@ fn sigkill_at_many_moments_loses_nothing_that_was_acknowledged() {
     for (name, data) in &acked.files {
         let on_server = fs::read(share.join(name))
             .unwrap_or_else(|e| panic!("{name} was acknowledged but is not on the server: {e}"));
-        assert!(
-            on_server == *data,
-            "{name}: server copy differs from what was acknowledged"
-        );
+        if on_server != *data {
+            let local = fs::read(m.join(name)).unwrap_or_default();
+            let log_file = m.status_json()["log_file"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let log = fs::read_to_string(&log_file).unwrap_or_default();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(name.as_str()) || l.contains("WARN"))
+                .collect();
+            panic!(
+                "{name}: server copy ({} bytes) differs from what was acknowledged ({} bytes); \
+                 the mount shows {} bytes, {}\n{}",
+                on_server.len(),
+                data.len(),
+                local.len(),
+                if local == *data {
+                    "the acknowledged data"
+                } else {
+                    "something else"
+                },
+                lines.join("\n")
+            );
+        }
     }
     // Nothing on the server is torn: every file there equals what the mount shows.
     for (rel, (is_dir, _, _)) in walk(&share) {

@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 /// Name prefix of temp files in `work/` (copies in progress); deleted when the cache opens.
 const TMP_PREFIX: &str = ".tmp-";
 
+/// Name suffix of an upload's base: a second name for the working copy being uploaded, so
+/// the upload reads a stable snapshot once a writer forks the working copy, and so a crash
+/// leaves behind what the interrupted upload was sending.
+const BASE_SUFFIX: &str = ".base";
+
 /// The file name of `entry`'s working copy.
 fn file_name(entry: u64) -> String {
     format!("{entry:016x}")
@@ -49,6 +54,20 @@ pub(crate) fn remove_temps(work_dir: &Path) -> Result<usize, CacheError> {
         }
     }
     Ok(removed)
+}
+
+/// Whether two stats are of the same file.
+#[cfg(unix)]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Whether two stats are of the same file (no inode numbers here: assume so, which only
+/// costs a copy).
+#[cfg(not(unix))]
+fn same_file(_a: &fs::Metadata, _b: &fs::Metadata) -> bool {
+    true
 }
 
 /// Fails with [`CacheError::WorkExists`] if something is at `path`.
@@ -204,9 +223,77 @@ impl Cache {
         Ok(())
     }
 
+    fn base_path(&self, entry: u64) -> PathBuf {
+        self.inner
+            .work_dir()
+            .join(format!("{}{BASE_SUFFIX}", file_name(entry)))
+    }
+
+    /// Starts an upload of `entry`'s working copy: gives it a second name (its base) and
+    /// returns the base opened for reading. A writer that comes during the upload calls
+    /// [`Cache::work_fork`] and writes to a copy, so the upload's content never changes under
+    /// it. A base left by an earlier, interrupted upload is replaced.
+    pub fn work_link_base(&self, entry: u64) -> Result<File, CacheError> {
+        let base = self.base_path(entry);
+        match fs::remove_file(&base) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CacheError::io("remove", &base, e)),
+        }
+        let work = self.work_path(entry);
+        fs::hard_link(&work, &base).map_err(|e| CacheError::io("link", &base, e))?;
+        File::open(&base).map_err(|e| CacheError::io("open", &base, e))
+    }
+
+    /// The base an upload of `entry` left (running, or cut short by a crash), if any.
+    pub fn work_base(&self, entry: u64) -> Result<Option<File>, CacheError> {
+        let base = self.base_path(entry);
+        match File::open(&base) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CacheError::io("open", &base, e)),
+        }
+    }
+
+    /// Forgets `entry`'s upload base (the upload ended).
+    pub fn work_remove_base(&self, entry: u64) -> Result<(), CacheError> {
+        let base = self.base_path(entry);
+        match fs::remove_file(&base) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CacheError::io("remove", &base, e)),
+        }
+    }
+
+    /// If the working copy of `entry` is still the file an upload reads (its base), replaces
+    /// it with a copy, so writes from now on leave the upload's content alone. Returns whether
+    /// it copied.
+    pub fn work_fork(&self, entry: u64) -> Result<bool, CacheError> {
+        let work = self.work_path(entry);
+        let base = self.base_path(entry);
+        let (Ok(w), Ok(b)) = (fs::metadata(&work), fs::metadata(&base)) else {
+            return Ok(false);
+        };
+        if !same_file(&w, &b) {
+            return Ok(false);
+        }
+        let tmp = self.inner.work_dir().join(format!(
+            "{TMP_PREFIX}fork-{}-{}",
+            std::process::id(),
+            file_name(entry)
+        ));
+        fs::copy(&base, &tmp).map_err(|e| CacheError::io("copy", &tmp, e))?;
+        let f = File::open(&tmp).map_err(|e| CacheError::io("open", &tmp, e))?;
+        f.sync_all().map_err(|e| CacheError::io("fsync", &tmp, e))?;
+        fs::rename(&tmp, &work).map_err(|e| CacheError::io("rename", &work, e))?;
+        dir::sync_dir(self.inner.work_dir())?;
+        Ok(true)
+    }
+
     /// Deletes `entry`'s working copy; returns whether it existed. Open handles keep working
     /// on the unlinked file (on Unix).
     pub fn work_remove(&self, entry: u64) -> Result<bool, CacheError> {
+        self.work_remove_base(entry)?;
         let path = self.work_path(entry);
         match fs::remove_file(&path) {
             Ok(()) => {
@@ -246,7 +333,7 @@ impl Cache {
             let path = item.path();
             let name = item.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(TMP_PREFIX) {
+            if name.starts_with(TMP_PREFIX) || name.ends_with(BASE_SUFFIX) {
                 continue;
             }
             let Some(entry) = parse_name(&name) else {

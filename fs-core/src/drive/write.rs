@@ -38,10 +38,7 @@ impl Drive {
         write: bool,
         truncate: bool,
     ) -> Result<u64, FsError> {
-        let w = self.attach_working(e, truncate).await?;
-        if write {
-            self.activity.writer_opened(e.ino);
-        }
+        let w = self.attach_working(e, truncate, write).await?;
         if truncate && w.size_and_mtime().0 != 0 {
             w.set_len(0)?;
             self.mark_dirty(&w)?;
@@ -65,13 +62,36 @@ impl Drive {
         fh
     }
 
-    /// The working copy of `e` in use, or a new one; counts one more user.
-    async fn attach_working(&self, e: &Entry, truncate: bool) -> Result<Arc<Working>, FsError> {
+    /// The working copy of `e` in use, or a new one; counts one more user (and one more
+    /// writer if `write`). A writer never writes into a file an upload is reading: the
+    /// working copy is forked first.
+    async fn attach_working(
+        &self,
+        e: &Entry,
+        truncate: bool,
+        write: bool,
+    ) -> Result<Arc<Working>, FsError> {
         let _gate = self.work_gate.lock().await;
-        if let Some((w, n)) = lock(&self.works).get_mut(&e.ino) {
-            *n += 1;
-            self.activity.working_handle(e.ino, true);
-            return Ok(w.clone());
+        {
+            let _work = self.activity.lock_work();
+            let forked = write && self.cache.work_fork(e.ino)?;
+            if let Some((w, n)) = lock(&self.works).get_mut(&e.ino) {
+                if forked {
+                    // Handles open before keep reading the snapshot; this one and later
+                    // ones use the copy.
+                    let f = self.cache.work_open(e.ino)?.ok_or_else(|| {
+                        FsError::Io(std::io::Error::other("working copy vanished"))
+                    })?;
+                    let (len, mtime) = w.size_and_mtime();
+                    *w = Arc::new(Working::new(e.ino, f, len, mtime, w.dirty_recorded()));
+                }
+                *n += 1;
+                self.activity.working_handle(e.ino, true);
+                if write {
+                    self.activity.writer_opened(e.ino);
+                }
+                return Ok(w.clone());
+            }
         }
         let mtime = e.mtime.unwrap_or(SystemTime::UNIX_EPOCH);
         for _attempt in 0..3 {
@@ -85,18 +105,16 @@ impl Drive {
                 self.hydrate_fully(e).await?;
             }
             let _work = self.activity.lock_work();
+            if write {
+                self.cache.work_fork(e.ino)?;
+            }
             let opened = if let Some(f) = self.cache.work_open(e.ino)? {
                 let len = f.metadata()?.len();
-                Some(Working::new(
-                    e.ino,
-                    f,
-                    len,
-                    mtime,
-                    e.dirty || e.remote.is_none(),
-                ))
+                // Whether the store says dirty is checked again at the first write.
+                Some(Working::new(e.ino, f, len, mtime, false))
             } else if truncate || e.size == 0 {
                 let f = self.cache.work_create_empty(e.ino)?;
-                Some(Working::new(e.ino, f, 0, mtime, e.remote.is_none()))
+                Some(Working::new(e.ino, f, 0, mtime, false))
             } else {
                 match self
                     .cache
@@ -115,6 +133,9 @@ impl Drive {
                 let w = Arc::new(w);
                 lock(&self.works).insert(e.ino, (w.clone(), 1));
                 self.activity.working_handle(e.ino, true);
+                if write {
+                    self.activity.writer_opened(e.ino);
+                }
                 return Ok(w);
             }
         }
@@ -255,12 +276,13 @@ impl Drive {
             if e.is_dir() {
                 return Err(FsError::IsDir);
             }
-            let w = self.attach_working(&e, size == 0).await?;
+            let w = self.attach_working(&e, size == 0, true).await?;
             let r = (|| {
                 w.set_len(size)?;
                 self.mark_dirty(&w)?;
                 self.persist(&w)
             })();
+            self.activity.writer_closed(ino);
             self.detach_working(ino);
             r?;
         }

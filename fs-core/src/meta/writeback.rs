@@ -178,6 +178,21 @@ impl Meta {
         )?)
     }
 
+    /// Records that an upload of `ino` to `name` in server folder `parent` starts. A file
+    /// the server does not have yet is recorded there already, so that after a crash the
+    /// write-back finds (and moves or finishes) whatever the cut-short upload left.
+    pub fn start_put(&self, ino: u64, parent: u64, name: &str) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE entries SET put_started = 1,
+                 remote_parent = COALESCE(remote_parent, ?2),
+                 remote_name = CASE WHEN remote_parent IS NULL THEN ?3 ELSE remote_name END
+             WHERE ino = ?1",
+            params![ino as i64, parent as i64, name],
+        )?;
+        Ok(())
+    }
+
     /// Marks that an upload of `ino` starts (or finished without a usable answer).
     pub fn set_put_started(&self, ino: u64, started: bool) -> Result<(), MetaError> {
         let conn = self.conn();

@@ -207,7 +207,9 @@ fn plan_one(
                 parent: e.parent,
                 name: e.name.clone(),
                 base: e.base_etag(),
-                create: false,
+                // A file whose first upload a crash cut short: the server must not
+                // have another one there (what it has may be ours; the uploader checks).
+                create: e.etag.is_none() && e.put_started,
                 replaces: None,
             });
         }

@@ -410,8 +410,26 @@ impl Uploader {
             return Outcome::Done;
         };
         let changes = self.activity.changes(ino);
+        // What an upload cut short by a crash was sending, for recognising it below.
+        let previous = if entry.put_started {
+            self.cache.work_base(ino).ok().flatten()
+        } else {
+            None
+        };
         let source = match self.source(&entry) {
             Ok(Some(s)) => s,
+            Ok(None) if self.activity.is_open_for_writing(ino) => return Outcome::Done,
+            Ok(None) if entry.remote.is_some() => {
+                warn!(%path, "dirty but no local content to upload; keeping the server's version");
+                let _ = self.meta.set_local(
+                    ino,
+                    &crate::meta::LocalAttrs {
+                        dirty: Some(false),
+                        ..Default::default()
+                    },
+                );
+                return Outcome::Done;
+            }
             Ok(None) => {
                 warn!(%path, "no local content to upload (deleted on the server before it was hydrated); forgetting it");
                 let _ = self.meta.remove_local(ino);
@@ -433,13 +451,21 @@ impl Uploader {
             (None, false) => Precondition::None,
         };
         let had_started = entry.put_started;
-        let _ = self.meta.set_put_started(ino, true);
+        if create && replaces.is_none() {
+            let _ = self.meta.start_put(ino, parent, &name);
+        } else {
+            let _ = self.meta.set_put_started(ino, true);
+        }
         let mut result = self.put(&path, &file, len, precondition, entry.mtime).await;
         if matches!(result, Err(RemoteError::PreconditionFailed)) && had_started {
             // A crash may have cut our own earlier upload short, which changed the
             // server's version. If the server has a prefix of exactly this content, it
             // is ours: finish it.
-            match self.server_has_prefix_of(&path, &file, len).await {
+            let (sent_file, sent_len) = match &previous {
+                Some(f) => (f, f.metadata().map(|m| m.len()).unwrap_or(0)),
+                None => (&file, len),
+            };
+            match self.server_has_prefix_of(&path, sent_file, sent_len).await {
                 Ok(Some(tag)) => {
                     info!(%path, "finishing an upload a crash interrupted");
                     result = self
@@ -455,10 +481,16 @@ impl Uploader {
             Ok(None) => self.remote.stat(&path).await.ok().and_then(|e| e.etag),
             Err(e) => {
                 self.set(|p| p.current = None);
+                if self.activity.changes(ino) != changes {
+                    // Written locally meanwhile: it stays dirty and goes up again.
+                    debug!(%path, error = %e, "changed while uploading; will upload again");
+                    return Outcome::Done;
+                }
                 return self.failed(ino, &path, e);
             }
         };
         self.set(|p| p.current = None);
+        let _ = self.cache.work_remove_base(ino);
         let _g = self.tree_lock.write().await;
         if self.meta.get(ino).ok().flatten().is_none() {
             // Deleted locally while it uploaded: take it back off the server.
@@ -470,8 +502,12 @@ impl Uploader {
             }
             return Outcome::Done;
         }
-        let clean =
-            self.activity.changes(ino) == changes && !self.activity.is_open_for_writing(ino);
+        // Decided and recorded under the working-copy lock, so no writer can attach
+        // between the decision and the publishing of the working copy as a clean blob.
+        let _work = self.activity.lock_work();
+        let clean = self.activity.changes(ino) == changes
+            && !self.activity.is_open_for_writing(ino)
+            && !self.activity.has_handles(ino);
         if let Some(r) = replaces {
             self.forget_replaced(r);
         }
@@ -483,7 +519,7 @@ impl Uploader {
             return Outcome::Done;
         }
         info!(%path, bytes = len, "uploaded");
-        if clean {
+        if clean && self.cache.work_path(ino).exists() {
             let version = match &etag {
                 Some(t) if t.weak => format!("W/{}", t.value),
                 Some(t) => t.value.clone(),
@@ -492,34 +528,32 @@ impl Uploader {
                     _ => return Outcome::Done,
                 },
             };
-            let _work = self.activity.lock_work();
-            // A working copy still in use stays one (it is clean now); it is published
-            // after a later upload or dropped at the next start.
-            if !self.activity.has_handles(ino) && self.cache.work_path(ino).exists() {
-                if let Err(e) = self.cache.adopt(ino, &version) {
-                    warn!(error = %e, "could not keep the uploaded copy in the cache");
-                    let _ = self.cache.work_remove(ino);
-                }
+            if let Err(e) = self.cache.adopt(ino, &version) {
+                warn!(error = %e, "could not keep the uploaded copy in the cache");
+                let _ = self.cache.work_remove(ino);
             }
         }
         Outcome::Done
     }
 
-    /// The local content of `e`: its working copy, or for a clean file a cached blob.
+    /// The local content of `e` to upload: its working copy (through its base, so a writer
+    /// forks instead of changing it under the upload), or for a clean file a cached blob.
+    /// `None` while a writer has it open, or if there is no local content.
     fn source(&self, e: &crate::meta::Entry) -> std::io::Result<Option<(std::fs::File, u64)>> {
-        match self.cache.work_open(e.ino) {
-            Ok(Some(f)) => {
+        let other = |e: edrive_cache::CacheError| std::io::Error::other(e.to_string());
+        {
+            let _work = self.activity.lock_work();
+            if self.activity.is_open_for_writing(e.ino) {
+                return Ok(None);
+            }
+            if self.cache.work_path(e.ino).exists() {
+                let f = self.cache.work_link_base(e.ino).map_err(other)?;
                 let len = f.metadata()?.len();
                 return Ok(Some((f, len)));
             }
-            Ok(None) => {}
-            Err(e) => return Err(std::io::Error::other(e.to_string())),
         }
         if e.size == 0 {
-            let f = self
-                .cache
-                .work_create_empty(e.ino)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let f = self.cache.work_create_empty(e.ino).map_err(other)?;
             return Ok(Some((f, 0)));
         }
         for v in self.cache.versions_of(e.ino) {
