@@ -236,6 +236,15 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             human_bytes(n(&up["total_bytes"]))
         );
     }
+    if let Some(problems) = sync["problems"].as_array() {
+        for p in problems {
+            println!(
+                "           {}: {}",
+                p["path"].as_str().unwrap_or("?"),
+                p["problem"].as_str().unwrap_or("?")
+            );
+        }
+    }
     if let Some(e) = sync["last_error"].as_str() {
         println!("           last error: {e}");
     }

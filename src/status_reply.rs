@@ -52,6 +52,9 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 })),
                 "last_error": s.sync.last_error,
                 "syncing": s.sync.syncing,
+                "problems": drive.problems(20).unwrap_or_default().into_iter()
+                    .map(|(path, why)| json!({"path": path, "problem": why}))
+                    .collect::<Vec<_>>(),
             },
         }),
         Err(e) => json!({"ok": false, "error": e.to_string()}),

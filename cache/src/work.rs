@@ -282,7 +282,15 @@ impl Cache {
             std::process::id(),
             file_name(entry)
         ));
-        fs::copy(&base, &tmp).map_err(|e| CacheError::io("copy", &tmp, e))?;
+        match fs::copy(&base, &tmp) {
+            Ok(_) => {}
+            // The upload ended and dropped its base meanwhile: nothing shares the file now.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !base.exists() => {
+                let _ = fs::remove_file(&tmp);
+                return Ok(false);
+            }
+            Err(e) => return Err(CacheError::io("copy", &tmp, e)),
+        }
         let f = File::open(&tmp).map_err(|e| CacheError::io("open", &tmp, e))?;
         f.sync_all().map_err(|e| CacheError::io("fsync", &tmp, e))?;
         fs::rename(&tmp, &work).map_err(|e| CacheError::io("rename", &work, e))?;
@@ -294,6 +302,12 @@ impl Cache {
     /// on the unlinked file (on Unix).
     pub fn work_remove(&self, entry: u64) -> Result<bool, CacheError> {
         self.work_remove_base(entry)?;
+        self.work_remove_keep_base(entry)
+    }
+
+    /// Deletes `entry`'s working copy but keeps an upload's base (what a crash-cut upload
+    /// was sending, still needed to recognise it on the server).
+    pub fn work_remove_keep_base(&self, entry: u64) -> Result<bool, CacheError> {
         let path = self.work_path(entry);
         match fs::remove_file(&path) {
             Ok(()) => {

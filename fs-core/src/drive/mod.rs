@@ -204,9 +204,36 @@ impl Drive {
         self.uploader.progress()
     }
 
+    /// Suspends (`true`) or resumes sending local changes to the server.
+    pub fn set_writeback_suspended(&self, suspended: bool) {
+        self.uploader.set_suspended(suspended);
+    }
+
     /// Asks the write-back to upload everything now, skipping the debounce.
     pub fn request_sync(&self) {
         self.uploader.request_sync();
+    }
+
+    /// Entries whose write-back is stuck, as (local path, why), at most `limit`.
+    pub fn problems(&self, limit: usize) -> Result<Vec<(String, String)>, FsError> {
+        let mut out = Vec::new();
+        for e in self.meta.pending()? {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(p) = e.problem {
+                let path = if e.deleted {
+                    self.meta
+                        .remote_path_of(e.ino)?
+                        .map(|p| format!("{p} (deleted here)"))
+                        .unwrap_or_default()
+                } else {
+                    self.meta.path_of(e.ino)?.to_string()
+                };
+                out.push((path, p));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether everything that can be written back has been (stuck entries aside).

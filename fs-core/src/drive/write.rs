@@ -93,8 +93,10 @@ impl Drive {
                 return Ok(w.clone());
             }
         }
-        let mtime = e.mtime.unwrap_or(SystemTime::UNIX_EPOCH);
         for _attempt in 0..3 {
+            // Read again each time: an upload may have just published a new version.
+            let e = &self.entry(e.ino)?;
+            let mtime = e.mtime.unwrap_or(SystemTime::UNIX_EPOCH);
             let needs_content = !truncate
                 && e.size > 0
                 && !self.cache.work_path(e.ino).exists()
@@ -102,7 +104,15 @@ impl Drive {
                     .cache
                     .contains(&BlobKey::new(e.ino, e.content_version()));
             if needs_content {
-                self.hydrate_fully(e).await?;
+                match self.hydrate_fully(e).await {
+                    Ok(()) => {}
+                    Err(FsError::Stale) => {
+                        // The server has a newer version than we knew: learn it, retry.
+                        self.ensure_listed(e.parent).await?;
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                }
             }
             let _work = self.activity.lock_work();
             if write {
@@ -371,7 +381,16 @@ impl Drive {
     /// Forgets the content of a removed entry, unless a handle still uses it.
     fn drop_content(&self, ino: u64) {
         if !lock(&self.works).contains_key(&ino) {
-            if let Err(e) = self.cache.work_remove(ino) {
+            // A tombstone whose last upload a crash may have cut short keeps that upload's
+            // base: its DELETE needs it to tell our own version from someone else's.
+            let keep_base =
+                matches!(self.meta.get_any(ino), Ok(Some(e)) if e.deleted && e.put_started);
+            let r = if keep_base {
+                self.cache.work_remove_keep_base(ino)
+            } else {
+                self.cache.work_remove(ino)
+            };
+            if let Err(e) = r {
                 warn!(ino, error = %e, "could not delete a removed file's working copy");
             }
         }
@@ -483,6 +502,10 @@ impl Drive {
                 }
             }
         }
+        // Refusals and a full server are worth another try with this run; conflicts wait
+        // for a person.
+        self.meta.clear_problems(crate::sync::PROBLEM_ERROR)?;
+        self.meta.clear_problems(crate::sync::PROBLEM_NO_SPACE)?;
         let (pending, stuck) = self.meta.pending_count()?;
         if pending > 0 {
             tracing::info!(

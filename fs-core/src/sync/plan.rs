@@ -95,6 +95,9 @@ pub struct Plan {
     pub waiting: usize,
 }
 
+/// Name prefix of the temporary server names that break rename cycles (a↔b).
+pub const MOVE_ASIDE_PREFIX: &str = ".edrive-move-";
+
 /// Plans the next operations. `debounce` is how long a file must stay untouched after its
 /// last close (zero when a sync was asked for).
 pub fn plan(
@@ -106,13 +109,42 @@ pub fn plan(
     let mut out = Plan::default();
     let mut home: HashMap<u64, bool> = HashMap::new();
     home.insert(ROOT_INO, true);
+    let mut blocked = Vec::new();
     for e in meta.pending()? {
         let before = out.ops.len();
         if e.problem.is_none() {
-            plan_one(meta, activity, ignore, debounce, &e, &mut home, &mut out)?;
+            plan_one(
+                meta,
+                activity,
+                ignore,
+                debounce,
+                &e,
+                &mut home,
+                &mut out,
+                &mut blocked,
+            )?;
         }
         if out.ops.len() == before {
             out.waiting += 1;
+        }
+    }
+    // Nothing can run but moves wait for each other's places (a rename cycle): move one
+    // aside to a temporary name on the server, which frees its place.
+    if out.ops.is_empty() {
+        if let Some(e) = blocked.first() {
+            if let (Some((rparent, _)), Some(from)) = (&e.remote, meta.remote_path_of(e.ino)?) {
+                let name = format!("{MOVE_ASIDE_PREFIX}{}", e.ino);
+                if let Some(Ok(to)) = from.parent().map(|p| p.join(&name)) {
+                    out.ops.push(Op::Move {
+                        ino: e.ino,
+                        from,
+                        to,
+                        parent: *rparent,
+                        name,
+                        replaces: None,
+                    });
+                }
+            }
         }
     }
     Ok(out)
@@ -131,6 +163,7 @@ fn at_home(meta: &Meta, ino: u64, memo: &mut HashMap<u64, bool>) -> Result<bool,
     Ok(v)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_one(
     meta: &Meta,
     activity: &Activity,
@@ -139,6 +172,7 @@ fn plan_one(
     e: &Entry,
     home: &mut HashMap<u64, bool>,
     out: &mut Plan,
+    blocked: &mut Vec<Entry>,
 ) -> Result<(), MetaError> {
     if e.deleted {
         return plan_delete(meta, ignore, e, out);
@@ -159,7 +193,13 @@ fn plan_one(
     let replaces = match &occupant {
         None => None,
         Some(o) if replaceable(o) => Some(o.clone()),
-        Some(_) => return Ok(()),
+        Some(o) => {
+            // Held by a live entry that is itself waiting to move: maybe a cycle.
+            if e.remote.is_some() && !e.at_home() && !o.deleted && !o.at_home() {
+                blocked.push(e.clone());
+            }
+            return Ok(());
+        }
     };
     match (&e.remote, e.is_dir()) {
         (None, true) if replaces.is_none() => {

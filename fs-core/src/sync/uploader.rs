@@ -55,6 +55,8 @@ pub struct Uploader {
     paused_until: Mutex<Option<Instant>>,
     /// Bytes of the running upload sent so far.
     sent: Arc<Mutex<u64>>,
+    /// Write-back suspended: nothing is sent until resumed (local changes still recorded).
+    suspended: AtomicBool,
 }
 
 /// Upload read size: bounded memory for any file size.
@@ -105,6 +107,7 @@ impl Uploader {
             sync_gen: std::sync::atomic::AtomicU64::new(0),
             paused_until: Mutex::new(None),
             sent: Arc::new(Mutex::new(0)),
+            suspended: AtomicBool::new(false),
         }
     }
 
@@ -137,6 +140,13 @@ impl Uploader {
         p
     }
 
+    /// Suspends (`true`) or resumes the write-back. While suspended, local changes are
+    /// recorded as always and nothing is sent; an operation already running finishes.
+    pub fn set_suspended(&self, suspended: bool) {
+        self.suspended.store(suspended, Ordering::SeqCst);
+        self.activity.wake();
+    }
+
     /// Asks for everything to be written back now, skipping the debounce.
     pub fn request_sync(&self) {
         self.set(|p| p.syncing = true);
@@ -162,6 +172,11 @@ impl Uploader {
         let mut backoff = BACKOFF_MIN;
         let mut last_no_space_retry = Instant::now();
         loop {
+            if self.suspended.load(Ordering::SeqCst) {
+                self.set(|p| p.syncing = false);
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.activity.woken()).await;
+                continue;
+            }
             let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(until) = paused {
                 if until > Instant::now() {
@@ -239,12 +254,29 @@ impl Uploader {
         debug!(?op, "write-back");
         match op {
             Op::Delete { ino, path, etag } => {
+                let etag = match self.meta.get_any(ino) {
+                    Ok(Some(t)) if t.deleted && !t.is_dir() => t.base_etag().or(etag),
+                    _ => etag,
+                };
                 let pre = etag.map_or(Precondition::None, Precondition::IfMatch);
-                let result = self.remote.delete(&path, pre).await;
+                let mut result = self.remote.delete(&path, pre).await;
+                if matches!(result, Err(RemoteError::PreconditionFailed)) {
+                    // Our own upload, cut short by a crash before it was recorded, may be
+                    // what changed the server's version.
+                    let started = matches!(self.meta.get_any(ino), Ok(Some(e)) if e.put_started);
+                    if let (true, Ok(Some(base))) = (started, self.cache.work_base(ino)) {
+                        let len = base.metadata().map(|m| m.len()).unwrap_or(0);
+                        if let Ok(Some(tag)) = self.server_has_prefix_of(&path, &base, len).await {
+                            info!(%path, "the server's version is our own interrupted upload; deleting it");
+                            result = self.remote.delete(&path, Precondition::IfMatch(tag)).await;
+                        }
+                    }
+                }
                 let _g = self.tree_lock.write().await;
                 match result {
                     Ok(()) | Err(RemoteError::NotFound) => {
                         info!(%path, "deleted on the server");
+                        let _ = self.cache.work_remove_base(ino);
                         self.record(self.meta.drop_tombstone(ino))
                     }
                     Err(RemoteError::PreconditionFailed) => {
@@ -252,6 +284,7 @@ impl Uploader {
                         // version wins and comes back on the next listing.
                         warn!(%path, "changed on the server since it was deleted here; keeping the server's version");
                         let parent = self.meta.get_any(ino).ok().flatten().and_then(|e| e.remote);
+                        let _ = self.cache.work_remove_base(ino);
                         let r = self.meta.drop_tombstone(ino);
                         if let Some((p, _)) = parent {
                             let _ = self.meta.expire_listing(p);
@@ -373,7 +406,12 @@ impl Uploader {
     /// Sorts a failed operation: retry, pause, or flag the entry.
     fn failed(&self, ino: u64, path: &RemotePath, e: RemoteError) -> Outcome {
         match e {
-            e if e.is_transient() => Outcome::Transient(e),
+            // A local read failing (or cut short by shutdown) is retried like a network
+            // fault; it is never a reason to give up on the file.
+            e if e.is_transient() || matches!(e, RemoteError::Local(_)) => Outcome::Transient(e),
+            // 409: the parent is not (or no longer) there on the server; the local tree
+            // changed since the plan. The next plan orders it right.
+            RemoteError::Status(409) => Outcome::Transient(e),
             RemoteError::Auth(_) => Outcome::Auth(e),
             RemoteError::InsufficientStorage => {
                 warn!(%path, "the server is full (507); the file stays local and dirty, retried later");
@@ -445,6 +483,16 @@ impl Uploader {
             }
         };
         let (file, len) = source;
+        // The plan may be a few operations old: take the version to replace from the
+        // store as it is now (an upload just before may have advanced it).
+        let base = match replaces {
+            Some(r) => match self.meta.get_any(r) {
+                Ok(Some(o)) => o.base_etag(),
+                _ => base,
+            },
+            None if !create => entry.base_etag().or(base),
+            None => base,
+        };
         let precondition = match (&base, create) {
             (Some(tag), _) => Precondition::IfMatch(tag.clone()),
             (None, true) => Precondition::IfNoneExists,
@@ -490,9 +538,22 @@ impl Uploader {
             }
         };
         self.set(|p| p.current = None);
-        let _ = self.cache.work_remove_base(ino);
+        {
+            let _work = self.activity.lock_work();
+            let _ = self.cache.work_remove_base(ino);
+        }
         let _g = self.tree_lock.write().await;
-        if self.meta.get(ino).ok().flatten().is_none() {
+        let row = self.meta.get_any(ino).ok().flatten();
+        if row.as_ref().is_some_and(|e| e.deleted) {
+            // Deleted (or replaced) locally while it uploaded: the tombstone's DELETE or
+            // replacement must apply to the version the server has now.
+            let _ = self
+                .meta
+                .uploaded(ino, parent, &name, etag.as_ref(), len, true);
+            let _ = self.cache.work_remove(ino);
+            return Outcome::Done;
+        }
+        if row.is_none() {
             // Deleted locally while it uploaded: take it back off the server.
             let pre = etag
                 .clone()
