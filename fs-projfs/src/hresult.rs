@@ -17,6 +17,10 @@ pub mod win32 {
     pub const ERROR_FILE_NOT_FOUND: u32 = 2;
     /// The system cannot find the path specified.
     pub const ERROR_PATH_NOT_FOUND: u32 = 3;
+    /// The directory is not empty.
+    pub const ERROR_DIR_NOT_EMPTY: u32 = 145;
+    /// Cannot create a file when that file already exists.
+    pub const ERROR_ALREADY_EXISTS: u32 = 183;
     /// Access is denied.
     pub const ERROR_ACCESS_DENIED: u32 = 5;
     /// The handle is invalid.
@@ -138,6 +142,10 @@ impl From<&FsError> for Hresult {
             FsError::InvalidName(_) => ERROR_INVALID_NAME,
             FsError::NoAttr => ERROR_NOT_FOUND,
             FsError::BadHandle => ERROR_INVALID_HANDLE,
+            FsError::NotWritable => ERROR_ACCESS_DENIED,
+            FsError::Exists => ERROR_ALREADY_EXISTS,
+            FsError::NotEmpty => ERROR_DIR_NOT_EMPTY,
+            FsError::Invalid(_) => ERROR_INVALID_PARAMETER,
             FsError::Stale => ERROR_FILE_INVALID,
             FsError::Remote(RemoteError::Auth(_)) => ERROR_ACCESS_DENIED,
             FsError::Remote(RemoteError::InsufficientStorage) => ERROR_DISK_FULL,

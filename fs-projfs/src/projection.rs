@@ -69,7 +69,10 @@ struct OpenHandle<'a> {
 
 impl Drop for OpenHandle<'_> {
     fn drop(&mut self) {
-        self.drive.release(self.fh);
+        // A read-only handle: nothing to record, so nothing can fail that matters here.
+        if let Err(e) = self.drive.release(self.fh) {
+            tracing::debug!(error = %e, "release failed");
+        }
     }
 }
 
@@ -199,7 +202,7 @@ impl Projection {
             shape.alignment,
             shape.max_chunk,
         );
-        let fh = self.drive.open(r.ino, false).await?;
+        let fh = self.drive.open(r.ino, false, false).await?;
         let handle = OpenHandle {
             drive: &self.drive,
             fh,

@@ -180,6 +180,7 @@ pub fn drive_with(tree: MemTree) -> (tempfile::TempDir, Arc<Drive>) {
             dir_cache_ttl: Duration::from_secs(60),
             uid: 0,
             gid: 0,
+            ..DriveOptions::default()
         },
     );
     (tmp, Arc::new(drive))
