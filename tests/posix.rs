@@ -312,7 +312,7 @@ fn dummy_users() -> Vec<(String, String)> {
 }
 
 /// Measured on 2026-11-22 (2-core Linux VM, release and debug builds alike): 136 passed,
-/// 239 failed, 23 skipped of 398. 209 of the failures need symlinks, hard links, fifos,
+/// 239 failed, 23 skipped of 398. 216 of the failures need symlinks, hard links, fifos,
 /// sockets or device nodes, which a WebDAV drive does not have; docs/posix.md lists the rest.
 /// The whole suite takes a few seconds, so it runs unfiltered.
 #[test]

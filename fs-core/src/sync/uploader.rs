@@ -57,6 +57,8 @@ pub struct Uploader {
     sent: Arc<Mutex<u64>>,
     /// Write-back suspended: nothing is sent until resumed (local changes still recorded).
     suspended: AtomicBool,
+    /// When the last sync was asked for.
+    sync_asked: Mutex<Option<Instant>>,
 }
 
 /// Upload read size: bounded memory for any file size.
@@ -65,6 +67,8 @@ const CHUNK: usize = 256 * 1024;
 const NO_SPACE_RETRY: Duration = Duration::from_secs(60);
 /// How long a 401/403 pauses network work.
 const AUTH_PAUSE: Duration = Duration::from_secs(30);
+/// How long a sync waits for writers the kernel has not reported closed yet.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -108,6 +112,7 @@ impl Uploader {
             paused_until: Mutex::new(None),
             sent: Arc::new(Mutex::new(0)),
             suspended: AtomicBool::new(false),
+            sync_asked: Mutex::new(None),
         }
     }
 
@@ -150,6 +155,7 @@ impl Uploader {
     /// Asks for everything to be written back now, skipping the debounce.
     pub fn request_sync(&self) {
         self.set(|p| p.syncing = true);
+        *self.sync_asked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         self.sync_gen.fetch_add(1, Ordering::SeqCst);
         self.urgent.store(true, Ordering::SeqCst);
         *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -209,7 +215,13 @@ impl Uploader {
             };
             if planned.ops.is_empty() {
                 // Nothing can run now: what is left waits for a writer to close, a
-                // person (conflict), or a later retry. A sync ends here.
+                // person (conflict), or a later retry. A sync ends here — after a short
+                // grace for writers: the kernel reports a close (RELEASE) asynchronously,
+                // so `cp x mnt/ && edrive sync mnt` can see the file still open.
+                if urgent && self.writer_grace() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 if self.sync_gen.load(Ordering::SeqCst) == gen {
                     self.urgent.store(false, Ordering::SeqCst);
                     self.set(|p| p.syncing = false);
@@ -247,6 +259,21 @@ impl Uploader {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether a sync asked for less than [`WRITER_GRACE`] ago still sees a pending file
+    /// held open for writing.
+    fn writer_grace(&self) -> bool {
+        let asked = *self.sync_asked.lock().unwrap_or_else(|p| p.into_inner());
+        if asked.is_none_or(|t| t.elapsed() >= WRITER_GRACE) {
+            return false;
+        }
+        match self.meta.pending() {
+            Ok(rows) => rows
+                .iter()
+                .any(|e| !e.deleted && self.activity.is_open_for_writing(e.ino)),
+            Err(_) => false,
         }
     }
 
