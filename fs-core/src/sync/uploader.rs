@@ -285,8 +285,23 @@ impl Uploader {
                     Ok(Some(t)) if t.deleted && !t.is_dir() => t.base_etag().or(etag),
                     _ => etag,
                 };
+                let weak = etag.as_ref().is_some_and(|t| t.weak);
+                let strong_value = etag.as_ref().map(|t| t.value.clone());
                 let pre = etag.map_or(Precondition::None, Precondition::IfMatch);
                 let mut result = self.remote.delete(&path, pre).await;
+                if matches!(result, Err(RemoteError::PreconditionFailed)) && weak {
+                    // A weak tag never matches If-Match; the same value means the same
+                    // version.
+                    if let Ok(info) = self.remote.stat(&path).await {
+                        if info
+                            .etag
+                            .as_ref()
+                            .is_some_and(|t| Some(&t.value) == strong_value.as_ref())
+                        {
+                            result = self.remote.delete(&path, Precondition::None).await;
+                        }
+                    }
+                }
                 if matches!(result, Err(RemoteError::PreconditionFailed)) {
                     // Our own upload, cut short by a crash before it was recorded, may be
                     // what changed the server's version.
@@ -549,6 +564,21 @@ impl Uploader {
                 }
                 Ok(None) => {}
                 Err(e) => result = Err(e),
+            }
+        }
+        if matches!(result, Err(RemoteError::PreconditionFailed)) {
+            if let Some(b) = base.as_ref().filter(|b| b.weak) {
+                // If-Match compares strongly, so a weak tag (Apache gives one to a file
+                // changed within the last second) never matches. Same value on the
+                // server: the same version — not a conflict.
+                if let Ok(info) = self.remote.stat(&path).await {
+                    if info.etag.as_ref().is_some_and(|t| t.value == b.value) {
+                        debug!(%path, "weak ETag unchanged on the server; uploading without If-Match");
+                        result = self
+                            .put(&path, &file, len, Precondition::None, entry.mtime)
+                            .await;
+                    }
+                }
             }
         }
         let etag = match result {
