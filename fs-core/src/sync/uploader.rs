@@ -178,8 +178,12 @@ impl Uploader {
         let mut backoff = BACKOFF_MIN;
         let mut last_no_space_retry = Instant::now();
         loop {
+            let gen = self.sync_gen.load(Ordering::SeqCst);
             if self.suspended.load(Ordering::SeqCst) {
-                self.set(|p| p.syncing = false);
+                // A sync asked for since the check above is not over.
+                if self.sync_gen.load(Ordering::SeqCst) == gen {
+                    self.set(|p| p.syncing = false);
+                }
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.activity.woken()).await;
                 continue;
             }
@@ -194,7 +198,6 @@ impl Uploader {
                 last_no_space_retry = Instant::now();
                 let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
             }
-            let gen = self.sync_gen.load(Ordering::SeqCst);
             let urgent = self.urgent.load(Ordering::SeqCst);
             let debounce = if urgent {
                 Duration::ZERO
@@ -235,6 +238,9 @@ impl Uploader {
                 continue;
             }
             for op in planned.ops {
+                if self.suspended.load(Ordering::SeqCst) {
+                    break;
+                }
                 let ino = op.ino();
                 let span = info_span!("writeback", ino);
                 match self.execute(op).instrument(span).await {
