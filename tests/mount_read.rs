@@ -12,21 +12,6 @@ use std::process::Command;
 
 use common::*;
 
-/// Which real server a test runs against.
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Embedded,
-    Apache,
-}
-
-/// A started server of either kind, behind the shared test interface.
-fn start(kind: Server, root: &Path) -> Box<dyn TestServer> {
-    match kind {
-        Server::Embedded => Box::new(EmbeddedServer::start(root, None)),
-        Server::Apache => Box::new(ApacheServer::start(root, None)),
-    }
-}
-
 fn write(path: &Path, data: &[u8]) {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).unwrap();
@@ -65,7 +50,7 @@ fn listing_shows_tree_without_downloading(kind: Server) {
     };
     let files = make_tree(data.path(), &spec);
     assert!(files.len() >= 2000, "tree has only {} files", files.len());
-    let server = start(kind, data.path());
+    let server = start_server(kind, data.path());
     let m = Mount::new(&server.url(), MountOpts::default());
 
     let find = Command::new("find")
@@ -135,7 +120,7 @@ fn reads_are_byte_identical(kind: Server) {
             &pseudo_random_bytes(i as u64, *size),
         );
     }
-    let mut server = start(kind, data.path());
+    let mut server = start_server(kind, data.path());
     let m = Mount::new(&server.url(), MountOpts::default());
     for i in 0..sizes.len() {
         let name = format!("f{i}.bin");
@@ -253,7 +238,7 @@ fn remount_reuses_cached_content(kind: Server) {
         );
     }
     let cache = tempdir();
-    let mut server = start(kind, data.path());
+    let mut server = start_server(kind, data.path());
     let opts = MountOpts::default().cache_dir(cache.path());
     let m = Mount::new(&server.url(), opts.clone());
     for i in 0..5 {
@@ -315,7 +300,7 @@ fn odd_names_list_and_read(kind: Server) {
             write(&data.path().join(n), format!("content {i}").as_bytes());
         }
     }
-    let server = start(kind, data.path());
+    let server = start_server(kind, data.path());
     let m = Mount::new(&server.url(), MountOpts::default());
     let listed: BTreeSet<String> = std::fs::read_dir(m.path())
         .unwrap()

@@ -16,19 +16,6 @@ use std::time::Duration;
 
 use common::*;
 
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Embedded,
-    Apache,
-}
-
-fn start(kind: Server, root: &Path) -> Box<dyn TestServer> {
-    match kind {
-        Server::Embedded => Box::new(EmbeddedServer::start(root, None)),
-        Server::Apache => Box::new(ApacheServer::start(root, None)),
-    }
-}
-
 fn write(path: &Path, data: &[u8]) {
     fs::write(path, data).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
@@ -200,7 +187,7 @@ fn workload_reaches_server(kind: Server) {
 
     let share = tmp.path().join("share");
     fs::create_dir(&share).expect("mkdir");
-    let srv = start(kind, &share);
+    let srv = start_server(kind, &share);
     let m = Mount::new(&srv.url(), MountOpts::default());
     workload(m.path(), &tarball);
     assert_same_tree("mount view", &digest(m.path()), &want);

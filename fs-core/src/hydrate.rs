@@ -81,29 +81,10 @@ impl Transfer {
             }
         }
         let mut buf = vec![0u8; (end - offset) as usize];
-        let n = read_full_at(&self.reader, &mut buf, offset)?;
+        let n = crate::positional::read_full_at(&self.reader, &mut buf, offset)?;
         buf.truncate(n);
         Ok(buf)
     }
-}
-
-fn read_full_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    #[cfg(unix)]
-    use std::os::unix::fs::FileExt;
-    #[cfg(windows)]
-    use std::os::windows::fs::FileExt;
-    let mut done = 0;
-    while done < buf.len() {
-        #[cfg(unix)]
-        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
-        #[cfg(windows)]
-        let n = file.seek_read(&mut buf[done..], offset + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 /// Errors are shared between readers; each gets its own equivalent copy.

@@ -9,6 +9,7 @@ pub mod drive;
 pub mod error;
 pub mod hydrate;
 pub mod meta;
+mod positional;
 pub mod remote;
 pub mod state;
 pub mod sync;

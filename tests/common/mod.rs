@@ -51,6 +51,23 @@ pub trait TestServer {
     fn reset_requests(&mut self);
 }
 
+/// Which real server a test runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Server {
+    /// `edrive serve`.
+    Embedded,
+    /// Apache httpd with mod_dav.
+    Apache,
+}
+
+/// A started server of either kind, behind the shared test interface.
+pub fn start_server(kind: Server, root: &std::path::Path) -> Box<dyn TestServer> {
+    match kind {
+        Server::Embedded => Box::new(EmbeddedServer::start(root, None)),
+        Server::Apache => Box::new(ApacheServer::start(root, None)),
+    }
+}
+
 /// A fresh temporary directory (mode 0755, so a server running as `www-data` can traverse
 /// it), removed when dropped. Lives under `$TMPDIR` (default /tmp).
 pub fn tempdir() -> tempfile::TempDir {

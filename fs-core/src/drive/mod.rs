@@ -521,9 +521,9 @@ impl Drive {
             return Ok(EntryState::from_problem(p));
         }
         if !e.is_dir() {
-            let progress = self.uploader.progress();
-            if let (Some((path, _, _)), Ok(mine)) = (&progress.current, self.meta.path_of(ino)) {
-                if *path == mine.to_string() {
+            // Not `progress()`: that counts pending rows and scans the working copies.
+            if let (Some(path), Ok(mine)) = (self.uploader.current_path(), self.meta.path_of(ino)) {
+                if path == mine.to_string() {
                     return Ok(EntryState::Uploading);
                 }
             }

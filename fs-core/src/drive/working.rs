@@ -6,6 +6,8 @@ use std::io;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use crate::positional::{read_full_at, write_all_at};
+
 /// One file's working copy, shared by every handle that uses it.
 pub(crate) struct Working {
     pub(crate) ino: u64,
@@ -62,14 +64,7 @@ impl Working {
         }
         let n = (size as u64).min(len - offset) as usize;
         let mut buf = vec![0u8; n];
-        let mut done = 0;
-        while done < n {
-            let got = read_at(&self.file, &mut buf[done..], offset + done as u64)?;
-            if got == 0 {
-                break;
-            }
-            done += got;
-        }
+        let done = read_full_at(&self.file, &mut buf, offset)?;
         buf.truncate(done);
         Ok(buf)
     }
@@ -101,32 +96,4 @@ impl Working {
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_all()
     }
-}
-
-#[cfg(unix)]
-fn read_at(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(f, buf, off)
-}
-
-#[cfg(windows)]
-fn read_at(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(f, buf, off)
-}
-
-#[cfg(unix)]
-fn write_all_at(f: &File, data: &[u8], off: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(f, data, off)
-}
-
-#[cfg(windows)]
-fn write_all_at(f: &File, mut data: &[u8], mut off: u64) -> io::Result<()> {
-    while !data.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_write(f, data, off)?;
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::WriteZero));
-        }
-        data = &data[n..];
-        off += n as u64;
-    }
-    Ok(())
 }

@@ -180,27 +180,23 @@ impl Drive {
     /// Records `w` as dirty in the store (once) and tells the write-back.
     fn mark_dirty(&self, w: &Working) -> Result<(), FsError> {
         if !w.dirty_recorded() {
-            let (size, mtime) = w.size_and_mtime();
-            self.meta.set_local(
-                w.ino,
-                &LocalAttrs {
-                    size: Some(size),
-                    mtime: Some(mtime),
-                    dirty: Some(true),
-                    ..Default::default()
-                },
-            )?;
+            self.record_dirty(w)?;
             w.set_dirty_recorded();
         }
         self.activity.changed(w.ino);
         Ok(())
     }
 
-    /// Records `w`'s size and time in the store.
+    /// Records `w`'s size and time in the store, if it is recorded as dirty.
     fn persist(&self, w: &Working) -> Result<(), FsError> {
-        if !w.dirty_recorded() {
-            return Ok(());
+        if w.dirty_recorded() {
+            self.record_dirty(w)?;
         }
+        Ok(())
+    }
+
+    /// Writes `w`'s size, time and dirty flag to the store.
+    fn record_dirty(&self, w: &Working) -> Result<(), FsError> {
         let (size, mtime) = w.size_and_mtime();
         self.meta.set_local(
             w.ino,

@@ -145,6 +145,16 @@ impl Uploader {
         p
     }
 
+    /// The path of the upload running now, if any (cheap; for per-file state).
+    pub fn current_path(&self) -> Option<String> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+            .as_ref()
+            .map(|(path, _, _)| path.clone())
+    }
+
     /// Suspends (`true`) or resumes the write-back. While suspended, local changes are
     /// recorded as always and nothing is sent; an operation already running finishes.
     pub fn set_suspended(&self, suspended: bool) {
@@ -735,8 +745,8 @@ impl Uploader {
         while let Some(chunk) = body.next().await {
             let chunk = chunk?;
             buf.resize(chunk.len(), 0);
-            let n =
-                read_at(file, &mut buf, offset).map_err(|e| RemoteError::Local(e.to_string()))?;
+            let n = crate::positional::read_full_at(file, &mut buf, offset)
+                .map_err(|e| RemoteError::Local(e.to_string()))?;
             if n != chunk.len() || buf[..n] != chunk[..] {
                 return Ok(None);
             }
@@ -744,22 +754,6 @@ impl Uploader {
         }
         Ok(info.etag.or(dl.etag))
     }
-}
-
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        #[cfg(unix)]
-        let n = std::os::unix::fs::FileExt::read_at(file, &mut buf[done..], offset + done as u64)?;
-        #[cfg(windows)]
-        let n =
-            std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], offset + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 /// Streams `len` bytes of `file` in [`CHUNK`]s, reporting progress; memory stays flat.
@@ -779,7 +773,7 @@ fn file_stream(file: &std::fs::File, len: u64, up: &Uploader) -> Result<ByteStre
             let want = (len - offset).min(CHUNK as u64) as usize;
             let read = tokio::task::spawn_blocking(move || {
                 let mut buf = vec![0u8; want];
-                let n = read_at(&file, &mut buf, offset)?;
+                let n = crate::positional::read_full_at(&file, &mut buf, offset)?;
                 buf.truncate(n);
                 Ok::<_, std::io::Error>(buf)
             })
