@@ -234,7 +234,27 @@ impl Hydrator {
         tx: &watch::Sender<Progress>,
         transfer: &Transfer,
     ) -> Result<(), FsError> {
-        let dl = self.remote.read(path, None).await?;
+        let mut path = path.clone();
+        let mut tries = 0;
+        let dl = loop {
+            match self.remote.read(&path, None).await {
+                // The write-back may be moving this file on the server right now (a local
+                // rename): follow it rather than fail the read.
+                Err(RemoteError::NotFound) if tries < 40 => {
+                    tries += 1;
+                    let entry = transfer.key.entry;
+                    match self.meta.remote_path_of(entry)? {
+                        Some(now) if now != path => path = now,
+                        // It, or a folder above it, is being moved.
+                        Some(_) if !self.meta.moves_in_flight()?.is_empty() => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        _ => return Err(FsError::Remote(RemoteError::NotFound)),
+                    }
+                }
+                r => break r?,
+            }
+        };
         if let (Some(want), Some(got)) = (&transfer.expected_etag, &dl.etag) {
             if *want != got.value {
                 if let Ok(Some(entry)) = self.meta.get(transfer.key.entry) {

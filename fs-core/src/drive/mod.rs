@@ -15,7 +15,7 @@ use tracing::{debug, instrument, warn};
 use crate::error::FsError;
 use crate::hydrate::{Hydrator, Transfer};
 use crate::meta::{Entry, Kind, Meta, ROOT_INO};
-use crate::remote::{validate_name, Remote, RemoteError};
+use crate::remote::{validate_name, Remote, RemoteError, RemotePath};
 use crate::state::EntryState;
 use crate::sync::{Activity, IgnoreList, SyncProgress, Uploader};
 
@@ -209,6 +209,16 @@ impl Drive {
         self.uploader.set_suspended(suspended);
     }
 
+    /// Where the server has `ino`'s content: after a local rename that is not written back
+    /// yet, still the old place.
+    fn server_path(&self, ino: u64) -> Result<RemotePath, FsError> {
+        self.meta.remote_path_of(ino)?.ok_or_else(|| {
+            FsError::Io(std::io::Error::other(
+                "no local content, and the server does not have this file",
+            ))
+        })
+    }
+
     /// Asks the write-back to upload everything now, skipping the debounce.
     pub fn request_sync(&self) {
         self.uploader.request_sync();
@@ -295,14 +305,33 @@ impl Drive {
         if fresh(listed) || backing_off(listed) {
             return Ok(());
         }
-        let _tree = self.uploader.tree_lock.read().await;
+        let mut _tree = Some(self.uploader.tree_lock.read().await);
         let Some(path) = self.meta.remote_path_of(ino)? else {
             // Only local so far: nothing on the server to list.
             self.meta.mark_listed(ino)?;
             lock(&self.listing_locks).remove(&ino);
             return Ok(());
         };
-        let result = self.remote.list(&path).await;
+        let mut path = path;
+        let mut result = self.remote.list(&path).await;
+        for _ in 0..40 {
+            // The write-back may be moving this folder (or one above it) on the server
+            // right now: follow it rather than fail.
+            if !matches!(result, Err(RemoteError::NotFound)) {
+                break;
+            }
+            match self.meta.remote_path_of(ino)? {
+                Some(now) if now != path => path = now,
+                Some(_) if !self.meta.moves_in_flight()?.is_empty() => {
+                    // Without the tree lock, which the write-back needs to record it.
+                    _tree = None;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    _tree = Some(self.uploader.tree_lock.read().await);
+                }
+                _ => break,
+            }
+            result = self.remote.list(&path).await;
+        }
         {
             let mut failures = lock(&self.listing_failures);
             if result.is_ok() {
@@ -410,7 +439,7 @@ impl Drive {
                 Content::Cached(Arc::new(self.cache.begin_fill(key.clone(), 0)?.commit()?))
             }
             None => {
-                let path = self.meta.path_of(ino)?;
+                let path = self.server_path(ino)?;
                 let t = self
                     .hydrator
                     .start(key.clone(), path, e.size, e.etag.clone())?;
@@ -477,7 +506,7 @@ impl Drive {
         let content = match self.cache.get(&file.key) {
             Some(blob) => Content::Cached(Arc::new(blob)),
             None => {
-                let path = self.meta.path_of(file.ino)?;
+                let path = self.server_path(file.ino)?;
                 let t = self
                     .hydrator
                     .start(file.key.clone(), path, e.size, e.etag.clone())?;

@@ -157,7 +157,7 @@ impl Drive {
     /// Downloads the whole current version of `e` into the cache.
     async fn hydrate_fully(&self, e: &Entry) -> Result<(), FsError> {
         let key = BlobKey::new(e.ino, e.content_version());
-        let path = self.meta.path_of(e.ino)?;
+        let path = self.server_path(e.ino)?;
         let t = self.hydrator.start(key, path, e.size, e.etag.clone())?;
         let r = t.wait().await;
         self.hydrator.release(&t);
@@ -218,7 +218,7 @@ impl Drive {
         self.detach_working(file.ino);
         if !lock(&self.works).contains_key(&file.ino) && self.meta.get(file.ino)?.is_none() {
             // Deleted while open: its content goes with the last handle.
-            let _ = self.cache.work_remove(file.ino);
+            self.drop_content(file.ino);
         }
         r
     }
@@ -493,8 +493,18 @@ impl Drive {
                         )?;
                     }
                 }
-                _ => {
+                // A tombstone whose upload a crash cut short keeps that upload's base
+                // (see `drop_content`).
+                Some(_) => {
                     self.cache.work_remove(ino)?;
+                }
+                None => {
+                    let keep_base = matches!(self.meta.get_any(ino)?, Some(e) if e.put_started);
+                    if keep_base {
+                        self.cache.work_remove_keep_base(ino)?;
+                    } else {
+                        self.cache.work_remove(ino)?;
+                    }
                 }
             }
         }

@@ -23,8 +23,9 @@ pub struct LocalAttrs {
 
 impl Meta {
     /// Records a new file or folder `name` in folder `parent`, not yet on the server.
-    /// A new file is dirty (its content, even empty, is still to be uploaded); a new folder
-    /// counts as listed (it is empty and nobody else has it yet).
+    /// It is dirty until the server confirms it (a file's content, even empty, is still to
+    /// be uploaded; a folder still to be created). A new folder counts as listed (it is
+    /// empty and nobody else has it yet).
     pub fn create(
         &self,
         parent: u64,
@@ -42,7 +43,7 @@ impl Meta {
                 name,
                 is_dir,
                 mtime_ns(Some(mtime)),
-                !is_dir,
+                true,
                 mode.map(|m| m as i64),
                 if is_dir { Some(now_ms()) } else { None }
             ],

@@ -213,12 +213,15 @@ impl Meta {
                 is_dir: bool,
                 etag: Option<String>,
                 live: bool,
+                /// Edited locally, or being moved on the server right now (a listing
+                /// may have been taken on either side of that MOVE).
                 dirty: bool,
             }
             let mut existing: std::collections::HashMap<String, Known> =
                 std::collections::HashMap::new();
             let mut sel = tx.prepare_cached(
-                "SELECT remote_name, ino, is_dir, etag, parent IS NOT NULL, dirty
+                "SELECT remote_name, ino, is_dir, etag, parent IS NOT NULL, dirty,
+                        moving_parent IS NOT NULL
                  FROM entries WHERE remote_parent = ?1",
             )?;
             let rows = sel.query_map(params![dir as i64], |r| {
@@ -229,7 +232,7 @@ impl Meta {
                         is_dir: r.get(2)?,
                         etag: r.get(3)?,
                         live: r.get(4)?,
-                        dirty: r.get(5)?,
+                        dirty: r.get(5)? || r.get::<_, bool>(6)?,
                     },
                 ))
             })?;
@@ -309,6 +312,10 @@ impl Meta {
             }
             if listing.complete {
                 for (_, k) in existing {
+                    if moving(&tx, k.ino)? {
+                        // Gone from here because the write-back just moved it.
+                        continue;
+                    }
                     if !k.live {
                         // Deleted here and there: nothing left to do.
                         delete_remote_subtree(&tx, k.ino)?;
@@ -417,6 +424,16 @@ fn subtree_has_local_changes(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result
              SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)
          SELECT COUNT(*) FROM entries WHERE ino IN sub AND (dirty = 1
              OR remote_parent IS NULL OR remote_parent IS NOT parent OR remote_name IS NOT name)",
+        params![ino],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// Whether a MOVE of `ino` was sent and not confirmed.
+fn moving(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<bool, MetaError> {
+    let n: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM entries WHERE ino = ?1 AND moving_parent IS NOT NULL",
         params![ino],
         |r| r.get(0),
     )?;

@@ -9,7 +9,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// Bumped when the tables change shape.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const ENTRIES: &str = "
     ino INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -27,10 +27,16 @@ const ENTRIES: &str = "
     mode INTEGER,
     problem TEXT,
     put_started INTEGER NOT NULL DEFAULT 0,
+    moving_parent INTEGER,
+    moving_name TEXT,
     UNIQUE(parent, name)";
 
 /// Sets WAL mode and creates the tables (and the root row) if they are missing; migrates
-/// a version 1 store (read-only era: no local changes to carry over, inodes kept).
+/// a version 1 store (read-only era: no local changes to carry over, inodes kept) and a
+/// version 2 store (no record of moves in flight).
+///
+/// `moving_parent`/`moving_name` record a server MOVE that was sent and not confirmed: a
+/// crash (or a lost reply) leaves the server's location unknown until it is checked.
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -56,9 +62,18 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
                         listed_at_ms, parent, name FROM entries;
              DROP TABLE entries;
              ALTER TABLE entries_v2 RENAME TO entries;
-             UPDATE settings SET value = '2' WHERE key = 'schema_version';
+             UPDATE settings SET value = '3' WHERE key = 'schema_version';
              COMMIT;"
         ))?;
+    }
+    if version.as_deref() == Some("2") {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE entries ADD COLUMN moving_parent INTEGER;
+             ALTER TABLE entries ADD COLUMN moving_name TEXT;
+             UPDATE settings SET value = '3' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
     }
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS entries({ENTRIES});
@@ -66,6 +81,8 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS entries_pending ON entries(ino)
              WHERE parent IS NULL OR remote_parent IS NULL OR dirty = 1
                 OR remote_parent IS NOT parent OR remote_name IS NOT name;
+         CREATE INDEX IF NOT EXISTS entries_moving ON entries(ino)
+             WHERE moving_parent IS NOT NULL;
          INSERT OR IGNORE INTO entries(ino, parent, name, is_dir, remote_parent, remote_name)
              VALUES (1, 0, '', 1, 0, '');"
     ))?;

@@ -135,3 +135,44 @@ fn incomplete_listing_never_deletes_and_vanished_folder_is_ignored() {
         .unwrap();
     assert!(m.children(d.ino).unwrap().is_empty());
 }
+
+#[test]
+fn a_version_2_store_gains_the_move_record_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO settings VALUES ('schema_version', '2'), ('server_url', 'http://x/');
+             CREATE TABLE entries(
+                 ino INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER, name TEXT NOT NULL,
+                 is_dir INTEGER NOT NULL, size INTEGER NOT NULL DEFAULT 0, mtime_ns INTEGER,
+                 etag TEXT, etag_weak INTEGER NOT NULL DEFAULT 0, listed_at_ms INTEGER,
+                 remote_parent INTEGER, remote_name TEXT, dirty INTEGER NOT NULL DEFAULT 0,
+                 mode INTEGER, problem TEXT, put_started INTEGER NOT NULL DEFAULT 0,
+                 UNIQUE(parent, name));
+             INSERT INTO entries(ino, parent, name, is_dir, remote_parent, remote_name)
+                 VALUES (1, 0, '', 1, 0, ''), (7, 1, 'kept.txt', 0, 1, 'old.txt');",
+        )
+        .unwrap();
+    }
+    let m = Meta::open(&path, "http://x/").unwrap();
+    let e = m.get(7).unwrap().unwrap();
+    assert_eq!(
+        (e.name.as_str(), e.remote),
+        ("kept.txt", Some((1, "old.txt".to_string())))
+    );
+    assert!(m.moves_in_flight().unwrap().is_empty());
+    m.start_move(7, 1, "kept.txt").unwrap();
+    assert_eq!(
+        m.moves_in_flight().unwrap(),
+        vec![(7, 1, "kept.txt".to_string())]
+    );
+    m.set_remote(7, 1, "kept.txt").unwrap();
+    assert!(m.moves_in_flight().unwrap().is_empty());
+    drop(m);
+    // Opening again is a no-op migration.
+    let m = Meta::open(&path, "http://x/").unwrap();
+    assert!(m.get(7).unwrap().unwrap().remote.is_some());
+}

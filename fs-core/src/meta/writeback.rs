@@ -97,25 +97,71 @@ impl Meta {
         Ok(n > 0)
     }
 
-    /// Records that the server now has `ino` at `name` in server folder `parent`.
+    /// Records that the server now has `ino` at `name` in server folder `parent` (which
+    /// confirms a move in flight).
     pub fn set_remote(&self, ino: u64, parent: u64, name: &str) -> Result<(), MetaError> {
         let conn = self.conn();
         conn.execute(
-            "UPDATE entries SET remote_parent = ?2, remote_name = ?3 WHERE ino = ?1",
+            "UPDATE entries SET remote_parent = ?2, remote_name = ?3,
+                 moving_parent = NULL, moving_name = NULL WHERE ino = ?1",
             params![ino as i64, parent as i64, name],
         )?;
         Ok(())
     }
 
-    /// Makes `ino` local-only: the server does not have it (any more).
+    /// Makes `ino` local-only: the server does not have it (any more). A tombstone has
+    /// nothing left to do then and is forgotten.
     pub fn detach(&self, ino: u64) -> Result<(), MetaError> {
+        if self.get_any(ino)?.is_some_and(|e| e.deleted) {
+            return self.drop_tombstone(ino);
+        }
         let conn = self.conn();
         conn.execute(
             "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
-                 put_started = 0 WHERE ino = ?1",
+                 put_started = 0, moving_parent = NULL, moving_name = NULL WHERE ino = ?1",
             params![ino as i64],
         )?;
         Ok(())
+    }
+
+    /// Records that a MOVE of `ino` to `name` in server folder `parent` is being sent.
+    /// Until [`Meta::set_remote`] or [`Meta::end_move`], where the server has it is not
+    /// known (see [`Meta::moves_in_flight`]).
+    pub fn start_move(&self, ino: u64, parent: u64, name: &str) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE entries SET moving_parent = ?2, moving_name = ?3 WHERE ino = ?1",
+            params![ino as i64, parent as i64, name],
+        )?;
+        Ok(())
+    }
+
+    /// Records that the MOVE of `ino` did not happen: the server has it where it was.
+    pub fn end_move(&self, ino: u64) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE entries SET moving_parent = NULL, moving_name = NULL WHERE ino = ?1",
+            params![ino as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Entries (live or tombstone) whose MOVE was sent and not confirmed, as (inode,
+    /// server folder and name it was moving to).
+    pub fn moves_in_flight(&self) -> Result<Vec<(u64, u64, String)>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT ino, moving_parent, moving_name FROM entries
+             WHERE moving_parent IS NOT NULL AND moving_name IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Records a finished upload of `ino` to `name` in server folder `parent`: the server
@@ -181,25 +227,89 @@ impl Meta {
     /// Records that an upload of `ino` to `name` in server folder `parent` starts. A file
     /// the server does not have yet is recorded there already, so that after a crash the
     /// write-back finds (and moves or finishes) whatever the cut-short upload left.
-    pub fn start_put(&self, ino: u64, parent: u64, name: &str) -> Result<(), MetaError> {
+    /// Returns `false` (and records nothing) if `ino` was deleted locally meanwhile: a
+    /// deletion either comes before this (nothing to upload) or after it (a tombstone).
+    pub fn start_put(&self, ino: u64, parent: u64, name: &str) -> Result<bool, MetaError> {
         let conn = self.conn();
-        conn.execute(
+        let n = conn.execute(
             "UPDATE entries SET put_started = 1,
                  remote_parent = COALESCE(remote_parent, ?2),
                  remote_name = CASE WHEN remote_parent IS NULL THEN ?3 ELSE remote_name END
-             WHERE ino = ?1",
+             WHERE ino = ?1 AND parent IS NOT NULL",
             params![ino as i64, parent as i64, name],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Before `ino`'s content is written over the server file of entry `replaced` (a
+    /// tombstone, or a file renamed to an ignored name), `ino` takes over that file's
+    /// server identity: its location and version. From then on the upload is an ordinary
+    /// conditional overwrite of `ino`'s own file, which a crash can cut short and a
+    /// restart finish, and a later local deletion of `ino` deletes. Returns `false` (and
+    /// changes nothing) if `ino` was deleted or `replaced` no longer holds a server place.
+    pub fn take_place(&self, ino: u64, replaced: u64) -> Result<bool, MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let live: Option<bool> = tx
+            .query_row(
+                "SELECT parent IS NOT NULL FROM entries WHERE ino = ?1",
+                params![ino as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        /// (server folder, server name, version, weak, tombstone)
+        type Place = (Option<i64>, Option<String>, Option<String>, bool, bool);
+        let place: Option<Place> = tx
+            .query_row(
+                "SELECT remote_parent, remote_name, etag, etag_weak, parent IS NULL
+                 FROM entries WHERE ino = ?1",
+                params![replaced as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        let (Some(true), Some((Some(rparent), Some(rname), etag, weak, deleted))) = (live, place)
+        else {
+            return Ok(false);
+        };
+        if deleted {
+            delete_remote_subtree(&tx, replaced as i64)?;
+        } else {
+            tx.execute(
+                "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
+                     put_started = 0 WHERE ino = ?1",
+                params![replaced as i64],
+            )?;
+        }
+        tx.execute(
+            "UPDATE entries SET remote_parent = ?2, remote_name = ?3, etag = ?4, etag_weak = ?5,
+                 put_started = 1 WHERE ino = ?1",
+            params![ino as i64, rparent, rname, etag, weak],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Records `etag` as the server version `ino`'s local content is based on: the server
+    /// holds what a crash-cut upload of ours left, so replacing it loses nobody's work.
+    pub fn set_base_version(&self, ino: u64, etag: &ETag) -> Result<(), MetaError> {
+        let conn = self.conn();
+        let (etag, weak) = etag_cols(Some(etag));
+        conn.execute(
+            "UPDATE entries SET etag = ?2, etag_weak = ?3 WHERE ino = ?1",
+            params![ino as i64, etag, weak],
         )?;
         Ok(())
     }
 
-    /// Marks that an upload of `ino` starts (or finished without a usable answer).
-    pub fn set_put_started(&self, ino: u64, started: bool) -> Result<(), MetaError> {
+    /// Marks that an upload of `ino`, a file the server has, starts. Returns `false` (and
+    /// records nothing) if it was deleted locally meanwhile: its tombstone's DELETE is
+    /// what the server gets then.
+    pub fn start_overwrite(&self, ino: u64) -> Result<bool, MetaError> {
         let conn = self.conn();
-        conn.execute(
-            "UPDATE entries SET put_started = ?2 WHERE ino = ?1",
-            params![ino as i64, started],
+        let n = conn.execute(
+            "UPDATE entries SET put_started = 1 WHERE ino = ?1 AND parent IS NOT NULL",
+            params![ino as i64],
         )?;
-        Ok(())
+        Ok(n > 0)
     }
 }

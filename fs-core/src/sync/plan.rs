@@ -128,8 +128,8 @@ pub fn plan(
             out.waiting += 1;
         }
     }
-    // Nothing can run but moves wait for each other's places (a rename cycle): move one
-    // aside to a temporary name on the server, which frees its place.
+    // Nothing can run but entries wait for places held by entries that wait themselves:
+    // move one holder aside to a temporary name on the server, which frees its place.
     if out.ops.is_empty() {
         if let Some(e) = blocked.first() {
             if let (Some((rparent, _)), Some(from)) = (&e.remote, meta.remote_path_of(e.ino)?) {
@@ -151,12 +151,13 @@ pub fn plan(
 }
 
 /// Whether folder `ino` is on the server where the user has it, and so are its ancestors.
+/// A folder whose MKCOL is not confirmed (dirty) is not there yet.
 fn at_home(meta: &Meta, ino: u64, memo: &mut HashMap<u64, bool>) -> Result<bool, MetaError> {
     if let Some(&v) = memo.get(&ino) {
         return Ok(v);
     }
     let v = match meta.get(ino)? {
-        Some(e) if e.at_home() => at_home(meta, e.parent, memo)?,
+        Some(e) if e.at_home() && !e.dirty => at_home(meta, e.parent, memo)?,
         _ => false,
     };
     memo.insert(ino, v);
@@ -194,9 +195,11 @@ fn plan_one(
         None => None,
         Some(o) if replaceable(o) => Some(o.clone()),
         Some(o) => {
-            // Held by a live entry that is itself waiting to move: maybe a cycle.
-            if e.remote.is_some() && !e.at_home() && !o.deleted && !o.at_home() {
-                blocked.push(e.clone());
+            // Held by a live entry that is itself waiting to move (a rename cycle, or
+            // a folder created where a file moving into it was): moving that entry aside
+            // frees the place.
+            if !o.deleted && o.remote.is_some() && !o.at_home() {
+                blocked.push(o.clone());
             }
             return Ok(());
         }
@@ -235,6 +238,15 @@ fn plan_one(
                 parent: e.parent,
                 name: e.name.clone(),
                 replaces: replaces.map(|o| o.ino),
+            });
+        }
+        // A folder whose MKCOL a crash may have cut short: again (405 on a folder is fine).
+        (Some(_), true) if e.dirty => {
+            out.ops.push(Op::Mkdir {
+                ino: e.ino,
+                path,
+                parent: e.parent,
+                name: e.name.clone(),
             });
         }
         (Some(_), false) if e.dirty => {
@@ -307,4 +319,58 @@ fn plan_delete(
         etag: if e.is_dir() { None } else { e.base_etag() },
     });
     Ok(())
+}
+
+/// Whether `op` still fits the rows now. A plan reads many rows one by one while the
+/// user keeps working, and an operation run earlier in the same batch (a folder's MOVE or
+/// DELETE) can change where the server has an entry: a stale operation would act on the
+/// wrong place, so it is planned again instead.
+pub fn still_current(meta: &Meta, op: &Op) -> Result<bool, MetaError> {
+    let folder_is = |parent: u64, path: &RemotePath| -> Result<bool, MetaError> {
+        Ok(meta.remote_path_of(parent)? == path.parent())
+    };
+    // The entry is live at (parent, name), and that is `path`.
+    let placed =
+        |ino: u64, parent: u64, name: &str, path: &RemotePath| -> Result<bool, MetaError> {
+            Ok(meta
+                .get(ino)?
+                .is_some_and(|e| e.parent == parent && e.name == name)
+                && meta.path_of(ino).ok().as_ref() == Some(path))
+        };
+    Ok(match op {
+        Op::Delete { ino, path, .. } => {
+            meta.get_any(*ino)?.is_some_and(|e| e.deleted)
+                && meta.remote_path_of(*ino)?.as_ref() == Some(path)
+        }
+        Op::Mkdir {
+            ino,
+            path,
+            parent,
+            name,
+        } => {
+            meta.get(*ino)?.is_some_and(|e| e.dirty)
+                && placed(*ino, *parent, name, path)?
+                && folder_is(*parent, path)?
+        }
+        Op::Move {
+            ino,
+            from,
+            to,
+            parent,
+            name,
+            ..
+        } => {
+            let aside = name.starts_with(MOVE_ASIDE_PREFIX);
+            meta.remote_path_of(*ino)?.as_ref() == Some(from)
+                && (aside || placed(*ino, *parent, name, to)?)
+                && folder_is(*parent, to)?
+        }
+        Op::Upload {
+            ino,
+            path,
+            parent,
+            name,
+            ..
+        } => placed(*ino, *parent, name, path)? && folder_is(*parent, path)?,
+    })
 }

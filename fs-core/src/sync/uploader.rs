@@ -17,7 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::meta::Meta;
 use crate::remote::{ByteStream, Precondition, Remote, RemoteError, RemotePath};
 
-use super::plan::{plan, Op};
+use super::plan::{plan, still_current, Op};
 use super::{Activity, IgnoreList};
 
 /// How the write-back is doing, for `edrive status` and `edrive sync`.
@@ -208,6 +208,14 @@ impl Uploader {
                 last_no_space_retry = Instant::now();
                 let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
             }
+            if let Err(e) = self.settle_moves().await {
+                let wait = jitter(backoff);
+                warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "write-back: checking an interrupted move failed; will retry");
+                self.set(|p| p.last_error = Some(e.to_string()));
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
             let urgent = self.urgent.load(Ordering::SeqCst);
             let debounce = if urgent {
                 Duration::ZERO
@@ -247,8 +255,21 @@ impl Uploader {
                 let _ = tokio::time::timeout(wait, self.activity.woken()).await;
                 continue;
             }
-            for op in planned.ops {
+            for (i, op) in planned.ops.into_iter().enumerate() {
                 if self.suspended.load(Ordering::SeqCst) {
+                    break;
+                }
+                // The user, or an earlier operation of this batch, may have moved what this
+                // one is about.
+                if !matches!(still_current(&self.meta, &op), Ok(true)) {
+                    debug!(
+                        ?op,
+                        "write-back: replanning, the tree changed under this plan"
+                    );
+                    if i == 0 {
+                        // Not a busy loop should a plan ever be wrong from the start.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                     break;
                 }
                 let ino = op.ino();
@@ -322,11 +343,16 @@ impl Uploader {
                     // Our own upload, cut short by a crash before it was recorded, may be
                     // what changed the server's version.
                     let started = matches!(self.meta.get_any(ino), Ok(Some(e)) if e.put_started);
+                    debug!(%path, started, base = ?self.cache.work_base(ino).map(|b| b.is_some()), "412 on DELETE");
                     if let (true, Ok(Some(base))) = (started, self.cache.work_base(ino)) {
                         let len = base.metadata().map(|m| m.len()).unwrap_or(0);
                         if let Ok(Some(tag)) = self.server_has_prefix_of(&path, &base, len).await {
                             info!(%path, "the server's version is our own interrupted upload; deleting it");
                             result = self.remote.delete(&path, Precondition::IfMatch(tag)).await;
+                            if matches!(result, Err(RemoteError::PreconditionFailed)) {
+                                // Still changing: the server is finishing that upload.
+                                result = Err(still_arriving());
+                            }
                         }
                     }
                 }
@@ -358,6 +384,16 @@ impl Uploader {
                 parent,
                 name,
             } => {
+                // Recorded on the server side first: a crash after the MKCOL must not leave
+                // a folder nobody knows about (a local rmdir then leaves a tombstone).
+                match self.meta.start_put(ino, parent, &name) {
+                    Ok(true) => {}
+                    Ok(false) => return Outcome::Done, // removed meanwhile
+                    Err(e) => {
+                        warn!(error = %e, "write-back: recording a folder's creation failed");
+                        return Outcome::Transient(RemoteError::Local(e.to_string()));
+                    }
+                }
                 let result = self.remote.mkdir(&path).await;
                 let result = match result {
                     // 405: something exists there already; fine if it is a folder (an
@@ -383,7 +419,7 @@ impl Uploader {
                             }
                             return Outcome::Done;
                         }
-                        self.record(self.meta.set_remote(ino, parent, &name))
+                        self.record(self.meta.uploaded(ino, parent, &name, None, 0, true))
                     }
                     Err(e) => self.failed(ino, &path, e),
                 }
@@ -396,6 +432,10 @@ impl Uploader {
                 name,
                 replaces,
             } => {
+                if let Err(e) = self.meta.start_move(ino, parent, &name) {
+                    warn!(error = %e, "write-back: recording a move failed");
+                    return Outcome::Transient(RemoteError::Local(e.to_string()));
+                }
                 let mut result = self.remote.rename(&from, &to, replaces.is_some()).await;
                 if let Err(RemoteError::NotFound) = result {
                     // Cut short by a crash after the server moved it?
@@ -424,7 +464,13 @@ impl Uploader {
                         warn!(%from, "gone from the server before its move; writing it back as new");
                         self.record(self.meta.detach(ino))
                     }
-                    Err(e) => self.failed(ino, &to, e),
+                    // No answer: the server may or may not have moved it; the next round
+                    // checks (see `settle_moves`).
+                    Err(e) if e.is_transient() => self.failed(ino, &to, e),
+                    Err(e) => {
+                        let _ = self.meta.end_move(ino);
+                        self.failed(ino, &to, e)
+                    }
                 }
             }
             Op::Upload {
@@ -439,6 +485,68 @@ impl Uploader {
                 self.upload(ino, path, parent, name, base, create, replaces)
                     .await
             }
+        }
+    }
+
+    /// Finds out where the server has each entry whose MOVE was sent but not confirmed
+    /// (a crash or a lost reply): still at its old place, or at the new one. Until this
+    /// succeeds nothing else is planned, so no DELETE or PUT acts on a stale location.
+    async fn settle_moves(&self) -> Result<(), RemoteError> {
+        let moves = self
+            .meta
+            .moves_in_flight()
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        for (ino, parent, name) in moves {
+            let local = |e: crate::meta::MetaError| RemoteError::Local(e.to_string());
+            let from = self.meta.remote_path_of(ino).map_err(local)?;
+            let to = match self.meta.remote_path_of(parent).map_err(local)? {
+                Some(dir) => dir.join(&name).ok(),
+                None => None,
+            };
+            let is_dir = self
+                .meta
+                .get_any(ino)
+                .map_err(local)?
+                .is_some_and(|e| e.is_dir());
+            let still_there = match &from {
+                Some(from) => match self.remote.stat(from).await {
+                    Ok(e) => e.is_dir == is_dir,
+                    Err(RemoteError::NotFound) => false,
+                    Err(e) => return Err(e),
+                },
+                None => false,
+            };
+            let moved = match (&to, still_there) {
+                (Some(to), false) => match self.remote.stat(to).await {
+                    Ok(e) => e.is_dir == is_dir,
+                    Err(RemoteError::NotFound) => false,
+                    Err(e) => return Err(e),
+                },
+                _ => false,
+            };
+            let _g = self.tree_lock.write().await;
+            if moved {
+                info!(ino, to = ?to.as_ref().map(|t| t.to_string()), "an interrupted move had reached the server");
+                // Whatever the store had there was replaced by it.
+                if let Ok(Some(o)) = self.meta.occupant(parent, &name) {
+                    if o.ino != ino {
+                        self.forget_replaced(o.ino);
+                    }
+                }
+                self.meta.set_remote(ino, parent, &name).map_err(local)?;
+            } else {
+                self.meta.end_move(ino).map_err(local)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the snapshot an upload that is not going to be sent took, unless an earlier,
+    /// cut-short upload's base is still needed to recognise what the server holds.
+    fn drop_unsent_base(&self, ino: u64) {
+        let _work = self.activity.lock_work();
+        if !matches!(self.meta.get_any(ino), Ok(Some(e)) if e.put_started) {
+            let _ = self.cache.work_remove_base(ino);
         }
     }
 
@@ -502,7 +610,7 @@ impl Uploader {
         create: bool,
         replaces: Option<u64>,
     ) -> Outcome {
-        let Ok(Some(entry)) = self.meta.get(ino) else {
+        let Ok(Some(mut entry)) = self.meta.get(ino) else {
             return Outcome::Done;
         };
         let changes = self.activity.changes(ino);
@@ -512,6 +620,18 @@ impl Uploader {
         } else {
             None
         };
+        if let Some(prev) = &previous {
+            // Settled before this attempt's snapshot replaces that base: however many
+            // attempts are cut short in a row, the server's state stays recognisable.
+            match self.recognise_cut_upload(&entry, &path, prev).await {
+                Ok(true) => match self.meta.get(ino) {
+                    Ok(Some(e)) => entry = e,
+                    _ => return Outcome::Done,
+                },
+                Ok(false) => {}
+                Err(e) => return self.failed(ino, &path, e),
+            }
+        }
         let source = match self.source(&entry) {
             Ok(Some(s)) => s,
             Ok(None) if self.activity.is_open_for_writing(ino) => return Outcome::Done,
@@ -531,6 +651,8 @@ impl Uploader {
                 let _ = self.meta.remove_local(ino);
                 return Outcome::Done;
             }
+            // Removed (deleted or uploaded by a racing step) since it was looked at.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Done,
             Err(e) => {
                 warn!(%path, error = %e, "cannot read the local copy");
                 let _ = self.meta.set_problem(
@@ -541,6 +663,18 @@ impl Uploader {
             }
         };
         let (file, len) = source;
+        // A replaced file whose own upload a crash cut short: the server may hold part of
+        // that upload; recognise it before taking the file's place.
+        if let Some(r) = replaces {
+            if let (Ok(Some(old)), Ok(Some(sent))) = (self.meta.get_any(r), self.cache.work_base(r))
+            {
+                if old.put_started {
+                    if let Err(e) = self.recognise_cut_upload(&old, &path, &sent).await {
+                        return self.failed(ino, &path, e);
+                    }
+                }
+            }
+        }
         // The plan may be a few operations old: take the version to replace from the
         // store as it is now (an upload just before may have advanced it).
         let base = match replaces {
@@ -548,8 +682,7 @@ impl Uploader {
                 Ok(Some(o)) => o.base_etag(),
                 _ => base,
             },
-            None if !create => entry.base_etag().or(base),
-            None => base,
+            None => entry.base_etag().or(base),
         };
         let precondition = match (&base, create) {
             (Some(tag), _) => Precondition::IfMatch(tag.clone()),
@@ -557,10 +690,34 @@ impl Uploader {
             (None, false) => Precondition::None,
         };
         let had_started = entry.put_started;
-        if create && replaces.is_none() {
-            let _ = self.meta.start_put(ino, parent, &name);
+        if let Some(r) = replaces {
+            match self.meta.take_place(ino, r) {
+                Ok(true) => {
+                    let _work = self.activity.lock_work();
+                    let _ = self.cache.work_remove_base(r);
+                }
+                Ok(false) => {
+                    // Deleted, or the place changed hands meanwhile: plan again.
+                    self.drop_unsent_base(ino);
+                    return Outcome::Done;
+                }
+                Err(e) => return Outcome::Transient(RemoteError::Local(e.to_string())),
+            }
         } else {
-            let _ = self.meta.set_put_started(ino, true);
+            let started = if create {
+                self.meta.start_put(ino, parent, &name)
+            } else {
+                self.meta.start_overwrite(ino)
+            };
+            match started {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Deleted meanwhile: nothing to send.
+                    self.drop_unsent_base(ino);
+                    return Outcome::Done;
+                }
+                Err(e) => return Outcome::Transient(RemoteError::Local(e.to_string())),
+            }
         }
         let mut result = self.put(&path, &file, len, precondition, entry.mtime).await;
         if matches!(result, Err(RemoteError::PreconditionFailed)) && had_started {
@@ -574,12 +731,31 @@ impl Uploader {
             match self.server_has_prefix_of(&path, sent_file, sent_len).await {
                 Ok(Some(tag)) => {
                     info!(%path, "finishing an upload a crash interrupted");
+                    // Should this PUT be cut short too, the next attempt expects the
+                    // server's version to be this one (or what this PUT sends).
+                    if let Err(e) = self.meta.set_base_version(ino, &tag) {
+                        return Outcome::Transient(RemoteError::Local(e.to_string()));
+                    }
                     result = self
                         .put(&path, &file, len, Precondition::IfMatch(tag), entry.mtime)
                         .await;
+                    if matches!(result, Err(RemoteError::PreconditionFailed)) {
+                        result = Err(still_arriving());
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => result = Err(e),
+            }
+        }
+        if matches!(result, Err(RemoteError::PreconditionFailed)) && base.is_some() {
+            // Nothing there any more (deleted on the server, or a replaced file whose
+            // DELETE a crash kept us from recording): nobody's version is lost by
+            // writing ours as new.
+            if let Err(RemoteError::NotFound) = self.remote.stat(&path).await {
+                info!(%path, "gone from the server; uploading the local version as new");
+                result = self
+                    .put(&path, &file, len, Precondition::IfNoneExists, entry.mtime)
+                    .await;
             }
         }
         if matches!(result, Err(RemoteError::PreconditionFailed)) {
@@ -611,19 +787,21 @@ impl Uploader {
             }
         };
         self.set(|p| p.current = None);
-        {
-            let _work = self.activity.lock_work();
-            let _ = self.cache.work_remove_base(ino);
-        }
+        // The base (what was sent) goes only once the outcome is recorded: until then a
+        // crash leaves it for recognising what the server holds.
         let _g = self.tree_lock.write().await;
         let row = self.meta.get_any(ino).ok().flatten();
         if row.as_ref().is_some_and(|e| e.deleted) {
             // Deleted (or replaced) locally while it uploaded: the tombstone's DELETE or
             // replacement must apply to the version the server has now.
-            let _ = self
+            if self
                 .meta
-                .uploaded(ino, parent, &name, etag.as_ref(), len, true);
-            let _ = self.cache.work_remove(ino);
+                .uploaded(ino, parent, &name, etag.as_ref(), len, true)
+                .is_ok()
+            {
+                let _work = self.activity.lock_work();
+                let _ = self.cache.work_remove(ino);
+            }
             return Outcome::Done;
         }
         if row.is_none() {
@@ -634,6 +812,8 @@ impl Uploader {
             if let Err(e) = self.remote.delete(&path, pre).await {
                 warn!(%path, error = %e, "could not remove a file deleted while it uploaded");
             }
+            let _work = self.activity.lock_work();
+            let _ = self.cache.work_remove_base(ino);
             return Outcome::Done;
         }
         // Decided and recorded under the working-copy lock, so no writer can attach
@@ -652,6 +832,7 @@ impl Uploader {
             warn!(error = %e, "write-back: recording the upload failed");
             return Outcome::Done;
         }
+        let _ = self.cache.work_remove_base(ino);
         info!(%path, bytes = len, "uploaded");
         if clean && self.cache.work_path(ino).exists() {
             let version = match &etag {
@@ -674,7 +855,14 @@ impl Uploader {
     /// forks instead of changing it under the upload), or for a clean file a cached blob.
     /// `None` while a writer has it open, or if there is no local content.
     fn source(&self, e: &crate::meta::Entry) -> std::io::Result<Option<(std::fs::File, u64)>> {
-        let other = |e: edrive_cache::CacheError| std::io::Error::other(e.to_string());
+        let other = |e: edrive_cache::CacheError| match e {
+            edrive_cache::CacheError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                source
+            }
+            e => std::io::Error::other(e.to_string()),
+        };
         {
             let _work = self.activity.lock_work();
             if self.activity.is_open_for_writing(e.ino) {
@@ -722,6 +910,37 @@ impl Uploader {
             .await
     }
 
+    /// Whether the server's file at `path` is what an earlier, cut-short upload of `e`
+    /// left (a prefix of `sent`, the base that upload read) rather than the version `e` is
+    /// based on; if so, that version is recorded as `e`'s base, since replacing it loses
+    /// nobody's work.
+    async fn recognise_cut_upload(
+        &self,
+        e: &crate::meta::Entry,
+        path: &RemotePath,
+        sent: &std::fs::File,
+    ) -> Result<bool, RemoteError> {
+        let info = match self.remote.stat(path).await {
+            Ok(i) => i,
+            Err(RemoteError::NotFound) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        if info.etag.as_ref().map(|t| &t.value) == e.etag.as_ref() {
+            return Ok(false);
+        }
+        let len = sent.metadata().map(|m| m.len()).unwrap_or(0);
+        match self.server_has_prefix_of(path, sent, len).await? {
+            Some(tag) => {
+                info!(%path, "the server has what an interrupted upload of ours sent");
+                self.meta
+                    .set_base_version(e.ino, &tag)
+                    .map_err(|err| RemoteError::Local(err.to_string()))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// If the server's file at `path` is a prefix of (or equal to) the local content,
     /// its version tag.
     async fn server_has_prefix_of(
@@ -735,6 +954,7 @@ impl Uploader {
             Err(RemoteError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
+        debug!(%path, server_size = info.size, server_etag = ?info.etag, local_len = len, "comparing the server's file with what we sent");
         if info.is_dir || info.size > len {
             return Ok(None);
         }
@@ -748,6 +968,8 @@ impl Uploader {
             let n = crate::positional::read_full_at(file, &mut buf, offset)
                 .map_err(|e| RemoteError::Local(e.to_string()))?;
             if n != chunk.len() || buf[..n] != chunk[..] {
+                let at = buf[..n].iter().zip(chunk.iter()).position(|(a, b)| a != b);
+                debug!(%path, offset, n, chunk = chunk.len(), ?at, local = ?at.map(|i| &buf[i..(i + 8).min(n)]), server = ?at.map(|i| &chunk[i..(i + 8).min(chunk.len())]), "the server's file differs from what we sent");
                 return Ok(None);
             }
             offset += n as u64;
@@ -817,6 +1039,12 @@ impl Uploader {
 }
 
 /// `d` ± up to 25 %, from the clock's low bits (no RNG dependency for this).
+/// The server's copy changed again between two requests while it held a prefix of our
+/// own content: it is still writing an upload of ours a crash cut off. Retried later.
+fn still_arriving() -> RemoteError {
+    RemoteError::Transfer("the server is still receiving an earlier upload of this file".into())
+}
+
 fn jitter(d: Duration) -> Duration {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
