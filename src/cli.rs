@@ -30,6 +30,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Upload every pending local change now and wait until the server has it.
     Sync(SyncArgs),
+    /// Stop background network work (after the transfer in flight); kept across remounts.
+    Suspend(SuspendArgs),
+    /// Continue where `suspend` stopped.
+    Resume(ResumeArgs),
     /// Start the embedded server on a generated sample tree and mount it.
     Demo(DemoArgs),
 }
@@ -113,6 +117,23 @@ pub struct UnmountArgs {
 /// `edrive sync`.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
+    /// The mounted folder.
+    pub mountpoint: PathBuf,
+}
+
+/// `edrive suspend`.
+#[derive(Debug, Args)]
+pub struct SuspendArgs {
+    /// The mounted folder.
+    pub mountpoint: PathBuf,
+    /// Also hold back on-demand downloads: opening a file that is not cached fails at once.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `edrive resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
     /// The mounted folder.
     pub mountpoint: PathBuf,
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::cli::{StatusArgs, SyncArgs, UnmountArgs};
+use crate::cli::{ResumeArgs, StatusArgs, SuspendArgs, SyncArgs, UnmountArgs};
 use crate::control::{self, Request};
 use crate::paths;
 
@@ -190,6 +190,39 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `edrive suspend`.
+pub fn suspend(args: SuspendArgs) -> anyhow::Result<()> {
+    let mp = paths::absolute_mountpoint(&args.mountpoint)?;
+    let r = control::request(
+        &mp,
+        &Request::Suspend {
+            offline: args.offline,
+        },
+    )?;
+    if r["ok"] != true {
+        bail!("{}", r["error"].as_str().unwrap_or("suspend failed"));
+    }
+    if args.offline {
+        println!(
+            "suspended (offline): nothing goes to or comes from the server; files that are not cached cannot be opened"
+        );
+    } else {
+        println!("suspended: the transfer in flight finishes, then no more uploads; files that are not cached still open");
+    }
+    Ok(())
+}
+
+/// `edrive resume`.
+pub fn resume(args: ResumeArgs) -> anyhow::Result<()> {
+    let mp = paths::absolute_mountpoint(&args.mountpoint)?;
+    let r = control::request(&mp, &Request::Resume)?;
+    if r["ok"] != true {
+        bail!("{}", r["error"].as_str().unwrap_or("resume failed"));
+    }
+    println!("resumed");
+    Ok(())
+}
+
 /// `edrive status`.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let mp = paths::absolute_mountpoint(&args.mountpoint)?;
@@ -205,7 +238,32 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     println!("edrive mount at {}", mp.display());
     println!("  server:  {}", s["url"].as_str().unwrap_or("?"));
-    println!("  state:   {}", s["state"].as_str().unwrap_or("?"));
+    let link = &s["link"];
+    let state = s["state"].as_str().unwrap_or("?");
+    let detail = match state {
+        "offline" => format!(
+            " (server unreachable for {} s: {}; next retry in {} s)",
+            unix_now().saturating_sub(n(&link["since_unix"])),
+            link["reason"].as_str().unwrap_or("?"),
+            n(&link["next_retry_in_s"])
+        ),
+        "auth-required" => format!(
+            " (the server refused the credentials with HTTP {}; local data is kept, changes are queued)",
+            n(&link["http_status"])
+        ),
+        "suspended" if s["suspended"] == "offline" => " (offline: no requests at all)".into(),
+        "transferring" => {
+            let t = &s["transfer"];
+            format!(
+                " ({} change(s) to upload, {} downloading, {}/s)",
+                n(&t["pending"]),
+                n(&t["downloads"]),
+                human_bytes(n(&t["upload_rate_bytes_per_s"]))
+            )
+        }
+        _ => String::new(),
+    };
+    println!("  state:   {state}{detail}");
     println!(
         "  cache:   {} used of {} ({} files hydrated, {} downloading)",
         human_bytes(n(&c["used_bytes"])),
@@ -260,6 +318,13 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         s["log_file"].as_str().unwrap_or("?")
     );
     Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -20,6 +20,14 @@ pub enum Request {
     Unmount,
     /// Upload everything pending now, skipping the debounce (progress shows in status).
     Sync,
+    /// Stop background network work after the transfer in flight (`offline`: every
+    /// request, on-demand reads included); kept across remounts.
+    Suspend {
+        /// Hold back on-demand reads too.
+        offline: bool,
+    },
+    /// Undo `Suspend`.
+    Resume,
 }
 
 /// Sends `req` to the daemon of `mountpoint` (absolute) and returns its reply.

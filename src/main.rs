@@ -31,6 +31,8 @@ fn main() -> std::process::ExitCode {
         Command::Unmount(args) => commands::unmount(args),
         Command::Status(args) => commands::status(args),
         Command::Sync(args) => commands::sync(args),
+        Command::Suspend(args) => commands::suspend(args),
+        Command::Resume(args) => commands::resume(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

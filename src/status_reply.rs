@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use edrive_fs_core::Drive;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use edrive_fs_core::{Drive, DriveStatus, NetState};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,7 +31,20 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
             "pid": std::process::id(),
             "url": info.url,
             "mountpoint": info.mountpoint,
-            "state": "online",
+            "state": mount_state(drive, &s),
+            "link": link_json(drive.net_state()),
+            "suspended": match drive.suspended() {
+                None => serde_json::Value::Null,
+                Some(false) => json!("on"),
+                Some(true) => json!("offline"),
+            },
+            "transfer": {
+                "pending": s.sync.pending,
+                "pending_bytes": s.sync.pending_bytes,
+                "uploading": u64::from(s.sync.current.is_some()),
+                "downloads": s.downloads,
+                "upload_rate_bytes_per_s": s.sync.rate,
+            },
             "cache_dir": info.cache_dir,
             "log_file": info.log_file,
             "cache": {
@@ -61,6 +76,51 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
     }
 }
 
+/// The mount in one word: `auth-required`, `offline`, `suspended`, `transferring` or
+/// `synced`, in that order of precedence.
+fn mount_state(drive: &Drive, s: &DriveStatus) -> &'static str {
+    match drive.net_state() {
+        NetState::AuthRequired { .. } => "auth-required",
+        NetState::Offline { .. } => "offline",
+        NetState::Online if drive.suspended().is_some() => "suspended",
+        NetState::Online if s.sync.pending > 0 || s.sync.current.is_some() || s.downloads > 0 => {
+            "transferring"
+        }
+        NetState::Online => "synced",
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The link to the server, with since when and the next retry when it is down.
+fn link_json(state: NetState) -> serde_json::Value {
+    match state {
+        NetState::Online => json!({"state": "online"}),
+        NetState::Offline {
+            since,
+            next_probe,
+            reason,
+        } => json!({
+            "state": "offline",
+            "since_unix": unix(since),
+            "next_retry_in_s": next_probe
+                .duration_since(SystemTime::now())
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            "reason": reason,
+        }),
+        NetState::AuthRequired { since, status } => json!({
+            "state": "auth-required",
+            "since_unix": unix(since),
+            "http_status": status,
+        }),
+    }
+}
+
 /// How the daemon's main loop answers an unmount request: `Ok` once unmounted.
 pub type UnmountReply = oneshot::Sender<Result<(), String>>;
 
@@ -79,6 +139,14 @@ pub async fn answer(
             drive.request_sync();
             json!({"ok": true})
         }
+        Ok(Request::Suspend { offline }) => match drive.set_suspended(true, offline) {
+            Ok(()) => json!({"ok": true}),
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        },
+        Ok(Request::Resume) => match drive.set_suspended(false, false) {
+            Ok(()) => json!({"ok": true}),
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        },
         Ok(Request::Unmount) => {
             let (tx, rx) = oneshot::channel();
             unmount_tx.send(tx).await?;

@@ -79,6 +79,8 @@ impl FsError {
             FsError::Remote(RemoteError::NotFound) => libc::ENOENT,
             FsError::Remote(RemoteError::Auth(_)) => libc::EACCES,
             FsError::Remote(RemoteError::InsufficientStorage) => libc::ENOSPC,
+            // Offline (or suspended offline): the content is not here and cannot come.
+            FsError::Remote(RemoteError::Unreachable(_)) => libc::ENETUNREACH,
             FsError::Remote(_) => libc::EIO,
             FsError::Meta(_) | FsError::Cache(_) | FsError::Io(_) => libc::EIO,
         }

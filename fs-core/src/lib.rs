@@ -5,6 +5,7 @@
 //! It knows nothing about FUSE or ProjFS: the kernel adapters translate callbacks into calls
 //! on [`drive::Drive`], which is why everything here can be tested without a mount.
 
+pub mod connectivity;
 pub mod drive;
 pub mod error;
 pub mod hydrate;
@@ -14,6 +15,7 @@ pub mod remote;
 pub mod state;
 pub mod sync;
 
+pub use connectivity::NetState;
 pub use drive::{Attr, DirEntry, Drive, DriveOptions, DriveStatus, SetAttr};
 pub use error::FsError;
 pub use meta::{Kind, Meta, ROOT_INO};

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use edrive_cache::{Blob, BlobKey, Cache, CacheStats};
 use tracing::{debug, instrument, warn};
 
+use crate::connectivity::{Connectivity, NetState, Watched};
 use crate::error::FsError;
 use crate::hydrate::{Hydrator, Transfer};
 use crate::meta::{Entry, Kind, Meta, ROOT_INO};
@@ -119,7 +120,11 @@ struct OpenFile {
 
 /// A mounted drive.
 pub struct Drive {
+    /// The server, through [`Watched`]: held back while offline.
     remote: Arc<dyn Remote>,
+    /// The server itself, for probing while offline.
+    raw_remote: Arc<dyn Remote>,
+    conn: Arc<Connectivity>,
     meta: Arc<Meta>,
     cache: Arc<Cache>,
     hydrator: Arc<Hydrator>,
@@ -139,6 +144,11 @@ pub struct Drive {
     /// Serializes creating working copies.
     work_gate: tokio::sync::Mutex<()>,
 }
+
+/// The setting that keeps a suspension across restarts ("on" or [`SUSPENDED_OFFLINE`]).
+const SUSPENDED: &str = "suspended";
+/// Suspended with every request held back.
+const SUSPENDED_OFFLINE: &str = "offline";
 
 /// How long a folder whose revalidation failed is served from what is known.
 const LISTING_RETRY: Duration = Duration::from_secs(15);
@@ -162,6 +172,9 @@ impl Drive {
         cache: Arc<Cache>,
         options: DriveOptions,
     ) -> Drive {
+        let conn = Arc::new(Connectivity::default());
+        let raw_remote = remote;
+        let remote: Arc<dyn Remote> = Arc::new(Watched::new(raw_remote.clone(), conn.clone()));
         let hydrator = Arc::new(Hydrator::new(remote.clone(), cache.clone(), meta.clone()));
         let activity = Arc::new(Activity::default());
         let uploader = Arc::new(Uploader::new(
@@ -171,9 +184,12 @@ impl Drive {
             activity.clone(),
             options.ignore.clone(),
             options.upload_debounce,
+            conn.clone(),
         ));
         Drive {
             remote,
+            raw_remote,
+            conn,
             meta,
             cache,
             hydrator,
@@ -195,8 +211,50 @@ impl Drive {
     /// tokio runtime.
     pub fn start_writeback(&self) -> Result<(), FsError> {
         self.recover()?;
+        match self.meta.setting(SUSPENDED)?.as_deref() {
+            Some(SUSPENDED_OFFLINE) => self.apply_suspension(true, true),
+            Some(_) => self.apply_suspension(true, false),
+            None => {}
+        }
         tokio::spawn(self.uploader.clone().run());
+        tokio::spawn(self.conn.clone().run_prober(self.raw_remote.clone()));
         Ok(())
+    }
+
+    /// The link to the server: online, offline or waiting for credentials.
+    pub fn net_state(&self) -> NetState {
+        self.conn.state()
+    }
+
+    /// Suspends background network work (`suspended`; with `offline` every request,
+    /// on-demand reads included) or resumes it. The in-flight transfer finishes. Kept
+    /// across restarts.
+    pub fn set_suspended(&self, suspended: bool, offline: bool) -> Result<(), FsError> {
+        let value = match (suspended, offline) {
+            (false, _) => None,
+            (true, false) => Some("on"),
+            (true, true) => Some(SUSPENDED_OFFLINE),
+        };
+        self.meta.set_setting(SUSPENDED, value)?;
+        self.apply_suspension(suspended, offline && suspended);
+        Ok(())
+    }
+
+    fn apply_suspension(&self, suspended: bool, offline: bool) {
+        self.uploader.set_suspended(suspended);
+        self.conn.set_forced_offline(offline);
+        self.activity.wake();
+    }
+
+    /// Whether the drive is suspended, and whether offline too.
+    pub fn suspended(&self) -> Option<bool> {
+        if self.conn.forced_offline() {
+            Some(true)
+        } else if self.uploader.is_suspended() {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// The write-back's progress.

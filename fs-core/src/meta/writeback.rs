@@ -312,4 +312,30 @@ impl Meta {
         )?;
         Ok(n > 0)
     }
+
+    /// A stored setting of this mount (kept across restarts), if set.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, MetaError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores (`Some`) or clears (`None`) a setting of this mount.
+    pub fn set_setting(&self, key: &str, value: Option<&str>) -> Result<(), MetaError> {
+        let conn = self.conn();
+        match value {
+            Some(v) => conn.execute(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, v],
+            )?,
+            None => conn.execute("DELETE FROM settings WHERE key = ?1", params![key])?,
+        };
+        Ok(())
+    }
 }

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::RwLock;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::connectivity::Connectivity;
 use crate::meta::Meta;
 use crate::remote::{ByteStream, Precondition, Remote, RemoteError, RemotePath};
 
@@ -35,10 +36,14 @@ pub struct SyncProgress {
     pub last_error: Option<String>,
     /// Whether a sync was asked for and is still going.
     pub syncing: bool,
+    /// Upload rate of the running upload, bytes per second.
+    pub rate: u64,
 }
 
 /// Runs the write-back for one drive.
 pub struct Uploader {
+    /// Whether requests may go out (offline, refused credentials, suspended offline).
+    conn: Arc<Connectivity>,
     remote: Arc<dyn Remote>,
     meta: Arc<Meta>,
     cache: Arc<Cache>,
@@ -53,6 +58,8 @@ pub struct Uploader {
     /// Bumped by every sync request, so a plan made before one cannot end it.
     sync_gen: std::sync::atomic::AtomicU64,
     paused_until: Mutex<Option<Instant>>,
+    /// When the running upload started.
+    put_since: Mutex<Instant>,
     /// Bytes of the running upload sent so far.
     sent: Arc<Mutex<u64>>,
     /// Write-back suspended: nothing is sent until resumed (local changes still recorded).
@@ -97,8 +104,10 @@ impl Uploader {
         activity: Arc<Activity>,
         ignore: IgnoreList,
         debounce: Duration,
+        conn: Arc<Connectivity>,
     ) -> Uploader {
         Uploader {
+            conn,
             remote,
             meta,
             cache,
@@ -111,6 +120,7 @@ impl Uploader {
             sync_gen: std::sync::atomic::AtomicU64::new(0),
             paused_until: Mutex::new(None),
             sent: Arc::new(Mutex::new(0)),
+            put_since: Mutex::new(Instant::now()),
             suspended: AtomicBool::new(false),
             sync_asked: Mutex::new(None),
         }
@@ -140,6 +150,11 @@ impl Uploader {
         let sent = *self.sent.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = &mut p.current {
             c.1 = sent;
+            let started = *self.put_since.lock().unwrap_or_else(|p| p.into_inner());
+            let secs = started.elapsed().as_secs_f64();
+            if secs > 0.0 {
+                p.rate = (sent as f64 / secs) as u64;
+            }
         }
         p.pending_bytes = self.cache.work_bytes();
         p
@@ -157,6 +172,12 @@ impl Uploader {
 
     /// Suspends (`true`) or resumes the write-back. While suspended, local changes are
     /// recorded as always and nothing is sent; an operation already running finishes.
+    /// Whether uploads are suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::SeqCst)
+    }
+
+    /// Suspends (`true`) or resumes the write-back; an operation in flight finishes.
     pub fn set_suspended(&self, suspended: bool) {
         self.suspended.store(suspended, Ordering::SeqCst);
         self.activity.wake();
@@ -195,6 +216,16 @@ impl Uploader {
                     self.set(|p| p.syncing = false);
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.activity.woken()).await;
+                continue;
+            }
+            if !self.conn.usable() {
+                // Offline or refused credentials: nothing is sent (and a sync asked for
+                // ends, saying what is left) until the link is back.
+                if self.sync_gen.load(Ordering::SeqCst) == gen {
+                    self.set(|p| p.syncing = false);
+                }
+                self.conn.changed(Duration::from_secs(5)).await;
+                backoff = BACKOFF_MIN;
                 continue;
             }
             let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
@@ -897,6 +928,7 @@ impl Uploader {
         mtime: Option<SystemTime>,
     ) -> Result<Option<crate::remote::ETag>, RemoteError> {
         *self.sent.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        *self.put_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.set(|p| p.current = Some((path.to_string(), 0, len)));
         let body = file_stream(file, len, self)?;
         self.remote
