@@ -34,6 +34,13 @@ pub enum Command {
     Suspend(SuspendArgs),
     /// Continue where `suspend` stopped.
     Resume(ResumeArgs),
+    /// Keep files or folders local for offline use: downloads everything under them, now
+    /// and later, and keeps it out of eviction.
+    Pin(PinArgs),
+    /// Remove pins (the content stays cached, now evictable).
+    Unpin(PathsArgs),
+    /// Delete the clean cached content under paths now (changes not uploaded are kept).
+    Free(PathsArgs),
     /// Start the embedded server on a generated sample tree and mount it.
     Demo(DemoArgs),
 }
@@ -129,6 +136,25 @@ pub struct SuspendArgs {
     /// Also hold back on-demand downloads: opening a file that is not cached fails at once.
     #[arg(long)]
     pub offline: bool,
+}
+
+/// `edrive pin`.
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// Files or folders inside a mount.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Return at once instead of waiting until everything is local.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `edrive unpin` and `edrive free`.
+#[derive(Debug, Args)]
+pub struct PathsArgs {
+    /// Files or folders inside a mount.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `edrive resume`.

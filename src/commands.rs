@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::cli::{ResumeArgs, StatusArgs, SuspendArgs, SyncArgs, UnmountArgs};
+use crate::cli::{PathsArgs, PinArgs, ResumeArgs, StatusArgs, SuspendArgs, SyncArgs, UnmountArgs};
 use crate::control::{self, Request};
 use crate::paths;
 
@@ -223,6 +223,136 @@ pub fn resume(args: ResumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The mount a path lies in, and the path's components below its mountpoint.
+fn locate(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
+    let abs =
+        std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for mp in abs.ancestors() {
+        if paths::socket_path(mp).exists() && paths::is_mounted(mp) {
+            let rel = abs.strip_prefix(mp).unwrap_or(std::path::Path::new(""));
+            let parts = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            return Ok((mp.to_path_buf(), parts));
+        }
+    }
+    bail!("{} is not inside an edrive mount", path.display())
+}
+
+/// Sends one request about `path`; the reply if it succeeded.
+fn path_request(
+    path: &std::path::Path,
+    make: impl FnOnce(Vec<String>) -> Request,
+) -> anyhow::Result<(std::path::PathBuf, serde_json::Value)> {
+    let (mp, parts) = locate(path)?;
+    let r = control::request(&mp, &make(parts))?;
+    if r["ok"] != true {
+        bail!(
+            "{}: {}",
+            path.display(),
+            r["error"].as_str().unwrap_or("failed")
+        );
+    }
+    Ok((mp, r))
+}
+
+/// `edrive pin`.
+pub fn pin(args: PinArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let mut mounts = Vec::new();
+    for p in &args.paths {
+        let (mp, _) = path_request(p, |path| Request::Pin { path })?;
+        if !mounts.contains(&mp) {
+            mounts.push(mp);
+        }
+    }
+    if args.no_wait {
+        println!("pinned; the content is fetched in the background (see edrive status)");
+        return Ok(());
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut failed = 0;
+    for mp in mounts {
+        let bar = tty.then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        let mut last_line = Instant::now();
+        loop {
+            let s = control::request(&mp, &Request::Status)?;
+            let p = &s["pins"];
+            let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+            let msg = format!("{} of {} file(s) local", n(&p["done"]), n(&p["files"]));
+            if let Some(bar) = &bar {
+                bar.set_message(msg.clone());
+                bar.set_length(n(&p["bytes"]));
+                bar.set_position(n(&p["done_bytes"]));
+            } else if last_line.elapsed() >= Duration::from_secs(2) {
+                last_line = Instant::now();
+                eprintln!("edrive: {msg}");
+            }
+            if p["running"] != true {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                failed += n(&p["failed"]);
+                println!("pinned: {msg} ({})", human_bytes(n(&p["done_bytes"])));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} file(s) could not be fetched (see the log); retried on the next pin or mount"
+        );
+    }
+    Ok(())
+}
+
+/// `edrive unpin`.
+pub fn unpin(args: PathsArgs) -> anyhow::Result<()> {
+    for p in &args.paths {
+        path_request(p, |path| Request::Unpin { path })?;
+    }
+    println!("unpinned; the content stays cached until space is needed");
+    Ok(())
+}
+
+/// `edrive free`.
+pub fn free(args: PathsArgs) -> anyhow::Result<()> {
+    for p in &args.paths {
+        let (_, r) = path_request(p, |path| Request::Free { path })?;
+        let n = |k: &str| r[k].as_u64().unwrap_or(0);
+        println!("{}: freed {}", p.display(), human_bytes(n("freed_bytes")));
+        if n("dirty_bytes") > 0 {
+            println!(
+                "  kept {} of changes not uploaded yet (never freed; they upload first)",
+                human_bytes(n("dirty_bytes"))
+            );
+        }
+        if n("pinned_bytes") > 0 {
+            println!(
+                "  kept {} pinned (edrive unpin first)",
+                human_bytes(n("pinned_bytes"))
+            );
+        }
+        if n("open_bytes") > 0 {
+            println!("  kept {} of open files", human_bytes(n("open_bytes")));
+        }
+    }
+    Ok(())
+}
+
 /// `edrive status`.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let mp = paths::absolute_mountpoint(&args.mountpoint)?;
@@ -305,6 +435,21 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
     if let Some(e) = sync["last_error"].as_str() {
         println!("           last error: {e}");
+    }
+    let p = &s["pins"];
+    if p["running"] == true {
+        println!(
+            "  pins:    fetching, {} of {} file(s) local",
+            n(&p["done"]),
+            n(&p["files"])
+        );
+    }
+    if n(&c["pinned_bytes"]) > n(&c["limit_bytes"]) {
+        println!(
+            "  warning: pinned content ({}) exceeds the cache limit ({}); pins hold, the limit applies to the rest",
+            human_bytes(n(&c["pinned_bytes"])),
+            human_bytes(n(&c["limit_bytes"]))
+        );
     }
     if n(&c["over_limit_bytes"]) > 0 {
         println!(

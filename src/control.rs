@@ -28,6 +28,21 @@ pub enum Request {
     },
     /// Undo `Suspend`.
     Resume,
+    /// Pin an entry (path components below the mountpoint) and fetch what is under it.
+    Pin {
+        /// Path components below the mountpoint (empty: the whole drive).
+        path: Vec<String>,
+    },
+    /// Remove a pin.
+    Unpin {
+        /// Path components below the mountpoint.
+        path: Vec<String>,
+    },
+    /// Delete the clean cached content under an entry now.
+    Free {
+        /// Path components below the mountpoint.
+        path: Vec<String>,
+    },
 }
 
 /// Sends `req` to the daemon of `mountpoint` (absolute) and returns its reply.

@@ -316,6 +316,11 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     ));
     rt.block_on(async { drive.start_writeback() })
         .map_err(|e| ready.fail(&format!("cannot resume pending uploads: {e}")))?;
+    // Pinned content a previous run did not finish fetching (or that changed since).
+    {
+        let _rt = rt.enter();
+        crate::status_reply::spawn_pin_hydration(&drive);
+    }
     let info = crate::status_reply::MountInfo {
         url: args.url.clone(),
         mountpoint: mountpoint.clone(),

@@ -33,6 +33,9 @@ fn main() -> std::process::ExitCode {
         Command::Sync(args) => commands::sync(args),
         Command::Suspend(args) => commands::suspend(args),
         Command::Resume(args) => commands::resume(args),
+        Command::Pin(args) => commands::pin(args),
+        Command::Unpin(args) => commands::unpin(args),
+        Command::Free(args) => commands::free(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

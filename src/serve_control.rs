@@ -192,7 +192,7 @@ fn unmount(mountpoint: &Path, lazy: bool) -> anyhow::Result<()> {
 
 async fn handle(
     stream: UnixStream,
-    drive: &Drive,
+    drive: &Arc<Drive>,
     info: &MountInfo,
     unmount_tx: mpsc::Sender<UnmountReply>,
 ) -> anyhow::Result<()> {

@@ -120,7 +120,7 @@ pub async fn run_until_unmounted(
 
 async fn handle(
     pipe: NamedPipeServer,
-    drive: &Drive,
+    drive: &Arc<Drive>,
     info: &MountInfo,
     unmount_tx: mpsc::Sender<UnmountReply>,
 ) -> anyhow::Result<()> {

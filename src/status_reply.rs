@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use edrive_fs_core::{Drive, DriveStatus, NetState};
+use edrive_fs_core::{Drive, DriveStatus, FsError, NetState, ROOT_INO};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,6 +26,7 @@ pub struct MountInfo {
 
 /// The reply to `Request::Status`.
 pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
+    let pins = drive.pin_progress();
     match drive.status() {
         Ok(s) => json!({
             "ok": true,
@@ -37,6 +39,14 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 None => serde_json::Value::Null,
                 Some(false) => json!("on"),
                 Some(true) => json!("offline"),
+            },
+            "pins": {
+                "running": pins.running,
+                "files": pins.files,
+                "done": pins.done,
+                "bytes": pins.bytes,
+                "done_bytes": pins.done_bytes,
+                "failed": pins.failed,
             },
             "transfer": {
                 "pending": s.sync.pending,
@@ -121,6 +131,23 @@ fn link_json(state: NetState) -> serde_json::Value {
     }
 }
 
+/// The inode at `path` (components below the mountpoint).
+async fn resolve(drive: &Drive, path: &[String]) -> Result<u64, FsError> {
+    let mut ino = ROOT_INO;
+    for name in path {
+        ino = drive.lookup(ino, name).await?.ino;
+    }
+    Ok(ino)
+}
+
+/// Fetches pinned content in the background (unless suspended; `resume` starts it again).
+pub fn spawn_pin_hydration(drive: &Arc<Drive>) {
+    if drive.request_pin_run() {
+        let d = drive.clone();
+        tokio::spawn(async move { d.hydrate_pins().await });
+    }
+}
+
 /// How the daemon's main loop answers an unmount request: `Ok` once unmounted.
 pub type UnmountReply = oneshot::Sender<Result<(), String>>;
 
@@ -128,7 +155,7 @@ pub type UnmountReply = oneshot::Sender<Result<(), String>>;
 /// newline. Unmount requests are handed to the main loop through `unmount_tx`.
 pub async fn answer(
     line: &str,
-    drive: &Drive,
+    drive: &Arc<Drive>,
     info: &MountInfo,
     unmount_tx: mpsc::Sender<UnmountReply>,
 ) -> anyhow::Result<String> {
@@ -144,9 +171,40 @@ pub async fn answer(
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
         Ok(Request::Resume) => match drive.set_suspended(false, false) {
-            Ok(()) => json!({"ok": true}),
+            Ok(()) => {
+                spawn_pin_hydration(drive);
+                json!({"ok": true})
+            }
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
+        Ok(Request::Pin { path }) => match resolve(drive, &path).await {
+            Ok(ino) => match drive.pin(ino) {
+                Ok(_) => {
+                    spawn_pin_hydration(drive);
+                    json!({"ok": true})
+                }
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            },
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        },
+        Ok(Request::Unpin { path }) => {
+            match resolve(drive, &path).await.and_then(|ino| drive.unpin(ino)) {
+                Ok(()) => json!({"ok": true}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            }
+        }
+        Ok(Request::Free { path }) => {
+            match resolve(drive, &path).await.and_then(|ino| drive.free(ino)) {
+                Ok(f) => json!({
+                    "ok": true,
+                    "freed_bytes": f.freed_bytes,
+                    "dirty_bytes": f.dirty_bytes,
+                    "pinned_bytes": f.pinned_bytes,
+                    "open_bytes": f.open_bytes,
+                }),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            }
+        }
         Ok(Request::Unmount) => {
             let (tx, rx) = oneshot::channel();
             unmount_tx.send(tx).await?;

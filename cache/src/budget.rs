@@ -58,7 +58,8 @@ pub struct CacheStats {
     pub pinned_bytes: u64,
     /// Bytes of dirty blobs.
     pub dirty_bytes: u64,
-    /// How far `used_bytes` exceeds the limit because the rest could not be evicted.
+    /// How far the bytes the limit applies to (all but pinned and dirty) exceed it,
+    /// because the rest could not be evicted (open files).
     pub over_limit_bytes: u64,
 }
 
@@ -151,12 +152,15 @@ impl Ledger {
 
     /// Evictable keys, least recently used first, whose removal brings
     /// `used + extra_bytes` down to the limit (or as close as evictable blobs allow).
+    /// Pinned and dirty blobs do not count: the limit applies to the rest, so pins that
+    /// exceed it do not push everything else out.
     pub fn victims(&self, extra_bytes: u64) -> Vec<BlobKey> {
         let mut total = self.used.saturating_add(extra_bytes);
         let mut out = Vec::new();
         if total <= self.limit {
             return out;
         }
+        total -= self.exempt_bytes().min(total);
         for (key, meta) in self.lru.iter().rev() {
             if total <= self.limit {
                 break;
@@ -169,6 +173,15 @@ impl Ledger {
         out
     }
 
+    /// Bytes of blobs the limit does not apply to (pinned or dirty).
+    fn exempt_bytes(&self) -> u64 {
+        self.lru
+            .iter()
+            .filter(|(_, m)| m.pinned || m.dirty)
+            .map(|(_, m)| m.len)
+            .sum()
+    }
+
     /// A snapshot, counting `filling_bytes` of fills in progress as used.
     pub fn stats(&self, filling_bytes: u64) -> CacheStats {
         let used_bytes = self.used.saturating_add(filling_bytes);
@@ -177,9 +190,9 @@ impl Ledger {
             filling_bytes,
             limit_bytes: self.limit,
             blobs: self.lru.len(),
-            over_limit_bytes: used_bytes.saturating_sub(self.limit),
             ..CacheStats::default()
         };
+        let mut exempt = 0;
         for (_, meta) in self.lru.iter() {
             if meta.open > 0 {
                 stats.open_blobs += 1;
@@ -190,7 +203,11 @@ impl Ledger {
             if meta.dirty {
                 stats.dirty_bytes += meta.len;
             }
+            if meta.pinned || meta.dirty {
+                exempt += meta.len;
+            }
         }
+        stats.over_limit_bytes = used_bytes.saturating_sub(exempt).saturating_sub(self.limit);
         stats
     }
 }

@@ -309,19 +309,25 @@ fn pinned_and_dirty_blobs_are_not_evicted() {
     assert!(cache.set_dirty(&b, true).unwrap());
     drop(blob_b);
     put_closed(&cache, &c, 10);
+    // The limit applies to what is neither pinned nor dirty: c fits.
+    assert!(cache.contains(&c), "pinned and dirty bytes do not count");
+    let d = key(4, "d");
+    put_closed(&cache, &d, 5);
 
     assert!(cache.contains(&a), "pinned kept");
     assert!(cache.contains(&b), "dirty kept");
-    assert!(!cache.contains(&c), "the only evictable blob goes");
+    assert!(!cache.contains(&c), "the oldest evictable blob goes");
+    assert!(cache.contains(&d));
     let stats = cache.stats();
     assert_eq!(stats.pinned_bytes, 10);
     assert_eq!(stats.dirty_bytes, 10);
-    assert_eq!(stats.used_bytes, 20);
-    assert_eq!(stats.over_limit_bytes, 10);
+    assert_eq!(stats.used_bytes, 25);
+    assert_eq!(stats.over_limit_bytes, 0);
     assert!(
         !cache.set_pinned(&c, true).unwrap(),
         "absent key reports false"
     );
+    assert!(cache.remove(&d).unwrap());
 
     // A dirty blob can't be removed or replaced.
     assert!(matches!(
@@ -341,13 +347,14 @@ fn pinned_and_dirty_blobs_are_not_evicted() {
     assert_eq!(read_all(&cache.get(&b).unwrap()), content(2, 10));
     assert!(names(&dir.path().join("tmp")).is_empty());
 
-    // Unpinning makes a evictable and the budget is re-checked.
+    // Unpinning makes a evictable and the budget is re-checked: alone, it fits.
     assert!(cache.set_pinned(&a, false).unwrap());
-    assert!(!cache.contains(&a));
-    assert_eq!(cache.stats().used_bytes, 10);
-    // Cleaning b: within the limit, so it stays.
+    assert!(cache.contains(&a));
+    assert_eq!(cache.stats().used_bytes, 20);
+    // Cleaning b: now a and b count, over the limit; the older one (a) goes.
     assert!(cache.set_dirty(&b, false).unwrap());
     assert!(cache.contains(&b));
+    assert!(!cache.contains(&a));
     assert_eq!(cache.stats().over_limit_bytes, 0);
     // Pinned blobs can still be removed explicitly.
     assert!(cache.set_pinned(&b, true).unwrap());
@@ -391,14 +398,19 @@ fn reopen_keeps_blobs_recency_and_flags_and_wipes_tmp() {
     assert_eq!(stats.pinned_bytes, 10);
     assert!(matches!(cache.remove(&c), Err(CacheError::Dirty { .. })));
 
-    // Recency survived: b is the oldest evictable, then a (c dirty, d pinned).
-    cache.set_limit(30);
+    // Recency survived: b is the oldest evictable, then a (c dirty, d pinned; the limit
+    // applies to a and b only).
+    cache.set_limit(10);
     assert!(!cache.contains(&b));
     assert!(cache.contains(&a));
     cache.set_limit(0);
     assert!(!cache.contains(&a));
     assert!(cache.contains(&c) && cache.contains(&d));
-    assert_eq!(cache.stats().over_limit_bytes, 20);
+    assert_eq!(
+        cache.stats().over_limit_bytes,
+        0,
+        "dirty and pinned bytes do not count"
+    );
     assert_eq!(names(&dir.path().join("blobs")).len(), 2);
 }
 
@@ -435,7 +447,7 @@ fn crash_keeps_committed_blobs_and_flags() {
     let stats = cache.stats();
     assert_eq!((stats.dirty_bytes, stats.pinned_bytes), (10, 10));
     // Recency is at least the commit order: one of the two oldest goes first.
-    cache.set_limit(30);
+    cache.set_limit(10);
     assert!(cache.contains(&a) != cache.contains(&b));
     assert!(cache.contains(&c) && cache.contains(&d));
 }
@@ -468,7 +480,7 @@ fn reopen_after_clean_close_restores_recency() {
         assert!(cache.set_pinned(&a, true).unwrap());
     }
     // Reopening with a smaller limit evicts right away, oldest first, skipping the pin.
-    let cache = Cache::open(dir.path(), 20).unwrap();
+    let cache = Cache::open(dir.path(), 10).unwrap();
     assert!(!cache.contains(&c));
     assert!(cache.contains(&a) && cache.contains(&b));
     assert!(cache.index_row(&a).unwrap().pinned);
@@ -585,7 +597,8 @@ fn committing_a_new_version_removes_stale_ones() {
     );
     // The closed stale version went to the LRU end: it is the first to go.
     drop(open_v2);
-    cache.set_limit(cache.stats().used_bytes - 1);
+    let st = cache.stats();
+    cache.set_limit(st.used_bytes - st.pinned_bytes - 1);
     assert!(!cache.contains(&v2));
     assert!(cache.contains(&other));
 

@@ -9,6 +9,8 @@ pub enum EntryState {
     Partial,
     /// The whole content (or, for a folder, its listing) is local.
     Hydrated,
+    /// Pinned for offline use, and the whole content is local (never evicted).
+    Pinned,
     /// Changed locally; the upload is pending.
     Dirty,
     /// Being uploaded now.
@@ -30,6 +32,7 @@ impl EntryState {
             EntryState::OnlineOnly => "online-only",
             EntryState::Partial => "partial",
             EntryState::Hydrated => "hydrated",
+            EntryState::Pinned => "pinned",
             EntryState::Dirty => "dirty",
             EntryState::Uploading => "uploading",
             EntryState::Conflict => "conflict",

@@ -234,6 +234,20 @@ impl Mount {
         )
     }
 
+    /// Runs `edrive ARGS...` as given (no mountpoint added), with the mount's environment.
+    #[allow(dead_code)]
+    pub fn edrive_plain(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        run_cmd(
+            edrive_bin(),
+            &args,
+            &self.env,
+            None,
+            &self.dir_path(),
+            "cmd",
+        )
+    }
+
     /// Runs `edrive unmount MP`, asserts it succeeded, the mountpoint left /proc/mounts and
     /// the daemon exited (≤ 10 s).
     pub fn unmount(mut self) {

@@ -20,9 +20,11 @@ use crate::remote::{validate_name, Remote, RemoteError, RemotePath};
 use crate::state::EntryState;
 use crate::sync::{Activity, IgnoreList, SyncProgress, Uploader};
 
+mod pin;
 mod working;
 mod write;
 
+pub use pin::{FreeOutcome, PinProgress};
 use working::Working;
 pub use write::SetAttr;
 
@@ -102,6 +104,9 @@ pub struct DriveStatus {
 
 /// The extended attribute that tells an entry's state.
 pub const XATTR_STATE: &str = "user.edrive.state";
+/// The extended attribute that tells whether an entry is pinned (`1`, itself or through a
+/// folder above it) or not (`0`).
+pub const XATTR_PINNED: &str = "user.edrive.pinned";
 
 enum Content {
     Cached(Arc<Blob>),
@@ -143,6 +148,10 @@ pub struct Drive {
     works: Mutex<HashMap<u64, (Arc<Working>, usize)>>,
     /// Serializes creating working copies.
     work_gate: tokio::sync::Mutex<()>,
+    /// The hydration of pinned content.
+    pin_progress: Mutex<PinProgress>,
+    /// Pins were added while a hydration ran: it goes round once more.
+    pin_again: Mutex<bool>,
 }
 
 /// The setting that keeps a suspension across restarts ("on" or [`SUSPENDED_OFFLINE`]).
@@ -203,6 +212,8 @@ impl Drive {
             uploader,
             works: Mutex::new(HashMap::new()),
             work_gate: tokio::sync::Mutex::new(()),
+            pin_progress: Mutex::new(PinProgress::default()),
+            pin_again: Mutex::new(false),
         }
     }
 
@@ -633,7 +644,11 @@ impl Drive {
             version: e.content_version(),
         };
         Ok(if self.cache.contains(&key) {
-            EntryState::Hydrated
+            if self.meta.pinned_by(ino)?.is_some() {
+                EntryState::Pinned
+            } else {
+                EntryState::Hydrated
+            }
         } else if self.hydrator.is_running(&key) {
             EntryState::Partial
         } else {
@@ -644,13 +659,18 @@ impl Drive {
     /// The names of the extended attributes every entry has.
     pub fn listxattr(&self, ino: u64) -> Result<Vec<&'static str>, FsError> {
         self.entry(ino)?;
-        Ok(vec![XATTR_STATE])
+        Ok(vec![XATTR_STATE, XATTR_PINNED])
     }
 
     /// The value of extended attribute `name` of `ino`.
     pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
         match name {
             XATTR_STATE => Ok(self.state(ino)?.as_str().as_bytes().to_vec()),
+            XATTR_PINNED => Ok(if self.meta.pinned_by(ino)?.is_some() {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            }),
             _ => Err(FsError::NoAttr),
         }
     }

@@ -6,6 +6,7 @@
 
 mod entry;
 mod local;
+mod pins;
 mod schema;
 mod writeback;
 

@@ -83,6 +83,7 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
                 OR remote_parent IS NOT parent OR remote_name IS NOT name;
          CREATE INDEX IF NOT EXISTS entries_moving ON entries(ino)
              WHERE moving_parent IS NOT NULL;
+         CREATE TABLE IF NOT EXISTS pins(ino INTEGER PRIMARY KEY);
          INSERT OR IGNORE INTO entries(ino, parent, name, is_dir, remote_parent, remote_name)
              VALUES (1, 0, '', 1, 0, '');"
     ))?;
