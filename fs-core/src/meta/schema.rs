@@ -29,14 +29,18 @@ const ENTRIES: &str = "
     put_started INTEGER NOT NULL DEFAULT 0,
     moving_parent INTEGER,
     moving_name TEXT,
+    atime_ns INTEGER,
+    ctime_ns INTEGER,
     UNIQUE(parent, name)";
 
 /// Sets WAL mode and creates the tables (and the root row) if they are missing; migrates
 /// a version 1 store (read-only era: no local changes to carry over, inodes kept) and a
-/// version 2 store (no record of moves in flight).
+/// version 2 store (no record of moves in flight, no access and change times).
 ///
 /// `moving_parent`/`moving_name` record a server MOVE that was sent and not confirmed: a
 /// crash (or a lost reply) leaves the server's location unknown until it is checked.
+/// `atime_ns`/`ctime_ns` are local only: the access time set by `utimensat` and the time
+/// of the last local change (NULL: shown as the modification time).
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -71,6 +75,8 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             "BEGIN;
              ALTER TABLE entries ADD COLUMN moving_parent INTEGER;
              ALTER TABLE entries ADD COLUMN moving_name TEXT;
+             ALTER TABLE entries ADD COLUMN atime_ns INTEGER;
+             ALTER TABLE entries ADD COLUMN ctime_ns INTEGER;
              UPDATE settings SET value = '3' WHERE key = 'schema_version';
              COMMIT;",
         )?;
