@@ -102,6 +102,10 @@ pub struct MountArgs {
     /// Do not use the default ignore list.
     #[arg(long)]
     pub no_default_ignore: bool,
+    /// Let other users (root included) use the mount; file modes still decide what each
+    /// may do. Unless run as root, needs `user_allow_other` in /etc/fuse.conf.
+    #[arg(long)]
+    pub allow_other: bool,
     /// Stay in the foreground; on SIGINT/SIGTERM upload pending changes, then unmount.
     #[arg(long)]
     pub foreground: bool,

@@ -117,6 +117,9 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
     if args.no_default_ignore {
         cmd.arg("--no-default-ignore");
     }
+    if args.allow_other {
+        cmd.arg("--allow-other");
+    }
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -343,6 +346,7 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
                 threads: 8,
                 attr_ttl: Duration::from_secs(1),
                 fs_name: args.url.clone(),
+                allow_other: args.allow_other,
             },
         )
         .map_err(|e| ready.fail(&format!("cannot mount at {}: {e}", mountpoint.display())))?;

@@ -75,6 +75,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         upload_delay: Duration::from_secs(2),
         ignore: Vec::new(),
         no_default_ignore: false,
+        allow_other: false,
         foreground: false,
         daemon_child: false,
     });

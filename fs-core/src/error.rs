@@ -42,6 +42,9 @@ pub enum FsError {
     /// The request makes no sense (a folder moved into itself, an unsupported flag).
     #[error("invalid argument: {0}")]
     Invalid(&'static str),
+    /// A kind of entry the drive cannot store (a fifo, socket or device node).
+    #[error("not supported: {0}")]
+    NotSupported(&'static str),
     /// The handle was not opened for this (a write on a read-only handle).
     #[error("handle not open for writing")]
     NotWritable,
@@ -75,6 +78,7 @@ impl FsError {
             FsError::Exists => libc::EEXIST,
             FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::Invalid(_) => libc::EINVAL,
+            FsError::NotSupported(_) => libc::EPERM,
             FsError::Stale => libc::ESTALE,
             FsError::Remote(RemoteError::NotFound) => libc::ENOENT,
             FsError::Remote(RemoteError::Auth(_)) => libc::EACCES,
@@ -110,6 +114,7 @@ mod tests {
             .errno(),
             libc::EIO
         );
+        assert_eq!(FsError::NotSupported("fifo").errno(), libc::EPERM);
         assert_eq!(
             FsError::InvalidName(NameError::TooLong).errno(),
             libc::ENAMETOOLONG

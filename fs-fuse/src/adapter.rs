@@ -28,9 +28,9 @@ fn file_attr(a: &Attr) -> FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind: file_type(a.kind),
         perm: a.perm,
@@ -226,7 +226,7 @@ impl Filesystem for FuseFs {
         _uid: Option<u32>,
         _gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<fuser::TimeOrNow>,
+        atime: Option<fuser::TimeOrNow>,
         mtime: Option<fuser::TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
         _fh: Option<FileHandle>,
@@ -237,12 +237,14 @@ impl Filesystem for FuseFs {
         reply: ReplyAttr,
     ) {
         let _s = info_span!("setattr", ino = ino.0, ?size).entered();
+        let time = |t: fuser::TimeOrNow| match t {
+            fuser::TimeOrNow::SpecificTime(t) => t,
+            fuser::TimeOrNow::Now => std::time::SystemTime::now(),
+        };
         let set = SetAttr {
             size,
-            mtime: mtime.map(|t| match t {
-                fuser::TimeOrNow::SpecificTime(t) => t,
-                fuser::TimeOrNow::Now => std::time::SystemTime::now(),
-            }),
+            mtime: mtime.map(time),
+            atime: atime.map(time),
             mode,
         };
         match self.rt.block_on(self.drive.setattr(ino.0, set)) {
@@ -276,6 +278,37 @@ impl Filesystem for FuseFs {
                 FileHandle(fh),
                 FopenFlags::empty(),
             ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Only regular files (created like `create`, then closed); other node types cannot
+    /// be stored on the server.
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let _s = info_span!("mknod", parent = parent.0, ?name, mode).entered();
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::EINVAL);
+        };
+        let kind = mode & libc::S_IFMT;
+        if kind != libc::S_IFREG && kind != 0 {
+            return reply.error(errno(&FsError::NotSupported(
+                "only regular files and folders",
+            )));
+        }
+        let created = self
+            .rt
+            .block_on(self.drive.create(parent.0, name, mode & !umask));
+        match created.and_then(|(a, fh)| self.drive.release(fh).map(|()| a)) {
+            Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -19,6 +19,9 @@ pub struct MountConfig {
     pub attr_ttl: Duration,
     /// The name shown in /proc/mounts as the source (e.g. the server URL).
     pub fs_name: String,
+    /// Whether users other than the one who mounted may use the mount (`allow_other`);
+    /// the kernel still checks the mode bits (`default_permissions`).
+    pub allow_other: bool,
 }
 
 /// Mounts `drive` at `mountpoint`; the returned session unmounts when dropped or through
@@ -40,7 +43,11 @@ pub fn mount(
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
-    options.acl = SessionACL::Owner;
+    options.acl = if config.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
     options.n_threads = Some(config.threads.max(1));
     options.clone_fd = true;
     Session::new(fs, mountpoint, &options)?.spawn()

@@ -31,6 +31,8 @@ pub mod win32 {
     pub const ERROR_WRITE_PROTECT: u32 = 19;
     /// Another process has locked a portion of the file.
     pub const ERROR_LOCK_VIOLATION: u32 = 33;
+    /// The request is not supported.
+    pub const ERROR_NOT_SUPPORTED: u32 = 50;
     /// An unexpected network error occurred.
     pub const ERROR_UNEXP_NET_ERR: u32 = 59;
     /// The parameter is incorrect.
@@ -146,6 +148,7 @@ impl From<&FsError> for Hresult {
             FsError::Exists => ERROR_ALREADY_EXISTS,
             FsError::NotEmpty => ERROR_DIR_NOT_EMPTY,
             FsError::Invalid(_) => ERROR_INVALID_PARAMETER,
+            FsError::NotSupported(_) => ERROR_NOT_SUPPORTED,
             FsError::Stale => ERROR_FILE_INVALID,
             FsError::Remote(RemoteError::Auth(_)) => ERROR_ACCESS_DENIED,
             FsError::Remote(RemoteError::InsufficientStorage) => ERROR_DISK_FULL,

@@ -186,6 +186,8 @@ mod tests {
             kind,
             size,
             mtime,
+            atime: mtime,
+            ctime: mtime,
             perm,
             nlink: 1,
             uid: 0,

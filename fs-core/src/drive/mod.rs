@@ -21,6 +21,8 @@ use crate::state::EntryState;
 use crate::sync::{Activity, IgnoreList, SyncProgress, Uploader};
 
 mod pin;
+#[cfg(test)]
+mod tests;
 mod working;
 mod write;
 
@@ -66,6 +68,11 @@ pub struct Attr {
     pub size: u64,
     /// Modification time.
     pub mtime: SystemTime,
+    /// Access time (the modification time unless set; reads do not change it).
+    pub atime: SystemTime,
+    /// Change time: of the last local change of content or attributes, else the
+    /// modification time.
+    pub ctime: SystemTime,
     /// Permission bits.
     pub perm: u16,
     /// Link count.
@@ -152,6 +159,9 @@ pub struct Drive {
     pin_progress: Mutex<PinProgress>,
     /// Pins were added while a hydration ran: it goes round once more.
     pin_again: Mutex<bool>,
+    /// Files deleted while handles still had them open, with their last attributes
+    /// (`nlink` 0), until the last of those handles is released.
+    orphans: Mutex<HashMap<u64, Attr>>,
 }
 
 /// The setting that keeps a suspension across restarts ("on" or [`SUSPENDED_OFFLINE`]).
@@ -214,6 +224,7 @@ impl Drive {
             work_gate: tokio::sync::Mutex::new(()),
             pin_progress: Mutex::new(PinProgress::default()),
             pin_again: Mutex::new(false),
+            orphans: Mutex::new(HashMap::new()),
         }
     }
 
@@ -331,15 +342,20 @@ impl Drive {
 
     fn attr(&self, e: &Entry) -> Attr {
         let dir = e.is_dir();
-        let (size, mtime) = match lock(&self.works).get(&e.ino) {
-            Some((w, _)) => w.size_and_mtime(),
-            None => (e.size, e.mtime.unwrap_or(UNIX_EPOCH)),
+        let (size, mtime, work_ctime) = match lock(&self.works).get(&e.ino) {
+            Some((w, _)) => {
+                let (size, mtime) = w.size_and_mtime();
+                (size, mtime, w.ctime())
+            }
+            None => (e.size, e.mtime.unwrap_or(UNIX_EPOCH), None),
         };
         Attr {
             ino: e.ino,
             kind: e.kind,
             size,
             mtime,
+            atime: e.atime.unwrap_or(mtime),
+            ctime: e.ctime.max(work_ctime).unwrap_or(mtime),
             perm: match e.mode {
                 Some(m) => (m & 0o7777) as u16,
                 None if dir => 0o755,
@@ -443,10 +459,42 @@ impl Drive {
         Ok(self.attr(&e))
     }
 
-    /// The attributes of `ino`.
+    /// The attributes of `ino`. A file deleted while still open keeps its attributes,
+    /// with `nlink` 0, until its last handle is released (`fstat` after `unlink`).
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
-        let e = self.entry(ino)?;
-        Ok(self.attr(&e))
+        match self.meta.get(ino)? {
+            Some(e) => Ok(self.attr(&e)),
+            None => self.orphan_attr(ino).ok_or(FsError::NotFound),
+        }
+    }
+
+    /// The attributes of `ino` if it was deleted while open: the last known ones, with the
+    /// working copy's size and time if it has one.
+    fn orphan_attr(&self, ino: u64) -> Option<Attr> {
+        let mut a = lock(&self.orphans).get(&ino).cloned()?;
+        if let Some((w, _)) = lock(&self.works).get(&ino) {
+            (a.size, a.mtime) = w.size_and_mtime();
+            a.ctime = a.ctime.max(w.ctime().unwrap_or(a.ctime));
+        }
+        Some(a)
+    }
+
+    /// Keeps `attr` (of an entry just deleted) for `getattr` while a handle has it open.
+    fn orphan_if_open(&self, mut attr: Attr) {
+        let mut orphans = lock(&self.orphans);
+        if lock(&self.files).values().any(|f| f.ino == attr.ino) {
+            attr.nlink = 0;
+            attr.ctime = SystemTime::now();
+            orphans.insert(attr.ino, attr);
+        }
+    }
+
+    /// Forgets the kept attributes of deleted `ino` once no handle has it open.
+    fn forget_orphan(&self, ino: u64) {
+        let mut orphans = lock(&self.orphans);
+        if orphans.contains_key(&ino) && !lock(&self.files).values().any(|f| f.ino == ino) {
+            orphans.remove(&ino);
+        }
     }
 
     /// Opens folder `ino` for listing: fetches its children if needed and keeps a snapshot
@@ -595,6 +643,7 @@ impl Drive {
         let Some(file) = lock(&self.files).remove(&fh) else {
             return Ok(());
         };
+        self.forget_orphan(file.ino);
         let work = {
             let content = lock(&file.content);
             match &*content {

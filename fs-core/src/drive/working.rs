@@ -19,6 +19,8 @@ pub(crate) struct Working {
 struct State {
     len: u64,
     mtime: SystemTime,
+    /// When content or times last changed through this working copy, if they did.
+    ctime: Option<SystemTime>,
     /// The store already records this file as dirty.
     dirty_recorded: bool,
 }
@@ -31,6 +33,7 @@ impl Working {
             state: Mutex::new(State {
                 len,
                 mtime,
+                ctime: None,
                 dirty_recorded: dirty,
             }),
         }
@@ -44,6 +47,16 @@ impl Working {
     pub(crate) fn size_and_mtime(&self) -> (u64, SystemTime) {
         let s = self.state();
         (s.len, s.mtime)
+    }
+
+    /// When content or times last changed through this working copy, if they did.
+    pub(crate) fn ctime(&self) -> Option<SystemTime> {
+        self.state().ctime
+    }
+
+    /// Carries over the change time of the working copy this one replaces.
+    pub(crate) fn set_ctime(&self, ctime: Option<SystemTime>) {
+        self.state().ctime = ctime;
     }
 
     /// Whether the store records this file as dirty yet.
@@ -75,6 +88,7 @@ impl Working {
         let mut s = self.state();
         s.len = s.len.max(offset + data.len() as u64);
         s.mtime = SystemTime::now();
+        s.ctime = Some(s.mtime);
         Ok(())
     }
 
@@ -84,12 +98,15 @@ impl Working {
         let mut s = self.state();
         s.len = len;
         s.mtime = SystemTime::now();
+        s.ctime = Some(s.mtime);
         Ok(())
     }
 
-    /// Sets the modification time shown (and uploaded).
+    /// Sets the modification time shown (and uploaded); the change time becomes now.
     pub(crate) fn set_mtime(&self, mtime: SystemTime) {
-        self.state().mtime = mtime;
+        let mut s = self.state();
+        s.mtime = mtime;
+        s.ctime = Some(SystemTime::now());
     }
 
     /// Flushes the content to disk (`fsync`).

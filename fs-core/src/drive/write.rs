@@ -20,6 +20,8 @@ pub struct SetAttr {
     pub size: Option<u64>,
     /// New modification time.
     pub mtime: Option<SystemTime>,
+    /// New access time.
+    pub atime: Option<SystemTime>,
     /// New permission bits.
     pub mode: Option<u32>,
 }
@@ -83,7 +85,9 @@ impl Drive {
                         FsError::Io(std::io::Error::other("working copy vanished"))
                     })?;
                     let (len, mtime) = w.size_and_mtime();
-                    *w = Arc::new(Working::new(e.ino, f, len, mtime, w.dirty_recorded()));
+                    let fork = Working::new(e.ino, f, len, mtime, w.dirty_recorded());
+                    fork.set_ctime(w.ctime());
+                    *w = Arc::new(fork);
                 }
                 *n += 1;
                 self.activity.working_handle(e.ino, true);
@@ -195,7 +199,7 @@ impl Drive {
         Ok(())
     }
 
-    /// Writes `w`'s size, time and dirty flag to the store.
+    /// Writes `w`'s size, times and dirty flag to the store.
     fn record_dirty(&self, w: &Working) -> Result<(), FsError> {
         let (size, mtime) = w.size_and_mtime();
         self.meta.set_local(
@@ -203,6 +207,7 @@ impl Drive {
             &LocalAttrs {
                 size: Some(size),
                 mtime: Some(mtime),
+                ctime: w.ctime(),
                 dirty: Some(true),
                 ..Default::default()
             },
@@ -274,7 +279,7 @@ impl Drive {
         }
     }
 
-    /// Changes size, time or mode of `ino`.
+    /// Changes size, times or mode of `ino`; its change time becomes now.
     #[instrument(level = "debug", skip(self))]
     pub async fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr, FsError> {
         let e = self.entry(ino)?;
@@ -292,7 +297,7 @@ impl Drive {
             self.detach_working(ino);
             r?;
         }
-        if set.mtime.is_some() || set.mode.is_some() {
+        if set.mtime.is_some() || set.atime.is_some() || set.mode.is_some() {
             if let (Some(t), Some((w, _))) = (set.mtime, lock(&self.works).get(&ino)) {
                 w.set_mtime(t);
             }
@@ -300,6 +305,8 @@ impl Drive {
                 ino,
                 &LocalAttrs {
                     mtime: set.mtime,
+                    atime: set.atime,
+                    ctime: Some(SystemTime::now()),
                     mode: set.mode,
                     ..Default::default()
                 },
@@ -325,14 +332,16 @@ impl Drive {
     #[instrument(level = "debug", skip(self))]
     pub async fn create(&self, parent: u64, name: &str, mode: u32) -> Result<(Attr, u64), FsError> {
         self.absent(parent, name).await?;
+        let now = SystemTime::now();
         let e = {
             let _plan = self.activity.lock_plan();
-            let e =
-                self.meta
-                    .create(parent, name, false, Some(mode & 0o7777), SystemTime::now())?;
+            let e = self
+                .meta
+                .create(parent, name, false, Some(mode & 0o7777), now)?;
             self.activity.writer_opened(e.ino);
             e
         };
+        self.touch_folders(&[parent], now);
         let w = {
             let _gate = self.work_gate.lock().await;
             let _work = self.activity.lock_work();
@@ -357,11 +366,22 @@ impl Drive {
     #[instrument(level = "debug", skip(self))]
     pub async fn mkdir(&self, parent: u64, name: &str, mode: u32) -> Result<Attr, FsError> {
         self.absent(parent, name).await?;
+        let now = SystemTime::now();
         let e = self
             .meta
-            .create(parent, name, true, Some(mode & 0o7777), SystemTime::now())?;
+            .create(parent, name, true, Some(mode & 0o7777), now)?;
+        self.touch_folders(&[parent], now);
         self.activity.changed(e.ino);
         Ok(self.attr(&e))
+    }
+
+    /// Shows a change among the children of folders `parents`: their modification and
+    /// change times become `now`. Local attributes only; the change itself is already
+    /// recorded, so a failure here is logged, not returned.
+    fn touch_folders(&self, parents: &[u64], now: SystemTime) {
+        if let Err(e) = self.meta.touch_folders(parents, now) {
+            warn!(error = %e, "could not record a folder's new times");
+        }
     }
 
     async fn existing(&self, parent: u64, name: &str) -> Result<Entry, FsError> {
@@ -400,10 +420,13 @@ impl Drive {
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
+        let attr = self.attr(&e);
         // Not while the write-back records an operation on the server (it would miss
         // that this entry is gone).
         let _tree = self.uploader.tree_lock.read().await;
         self.meta.remove_local(e.ino)?;
+        self.orphan_if_open(attr);
+        self.touch_folders(&[parent], SystemTime::now());
         self.drop_content(e.ino);
         self.activity.changed(e.ino);
         Ok(())
@@ -422,6 +445,7 @@ impl Drive {
         }
         let _tree = self.uploader.tree_lock.read().await;
         self.meta.remove_local(e.ino)?;
+        self.touch_folders(&[parent], SystemTime::now());
         self.activity.changed(e.ino);
         Ok(())
     }
@@ -458,14 +482,30 @@ impl Drive {
                 if !self.meta.children(t.ino)?.is_empty() {
                     return Err(FsError::NotEmpty);
                 }
-                Some(t.ino)
+                Some(t)
             }
-            Some(t) => Some(t.ino),
+            Some(t) => Some(t),
             None => None,
         };
+        let replaced_attr = replaced.as_ref().map(|t| self.attr(t));
+        let replaced = replaced.map(|t| t.ino);
         let _tree = self.uploader.tree_lock.read().await;
         self.meta
             .rename_local(e.ino, new_parent, new_name, replaced)?;
+        let now = SystemTime::now();
+        self.touch_folders(&[parent, new_parent], now);
+        if let Err(err) = self.meta.set_local(
+            e.ino,
+            &LocalAttrs {
+                ctime: Some(now),
+                ..Default::default()
+            },
+        ) {
+            warn!(error = %err, "could not record a moved entry's change time");
+        }
+        if let Some(a) = replaced_attr {
+            self.orphan_if_open(a);
+        }
         if let Some(r) = replaced {
             self.drop_content(r);
             self.activity.changed(r);

@@ -26,6 +26,11 @@ pub struct Entry {
     pub size: u64,
     /// Modification time, if known.
     pub mtime: Option<SystemTime>,
+    /// Access time, if set locally (else shown as `mtime`).
+    pub atime: Option<SystemTime>,
+    /// Time of the last local change of content or attributes, if any (else shown as
+    /// `mtime`).
+    pub ctime: Option<SystemTime>,
     /// Server version tag value, if known.
     pub etag: Option<String>,
     /// Whether the tag is weak.
@@ -89,11 +94,14 @@ impl Entry {
 }
 
 pub(super) const SELECT: &str = "SELECT ino, parent, name, is_dir, size, mtime_ns, etag, \
-     etag_weak, listed_at_ms, remote_parent, remote_name, dirty, mode, problem, put_started \
-     FROM entries";
+     etag_weak, listed_at_ms, remote_parent, remote_name, dirty, mode, problem, put_started, \
+     atime_ns, ctime_ns FROM entries";
+
+fn time(ns: Option<i64>) -> Option<SystemTime> {
+    ns.map(|n| UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64))
+}
 
 pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
-    let mtime_ns: Option<i64> = r.get(5)?;
     let parent: Option<i64> = r.get(1)?;
     let remote_parent: Option<i64> = r.get(9)?;
     let remote_name: Option<String> = r.get(10)?;
@@ -107,7 +115,9 @@ pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
             Kind::File
         },
         size: r.get::<_, i64>(4)?.max(0) as u64,
-        mtime: mtime_ns.map(|n| UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)),
+        mtime: time(r.get(5)?),
+        atime: time(r.get(15)?),
+        ctime: time(r.get(16)?),
         etag: r.get(6)?,
         etag_weak: r.get(7)?,
         listed_at_ms: r.get(8)?,

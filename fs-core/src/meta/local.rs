@@ -15,6 +15,10 @@ pub struct LocalAttrs {
     pub size: Option<u64>,
     /// New modification time.
     pub mtime: Option<SystemTime>,
+    /// New access time.
+    pub atime: Option<SystemTime>,
+    /// New change time.
+    pub ctime: Option<SystemTime>,
     /// New permission bits.
     pub mode: Option<u32>,
     /// Whether the content now differs from the server version.
@@ -68,16 +72,34 @@ impl Meta {
         let conn = self.conn();
         conn.execute(
             "UPDATE entries SET size = COALESCE(?2, size), mtime_ns = COALESCE(?3, mtime_ns),
-                 mode = COALESCE(?4, mode), dirty = COALESCE(?5, dirty)
+                 mode = COALESCE(?4, mode), dirty = COALESCE(?5, dirty),
+                 atime_ns = COALESCE(?6, atime_ns), ctime_ns = COALESCE(?7, ctime_ns)
              WHERE ino = ?1 AND parent IS NOT NULL",
             params![
                 ino as i64,
                 attrs.size.map(|s| s as i64),
                 mtime_ns(attrs.mtime),
                 attrs.mode.map(|m| m as i64),
-                attrs.dirty
+                attrs.dirty,
+                mtime_ns(attrs.atime),
+                mtime_ns(attrs.ctime)
             ],
         )?;
+        Ok(())
+    }
+
+    /// Sets the modification and change times of folders `inos` to `t`, after a change of
+    /// their children. Only the times change: the folders do not become pending for
+    /// write-back.
+    pub fn touch_folders(&self, inos: &[u64], t: SystemTime) -> Result<(), MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "UPDATE entries SET mtime_ns = ?2, ctime_ns = ?2
+             WHERE ino = ?1 AND is_dir = 1 AND parent IS NOT NULL",
+        )?;
+        for ino in inos {
+            stmt.execute(params![*ino as i64, mtime_ns(Some(t))])?;
+        }
         Ok(())
     }
 

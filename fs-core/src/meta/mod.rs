@@ -189,8 +189,10 @@ impl Meta {
     /// or edited locally and not yet written back keep their local state: a dirty file's
     /// base version is never advanced (its upload then detects the conflict), a tombstone
     /// stays until its DELETE is done, and a new server name whose local slot is taken is
-    /// skipped. Names a complete listing lacks are removed with their subtrees, unless
-    /// something below holds local changes, which become local-only and are written back.
+    /// skipped. A new server version of an entry replaces its modification time and drops
+    /// its local change time. Names a complete listing lacks are removed with their
+    /// subtrees, unless something below holds local changes, which become local-only and
+    /// are written back.
     /// Only ever called with a listing the server actually returned — an error is never a
     /// deletion.
     pub fn apply_listing(&self, dir: u64, listing: &Listing) -> Result<ListingChanges, MetaError> {
@@ -250,6 +252,8 @@ impl Meta {
                 "UPDATE entries SET size = ?2,
                      mtime_ns = CASE WHEN etag IS ?4 AND etag IS NOT NULL THEN mtime_ns
                                      ELSE ?3 END,
+                     ctime_ns = CASE WHEN etag IS ?4 AND etag IS NOT NULL THEN ctime_ns
+                                     END,
                      etag = ?4, etag_weak = ?5
                  WHERE ino = ?1",
             )?;

@@ -9,7 +9,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// Bumped when the tables change shape.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const ENTRIES: &str = "
     ino INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -29,14 +29,19 @@ const ENTRIES: &str = "
     put_started INTEGER NOT NULL DEFAULT 0,
     moving_parent INTEGER,
     moving_name TEXT,
+    atime_ns INTEGER,
+    ctime_ns INTEGER,
     UNIQUE(parent, name)";
 
 /// Sets WAL mode and creates the tables (and the root row) if they are missing; migrates
-/// a version 1 store (read-only era: no local changes to carry over, inodes kept) and a
-/// version 2 store (no record of moves in flight).
+/// a version 1 store (read-only era: no local changes to carry over, inodes kept), a
+/// version 2 store (no record of moves in flight) and a version 3 store (no access and
+/// change times).
 ///
 /// `moving_parent`/`moving_name` record a server MOVE that was sent and not confirmed: a
 /// crash (or a lost reply) leaves the server's location unknown until it is checked.
+/// `atime_ns`/`ctime_ns` are local only: the access time set by `utimensat` and the time
+/// of the last local change (NULL: shown as the modification time).
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -45,7 +50,7 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     )?;
-    let version: Option<String> = conn
+    let mut version: Option<String> = conn
         .query_row(
             "SELECT value FROM settings WHERE key = 'schema_version'",
             [],
@@ -62,9 +67,10 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
                         listed_at_ms, parent, name FROM entries;
              DROP TABLE entries;
              ALTER TABLE entries_v2 RENAME TO entries;
-             UPDATE settings SET value = '3' WHERE key = 'schema_version';
+             UPDATE settings SET value = '4' WHERE key = 'schema_version';
              COMMIT;"
         ))?;
+        version = Some("4".into());
     }
     if version.as_deref() == Some("2") {
         conn.execute_batch(
@@ -72,6 +78,16 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
              ALTER TABLE entries ADD COLUMN moving_parent INTEGER;
              ALTER TABLE entries ADD COLUMN moving_name TEXT;
              UPDATE settings SET value = '3' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+        version = Some("3".into());
+    }
+    if version.as_deref() == Some("3") {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE entries ADD COLUMN atime_ns INTEGER;
+             ALTER TABLE entries ADD COLUMN ctime_ns INTEGER;
+             UPDATE settings SET value = '4' WHERE key = 'schema_version';
              COMMIT;",
         )?;
     }

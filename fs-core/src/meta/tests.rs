@@ -171,6 +171,20 @@ fn a_version_2_store_gains_the_move_record_and_keeps_its_rows() {
     );
     m.set_remote(7, 1, "kept.txt").unwrap();
     assert!(m.moves_in_flight().unwrap().is_empty());
+    // It gained the local access and change times too.
+    assert_eq!((e.atime, e.ctime), (None, None));
+    let t = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    m.set_local(
+        7,
+        &LocalAttrs {
+            atime: Some(t),
+            ctime: Some(t),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = m.get(7).unwrap().unwrap();
+    assert_eq!((e.atime, e.ctime), (Some(t), Some(t)));
     drop(m);
     // Opening again is a no-op migration.
     let m = Meta::open(&path, "http://x/").unwrap();

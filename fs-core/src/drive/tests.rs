@@ -1,0 +1,199 @@
+//! Drive operations over a small in-memory server (reads only; the write-back is not
+//! started, so local changes stay local).
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::remote::{ByteStream, Download, ETag, Listing, Precondition, RemoteEntry};
+
+/// A server with one empty folder `d` and nothing else.
+struct OneFolder;
+
+fn old_time() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+fn folder(name: &str) -> RemoteEntry {
+    RemoteEntry {
+        name: name.into(),
+        is_dir: true,
+        size: 0,
+        mtime: Some(old_time()),
+        etag: Some(ETag {
+            value: format!("dir-{name}"),
+            weak: false,
+        }),
+    }
+}
+
+#[async_trait]
+impl Remote for OneFolder {
+    async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
+        let children = match path.parts().len() {
+            0 => vec![folder("d")],
+            _ => Vec::new(),
+        };
+        Ok(Listing {
+            dir: folder(path.parts().last().map_or("", |s| s.as_str())),
+            children,
+            complete: true,
+        })
+    }
+    async fn stat(&self, _: &RemotePath) -> Result<RemoteEntry, RemoteError> {
+        Err(RemoteError::NotFound)
+    }
+    async fn read(&self, _: &RemotePath, _: Option<Range<u64>>) -> Result<Download, RemoteError> {
+        Err(RemoteError::NotFound)
+    }
+    async fn put(
+        &self,
+        _: &RemotePath,
+        _: ByteStream,
+        _: u64,
+        _: Precondition,
+        _: Option<SystemTime>,
+    ) -> Result<Option<ETag>, RemoteError> {
+        Err(RemoteError::Status(405))
+    }
+    async fn mkdir(&self, _: &RemotePath) -> Result<(), RemoteError> {
+        Err(RemoteError::Status(405))
+    }
+    async fn rename(&self, _: &RemotePath, _: &RemotePath, _: bool) -> Result<(), RemoteError> {
+        Err(RemoteError::Status(405))
+    }
+    async fn delete(&self, _: &RemotePath, _: Precondition) -> Result<(), RemoteError> {
+        Err(RemoteError::Status(405))
+    }
+    fn describe(&self) -> String {
+        "mem://one-folder".into()
+    }
+}
+
+fn drive() -> (tempfile::TempDir, Drive) {
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = Meta::in_memory().unwrap();
+    let cache = Cache::open(&tmp.path().join("cache"), 1 << 30).unwrap();
+    let drive = Drive::new(
+        Arc::new(OneFolder),
+        Arc::new(meta),
+        Arc::new(cache),
+        DriveOptions::default(),
+    );
+    (tmp, drive)
+}
+
+#[tokio::test]
+async fn changing_a_folders_children_bumps_its_time_and_leaves_it_clean() {
+    let (_tmp, drive) = drive();
+    let d = drive.lookup(ROOT_INO, "d").await.unwrap().ino;
+    assert_eq!(drive.getattr(d).unwrap().mtime, old_time());
+    let bumped = |ino| drive.getattr(ino).unwrap().mtime > old_time();
+
+    let (_, fh) = drive.create(d, "f", 0o644).await.unwrap();
+    drive.release(fh).unwrap();
+    assert!(bumped(d), "create");
+
+    drive.meta.touch_folders(&[d], old_time()).unwrap();
+    drive.mkdir(d, "sub", 0o755).await.unwrap();
+    assert!(bumped(d), "mkdir");
+
+    drive
+        .meta
+        .touch_folders(&[d, ROOT_INO], old_time())
+        .unwrap();
+    drive.rename(d, "f", ROOT_INO, "g", false).await.unwrap();
+    assert!(bumped(d) && bumped(ROOT_INO), "rename bumps both parents");
+
+    drive
+        .meta
+        .touch_folders(&[d, ROOT_INO], old_time())
+        .unwrap();
+    drive.unlink(ROOT_INO, "g").await.unwrap();
+    drive.rmdir(d, "sub").await.unwrap();
+    assert!(bumped(d) && bumped(ROOT_INO), "unlink, rmdir");
+
+    // Nothing is left to write back: the new entries are gone, and `d` itself was never
+    // changed on the server's side.
+    assert!(drive.meta.pending().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn access_and_change_times_are_kept_apart_from_the_modification_time() {
+    let (_tmp, drive) = drive();
+    let (a, fh) = drive.create(ROOT_INO, "f", 0o644).await.unwrap();
+    drive.release(fh).unwrap();
+    assert_eq!((a.atime, a.ctime), (a.mtime, a.mtime));
+
+    let (t1, t2) = (old_time(), old_time() + Duration::from_secs(1));
+    let set = SetAttr {
+        atime: Some(t1),
+        mtime: Some(t2),
+        ..Default::default()
+    };
+    let before = SystemTime::now();
+    let b = drive.setattr(a.ino, set).await.unwrap();
+    assert_eq!((b.atime, b.mtime), (t1, t2));
+    assert!(b.ctime >= before, "utimens changes ctime");
+
+    let c = drive
+        .setattr(
+            a.ino,
+            SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        c.ctime >= b.ctime && (c.atime, c.mtime) == (t1, t2),
+        "chmod"
+    );
+
+    let fh = drive.open(a.ino, true, false).await.unwrap();
+    drive.write(fh, 0, b"x").unwrap();
+    drive.release(fh).unwrap();
+    let d = drive.getattr(a.ino).unwrap();
+    assert!(d.mtime > t2 && d.ctime >= d.mtime && d.atime == t1, "write");
+
+    drive
+        .rename(ROOT_INO, "f", ROOT_INO, "g", false)
+        .await
+        .unwrap();
+    assert!(drive.getattr(a.ino).unwrap().ctime >= d.ctime, "rename");
+}
+
+#[tokio::test]
+async fn an_unlinked_file_keeps_its_attributes_while_open() {
+    let (_tmp, drive) = drive();
+    let (a, fh) = drive.create(ROOT_INO, "f", 0o640).await.unwrap();
+    drive.write(fh, 0, b"hello").unwrap();
+    drive.unlink(ROOT_INO, "f").await.unwrap();
+    assert!(drive.lookup(ROOT_INO, "f").await.is_err());
+
+    let open = drive.getattr(a.ino).unwrap();
+    assert_eq!((open.nlink, open.size, open.perm), (0, 5, 0o640));
+    drive.write(fh, 5, b"!").unwrap();
+    assert_eq!(drive.getattr(a.ino).unwrap().size, 6);
+    assert_eq!(drive.read(fh, 0, 100).await.unwrap(), b"hello!");
+
+    drive.release(fh).unwrap();
+    assert!(matches!(drive.getattr(a.ino), Err(FsError::NotFound)));
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_rename_keeps_its_attributes_while_open() {
+    let (_tmp, drive) = drive();
+    let (a, fh) = drive.create(ROOT_INO, "a", 0o600).await.unwrap();
+    let (_, fh2) = drive.create(ROOT_INO, "b", 0o644).await.unwrap();
+    drive.release(fh2).unwrap();
+    drive
+        .rename(ROOT_INO, "b", ROOT_INO, "a", false)
+        .await
+        .unwrap();
+    assert_eq!(drive.getattr(a.ino).unwrap().nlink, 0);
+    drive.release(fh).unwrap();
+    assert!(matches!(drive.getattr(a.ino), Err(FsError::NotFound)));
+}
