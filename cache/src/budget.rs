@@ -69,6 +69,8 @@ pub(crate) struct Ledger {
     by_entry: HashMap<u64, BTreeSet<String>>,
     used: u64,
     limit: u64,
+    /// Bytes of pinned or dirty blobs (the limit does not apply to them).
+    exempt: u64,
 }
 
 impl Ledger {
@@ -79,6 +81,7 @@ impl Ledger {
             by_entry: HashMap::new(),
             used: 0,
             limit,
+            exempt: 0,
         }
     }
 
@@ -86,6 +89,9 @@ impl Ledger {
     pub fn insert(&mut self, key: BlobKey, meta: Meta) -> Option<Meta> {
         let old = self.remove(&key);
         self.used += meta.len;
+        if meta.pinned || meta.dirty {
+            self.exempt += meta.len;
+        }
         self.by_entry
             .entry(key.entry)
             .or_default()
@@ -98,6 +104,9 @@ impl Ledger {
     pub fn remove(&mut self, key: &BlobKey) -> Option<Meta> {
         let meta = self.lru.pop(key)?;
         self.used -= meta.len;
+        if meta.pinned || meta.dirty {
+            self.exempt -= meta.len;
+        }
         if let Some(versions) = self.by_entry.get_mut(&key.entry) {
             versions.remove(&key.version);
             if versions.is_empty() {
@@ -112,9 +121,29 @@ impl Ledger {
         self.lru.peek(key)
     }
 
-    /// The meta of `key` for change, without changing recency.
+    /// The meta of `key` for change, without changing recency. Not for the pinned and
+    /// dirty flags: those go through [`Ledger::update`], which keeps the byte counts.
     pub fn peek_mut(&mut self, key: &BlobKey) -> Option<&mut Meta> {
         self.lru.peek_mut(key)
+    }
+
+    /// Changes the meta of `key` (flags included) without changing recency.
+    pub fn update(&mut self, key: &BlobKey, change: impl FnOnce(&mut Meta)) {
+        if let Some(meta) = self.lru.peek_mut(key) {
+            let was = meta.pinned || meta.dirty;
+            change(meta);
+            let now = meta.pinned || meta.dirty;
+            match (was, now) {
+                (false, true) => self.exempt += meta.len,
+                (true, false) => self.exempt -= meta.len,
+                _ => {}
+            }
+        }
+    }
+
+    /// Sets whether `key` is pinned.
+    pub fn set_pinned(&mut self, key: &BlobKey, pinned: bool) {
+        self.update(key, |m| m.pinned = pinned);
     }
 
     /// Marks `key` most recently used and returns its meta.
@@ -160,7 +189,7 @@ impl Ledger {
         if total <= self.limit {
             return out;
         }
-        total -= self.exempt_bytes().min(total);
+        total -= self.exempt.min(total);
         for (key, meta) in self.lru.iter().rev() {
             if total <= self.limit {
                 break;
@@ -171,15 +200,6 @@ impl Ledger {
             }
         }
         out
-    }
-
-    /// Bytes of blobs the limit does not apply to (pinned or dirty).
-    fn exempt_bytes(&self) -> u64 {
-        self.lru
-            .iter()
-            .filter(|(_, m)| m.pinned || m.dirty)
-            .map(|(_, m)| m.len)
-            .sum()
     }
 
     /// A snapshot, counting `filling_bytes` of fills in progress as used.

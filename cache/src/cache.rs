@@ -275,6 +275,24 @@ impl Inner {
         }
         self.sub_filling(fill_bytes);
 
+        // A pin belongs to the file, not to one version: the new version takes it over
+        // from the ones it replaces, which become ordinary stale versions.
+        let mut pinned_before = Vec::new();
+        for version in st.ledger.versions(key.entry) {
+            let other = BlobKey::new(key.entry, version);
+            if other != *key && st.ledger.peek(&other).is_some_and(|m| m.pinned) {
+                pinned_before.push(other);
+            }
+        }
+        if !pinned_before.is_empty() {
+            st.index.set_pinned(key, true)?;
+            st.ledger.set_pinned(key, true);
+            for other in &pinned_before {
+                st.index.set_pinned(other, false)?;
+                st.ledger.set_pinned(other, false);
+            }
+        }
+
         // Other versions of the entry are stale: drop the ones nothing needs, and make the
         // open-but-clean ones the first to go once closed.
         let mut stale = Vec::new();
@@ -604,9 +622,7 @@ impl Cache {
             return Ok(true);
         }
         persist(&st.index, key, value)?;
-        if let Some(meta) = st.ledger.peek_mut(key) {
-            *field(meta) = value;
-        }
+        st.ledger.update(key, |meta| *field(meta) = value);
         if value {
             return Ok(true);
         }

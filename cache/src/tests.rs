@@ -588,13 +588,15 @@ fn committing_a_new_version_removes_stale_ones() {
         vec!["v2".to_string(), "v3".to_string()]
     );
     assert_eq!(read_all(&open_v2), content(1, 20));
-    // A pinned stale version stays too.
+    // A pin belongs to the file: the new version takes it over, the old one goes.
     assert!(cache.set_pinned(&v3, true).unwrap());
     put_closed(&cache, &v4, 7);
     assert_eq!(
         cache.versions_of(1),
-        vec!["v2".to_string(), "v3".to_string(), "v4".to_string()]
+        vec!["v2".to_string(), "v4".to_string()]
     );
+    assert!(cache.index_row(&v4).unwrap().pinned);
+    assert_eq!(cache.stats().pinned_bytes, 7);
     // The closed stale version went to the LRU end: it is the first to go.
     drop(open_v2);
     let st = cache.stats();
@@ -608,7 +610,7 @@ fn committing_a_new_version_removes_stale_ones() {
     assert_eq!(cache.index_row(&other).unwrap().len, 3);
 
     // remove_entry takes all versions, pinned included.
-    assert_eq!(cache.remove_entry(1).unwrap(), 2);
+    assert_eq!(cache.remove_entry(1).unwrap(), 1);
     assert!(cache.versions_of(1).is_empty());
     assert_eq!(cache.remove_entry(1).unwrap(), 0);
     assert_eq!(names(&dir.path().join("blobs")).len(), 1);

@@ -56,6 +56,9 @@ struct Inner {
     state: NetState,
     /// Suspended with `--offline`: no request goes out, nothing is probed.
     forced_offline: bool,
+    /// A request timed out while online: probe now to tell a slow request from a dead
+    /// server.
+    suspect: bool,
     next_probe: Instant,
     backoff: Duration,
 }
@@ -72,6 +75,7 @@ impl Default for Connectivity {
             inner: Mutex::new(Inner {
                 state: NetState::Online,
                 forced_offline: false,
+                suspect: false,
                 next_probe: Instant::now(),
                 backoff: PROBE_MIN,
             }),
@@ -136,11 +140,21 @@ impl Connectivity {
         }
     }
 
-    /// Learns from the outcome of a request.
+    /// Learns from the outcome of a request. Only a failed connection means offline: a
+    /// timeout may be one slow request (a huge folder, a slow server-side MOVE), so it asks
+    /// for a probe instead. Only a 401 means the credentials are refused: a 403 on one path
+    /// is about that path (a read-only share, a blocked name), so the write-back flags that
+    /// entry; a 403 on the probe of the root does count.
     fn observe<T>(&self, r: &Result<T, RemoteError>) {
         match r {
-            Err(RemoteError::Unreachable(why)) => self.went_offline(why),
-            Err(RemoteError::Auth(status)) => self.auth_refused(*status),
+            Err(RemoteError::Unreachable(why)) if why.starts_with("connection failed") => {
+                self.went_offline(why)
+            }
+            Err(RemoteError::Unreachable(_)) => {
+                self.lock().suspect = true;
+                self.changed.notify_waiters();
+            }
+            Err(RemoteError::Auth(401)) => self.auth_refused(401),
             _ => {}
         }
     }
@@ -192,10 +206,14 @@ impl Connectivity {
     pub async fn run_prober(self: Arc<Self>, remote: Arc<dyn Remote>) {
         loop {
             let wait = {
-                let g = self.lock();
+                let mut g = self.lock();
                 match g.state {
-                    NetState::Online => None,
                     _ if g.forced_offline => None,
+                    NetState::Online if g.suspect => {
+                        g.suspect = false;
+                        Some(Duration::ZERO)
+                    }
+                    NetState::Online => None,
                     _ => Some(g.next_probe.saturating_duration_since(Instant::now())),
                 }
             };
@@ -205,6 +223,9 @@ impl Connectivity {
                 Some(_) => {
                     let r = remote.stat(&RemotePath::root()).await;
                     match r {
+                        Err(RemoteError::Unreachable(why)) if self.state() == NetState::Online => {
+                            self.went_offline(&why);
+                        }
                         Err(RemoteError::Unreachable(why)) => {
                             let mut g = self.lock();
                             g.backoff = (g.backoff * 2).clamp(PROBE_MIN, PROBE_MAX);
@@ -338,7 +359,13 @@ mod tests {
         assert!(c.usable());
         c.observe::<()>(&Err(RemoteError::Status(500)));
         assert!(c.usable(), "a server error is an answer");
-        c.observe::<()>(&Err(RemoteError::Unreachable("refused".into())));
+        c.observe::<()>(&Err(RemoteError::Unreachable("timed out".into())));
+        assert!(c.usable(), "a timeout only asks for a probe");
+        c.observe::<()>(&Err(RemoteError::Auth(403)));
+        assert!(c.usable(), "a 403 is about one path");
+        c.observe::<()>(&Err(RemoteError::Unreachable(
+            "connection failed: refused".into(),
+        )));
         assert!(matches!(c.state(), NetState::Offline { .. }));
         assert!(matches!(c.gate(), Err(RemoteError::Unreachable(_))));
         c.back_online();
@@ -346,7 +373,7 @@ mod tests {
         c.observe::<()>(&Err(RemoteError::Auth(401)));
         assert!(matches!(c.gate(), Err(RemoteError::Auth(401))));
         // A later network error does not hide that credentials are needed.
-        c.observe::<()>(&Err(RemoteError::Unreachable("x".into())));
+        c.observe::<()>(&Err(RemoteError::Unreachable("connection failed".into())));
         assert!(matches!(c.state(), NetState::AuthRequired { .. }));
         c.back_online();
         c.set_forced_offline(true);

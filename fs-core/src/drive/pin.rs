@@ -124,22 +124,20 @@ impl Drive {
     /// returned `true`. Stops early while suspended. Failures are counted and logged, never
     /// fatal.
     pub async fn hydrate_pins(&self) {
-        loop {
+        let p = loop {
             self.pin_walk().await;
+            // Decided under the progress lock, which `request_pin_run` takes too: a pin
+            // added now is either seen here or starts a run of its own.
+            let mut p = lock(&self.pin_progress);
             let again = std::mem::take(&mut *lock(&self.pin_again));
             if !again || self.suspended().is_some() {
-                break;
+                p.running = false;
+                break p.clone();
             }
-            let mut p = lock(&self.pin_progress);
             *p = PinProgress {
                 running: true,
                 ..PinProgress::default()
             };
-        }
-        let p = {
-            let mut p = lock(&self.pin_progress);
-            p.running = false;
-            p.clone()
         };
         info!(
             files = p.files,

@@ -289,6 +289,16 @@ impl Meta {
         Ok(true)
     }
 
+    /// Records that no upload of `ino` is in doubt (the server refused the last one whole).
+    pub fn clear_put_started(&self, ino: u64) -> Result<(), MetaError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE entries SET put_started = 0 WHERE ino = ?1",
+            params![ino as i64],
+        )?;
+        Ok(())
+    }
+
     /// Records `etag` as the server version `ino`'s local content is based on: the server
     /// holds what a crash-cut upload of ours left, so replacing it loses nobody's work.
     pub fn set_base_version(&self, ino: u64, etag: &ETag) -> Result<(), MetaError> {

@@ -609,7 +609,16 @@ impl Uploader {
             // 409: the parent is not (or no longer) there on the server; the local tree
             // changed since the plan. The next plan orders it right.
             RemoteError::Status(409) => Outcome::Transient(e),
-            RemoteError::Auth(_) => Outcome::Auth(e),
+            RemoteError::Auth(401) => Outcome::Auth(e),
+            // 403 on one path: this entry is refused (a read-only share, a blocked name);
+            // the rest of the queue goes on.
+            RemoteError::Auth(status) => {
+                warn!(%path, status, "the server forbids this change; the local copy is kept");
+                let _ = self
+                    .meta
+                    .set_problem(ino, Some(&format!("{PROBLEM_ERROR}: forbidden ({status})")));
+                Outcome::Done
+            }
             RemoteError::InsufficientStorage => {
                 warn!(%path, "the server is full (507); the file stays local and dirty, retried later");
                 let _ = self.meta.set_problem(ino, Some(PROBLEM_NO_SPACE));
@@ -809,6 +818,17 @@ impl Uploader {
             Ok(None) => self.remote.stat(&path).await.ok().and_then(|e| e.etag),
             Err(e) => {
                 self.set(|p| p.current = None);
+                if matches!(
+                    e,
+                    RemoteError::Status(_)
+                        | RemoteError::PreconditionFailed
+                        | RemoteError::InsufficientStorage
+                        | RemoteError::Auth(_)
+                ) {
+                    // The server answered: it refused the PUT as a whole, so it holds no
+                    // part of it; a later mismatch is somebody else's version.
+                    let _ = self.meta.clear_put_started(ino);
+                }
                 if self.activity.changes(ino) != changes {
                     // Written locally meanwhile: it stays dirty and goes up again.
                     debug!(%path, error = %e, "changed while uploading; will upload again");
@@ -987,10 +1007,18 @@ impl Uploader {
             Err(e) => return Err(e),
         };
         debug!(%path, server_size = info.size, server_etag = ?info.etag, local_len = len, "comparing the server's file with what we sent");
+        // An empty file proves nothing (somebody's new file may be empty too), but it also
+        // holds nothing: replacing or deleting it loses no data.
         if info.is_dir || info.size > len {
             return Ok(None);
         }
         let dl = self.remote.read(path, None).await?;
+        if let (Some(a), Some(b)) = (&info.etag, &dl.etag) {
+            if a.value != b.value {
+                // Changed between the two requests: compare again next time.
+                return Err(still_arriving());
+            }
+        }
         let mut body = dl.body;
         let mut offset = 0u64;
         let mut buf = Vec::new();
