@@ -3,7 +3,7 @@
 //! reads byte-identical while a file outside DIR that was never opened fails fast; pinned
 //! content survives a cache limit far smaller than it while unpinned content is evicted;
 //! `free` gives clean bytes back and keeps changes not uploaded yet; `unpin` makes the
-//! content evictable again.
+//! content evictable again; `setfattr -n user.edrive.pin -v 1|0` pins and unpins too.
 
 mod common;
 
@@ -159,5 +159,34 @@ fn pinned_trees_stay_readable_offline_and_out_of_eviction() {
         xattr(&m.join("Projects/p3/f7.dat"), "user.edrive.state"),
         "pinned"
     );
+
+    // The same through an extended attribute, as file managers and scripts do.
+    let file = m.join("Other/big12.bin");
+    let set = |v: &str| {
+        let out = Command::new("setfattr")
+            .args(["-n", "user.edrive.pin", "-v", v])
+            .arg(&file)
+            .output()
+            .expect("setfattr");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    set("1");
+    assert_eq!(xattr(&file, "user.edrive.pinned"), "1");
+    assert!(
+        wait_until(Duration::from_secs(20), || xattr(
+            &file,
+            "user.edrive.state"
+        ) == "pinned"),
+        "fetched without being opened: {}",
+        xattr(&file, "user.edrive.state")
+    );
+    assert_eq!(cache_numbers(&m).1, 200_000);
+    set("0");
+    assert_eq!(xattr(&file, "user.edrive.pinned"), "0");
+    assert_eq!(cache_numbers(&m).1, 0);
     m.unmount();
 }

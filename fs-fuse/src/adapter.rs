@@ -498,6 +498,31 @@ impl Filesystem for FuseFs {
         }
     }
 
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if name.to_str() != Some(edrive_fs_core::drive::XATTR_PIN) {
+            return reply.error(Errno::ENOTSUP);
+        }
+        match self.drive.set_pin_xattr(ino.0, value) {
+            Ok(fetch) => {
+                if fetch && self.drive.request_pin_run() {
+                    let d = self.drive.clone();
+                    self.rt.spawn(async move { d.hydrate_pins().await });
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         match self.drive.listxattr(ino.0) {
             Ok(names) => {

@@ -111,6 +111,8 @@ pub struct DriveStatus {
 
 /// The extended attribute that tells an entry's state.
 pub const XATTR_STATE: &str = "user.edrive.state";
+/// The extended attribute that pins (`1`) or unpins (`0`) an entry when set.
+pub const XATTR_PIN: &str = "user.edrive.pin";
 /// The extended attribute that tells whether an entry is pinned (`1`, itself or through a
 /// folder above it) or not (`0`).
 pub const XATTR_PINNED: &str = "user.edrive.pinned";

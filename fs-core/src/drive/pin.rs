@@ -71,6 +71,23 @@ impl Drive {
         Ok(())
     }
 
+    /// Sets `user.edrive.pin` (`1` pins, `0` unpins), the way file managers and scripts
+    /// pin. Returns whether pinned content should now be fetched
+    /// ([`Drive::request_pin_run`]).
+    pub fn set_pin_xattr(&self, ino: u64, value: &[u8]) -> Result<bool, FsError> {
+        match value.trim_ascii() {
+            b"1" => {
+                self.pin(ino)?;
+                Ok(true)
+            }
+            b"0" => {
+                self.unpin(ino)?;
+                Ok(false)
+            }
+            _ => Err(FsError::Invalid("user.edrive.pin takes 1 or 0")),
+        }
+    }
+
     /// Whether `ino` is pinned (itself or through a folder above it).
     pub fn is_pinned(&self, ino: u64) -> Result<bool, FsError> {
         Ok(self.meta.pinned_by(ino)?.is_some())
