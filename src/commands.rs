@@ -93,26 +93,11 @@ impl Leftover {
 /// Asks the daemon to upload everything now and waits until it has done what it can,
 /// showing progress (a bar on a terminal, a line every few seconds otherwise).
 fn wait_for_sync(mp: &std::path::Path) -> anyhow::Result<Leftover> {
-    use std::io::IsTerminal;
     let reply = control::request(mp, &Request::Sync)?;
     if reply["ok"] != true {
         bail!("{}", reply["error"].as_str().unwrap_or("sync failed"));
     }
-    let tty = std::io::stderr().is_terminal();
-    let bar = if tty {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        Some(bar)
-    } else {
-        None
-    };
+    let bar = byte_bar();
     let mut last_line = Instant::now() - Duration::from_secs(10);
     loop {
         let s = control::request(mp, &Request::Status)?;
@@ -190,6 +175,23 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A progress bar in bytes with a message, on a terminal only (`None` otherwise: the
+/// caller prints plain lines).
+fn byte_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(bar)
+}
+
 /// `edrive suspend`.
 pub fn suspend(args: SuspendArgs) -> anyhow::Result<()> {
     let mp = paths::absolute_mountpoint(&args.mountpoint)?;
@@ -259,7 +261,6 @@ fn path_request(
 
 /// `edrive pin`.
 pub fn pin(args: PinArgs) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
     let mut mounts = Vec::new();
     for p in &args.paths {
         let (mp, _) = path_request(p, |path| Request::Pin { path })?;
@@ -271,21 +272,9 @@ pub fn pin(args: PinArgs) -> anyhow::Result<()> {
         println!("pinned; the content is fetched in the background (see edrive status)");
         return Ok(());
     }
-    let tty = std::io::stderr().is_terminal();
     let mut failed = 0;
     for mp in mounts {
-        let bar = tty.then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
+        let bar = byte_bar();
         let mut last_line = Instant::now();
         loop {
             let s = control::request(&mp, &Request::Status)?;

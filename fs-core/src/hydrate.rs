@@ -246,7 +246,7 @@ impl Hydrator {
                     match self.meta.remote_path_of(entry)? {
                         Some(now) if now != path => path = now,
                         // It, or a folder above it, is being moved.
-                        Some(_) if !self.meta.moves_in_flight()?.is_empty() => {
+                        Some(_) if self.meta.any_move_in_flight()? => {
                             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         }
                         _ => return Err(FsError::Remote(RemoteError::NotFound)),

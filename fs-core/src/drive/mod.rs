@@ -409,7 +409,7 @@ impl Drive {
             }
             match self.meta.remote_path_of(ino)? {
                 Some(now) if now != path => path = now,
-                Some(_) if !self.meta.moves_in_flight()?.is_empty() => {
+                Some(_) if self.meta.any_move_in_flight()? => {
                     // Without the tree lock, which the write-back needs to record it.
                     _tree = None;
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -216,9 +216,10 @@ impl Meta {
                 is_dir: bool,
                 etag: Option<String>,
                 live: bool,
-                /// Edited locally, or being moved on the server right now (a listing
-                /// may have been taken on either side of that MOVE).
                 dirty: bool,
+                /// Being moved on the server right now: a listing may have been taken on
+                /// either side of that MOVE.
+                moving: bool,
             }
             let mut existing: std::collections::HashMap<String, Known> =
                 std::collections::HashMap::new();
@@ -235,7 +236,8 @@ impl Meta {
                         is_dir: r.get(2)?,
                         etag: r.get(3)?,
                         live: r.get(4)?,
-                        dirty: r.get(5)? || r.get::<_, bool>(6)?,
+                        dirty: r.get(5)?,
+                        moving: r.get(6)?,
                     },
                 ))
             })?;
@@ -265,7 +267,7 @@ impl Meta {
                 let (etag, weak) = etag_cols(child.etag.as_ref());
                 let size = if child.is_dir { 0 } else { child.size as i64 };
                 match existing.remove(&child.name) {
-                    Some(k) if !k.live || k.dirty => {
+                    Some(k) if !k.live || k.dirty || k.moving => {
                         // Deleted or edited locally: the write-back decides; a remote
                         // change shows up there as a failed precondition.
                         if k.etag.as_deref() != etag {
@@ -317,7 +319,7 @@ impl Meta {
             }
             if listing.complete {
                 for (_, k) in existing {
-                    if moving(&tx, k.ino)? {
+                    if k.moving {
                         // Gone from here because the write-back just moved it.
                         continue;
                     }
@@ -429,16 +431,6 @@ fn subtree_has_local_changes(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result
              SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)
          SELECT COUNT(*) FROM entries WHERE ino IN sub AND (dirty = 1
              OR remote_parent IS NULL OR remote_parent IS NOT parent OR remote_name IS NOT name)",
-        params![ino],
-        |r| r.get(0),
-    )?;
-    Ok(n > 0)
-}
-
-/// Whether a MOVE of `ino` was sent and not confirmed.
-fn moving(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<bool, MetaError> {
-    let n: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM entries WHERE ino = ?1 AND moving_parent IS NOT NULL",
         params![ino],
         |r| r.get(0),
     )?;

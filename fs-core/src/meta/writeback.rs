@@ -146,6 +146,16 @@ impl Meta {
         Ok(())
     }
 
+    /// Whether any MOVE was sent and not confirmed (cheap: for reads that follow one).
+    pub fn any_move_in_flight(&self) -> Result<bool, MetaError> {
+        let conn = self.conn();
+        Ok(conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM entries WHERE moving_parent IS NOT NULL)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Entries (live or tombstone) whose MOVE was sent and not confirmed, as (inode,
     /// server folder and name it was moving to).
     pub fn moves_in_flight(&self) -> Result<Vec<(u64, u64, String)>, MetaError> {
