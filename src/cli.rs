@@ -6,7 +6,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use edrive_fs_core::sync::ConflictPolicy;
+
 use crate::units::{parse_duration, parse_size};
+
+fn parse_policy(s: &str) -> Result<ConflictPolicy, String> {
+    s.parse()
+}
 
 /// Mount a remote drive as a local folder; file content is fetched when it is opened.
 #[derive(Debug, Parser)]
@@ -43,6 +49,29 @@ pub enum Command {
     Free(PathsArgs),
     /// Start the embedded server on a generated sample tree and mount it.
     Demo(DemoArgs),
+    /// List files changed on both sides that wait for a decision, and recent sync events
+    /// (conflict copies made, deletions that kept local changes).
+    Conflicts(StatusArgs),
+    /// Settle a conflict: keep the local version, the server's, or both.
+    Resolve(ResolveArgs),
+}
+
+/// `edrive resolve`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("choice").required(true).multiple(false)))]
+pub struct ResolveArgs {
+    /// The file in conflict, inside a mount.
+    pub path: PathBuf,
+    /// Upload the local version over the server's.
+    #[arg(long, group = "choice")]
+    pub use_local: bool,
+    /// Take the server's version; the local one is kept for 30 days in the cache
+    /// folder's `recovered/` (the command says where).
+    #[arg(long, group = "choice")]
+    pub use_remote: bool,
+    /// Keep both: the local version becomes `NAME (conflict HOST DATE TIME).EXT`.
+    #[arg(long, group = "choice")]
+    pub keep_both: bool,
 }
 
 /// `edrive serve`.
@@ -102,6 +131,16 @@ pub struct MountArgs {
     /// Do not use the default ignore list.
     #[arg(long)]
     pub no_default_ignore: bool,
+    /// How often the folders in use and everything pinned are checked for changes made on
+    /// the server by others (e.g. 30s, 5m; 0 turns polling off).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// What happens to a file changed both here and on the server: `keep-both` (the
+    /// server's version keeps the name; the local one becomes `NAME (conflict HOST DATE
+    /// TIME).EXT` and is uploaded) or `ask` (the local one stays, is not uploaded, and
+    /// waits for `edrive resolve`).
+    #[arg(long, default_value = "keep-both", value_parser = parse_policy)]
+    pub on_conflict: ConflictPolicy,
     /// Let other users (root included) use the mount; file modes still decide what each
     /// may do. Unless run as root, needs `user_allow_other` in /etc/fuse.conf.
     #[arg(long)]

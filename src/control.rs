@@ -43,6 +43,15 @@ pub enum Request {
         /// Path components below the mountpoint.
         path: Vec<String>,
     },
+    /// List conflicts waiting for a decision and recent sync events.
+    Conflicts,
+    /// Settle the conflict of a file.
+    Resolve {
+        /// Path components below the mountpoint.
+        path: Vec<String>,
+        /// `use-local`, `use-remote` or `keep-both`.
+        choice: String,
+    },
 }
 
 /// Sends `req` to the daemon of `mountpoint` (absolute) and returns its reply.

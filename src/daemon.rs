@@ -100,6 +100,10 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
         .arg(format!("{}ms", args.dir_cache_ttl.as_millis()))
         .arg("--upload-delay")
         .arg(format!("{}ms", args.upload_delay.as_millis()))
+        .arg("--poll-interval")
+        .arg(format!("{}ms", args.poll_interval.as_millis()))
+        .arg("--on-conflict")
+        .arg(args.on_conflict.as_str())
         .arg("--daemon-child")
         .env_remove("EDRIVE_PASSWORD")
         .stdin(Stdio::piped())
@@ -315,6 +319,8 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
             gid,
             upload_debounce: args.upload_delay,
             ignore: ignore_list(&args),
+            on_conflict: args.on_conflict,
+            recovery_dir: Some(cache_dir.join("recovered")),
         },
     ));
     rt.block_on(async { drive.start_writeback() })
@@ -323,6 +329,9 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     {
         let _rt = rt.enter();
         crate::status_reply::spawn_pin_hydration(&drive);
+        if !args.poll_interval.is_zero() {
+            tokio::spawn(drive.clone().run_poller(args.poll_interval));
+        }
     }
     let info = crate::status_reply::MountInfo {
         url: args.url.clone(),

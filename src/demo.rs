@@ -75,6 +75,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         upload_delay: Duration::from_secs(2),
         ignore: Vec::new(),
         no_default_ignore: false,
+        poll_interval: std::time::Duration::from_secs(30),
+        on_conflict: Default::default(),
         allow_other: false,
         foreground: false,
         daemon_child: false,

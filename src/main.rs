@@ -37,6 +37,8 @@ fn main() -> std::process::ExitCode {
         Command::Unpin(args) => commands::unpin(args),
         Command::Free(args) => commands::free(args),
         Command::Demo(args) => demo::run(args),
+        Command::Conflicts(args) => commands::conflicts(args),
+        Command::Resolve(args) => commands::resolve(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

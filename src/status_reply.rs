@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use edrive_fs_core::drive::Choice;
 use edrive_fs_core::{Drive, DriveStatus, FsError, NetState, ROOT_INO};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -203,6 +204,28 @@ pub async fn answer(
                     "open_bytes": f.open_bytes,
                 }),
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
+            }
+        }
+        Ok(Request::Conflicts) => match drive.conflicts(50) {
+            Ok((conflicts, events)) => {
+                json!({"ok": true, "conflicts": conflicts, "events": events})
+            }
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        },
+        Ok(Request::Resolve { path, choice }) => {
+            let choice = match choice.as_str() {
+                "use-local" => Some(Choice::UseLocal),
+                "use-remote" => Some(Choice::UseRemote),
+                "keep-both" => Some(Choice::KeepBoth),
+                _ => None,
+            };
+            match (choice, resolve(drive, &path).await) {
+                (None, _) => json!({"ok": false, "error": "unknown choice"}),
+                (Some(c), Ok(ino)) => match drive.resolve(ino, c).await {
+                    Ok(said) => json!({"ok": true, "message": said}),
+                    Err(e) => json!({"ok": false, "error": e.to_string()}),
+                },
+                (_, Err(e)) => json!({"ok": false, "error": e.to_string()}),
             }
         }
         Ok(Request::Unmount) => {

@@ -10,6 +10,7 @@ pub mod drive;
 pub mod error;
 pub mod hydrate;
 pub mod meta;
+pub mod notify;
 mod positional;
 pub mod remote;
 pub mod state;

@@ -17,6 +17,8 @@ pub enum EntryState {
     Uploading,
     /// The server has another version; the local one is kept and not uploaded.
     Conflict,
+    /// Locked on the server by someone else (423); retried until the lock goes.
+    Locked,
     /// The server is full (507); the file stays local and dirty and is retried.
     NoSpace,
     /// The server refused the write-back; see the log.
@@ -36,6 +38,7 @@ impl EntryState {
             EntryState::Dirty => "dirty",
             EntryState::Uploading => "uploading",
             EntryState::Conflict => "conflict",
+            EntryState::Locked => "locked",
             EntryState::NoSpace => "no-space",
             EntryState::Error => "error",
             EntryState::LocalOnly => "local-only",
@@ -46,6 +49,8 @@ impl EntryState {
     pub fn from_problem(problem: &str) -> EntryState {
         if problem == crate::sync::PROBLEM_CONFLICT {
             EntryState::Conflict
+        } else if problem.starts_with(crate::sync::PROBLEM_LOCKED) {
+            EntryState::Locked
         } else if problem == crate::sync::PROBLEM_NO_SPACE {
             EntryState::NoSpace
         } else {

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edrive_fs_core::notify::KernelCache;
 use edrive_fs_core::Drive;
-use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
+use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 
 use crate::adapter::FuseFs;
 
@@ -33,7 +34,7 @@ pub fn mount(
     mountpoint: &Path,
     config: &MountConfig,
 ) -> io::Result<BackgroundSession> {
-    let fs = FuseFs::new(drive, runtime, config.attr_ttl);
+    let fs = FuseFs::new(drive.clone(), runtime, config.attr_ttl);
     let mut options = Config::default();
     options.mount_options = vec![
         MountOption::FSName(config.fs_name.clone()),
@@ -50,5 +51,23 @@ pub fn mount(
     };
     options.n_threads = Some(config.threads.max(1));
     options.clone_fd = true;
-    Session::new(fs, mountpoint, &options)?.spawn()
+    let session = Session::new(fs, mountpoint, &options)?.spawn()?;
+    drive.install_kernel_cache(Arc::new(KernelNotifier(session.notifier())));
+    Ok(session)
+}
+
+/// The kernel's caches of a FUSE mount, dropped through the session's notifier. A
+/// failure (the kernel did not know the entry) is harmless: nothing was cached.
+struct KernelNotifier(Notifier);
+
+impl KernelCache for KernelNotifier {
+    fn inval_entry(&self, parent: u64, name: &str) {
+        let _ = self
+            .0
+            .inval_entry(INodeNo(parent), std::ffi::OsStr::new(name));
+    }
+
+    fn inval_inode(&self, ino: u64) {
+        let _ = self.0.inval_inode(INodeNo(ino), 0, 0);
+    }
 }

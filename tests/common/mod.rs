@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod apache;
+pub mod dav;
 pub mod hostile;
 pub mod http;
 pub mod mount;

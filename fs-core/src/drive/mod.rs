@@ -16,17 +16,22 @@ use crate::connectivity::{Connectivity, NetState, Watched};
 use crate::error::FsError;
 use crate::hydrate::{Hydrator, Transfer};
 use crate::meta::{Entry, Kind, Meta, ROOT_INO};
+use crate::notify::Invalidations;
 use crate::remote::{validate_name, Remote, RemoteError, RemotePath};
 use crate::state::EntryState;
-use crate::sync::{Activity, IgnoreList, SyncProgress, Uploader};
+use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
 mod pin;
+mod poll;
+mod resolve;
 #[cfg(test)]
 mod tests;
 mod working;
 mod write;
 
 pub use pin::{FreeOutcome, PinProgress};
+pub use poll::PollReport;
+pub use resolve::{Choice, ConflictInfo};
 use working::Working;
 pub use write::SetAttr;
 
@@ -43,6 +48,11 @@ pub struct DriveOptions {
     pub upload_debounce: Duration,
     /// Names kept local, never uploaded.
     pub ignore: IgnoreList,
+    /// How a file changed on both sides is settled.
+    pub on_conflict: ConflictPolicy,
+    /// Where local versions discarded by `resolve --use-remote` are kept (30 days); `None`:
+    /// beside the cache's content folder, in `recovered/`.
+    pub recovery_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for DriveOptions {
@@ -53,6 +63,8 @@ impl Default for DriveOptions {
             gid: 0,
             upload_debounce: Duration::from_secs(2),
             ignore: IgnoreList::defaults(),
+            on_conflict: ConflictPolicy::default(),
+            recovery_dir: None,
         }
     }
 }
@@ -164,6 +176,10 @@ pub struct Drive {
     /// Files deleted while handles still had them open, with their last attributes
     /// (`nlink` 0), until the last of those handles is released.
     orphans: Mutex<HashMap<u64, Attr>>,
+    /// Kernel caches to drop when the server changes something.
+    inval: Arc<Invalidations>,
+    /// Folders in use, with when they were last listed or looked into (polled).
+    recent: Mutex<HashMap<u64, std::time::Instant>>,
 }
 
 /// The setting that keeps a suspension across restarts ("on" or [`SUSPENDED_OFFLINE`]).
@@ -198,15 +214,19 @@ impl Drive {
         let remote: Arc<dyn Remote> = Arc::new(Watched::new(raw_remote.clone(), conn.clone()));
         let hydrator = Arc::new(Hydrator::new(remote.clone(), cache.clone(), meta.clone()));
         let activity = Arc::new(Activity::default());
-        let uploader = Arc::new(Uploader::new(
-            remote.clone(),
-            meta.clone(),
-            cache.clone(),
-            activity.clone(),
-            options.ignore.clone(),
-            options.upload_debounce,
-            conn.clone(),
-        ));
+        let inval = Arc::new(Invalidations::default());
+        let uploader = Arc::new(
+            Uploader::new(
+                remote.clone(),
+                meta.clone(),
+                cache.clone(),
+                activity.clone(),
+                options.ignore.clone(),
+                options.upload_debounce,
+                conn.clone(),
+            )
+            .with_conflicts(options.on_conflict, inval.clone()),
+        );
         Drive {
             remote,
             raw_remote,
@@ -227,6 +247,8 @@ impl Drive {
             pin_progress: Mutex::new(PinProgress::default()),
             pin_again: Mutex::new(false),
             orphans: Mutex::new(HashMap::new()),
+            inval,
+            recent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -235,6 +257,7 @@ impl Drive {
     /// tokio runtime.
     pub fn start_writeback(&self) -> Result<(), FsError> {
         self.recover()?;
+        self.prune_recovered();
         match self.meta.setting(SUSPENDED)?.as_deref() {
             Some(SUSPENDED_OFFLINE) => self.apply_suspension(true, true),
             Some(_) => self.apply_suspension(true, false),
@@ -373,9 +396,25 @@ impl Drive {
     /// A failed listing never removes anything: with an older listing at hand it is served
     /// (and the failure logged); without one the error is returned.
     async fn ensure_listed(&self, ino: u64) -> Result<(), FsError> {
-        let fresh = |listed: Option<i64>| {
-            listed.is_some_and(|t| now_ms() - t < self.options.dir_cache_ttl.as_millis() as i64)
-        };
+        self.list_if_older(ino, self.options.dir_cache_ttl, true)
+            .await
+            .map(|_| ())
+    }
+
+    /// Lists folder `ino` unless its listing is younger than `max_age` (or its last
+    /// failure is recent); returns what the listing changed, `None` if none was taken.
+    /// `in_use` records the folder as one the user works in (polled from then on).
+    async fn list_if_older(
+        &self,
+        ino: u64,
+        max_age: Duration,
+        in_use: bool,
+    ) -> Result<Option<crate::meta::ListingChanges>, FsError> {
+        if in_use {
+            self.note_recent(ino);
+        }
+        let fresh =
+            |listed: Option<i64>| listed.is_some_and(|t| now_ms() - t < max_age.as_millis() as i64);
         let backing_off = |listed: Option<i64>| {
             listed.is_some()
                 && lock(&self.listing_failures)
@@ -384,20 +423,20 @@ impl Drive {
         };
         let listed = self.meta.listed_at_ms(ino)?;
         if fresh(listed) || backing_off(listed) {
-            return Ok(());
+            return Ok(None);
         }
         let gate = lock(&self.listing_locks).entry(ino).or_default().clone();
         let _guard = gate.lock().await;
         let listed = self.meta.listed_at_ms(ino)?;
         if fresh(listed) || backing_off(listed) {
-            return Ok(());
+            return Ok(None);
         }
         let mut _tree = Some(self.uploader.tree_lock.read().await);
         let Some(path) = self.meta.remote_path_of(ino)? else {
             // Only local so far: nothing on the server to list.
             self.meta.mark_listed(ino)?;
             lock(&self.listing_locks).remove(&ino);
-            return Ok(());
+            return Ok(None);
         };
         let mut path = path;
         let mut result = self.remote.list(&path).await;
@@ -435,11 +474,13 @@ impl Drive {
                 }
                 let changes = self.meta.apply_listing(ino, &listing)?;
                 debug!(ino, %path, children = listing.children.len(), ?changes, "listed");
-                Ok(())
+                drop(_tree);
+                self.after_listing(ino, &changes);
+                Ok(Some(changes))
             }
             Err(e) if listed.is_some() && !matches!(e, RemoteError::NotFound) => {
                 warn!(%path, error = %e, "listing failed; serving the last known listing");
-                Ok(())
+                Ok(None)
             }
             Err(e) => {
                 warn!(%path, error = %e, "listing failed");

@@ -4,15 +4,18 @@
 //! across restarts and a cached blob keyed by inode is found again by the next mount.
 //! Directory listings carry the time they were fetched, for the listing TTL.
 
+mod conflict;
 mod entry;
 mod local;
 mod pins;
 mod schema;
 mod writeback;
 
+pub use conflict::Event;
 pub use entry::{Entry, Kind};
 pub use local::LocalAttrs;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -220,12 +223,15 @@ impl Meta {
                 /// Being moved on the server right now: a listing may have been taken on
                 /// either side of that MOVE.
                 moving: bool,
+                /// Shown where the server has it (not renamed or moved locally).
+                at_home: bool,
+                size: i64,
             }
-            let mut existing: std::collections::HashMap<String, Known> =
-                std::collections::HashMap::new();
+            let mut existing: HashMap<String, Known> = HashMap::new();
             let mut sel = tx.prepare_cached(
                 "SELECT remote_name, ino, is_dir, etag, parent IS NOT NULL, dirty,
-                        moving_parent IS NOT NULL
+                        moving_parent IS NOT NULL,
+                        parent IS remote_parent AND name IS remote_name, size
                  FROM entries WHERE remote_parent = ?1",
             )?;
             let rows = sel.query_map(params![dir as i64], |r| {
@@ -238,6 +244,8 @@ impl Meta {
                         live: r.get(4)?,
                         dirty: r.get(5)?,
                         moving: r.get(6)?,
+                        at_home: r.get(7)?,
+                        size: r.get(8)?,
                     },
                 ))
             })?;
@@ -259,6 +267,18 @@ impl Meta {
                      etag = ?4, etag_weak = ?5
                  WHERE ino = ?1",
             )?;
+            let mut rename = tx.prepare_cached(
+                "UPDATE OR IGNORE entries SET name = ?2, remote_name = ?2 WHERE ino = ?1",
+            )?;
+            let listed: std::collections::HashSet<&str> =
+                listing.children.iter().map(|c| c.name.as_str()).collect();
+            // How many children carry each version tag.
+            let mut new_tags: HashMap<&str, usize> = HashMap::new();
+            for c in &listing.children {
+                if let Some(t) = &c.etag {
+                    *new_tags.entry(t.value.as_str()).or_default() += 1;
+                }
+            }
             for child in &listing.children {
                 if let Err(e) = validate_name(&child.name) {
                     warn!(name = ?child.name, error = %e, "skipping entry with invalid name");
@@ -289,6 +309,7 @@ impl Meta {
                             delete_subtree(&tx, k.ino)?;
                             changes.removed.push(k.ino as u64);
                         }
+                        changes.names.push(child.name.clone());
                         let n = insert.execute(params![
                             dir as i64,
                             child.name,
@@ -301,6 +322,42 @@ impl Meta {
                         changes.added += n;
                     }
                     None => {
+                        // Renamed on the server within this folder? The same version under
+                        // a name the listing no longer has: the row (its cached content,
+                        // its pins) follows.
+                        // Only when that version is unambiguous on both sides: servers
+                        // that make ETags of size and time (Apache) give files written
+                        // in the same clock tick the same one.
+                        let renamed_from = etag
+                            .filter(|tag| listing.complete && new_tags.get(tag) == Some(&1))
+                            .and_then(|tag| {
+                                let mut found = existing.iter().filter(|(name, k)| {
+                                    k.etag.as_deref() == Some(tag)
+                                        && !listed.contains(name.as_str())
+                                });
+                                let (name, k) = found.next()?;
+                                let unique = found.next().is_none();
+                                (unique
+                                    && k.live
+                                    && !k.dirty
+                                    && !k.moving
+                                    && k.at_home
+                                    && k.is_dir == child.is_dir
+                                    && (k.is_dir || k.size == size))
+                                    .then(|| name.clone())
+                            });
+                        if let Some(old) = renamed_from {
+                            if let Some(k) = existing.remove(&old) {
+                                let n = rename.execute(params![k.ino, child.name])?;
+                                if n > 0 {
+                                    changes.names.push(old);
+                                    changes.names.push(child.name.clone());
+                                    changes.renamed += 1;
+                                    continue;
+                                }
+                                existing.insert(old, k);
+                            }
+                        }
                         let n = insert.execute(params![
                             dir as i64,
                             child.name,
@@ -312,13 +369,15 @@ impl Meta {
                         ])?;
                         if n == 0 {
                             warn!(name = %child.name, "a local entry holds this name; the server's is not shown");
+                        } else {
+                            changes.names.push(child.name.clone());
                         }
                         changes.added += n;
                     }
                 }
             }
             if listing.complete {
-                for (_, k) in existing {
+                for (name, k) in existing {
                     if k.moving {
                         // Gone from here because the write-back just moved it.
                         continue;
@@ -332,9 +391,11 @@ impl Meta {
                             "deleted on the server but changed here; keeping it"
                         );
                         detach(&tx, k.ino)?;
+                        changes.kept_local.push(k.ino as u64);
                     } else {
                         delete_subtree(&tx, k.ino)?;
                         changes.removed.push(k.ino as u64);
+                        changes.names.push(name);
                     }
                 }
             } else if !existing.is_empty() {
@@ -421,6 +482,20 @@ pub struct ListingChanges {
     pub changed: Vec<u64>,
     /// Entries removed (with their subtrees), by inode.
     pub removed: Vec<u64>,
+    /// Entries deleted on the server but changed here: kept, and written back as new.
+    pub kept_local: Vec<u64>,
+    /// Entries renamed on the server within the folder (same version, new name).
+    pub renamed: usize,
+    /// Names in the folder that now mean something else (appeared, vanished, renamed
+    /// from or to), for dropping the kernel's cached lookups.
+    pub names: Vec<String>,
+}
+
+impl ListingChanges {
+    /// Whether the listing changed anything the user can see.
+    pub fn any(&self) -> bool {
+        self.added > 0 || !self.changed.is_empty() || !self.removed.is_empty() || self.renamed > 0
+    }
 }
 
 /// Whether anything in the local subtree of `ino` (itself included) waits to be written

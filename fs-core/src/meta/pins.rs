@@ -76,4 +76,22 @@ impl Meta {
         let rows = stmt.query_map(params![ino as i64], entry::from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+
+    /// Folder `ino` and the folders below it (all depths, by the local tree).
+    pub fn dirs_below(&self, ino: u64) -> Result<Vec<u64>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "WITH RECURSIVE sub(ino) AS (
+                 SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino
+                 WHERE e.is_dir = 1)
+             SELECT e.ino FROM entries e JOIN sub ON e.ino = sub.ino
+             WHERE e.is_dir = 1 AND e.parent IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![ino as i64], |r| r.get::<_, i64>(0))?;
+        Ok(rows
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|i| i as u64)
+            .collect())
+    }
 }

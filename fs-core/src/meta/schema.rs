@@ -100,6 +100,8 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS entries_moving ON entries(ino)
              WHERE moving_parent IS NOT NULL;
          CREATE TABLE IF NOT EXISTS pins(ino INTEGER PRIMARY KEY);
+         CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT,
+             at_ms INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, detail TEXT);
          INSERT OR IGNORE INTO entries(ino, parent, name, is_dir, remote_parent, remote_name)
              VALUES (1, 0, '', 1, 0, '');"
     ))?;

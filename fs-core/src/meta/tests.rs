@@ -190,3 +190,72 @@ fn a_version_2_store_gains_the_move_record_and_keeps_its_rows() {
     let m = Meta::open(&path, "http://x/").unwrap();
     assert!(m.get(7).unwrap().unwrap().remote.is_some());
 }
+
+#[test]
+fn a_rename_on_the_server_keeps_the_row_and_its_pins() {
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(
+        ROOT_INO,
+        &listing(vec![file("a", 3, "\"e1\""), file("b", 3, "\"e2\"")]),
+    )
+    .unwrap();
+    let a = m.child(ROOT_INO, "a").unwrap().unwrap();
+    m.add_pin(a.ino).unwrap();
+    // "a" became "c"; "b" was replaced by a different file "d" (another version).
+    let ch = m
+        .apply_listing(
+            ROOT_INO,
+            &listing(vec![file("c", 3, "\"e1\""), file("d", 3, "\"e3\"")]),
+        )
+        .unwrap();
+    assert_eq!(ch.renamed, 1);
+    let c = m.child(ROOT_INO, "c").unwrap().unwrap();
+    assert_eq!(c.ino, a.ino, "the renamed file keeps its inode");
+    assert_eq!(m.pinned_by(c.ino).unwrap(), Some(a.ino));
+    assert!(m.child(ROOT_INO, "a").unwrap().is_none());
+    assert!(m.child(ROOT_INO, "b").unwrap().is_none());
+    assert_eq!(ch.removed.len(), 1, "b is gone: {ch:?}");
+    for n in ["a", "c", "b", "d"] {
+        assert!(ch.names.iter().any(|x| x == n), "{n} in {:?}", ch.names);
+    }
+}
+
+#[test]
+fn a_split_conflict_keeps_both_versions() {
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(ROOT_INO, &listing(vec![file("r.txt", 3, "\"v1\"")]))
+        .unwrap();
+    let r = m.child(ROOT_INO, "r.txt").unwrap().unwrap();
+    m.set_local(
+        r.ino,
+        &LocalAttrs {
+            dirty: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let fresh = m
+        .split_conflict(
+            r.ino,
+            "r (conflict h 2026-01-01 000000).txt",
+            &file("", 9, "\"v2\""),
+        )
+        .unwrap()
+        .expect("the server's version gets a row");
+    let local = m.get(r.ino).unwrap().unwrap();
+    assert_eq!(local.name, "r (conflict h 2026-01-01 000000).txt");
+    assert!(local.dirty && local.remote.is_none(), "{local:?}");
+    let server = m.child(ROOT_INO, "r.txt").unwrap().unwrap();
+    assert_eq!(server.ino, fresh);
+    assert_eq!(
+        (server.size, server.etag.as_deref(), server.dirty),
+        (9, Some("v2"), false)
+    );
+    assert_eq!(
+        m.pending().unwrap().len(),
+        1,
+        "only the copy waits for upload"
+    );
+    m.record_event("kept-both", "/r.txt", &local.name).unwrap();
+    assert_eq!(m.events(10).unwrap()[0].kind, "kept-both");
+}

@@ -10,10 +10,14 @@
 //! file created and deleted before it was uploaded costs the server nothing.
 
 mod activity;
+mod conflict;
 mod ignore;
 pub mod plan;
 mod uploader;
 
 pub use activity::Activity;
+pub use conflict::{conflict_name, host_name, local_date, ConflictPolicy};
 pub use ignore::{IgnoreList, DEFAULT_IGNORE};
-pub use uploader::{SyncProgress, Uploader, PROBLEM_CONFLICT, PROBLEM_ERROR, PROBLEM_NO_SPACE};
+pub use uploader::{
+    SyncProgress, Uploader, PROBLEM_CONFLICT, PROBLEM_ERROR, PROBLEM_LOCKED, PROBLEM_NO_SPACE,
+};

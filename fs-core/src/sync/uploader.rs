@@ -16,10 +16,11 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::connectivity::Connectivity;
 use crate::meta::Meta;
+use crate::notify::Invalidations;
 use crate::remote::{ByteStream, Precondition, Remote, RemoteError, RemotePath};
 
 use super::plan::{plan, still_current, Op};
-use super::{Activity, IgnoreList};
+use super::{conflict_name, host_name, Activity, ConflictPolicy, IgnoreList};
 
 /// How the write-back is doing, for `edrive status` and `edrive sync`.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +67,15 @@ pub struct Uploader {
     suspended: AtomicBool,
     /// When the last sync was asked for.
     sync_asked: Mutex<Option<Instant>>,
+    /// How conflicts are settled.
+    policy: ConflictPolicy,
+    /// This machine's name, for conflict copies.
+    host: String,
+    /// Kernel caches to drop when a conflict renames a file.
+    inval: Arc<Invalidations>,
+    /// Bumped whenever the write-back put a server version in place of a local one (a
+    /// conflict kept both), so pinned content is fetched again.
+    pub(crate) remote_news: std::sync::atomic::AtomicU64,
 }
 
 /// Upload read size: bounded memory for any file size.
@@ -85,6 +95,12 @@ pub const PROBLEM_CONFLICT: &str = "conflict";
 pub const PROBLEM_NO_SPACE: &str = "no-space";
 /// Any other refusal.
 pub const PROBLEM_ERROR: &str = "error";
+/// Locked on the server by someone else (423): retried with backoff; `locked by OWNER`
+/// when the server names the lock's owner.
+pub const PROBLEM_LOCKED: &str = "locked";
+/// First and last wait before files locked on the server are tried again.
+const LOCK_RETRY_MIN: Duration = Duration::from_secs(5);
+const LOCK_RETRY_MAX: Duration = Duration::from_secs(120);
 
 enum Outcome {
     Done,
@@ -123,7 +139,18 @@ impl Uploader {
             put_since: Mutex::new(Instant::now()),
             suspended: AtomicBool::new(false),
             sync_asked: Mutex::new(None),
+            policy: ConflictPolicy::default(),
+            host: host_name(),
+            inval: Arc::new(Invalidations::default()),
+            remote_news: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Sets how conflicts are settled and where kernel invalidations go.
+    pub fn with_conflicts(mut self, policy: ConflictPolicy, inval: Arc<Invalidations>) -> Self {
+        self.policy = policy;
+        self.inval = inval;
+        self
     }
 
     /// A snapshot of the progress.
@@ -208,6 +235,8 @@ impl Uploader {
     pub async fn run(self: Arc<Self>) {
         let mut backoff = BACKOFF_MIN;
         let mut last_no_space_retry = Instant::now();
+        let mut lock_wait = LOCK_RETRY_MIN;
+        let mut lock_retry_at = Instant::now() + lock_wait;
         loop {
             let gen = self.sync_gen.load(Ordering::SeqCst);
             if self.suspended.load(Ordering::SeqCst) {
@@ -238,6 +267,15 @@ impl Uploader {
             if last_no_space_retry.elapsed() >= NO_SPACE_RETRY {
                 last_no_space_retry = Instant::now();
                 let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
+            }
+            if Instant::now() >= lock_retry_at {
+                // Files locked by someone else: tried again, less often the longer the
+                // locks stay.
+                lock_wait = match self.meta.clear_problems(PROBLEM_LOCKED) {
+                    Ok(0) | Err(_) => LOCK_RETRY_MIN,
+                    Ok(_) => (lock_wait * 2).min(LOCK_RETRY_MAX),
+                };
+                lock_retry_at = Instant::now() + lock_wait;
             }
             if let Err(e) = self.settle_moves().await {
                 let wait = jitter(backoff);
@@ -398,6 +436,7 @@ impl Uploader {
                         // Changed on the server after it was deleted here: the newer
                         // version wins and comes back on the next listing.
                         warn!(%path, "changed on the server since it was deleted here; keeping the server's version");
+                        let _ = self.meta.record_event("restored", &path.to_string(), "");
                         let parent = self.meta.get_any(ino).ok().flatten().and_then(|e| e.remote);
                         let _ = self.cache.work_remove_base(ino);
                         let r = self.meta.drop_tombstone(ino);
@@ -624,6 +663,15 @@ impl Uploader {
                 let _ = self.meta.set_problem(ino, Some(PROBLEM_NO_SPACE));
                 Outcome::Done
             }
+            RemoteError::Locked(owner) => {
+                let problem = match &owner {
+                    Some(o) => format!("{PROBLEM_LOCKED} by {o}"),
+                    None => PROBLEM_LOCKED.to_string(),
+                };
+                warn!(%path, owner = owner.as_deref().unwrap_or("?"), "locked on the server; the change stays pending and is retried");
+                let _ = self.meta.set_problem(ino, Some(&problem));
+                Outcome::Done
+            }
             RemoteError::PreconditionFailed => {
                 warn!(%path, "conflict: the server has another version; the local version is kept and not uploaded");
                 let _ = self.meta.set_problem(ino, Some(PROBLEM_CONFLICT));
@@ -834,6 +882,11 @@ impl Uploader {
                     debug!(%path, error = %e, "changed while uploading; will upload again");
                     return Outcome::Done;
                 }
+                if matches!(e, RemoteError::PreconditionFailed)
+                    && self.policy == ConflictPolicy::KeepBoth
+                {
+                    return self.keep_both(ino, &path).await;
+                }
                 return self.failed(ino, &path, e);
             }
         };
@@ -900,6 +953,80 @@ impl Uploader {
             }
         }
         Outcome::Done
+    }
+
+    /// Settles a conflict of the write-back by keeping both versions (see
+    /// [`Uploader::keep_both_now`]).
+    async fn keep_both(&self, ino: u64, path: &RemotePath) -> Outcome {
+        match self.keep_both_now(ino, path).await {
+            // Gone meanwhile: the next round uploads it as new.
+            Ok(None) => Outcome::Done,
+            Ok(Some(_)) => Outcome::Done,
+            Err(RemoteError::PreconditionFailed) => {
+                self.failed(ino, path, RemoteError::PreconditionFailed)
+            }
+            Err(e) => self.failed(ino, path, e),
+        }
+    }
+
+    /// Keeps both versions of file `ino`, whose server version at `path` is not the one
+    /// its local content is based on: the server's takes the name, the local one becomes
+    /// `NAME (conflict HOST DATE TIME).EXT` next to it and is uploaded as new. Returns the
+    /// copy's name, or `None` if the server has no file there any more.
+    pub(crate) async fn keep_both_now(
+        &self,
+        ino: u64,
+        path: &RemotePath,
+    ) -> Result<Option<String>, RemoteError> {
+        let server = match self.remote.stat(path).await {
+            Ok(e) if !e.is_dir => e,
+            // A folder took its place: the local file waits for a person.
+            Ok(_) => return Err(RemoteError::PreconditionFailed),
+            Err(RemoteError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let local_err = |e: crate::meta::MetaError| RemoteError::Local(e.to_string());
+        let _g = self.tree_lock.write().await;
+        let Some(local) = self.meta.get(ino).map_err(local_err)? else {
+            return Ok(None);
+        };
+        let now = SystemTime::now();
+        let mut copy = None;
+        for n in 1..1000 {
+            let candidate = conflict_name(&local.name, &self.host, now, n);
+            if matches!(self.meta.child(local.parent, &candidate), Ok(None))
+                && matches!(self.meta.occupant(local.parent, &candidate), Ok(None))
+            {
+                copy = Some(candidate);
+                break;
+            }
+        }
+        let Some(copy) = copy else {
+            return Err(RemoteError::PreconditionFailed);
+        };
+        let local_path = self
+            .meta
+            .path_of(ino)
+            .map(|p| p.to_string())
+            .unwrap_or_else(|_| path.to_string());
+        let remote_place = local.remote.clone();
+        let fresh = self
+            .meta
+            .split_conflict(ino, &copy, &server)
+            .map_err(local_err)?;
+        warn!(%path, copy = %copy, "conflict: changed here and on the server; the server's version keeps the name, the local one is kept as a copy");
+        let _ = self.meta.record_event("kept-both", &local_path, &copy);
+        self.inval.entry(local.parent, &local.name);
+        self.inval.entry(local.parent, &copy);
+        self.inval.inode(ino);
+        if let Some((p, n)) = remote_place {
+            self.inval.entry(p, &n);
+        }
+        if fresh.is_some() {
+            self.remote_news.fetch_add(1, Ordering::SeqCst);
+        }
+        self.activity.wake();
+        Ok(Some(copy))
     }
 
     /// The local content of `e` to upload: its working copy (through its base, so a writer

@@ -1,0 +1,197 @@
+//! Conflicts the user settles (`edrive conflicts`, `edrive resolve`), and the store of
+//! local versions discarded by "use remote".
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tracing::{info, warn};
+
+use super::{lock, Drive};
+use crate::error::FsError;
+use crate::meta::Event;
+use crate::remote::RemoteError;
+
+/// How long discarded local versions are kept.
+pub const RECOVERY_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How the user settles a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// Overwrite the server's version with the local one.
+    UseLocal,
+    /// Replace the local version with the server's; the local bytes are kept in the
+    /// recovery folder for [`RECOVERY_KEEP`].
+    UseRemote,
+    /// Keep both: the local version is renamed to a conflict copy and uploaded.
+    KeepBoth,
+}
+
+/// A file in conflict, waiting for the user.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConflictInfo {
+    /// Its path in the mount.
+    pub path: String,
+    /// Bytes of the local version.
+    pub local_size: u64,
+}
+
+impl Drive {
+    /// Files in conflict (policy `ask`) and the latest `events` sync events.
+    pub fn conflicts(&self, events: usize) -> Result<(Vec<ConflictInfo>, Vec<Event>), FsError> {
+        let mut out = Vec::new();
+        for ino in self.meta.conflicts()? {
+            let Some(e) = self.meta.get(ino)? else {
+                continue;
+            };
+            let local_size = match lock(&self.works).get(&ino) {
+                Some((w, _)) => w.size_and_mtime().0,
+                None => std::fs::metadata(self.cache.work_path(ino))
+                    .map(|m| m.len())
+                    .unwrap_or(e.size),
+            };
+            out.push(ConflictInfo {
+                path: self.meta.path_of(ino)?.to_string(),
+                local_size,
+            });
+        }
+        Ok((out, self.meta.events(events)?))
+    }
+
+    /// Settles the conflict of file `ino` as the user chose; returns a sentence saying
+    /// what was done (and where a discarded version went).
+    pub async fn resolve(&self, ino: u64, choice: Choice) -> Result<String, FsError> {
+        let e = self.entry(ino)?;
+        if e.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        let local_path = self.meta.path_of(ino)?.to_string();
+        let Some(server_path) = self.meta.remote_path_of(ino)? else {
+            return Err(FsError::Invalid("not on the server: nothing to resolve"));
+        };
+        let server = match self.remote.stat(&server_path).await {
+            Ok(s) if !s.is_dir => Some(s),
+            Ok(_) => return Err(FsError::Invalid("a folder has this name on the server")),
+            Err(RemoteError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let _tree = self.uploader.tree_lock.write().await;
+        let said = match (choice, server) {
+            (Choice::UseLocal, Some(s)) => {
+                self.meta.overrule_server(ino, s.etag.as_ref())?;
+                format!("{local_path}: the local version replaces the server's")
+            }
+            (Choice::UseLocal, None) => {
+                self.meta.detach(ino)?;
+                self.meta.set_problem(ino, None)?;
+                format!("{local_path}: the server had no version any more; uploading the local one")
+            }
+            (Choice::UseRemote, Some(s)) => {
+                if self.activity.has_handles(ino) {
+                    return Err(FsError::Invalid("the file is open; close it first"));
+                }
+                let kept = self.keep_discarded(ino, &e.name)?;
+                {
+                    let _work = self.activity.lock_work();
+                    self.meta.take_server_version(ino, &s)?;
+                    lock(&self.works).remove(&ino);
+                    self.cache.work_remove(ino)?;
+                }
+                self.inval.inode(ino);
+                let kept = kept
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "nowhere (there was no local content)".into());
+                let _ = self.meta.record_event("used-remote", &local_path, &kept);
+                format!(
+                    "{local_path}: the server's version is back; the local one is kept at {kept}"
+                )
+            }
+            (Choice::UseRemote, None) => {
+                return Err(FsError::Invalid(
+                    "the server no longer has this file; use --use-local or --keep-both",
+                ))
+            }
+            (Choice::KeepBoth, _) => {
+                drop(_tree);
+                match self.uploader.keep_both_now(ino, &server_path).await {
+                    Ok(Some(copy)) => {
+                        format!("{local_path}: kept both; the local version is now {copy}")
+                    }
+                    Ok(None) => {
+                        self.meta.detach(ino)?;
+                        self.meta.set_problem(ino, None)?;
+                        format!("{local_path}: the server had no version any more; uploading the local one")
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if choice == Choice::UseLocal {
+            let _ = self.meta.record_event("used-local", &local_path, "");
+        }
+        info!(%local_path, ?choice, "conflict resolved");
+        self.activity.wake();
+        self.uploader.request_sync();
+        Ok(said)
+    }
+
+    /// Where discarded local versions go.
+    fn recovery_dir(&self) -> PathBuf {
+        match &self.options.recovery_dir {
+            Some(d) => d.clone(),
+            None => self
+                .cache
+                .dir()
+                .parent()
+                .unwrap_or(self.cache.dir())
+                .join("recovered"),
+        }
+    }
+
+    /// Copies the local content of `ino` into a dated folder of the recovery store; `None`
+    /// if there is none.
+    fn keep_discarded(&self, ino: u64, name: &str) -> Result<Option<PathBuf>, FsError> {
+        let src = self.cache.work_path(ino);
+        if !src.exists() {
+            return Ok(None);
+        }
+        let date = crate::sync::local_date(SystemTime::now());
+        let dir = self.recovery_dir().join(date);
+        std::fs::create_dir_all(&dir)?;
+        let mut dest = dir.join(name);
+        let mut n = 2;
+        while dest.exists() {
+            dest = dir.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        std::fs::copy(&src, &dest)?;
+        std::fs::File::open(&dest)?.sync_all()?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(Some(dest))
+    }
+
+    /// Deletes recovered versions older than [`RECOVERY_KEEP`].
+    pub(super) fn prune_recovered(&self) {
+        prune(&self.recovery_dir(), RECOVERY_KEEP);
+    }
+}
+
+fn prune(dir: &Path, keep: Duration) {
+    let Ok(days) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for d in days.flatten() {
+        let old = d
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > keep);
+        if old {
+            if let Err(e) = std::fs::remove_dir_all(d.path()) {
+                warn!(path = %d.path().display(), error = %e, "could not prune recovered versions");
+            }
+        }
+    }
+}
