@@ -76,6 +76,8 @@ pub struct Uploader {
     /// Bumped whenever the write-back put a server version in place of a local one (a
     /// conflict kept both), so pinned content is fetched again.
     pub(crate) remote_news: std::sync::atomic::AtomicU64,
+    /// Some entry waits for a lock held by someone else on the server.
+    locks_waiting: AtomicBool,
 }
 
 /// Upload read size: bounded memory for any file size.
@@ -99,8 +101,8 @@ pub const PROBLEM_ERROR: &str = "error";
 /// when the server names the lock's owner.
 pub const PROBLEM_LOCKED: &str = "locked";
 /// First and last wait before files locked on the server are tried again.
-const LOCK_RETRY_MIN: Duration = Duration::from_secs(5);
-const LOCK_RETRY_MAX: Duration = Duration::from_secs(120);
+const LOCK_RETRY_MIN: Duration = Duration::from_secs(2);
+const LOCK_RETRY_MAX: Duration = Duration::from_secs(60);
 
 enum Outcome {
     Done,
@@ -143,6 +145,8 @@ impl Uploader {
             host: host_name(),
             inval: Arc::new(Invalidations::default()),
             remote_news: std::sync::atomic::AtomicU64::new(0),
+            // A lock problem may be left from the last run.
+            locks_waiting: AtomicBool::new(true),
         }
     }
 
@@ -268,11 +272,17 @@ impl Uploader {
                 last_no_space_retry = Instant::now();
                 let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
             }
-            if Instant::now() >= lock_retry_at {
+            if !self.locks_waiting.load(Ordering::SeqCst) {
+                lock_wait = LOCK_RETRY_MIN;
+                lock_retry_at = Instant::now() + lock_wait;
+            } else if Instant::now() >= lock_retry_at {
                 // Files locked by someone else: tried again, less often the longer the
                 // locks stay.
                 lock_wait = match self.meta.clear_problems(PROBLEM_LOCKED) {
-                    Ok(0) | Err(_) => LOCK_RETRY_MIN,
+                    Ok(0) | Err(_) => {
+                        self.locks_waiting.store(false, Ordering::SeqCst);
+                        LOCK_RETRY_MIN
+                    }
                     Ok(_) => (lock_wait * 2).min(LOCK_RETRY_MAX),
                 };
                 lock_retry_at = Instant::now() + lock_wait;
@@ -316,11 +326,14 @@ impl Uploader {
                     self.urgent.store(false, Ordering::SeqCst);
                     self.set(|p| p.syncing = false);
                 }
-                let wait = planned
+                let mut wait = planned
                     .wake_at
                     .map(|t| t.saturating_duration_since(Instant::now()))
                     .unwrap_or(NO_SPACE_RETRY)
                     .min(NO_SPACE_RETRY);
+                if self.locks_waiting.load(Ordering::SeqCst) {
+                    wait = wait.min(lock_retry_at.saturating_duration_since(Instant::now()));
+                }
                 let _ = tokio::time::timeout(wait, self.activity.woken()).await;
                 continue;
             }
@@ -642,6 +655,18 @@ impl Uploader {
     /// Sorts a failed operation: retry, pause, or flag the entry.
     fn failed(&self, ino: u64, path: &RemotePath, e: RemoteError) -> Outcome {
         match e {
+            // Locked by someone else: this entry waits (retried with backoff by `run`),
+            // the rest of the queue goes on.
+            RemoteError::Locked(owner) => {
+                let problem = match &owner {
+                    Some(o) => format!("{PROBLEM_LOCKED} by {o}"),
+                    None => PROBLEM_LOCKED.to_string(),
+                };
+                warn!(%path, owner = owner.as_deref().unwrap_or("?"), "locked on the server; the change stays pending and is retried");
+                let _ = self.meta.set_problem(ino, Some(&problem));
+                self.locks_waiting.store(true, Ordering::SeqCst);
+                Outcome::Done
+            }
             // A local read failing (or cut short by shutdown) is retried like a network
             // fault; it is never a reason to give up on the file.
             e if e.is_transient() || matches!(e, RemoteError::Local(_)) => Outcome::Transient(e),
@@ -661,15 +686,6 @@ impl Uploader {
             RemoteError::InsufficientStorage => {
                 warn!(%path, "the server is full (507); the file stays local and dirty, retried later");
                 let _ = self.meta.set_problem(ino, Some(PROBLEM_NO_SPACE));
-                Outcome::Done
-            }
-            RemoteError::Locked(owner) => {
-                let problem = match &owner {
-                    Some(o) => format!("{PROBLEM_LOCKED} by {o}"),
-                    None => PROBLEM_LOCKED.to_string(),
-                };
-                warn!(%path, owner = owner.as_deref().unwrap_or("?"), "locked on the server; the change stays pending and is retried");
-                let _ = self.meta.set_problem(ino, Some(&problem));
                 Outcome::Done
             }
             RemoteError::PreconditionFailed => {
@@ -872,6 +888,7 @@ impl Uploader {
                         | RemoteError::PreconditionFailed
                         | RemoteError::InsufficientStorage
                         | RemoteError::Auth(_)
+                        | RemoteError::Locked(_)
                 ) {
                     // The server answered: it refused the PUT as a whole, so it holds no
                     // part of it; a later mismatch is somebody else's version.
