@@ -190,3 +190,53 @@ fn pinned_trees_stay_readable_offline_and_out_of_eviction() {
     assert_eq!(cache_numbers(&m).1, 0);
     m.unmount();
 }
+
+/// Files that appear on the server under a pinned folder, and new versions of pinned
+/// files, are fetched by the poller without anyone opening them: with the server stopped
+/// afterwards, both read with the new content.
+#[test]
+fn the_poller_fetches_new_and_changed_pinned_content() {
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(share.join("Trip/maps")).expect("mkdir");
+    fs::write(share.join("Trip/plan.txt"), b"plan v1").expect("seed");
+    let mut srv = EmbeddedServer::start(&share, None);
+    let url = srv.url();
+    let m = Mount::new(
+        &url,
+        MountOpts::default()
+            .dir_cache_ttl("1h")
+            .arg("--poll-interval=1s"),
+    );
+    let (st, out, err) = m.edrive_plain(&["pin", m.join("Trip").to_str().expect("utf-8")]);
+    assert!(st.success(), "{out}{err}");
+    assert_eq!(xattr(&m.join("Trip/plan.txt"), "user.edrive.state"), "pinned");
+
+    let gets_before = srv.count_requests("GET");
+    dav::put(&url, "/Trip/maps/city.map", &pseudo_random_bytes(9, 50_000));
+    dav::put(&url, "/Trip/plan.txt", b"plan v2, with hotels");
+    // Only attributes are looked at here (no open): the content must arrive by itself.
+    let fetched = wait_until(Duration::from_secs(2 * 1 + 8), || {
+        xattr(&m.join("Trip/maps/city.map"), "user.edrive.state") == "pinned"
+            && xattr(&m.join("Trip/plan.txt"), "user.edrive.state") == "pinned"
+            && fs::metadata(m.join("Trip/plan.txt")).map(|md| md.len()).ok() == Some(20)
+    });
+    assert!(
+        fetched,
+        "states: {} {}",
+        xattr(&m.join("Trip/maps/city.map"), "user.edrive.state"),
+        xattr(&m.join("Trip/plan.txt"), "user.edrive.state")
+    );
+    assert!(srv.count_requests("GET") >= gets_before + 2);
+    srv.stop();
+    assert_eq!(
+        fs::read(m.join("Trip/maps/city.map")).expect("offline read"),
+        pseudo_random_bytes(9, 50_000)
+    );
+    assert_eq!(
+        fs::read(m.join("Trip/plan.txt")).expect("offline read"),
+        b"plan v2, with hotels"
+    );
+    drop(m);
+}
