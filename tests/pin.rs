@@ -211,7 +211,10 @@ fn the_poller_fetches_new_and_changed_pinned_content() {
     );
     let (st, out, err) = m.edrive_plain(&["pin", m.join("Trip").to_str().expect("utf-8")]);
     assert!(st.success(), "{out}{err}");
-    assert_eq!(xattr(&m.join("Trip/plan.txt"), "user.edrive.state"), "pinned");
+    assert_eq!(
+        xattr(&m.join("Trip/plan.txt"), "user.edrive.state"),
+        "pinned"
+    );
 
     let gets_before = srv.count_requests("GET");
     dav::put(&url, "/Trip/maps/city.map", &pseudo_random_bytes(9, 50_000));
@@ -220,7 +223,10 @@ fn the_poller_fetches_new_and_changed_pinned_content() {
     let fetched = wait_until(Duration::from_secs(2 * 1 + 8), || {
         xattr(&m.join("Trip/maps/city.map"), "user.edrive.state") == "pinned"
             && xattr(&m.join("Trip/plan.txt"), "user.edrive.state") == "pinned"
-            && fs::metadata(m.join("Trip/plan.txt")).map(|md| md.len()).ok() == Some(20)
+            && fs::metadata(m.join("Trip/plan.txt"))
+                .map(|md| md.len())
+                .ok()
+                == Some(20)
     });
     assert!(
         fetched,

@@ -477,8 +477,9 @@ fn a_full_server_keeps_the_file_dirty_with_a_clear_state() {
     m.unmount();
 }
 
-#[test]
-fn a_remote_change_is_never_overwritten_by_a_local_edit() {
+fn remote_change_then_local_edit(
+    policy: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, EmbeddedServer, Mount) {
     let tmp = tempdir();
     let share = tmp.path().join("share");
     fs::create_dir(&share).expect("mkdir");
@@ -488,6 +489,7 @@ fn a_remote_change_is_never_overwritten_by_a_local_edit() {
         &srv.url(),
         MountOpts::default()
             .arg("--upload-delay=500ms")
+            .arg(&format!("--on-conflict={policy}"))
             .dir_cache_ttl("1h"),
     );
     assert_eq!(fs::read(m.join("shared.txt")).expect("read"), b"base\n");
@@ -495,6 +497,12 @@ fn a_remote_change_is_never_overwritten_by_a_local_edit() {
     std::thread::sleep(Duration::from_millis(1100));
     write(&share.join("shared.txt"), b"their edit\n");
     write(&m.join("shared.txt"), b"our edit\n");
+    (tmp, share, srv, m)
+}
+
+#[test]
+fn a_remote_change_is_never_overwritten_by_a_local_edit_ask() {
+    let (_tmp, share, _srv, m) = remote_change_then_local_edit("ask");
     let (status, _, _) = m.edrive(&["sync"]);
     assert!(!status.success(), "a conflict is reported by sync");
     assert_eq!(
@@ -506,6 +514,33 @@ fn a_remote_change_is_never_overwritten_by_a_local_edit() {
         b"our edit\n"
     );
     assert_eq!(xattr_state(&m.join("shared.txt")), "conflict");
+    m.unmount();
+}
+
+#[test]
+fn a_remote_change_is_never_overwritten_by_a_local_edit_keep_both() {
+    let (_tmp, share, _srv, m) = remote_change_then_local_edit("keep-both");
+    sync(&m);
+    let _ = m.edrive(&["sync"]);
+    assert_eq!(
+        fs::read(share.join("shared.txt")).expect("server"),
+        b"their edit\n"
+    );
+    let copy = fs::read_dir(&share)
+        .expect("share")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("shared (conflict ") && n.ends_with(").txt"))
+        .expect("a conflict copy on the server");
+    assert_eq!(fs::read(share.join(&copy)).expect("copy"), b"our edit\n");
+    assert_eq!(
+        fs::read(m.join(&copy)).expect("copy in the mount"),
+        b"our edit\n"
+    );
+    assert_eq!(
+        fs::read(m.join("shared.txt")).expect("local"),
+        b"their edit\n"
+    );
     m.unmount();
 }
 

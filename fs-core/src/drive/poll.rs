@@ -112,13 +112,20 @@ impl Drive {
     pub async fn run_poller(self: Arc<Self>, interval: Duration) {
         let interval = interval.max(Duration::from_millis(100));
         let mut seen_news = self.uploader.remote_news.load(Ordering::SeqCst);
+        let mut was_usable = true;
         loop {
             tokio::time::sleep(interval).await;
             if Arc::strong_count(&self) == 1 {
                 return;
             }
             if self.suspended().is_some() || !self.conn.usable() {
+                was_usable = false;
                 continue;
+            }
+            if !was_usable {
+                // Back online: pinned content a run could not fetch meanwhile.
+                was_usable = true;
+                seen_news = seen_news.wrapping_sub(1);
             }
             let report = self.poll_once(interval / 2).await;
             if report.changed > 0 {
