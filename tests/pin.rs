@@ -220,7 +220,8 @@ fn the_poller_fetches_new_and_changed_pinned_content() {
     dav::put(&url, "/Trip/maps/city.map", &pseudo_random_bytes(9, 50_000));
     dav::put(&url, "/Trip/plan.txt", b"plan v2, with hotels");
     // Only attributes are looked at here (no open): the content must arrive by itself.
-    let fetched = wait_until(Duration::from_secs(2 * 1 + 8), || {
+    // Twice the poll interval, plus room for a loaded machine.
+    let fetched = wait_until(Duration::from_secs(10), || {
         xattr(&m.join("Trip/maps/city.map"), "user.edrive.state") == "pinned"
             && xattr(&m.join("Trip/plan.txt"), "user.edrive.state") == "pinned"
             && fs::metadata(m.join("Trip/plan.txt"))
