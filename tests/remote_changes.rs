@@ -356,3 +356,56 @@ fn matrix_online_apache() {
 fn matrix_across_unmount_apache() {
     matrix(Server::Apache, true);
 }
+
+/// A file held open for writing while another client changes it: the poller must not
+/// take the new version as the base of what the open handle writes later (that upload
+/// would overwrite the other client's version), and the unwritten copy must not hide the
+/// new version after close.
+#[test]
+fn a_file_open_for_writing_keeps_its_base() {
+    use std::io::{Seek, Write};
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).expect("mkdir");
+    fs::write(share.join("held.txt"), b"version one").expect("seed");
+    fs::write(share.join("idle.txt"), b"idle one").expect("seed");
+    let srv = EmbeddedServer::start(&share, None);
+    let url = srv.url();
+    let m = Mount::new(
+        &url,
+        MountOpts::default()
+            .dir_cache_ttl("1h")
+            .arg("--poll-interval=1s")
+            .arg("--upload-delay=100ms"),
+    );
+    let mut held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.join("held.txt"))
+        .expect("open for writing");
+    // Opened for writing and closed without a write.
+    drop(fs::OpenOptions::new().write(true).open(m.join("idle.txt")).expect("open"));
+    dav::put(&url, "/held.txt", b"their version two");
+    dav::put(&url, "/idle.txt", b"their idle two");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            fs::read(m.join("idle.txt")).ok().as_deref() == Some(&b"their idle two"[..])
+        }),
+        "an unwritten working copy does not hide the server's new version"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    held.seek(std::io::SeekFrom::Start(0)).expect("seek");
+    held.write_all(b"my edit on one").expect("write");
+    drop(held);
+    let _ = m.edrive(&["sync"]);
+    let settled = wait_until(Duration::from_secs(20), || {
+        let server = files(&share);
+        server.get("held.txt").map(Vec::as_slice) == Some(&b"their version two"[..])
+            && server
+                .iter()
+                .any(|(k, d)| k.starts_with("held (conflict ") && d.as_slice() == b"my edit on one")
+    });
+    assert!(settled, "both versions kept: {:?}", files(&share));
+    m.unmount();
+}

@@ -142,6 +142,8 @@ struct OpenFile {
     content: Mutex<Content>,
     /// Opened for writing.
     writable: bool,
+    /// The file's previous open was on the same version (see [`Drive::keeps_cache`]).
+    same_as_last_open: bool,
 }
 
 /// A mounted drive.
@@ -178,6 +180,8 @@ pub struct Drive {
     orphans: Mutex<HashMap<u64, Attr>>,
     /// Kernel caches to drop when the server changes something.
     inval: Arc<Invalidations>,
+    /// The version each file was last opened on (bounded), for [`Drive::keeps_cache`].
+    last_open_version: Mutex<HashMap<u64, String>>,
     /// Folders in use, with when they were last listed or looked into (polled).
     recent: Mutex<HashMap<u64, std::time::Instant>>,
 }
@@ -249,6 +253,7 @@ impl Drive {
             orphans: Mutex::new(HashMap::new()),
             inval,
             recent: Mutex::new(HashMap::new()),
+            last_open_version: Mutex::new(HashMap::new()),
         }
     }
 
@@ -472,7 +477,11 @@ impl Drive {
                 if !listing.dir.is_dir {
                     return Err(FsError::NotDir);
                 }
-                let changes = self.meta.apply_listing(ino, &listing)?;
+                // Files open with a working copy may be written any moment: their base
+                // version stays until they are closed.
+                let held: std::collections::HashSet<u64> =
+                    lock(&self.works).keys().copied().collect();
+                let changes = self.meta.apply_listing_holding(ino, &listing, &held)?;
                 debug!(ino, %path, children = listing.children.len(), ?changes, "listed");
                 drop(_tree);
                 self.after_listing(ino, &changes);
@@ -607,14 +616,37 @@ impl Drive {
             }
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let same_as_last_open = self.note_open_version(ino, &key.version);
         let file = OpenFile {
             ino,
             key,
             content: Mutex::new(content),
             writable: false,
+            same_as_last_open,
         };
         lock(&self.files).insert(fh, Arc::new(file));
         Ok(fh)
+    }
+
+    /// Whether the kernel may keep the pages it cached of this file from earlier opens:
+    /// `fh` reads a complete, clean cached version. Every change of a file's version
+    /// drops those pages (the poller's and listings' invalidations; the kernel's own check
+    /// of size and time), so they are never stale.
+    pub fn keeps_cache(&self, fh: u64) -> bool {
+        lock(&self.files).get(&fh).is_some_and(|f| {
+            !f.writable && f.same_as_last_open && matches!(*lock(&f.content), Content::Cached(_))
+        })
+    }
+
+    /// Records that `ino` is opened on `version` now; whether its last open was on the
+    /// same version (so what the kernel cached then is this version's content).
+    fn note_open_version(&self, ino: u64, version: &str) -> bool {
+        let mut last = lock(&self.last_open_version);
+        if last.len() >= 8192 && !last.contains_key(&ino) {
+            // Bounded: forgetting costs only a re-read through FUSE.
+            last.clear();
+        }
+        last.insert(ino, version.to_string()).as_deref() == Some(version)
     }
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.

@@ -49,7 +49,11 @@ impl Drive {
         let mut recent = lock(&self.recent);
         recent.insert(ino, Instant::now());
         if recent.len() > 4 * RECENT_MAX {
-            recent.retain(|_, t| t.elapsed() < RECENT);
+            // Keep the most recent half (what is polled anyway), so this stays rare.
+            let mut times: Vec<Instant> = recent.values().copied().collect();
+            times.sort_unstable();
+            let cutoff = times[times.len() - RECENT_MAX];
+            recent.retain(|_, t| *t >= cutoff && t.elapsed() < RECENT);
         }
     }
 
@@ -65,8 +69,14 @@ impl Drive {
         let mut out: Vec<u64> = dirs.into_iter().map(|(i, _)| i).collect();
         if let Ok(pins) = self.meta.pins() {
             for p in pins {
-                if let Ok(d) = self.meta.dirs_below(p) {
-                    out.extend(d);
+                match self.meta.get(p) {
+                    // A pinned file: its folder's listing tells its version.
+                    Ok(Some(e)) if !e.is_dir() => out.push(e.parent),
+                    _ => {
+                        if let Ok(d) = self.meta.dirs_below(p) {
+                            out.extend(d);
+                        }
+                    }
                 }
             }
         }

@@ -64,6 +64,9 @@ impl Drive {
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
+        if e.problem.as_deref() != Some(crate::sync::PROBLEM_CONFLICT) {
+            return Err(FsError::Invalid("not in conflict (see edrive conflicts)"));
+        }
         let local_path = self.meta.path_of(ino)?.to_string();
         let Some(server_path) = self.meta.remote_path_of(ino)? else {
             return Err(FsError::Invalid("not on the server: nothing to resolve"));
@@ -86,16 +89,17 @@ impl Drive {
                 format!("{local_path}: the server had no version any more; uploading the local one")
             }
             (Choice::UseRemote, Some(s)) => {
-                if self.activity.has_handles(ino) {
+                // No handle may open (and write) the working copy from here on.
+                let _gate = self.work_gate.lock().await;
+                let _work = self.activity.lock_work();
+                if self.activity.has_handles(ino) || lock(&self.works).contains_key(&ino) {
                     return Err(FsError::Invalid("the file is open; close it first"));
                 }
                 let kept = self.keep_discarded(ino, &e.name)?;
-                {
-                    let _work = self.activity.lock_work();
-                    self.meta.take_server_version(ino, &s)?;
-                    lock(&self.works).remove(&ino);
-                    self.cache.work_remove(ino)?;
-                }
+                self.meta.take_server_version(ino, &s)?;
+                self.cache.work_remove(ino)?;
+                drop(_work);
+                drop(_gate);
                 self.inval.inode(ino);
                 let kept = kept
                     .map(|p| p.display().to_string())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use edrive_cache::BlobKey;
-use tracing::{instrument, warn};
+use tracing::{debug, instrument, warn};
 
 use super::{lock, Attr, Content, Drive, OpenFile, Working};
 use crate::error::FsError;
@@ -59,7 +59,10 @@ impl Drive {
             key: BlobKey::new(e.ino, e.content_version()),
             content: std::sync::Mutex::new(Content::Work(w)),
             writable,
+            same_as_last_open: false,
         };
+        // Whatever the kernel caches from here on is the working copy's.
+        self.note_open_version(e.ino, "");
         lock(&self.files).insert(fh, Arc::new(file));
         fh
     }
@@ -221,9 +224,24 @@ impl Drive {
             self.activity.writer_closed(file.ino);
         }
         self.detach_working(file.ino);
-        if !lock(&self.works).contains_key(&file.ino) && self.meta.get(file.ino)?.is_none() {
-            // Deleted while open: its content goes with the last handle.
-            self.drop_content(file.ino);
+        if !lock(&self.works).contains_key(&file.ino) {
+            match self.meta.get(file.ino)? {
+                // Deleted while open: its content goes with the last handle.
+                None => self.drop_content(file.ino),
+                // Opened for writing, never written: the copy goes back to the cache as
+                // the clean version it is, so a later version from the server is not
+                // hidden behind it.
+                Some(e) if !w.dirty_recorded() && !e.dirty && e.remote.is_some() => {
+                    let _work = self.activity.lock_work();
+                    if !lock(&self.works).contains_key(&file.ino) {
+                        if let Err(err) = self.cache.adopt(file.ino, &e.content_version()) {
+                            debug!(ino = file.ino, error = %err, "unwritten working copy not kept");
+                            let _ = self.cache.work_remove(file.ino);
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
         }
         r
     }

@@ -199,6 +199,18 @@ impl Meta {
     /// Only ever called with a listing the server actually returned — an error is never a
     /// deletion.
     pub fn apply_listing(&self, dir: u64, listing: &Listing) -> Result<ListingChanges, MetaError> {
+        self.apply_listing_holding(dir, listing, &std::collections::HashSet::new())
+    }
+
+    /// [`Meta::apply_listing`], where the entries in `held` (files open with a working
+    /// copy, which may be written any moment) count as changed locally: their base
+    /// version stays, and a server deletion detaches them instead of removing them.
+    pub fn apply_listing_holding(
+        &self,
+        dir: u64,
+        listing: &Listing,
+        held: &std::collections::HashSet<u64>,
+    ) -> Result<ListingChanges, MetaError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut changes = ListingChanges::default();
@@ -226,12 +238,13 @@ impl Meta {
                 /// Shown where the server has it (not renamed or moved locally).
                 at_home: bool,
                 size: i64,
+                mtime_ns: Option<i64>,
             }
             let mut existing: HashMap<String, Known> = HashMap::new();
             let mut sel = tx.prepare_cached(
                 "SELECT remote_name, ino, is_dir, etag, parent IS NOT NULL, dirty,
                         moving_parent IS NOT NULL,
-                        parent IS remote_parent AND name IS remote_name, size
+                        parent IS remote_parent AND name IS remote_name, size, mtime_ns
                  FROM entries WHERE remote_parent = ?1",
             )?;
             let rows = sel.query_map(params![dir as i64], |r| {
@@ -246,6 +259,7 @@ impl Meta {
                         moving: r.get(6)?,
                         at_home: r.get(7)?,
                         size: r.get(8)?,
+                        mtime_ns: r.get(9)?,
                     },
                 ))
             })?;
@@ -287,7 +301,7 @@ impl Meta {
                 let (etag, weak) = etag_cols(child.etag.as_ref());
                 let size = if child.is_dir { 0 } else { child.size as i64 };
                 match existing.remove(&child.name) {
-                    Some(k) if !k.live || k.dirty || k.moving => {
+                    Some(k) if !k.live || k.dirty || k.moving || held.contains(&(k.ino as u64)) => {
                         // Deleted or edited locally: the write-back decides; a remote
                         // change shows up there as a failed precondition.
                         if k.etag.as_deref() != etag {
@@ -302,7 +316,8 @@ impl Meta {
                     }
                     Some(k) => {
                         // Kind changed (file became folder or back): a new identity.
-                        if subtree_has_local_changes(&tx, k.ino)? {
+                        if held.contains(&(k.ino as u64)) || subtree_has_local_changes(&tx, k.ino)?
+                        {
                             warn!(name = %child.name, "changed kind on the server; keeping the local copy");
                             detach(&tx, k.ino)?;
                         } else {
@@ -338,6 +353,9 @@ impl Meta {
                                 let (name, k) = found.next()?;
                                 let unique = found.next().is_none();
                                 (unique
+                                    && !held.contains(&(k.ino as u64))
+                                    && !child.etag.as_ref().is_some_and(|t| t.weak)
+                                    && (k.is_dir || k.mtime_ns == mtime_ns(child.mtime))
                                     && k.live
                                     && !k.dirty
                                     && !k.moving
@@ -385,7 +403,9 @@ impl Meta {
                     if !k.live {
                         // Deleted here and there: nothing left to do.
                         delete_remote_subtree(&tx, k.ino)?;
-                    } else if subtree_has_local_changes(&tx, k.ino)? {
+                    } else if held.contains(&(k.ino as u64))
+                        || subtree_has_local_changes(&tx, k.ino)?
+                    {
                         warn!(
                             ino = k.ino,
                             "deleted on the server but changed here; keeping it"
@@ -516,7 +536,7 @@ fn subtree_has_local_changes(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result
 fn detach(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<(), MetaError> {
     tx.execute(
         "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
-             put_started = 0 WHERE ino = ?1",
+             put_started = 0, problem = NULL WHERE ino = ?1",
         params![ino],
     )?;
     Ok(())

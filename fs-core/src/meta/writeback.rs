@@ -118,7 +118,8 @@ impl Meta {
         let conn = self.conn();
         conn.execute(
             "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
-                 put_started = 0, moving_parent = NULL, moving_name = NULL WHERE ino = ?1",
+                 put_started = 0, moving_parent = NULL, moving_name = NULL, problem = NULL
+             WHERE ino = ?1",
             params![ino as i64],
         )?;
         Ok(())

@@ -57,8 +57,22 @@ pub fn conflict_name(name: &str, host: &str, at: SystemTime, n: u32) -> String {
         .take(64)
         .collect();
     let host = if host.is_empty() { "here".into() } else { host };
-    format!("{stem} (conflict {host} {y:04}-{mo:02}-{d:02} {h:02}{mi:02}{s:02}{nth}){ext}")
+    let tag = format!(" (conflict {host} {y:04}-{mo:02}-{d:02} {h:02}{mi:02}{s:02}{nth})");
+    // A name has at most 255 bytes: the stem (then the extension) gives way.
+    let mut ext = ext;
+    if tag.len() + ext.len() > MAX_NAME / 2 {
+        ext = "";
+    }
+    let room = MAX_NAME.saturating_sub(tag.len() + ext.len());
+    let mut cut = stem.len().min(room);
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tag}{ext}", &stem[..cut])
 }
+
+/// The longest name servers and file systems take, in bytes.
+const MAX_NAME: usize = 255;
 
 /// `YYYY-MM-DD` of `t` in local time.
 pub fn local_date(t: SystemTime) -> String {
@@ -165,6 +179,9 @@ mod tests {
         assert!(dot.starts_with(".bashrc (conflict h "), "{dot}");
         assert!(dot.ends_with(" 2)"), "{dot}");
         assert!(crate::remote::validate_name(&n).is_ok());
+        let long = format!("{}.txt", "é".repeat(200));
+        let n = conflict_name(&long, "host", t, 1);
+        assert!(n.len() <= 255 && n.ends_with(").txt"), "{} bytes", n.len());
     }
 
     #[test]
