@@ -20,12 +20,14 @@ use crate::remote::{validate_name, Remote, RemoteError, RemotePath};
 use crate::state::EntryState;
 use crate::sync::{Activity, IgnoreList, SyncProgress, Uploader};
 
+mod info;
 mod pin;
 #[cfg(test)]
 mod tests;
 mod working;
 mod write;
 
+pub use info::EntryInfo;
 pub use pin::{FreeOutcome, PinProgress};
 use working::Working;
 pub use write::SetAttr;
