@@ -32,8 +32,11 @@ pub enum Command {
     Mount(MountArgs),
     /// Unmount MOUNTPOINT and stop its daemon.
     Unmount(UnmountArgs),
-    /// Show the state of a mount.
+    /// Show the state of a mount, or of a file or folder inside one.
     Status(StatusArgs),
+    /// Give a running mount new credentials (checked against the server first) and store
+    /// them for later mounts.
+    Login(LoginArgs),
     /// Upload every pending local change now and wait until the server has it.
     Sync(SyncArgs),
     /// Stop background network work (after the transfer in flight); kept across remounts.
@@ -51,9 +54,19 @@ pub enum Command {
     Demo(DemoArgs),
     /// List files changed on both sides that wait for a decision, and recent sync events
     /// (conflict copies made, deletions that kept local changes).
-    Conflicts(StatusArgs),
+    Conflicts(ConflictsArgs),
     /// Settle a conflict: keep the local version, the server's, or both.
     Resolve(ResolveArgs),
+}
+
+/// `edrive conflicts`.
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// The mounted folder.
+    pub mountpoint: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `edrive resolve`.
@@ -83,11 +96,17 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     /// Require HTTP Basic auth with this user name.
-    #[arg(long, requires = "password")]
+    #[arg(long)]
     pub user: Option<String>,
-    /// The password for --user.
-    #[arg(long, requires = "user")]
+    /// The password for --user (visible to `ps`; prefer --password-file).
+    #[arg(long, conflicts_with = "password_file")]
     pub password: Option<String>,
+    /// A file whose first line is the password for --user.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Testing: require `Authorization: Bearer TOKEN`, TOKEN being the file's first line.
+    #[arg(long, hide = true, conflicts_with = "user")]
+    pub bearer_token_file: Option<PathBuf>,
     /// Refuse uploads (507 Insufficient Storage) that would make the served tree larger
     /// than this, e.g. 100M.
     #[arg(long, value_parser = parse_size)]
@@ -107,9 +126,17 @@ pub struct MountArgs {
     /// User name for HTTP Basic auth.
     #[arg(long)]
     pub user: Option<String>,
-    /// A file whose first line is the password (else $EDRIVE_PASSWORD).
+    /// A file whose first line is the password (else $EDRIVE_PASSWORD, else the
+    /// credentials stored by `edrive login`).
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Authenticate with a bearer token: the file's first line.
+    #[arg(long, conflicts_with_all = ["user", "password_file"])]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Where `edrive login` stores credentials for later mounts (mode 0600; default:
+    /// `credentials` in the cache directory).
+    #[arg(long)]
+    pub credentials_file: Option<PathBuf>,
     /// Where cached content and metadata live (default: a folder per mount under
     /// $XDG_CACHE_HOME/edrive/).
     #[arg(long)]
@@ -210,11 +237,28 @@ pub struct ResumeArgs {
 /// `edrive status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The mounted folder.
-    pub mountpoint: PathBuf,
+    /// The mounted folder (the mount's state), or a file or folder inside it (that
+    /// entry's state).
+    pub path: PathBuf,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `edrive login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The mounted folder.
+    pub mountpoint: PathBuf,
+    /// Log in as this user (default: the mount's user).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A file whose first line is the password (else $EDRIVE_PASSWORD, else a prompt).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// A file whose first line is the new bearer token.
+    #[arg(long, conflicts_with_all = ["user", "password_file"])]
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 /// `edrive demo`.

@@ -1,11 +1,13 @@
-//! The client commands that talk to a running mount: `unmount` and `status`.
+//! The client commands that talk to a running mount: `unmount`, `status`, `sync`,
+//! `suspend`, `resume`, `pin`, `unpin`, `free` and `login`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
 use crate::cli::{
-    PathsArgs, PinArgs, ResolveArgs, ResumeArgs, StatusArgs, SuspendArgs, SyncArgs, UnmountArgs,
+    ConflictsArgs, LoginArgs, PathsArgs, PinArgs, ResolveArgs, ResumeArgs, StatusArgs, SuspendArgs,
+    SyncArgs, UnmountArgs,
 };
 use crate::control::{self, Request};
 use crate::paths;
@@ -345,7 +347,7 @@ pub fn free(args: PathsArgs) -> anyhow::Result<()> {
 }
 
 /// `edrive conflicts`.
-pub fn conflicts(args: StatusArgs) -> anyhow::Result<()> {
+pub fn conflicts(args: ConflictsArgs) -> anyhow::Result<()> {
     let mp = std::fs::canonicalize(&args.mountpoint)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.mountpoint.display()))?;
     let r = control::request(&mp, &Request::Conflicts)?;
@@ -432,14 +434,65 @@ pub fn resolve(args: ResolveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `edrive status`.
+/// `edrive status`: of the mount when given its mountpoint, else of the entry at the
+/// path inside a mount.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let mp = paths::absolute_mountpoint(&args.mountpoint)?;
+    // A mountpoint is found without touching it (it may be a hung mount).
+    let mp = paths::absolute_mountpoint(&args.path)?;
+    if paths::socket_path(&mp).exists() {
+        return mount_status(&mp, args.json);
+    }
+    let (mp, parts) = locate(&args.path)?;
+    if parts.is_empty() {
+        mount_status(&mp, args.json)
+    } else {
+        entry_status(&args, &mp, parts)
+    }
+}
+
+/// `edrive status PATH` for an entry inside the mount at `mp`.
+fn entry_status(args: &StatusArgs, mp: &std::path::Path, parts: Vec<String>) -> anyhow::Result<()> {
+    let r = control::request(mp, &Request::Entry { path: parts })?;
+    if r["ok"] != true {
+        bail!(
+            "{}: {}",
+            args.path.display(),
+            r["error"].as_str().unwrap_or("status failed")
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let folder = r["kind"] == "folder";
+    println!("{}", args.path.display());
+    println!("  state:   {}", r["state"].as_str().unwrap_or("?"));
+    println!(
+        "  pinned:  {}",
+        if r["pinned"] == true { "yes" } else { "no" }
+    );
+    println!(
+        "  size:    {} ({} bytes{})",
+        human_bytes(n(&r["size"])),
+        n(&r["size"]),
+        if folder { ", files below" } else { "" }
+    );
+    println!("  cached:  {}", human_bytes(n(&r["cached_bytes"])));
+    if let Some(p) = r["problem"].as_str() {
+        println!("  problem: {p}");
+    }
+    Ok(())
+}
+
+/// `edrive status MOUNTPOINT`.
+fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let mp = mp.to_path_buf();
     let s = control::request(&mp, &Request::Status)?;
     if s["ok"] != true {
         bail!("{}", s["error"].as_str().unwrap_or("status failed"));
     }
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
@@ -457,8 +510,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             n(&link["next_retry_in_s"])
         ),
         "auth-required" => format!(
-            " (the server refused the credentials with HTTP {}; local data is kept, changes are queued)",
-            n(&link["http_status"])
+            " (the server refused the credentials with HTTP {}; local data is kept, changes are queued; `edrive login {}` gives new ones)",
+            n(&link["http_status"]),
+            mp.display()
         ),
         "suspended" if s["suspended"] == "offline" => " (offline: no requests at all)".into(),
         "transferring" => {
@@ -473,6 +527,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         _ => String::new(),
     };
     println!("  state:   {state}{detail}");
+    let auth = &s["auth"];
+    match auth["kind"].as_str() {
+        Some("basic") => println!(
+            "  auth:    user {}{}",
+            auth["user"].as_str().unwrap_or("?"),
+            stored_note(auth)
+        ),
+        Some("bearer") => println!("  auth:    bearer token{}", stored_note(auth)),
+        _ => {}
+    }
     println!(
         "  cache:   {} used of {} ({} files hydrated, {} downloading)",
         human_bytes(n(&c["used_bytes"])),
@@ -541,6 +605,78 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         n(&s["pid"]),
         s["log_file"].as_str().unwrap_or("?")
     );
+    Ok(())
+}
+
+/// ", stored in FILE" when `edrive login` stored the mount's credentials.
+fn stored_note(auth: &serde_json::Value) -> String {
+    if auth["stored"] == true {
+        format!(
+            ", stored in {}",
+            auth["credentials_file"].as_str().unwrap_or("?")
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// `edrive login`: reads the new password (`--password-file`, else `$EDRIVE_PASSWORD`,
+/// else a prompt without echo) or token (`--bearer-token-file`, or a prompt on a bearer
+/// mount), and has the daemon check, use and store it.
+pub fn login(args: LoginArgs) -> anyhow::Result<()> {
+    use crate::credentials::{first_line, prompt_hidden, Secret};
+    let mp = paths::absolute_mountpoint(&args.mountpoint)?;
+    let s = control::request(&mp, &Request::Status)?;
+    let auth = &s["auth"];
+    let bearer_mount = auth["kind"] == "bearer";
+    let (password, bearer_token) = if let Some(f) = &args.bearer_token_file {
+        (None, Some(first_line(f)?))
+    } else if let Some(f) = &args.password_file {
+        (Some(first_line(f)?), None)
+    } else if let Some(p) = std::env::var("EDRIVE_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        (Some(Secret::new(p)), None)
+    } else if bearer_mount && args.user.is_none() {
+        let prompt = format!("Bearer token for {}: ", mp.display());
+        (None, Some(prompt_hidden(&prompt)?))
+    } else {
+        let user = args
+            .user
+            .as_deref()
+            .or(auth["user"].as_str())
+            .unwrap_or("?");
+        let prompt = format!(
+            "Password for {user} at {}: ",
+            s["url"].as_str().unwrap_or("?")
+        );
+        (Some(prompt_hidden(&prompt)?), None)
+    };
+    let r = control::request(
+        &mp,
+        &Request::Login {
+            user: args.user,
+            password,
+            bearer_token,
+        },
+    )?;
+    if r["ok"] != true {
+        bail!("{}", r["error"].as_str().unwrap_or("login failed"));
+    }
+    println!(
+        "edrive: credentials accepted; {} is online again",
+        mp.display()
+    );
+    match r["stored"].as_str() {
+        Some(file) => println!("edrive: stored in {file} for later mounts"),
+        None => eprintln!(
+            "edrive: warning: {}",
+            r["warning"]
+                .as_str()
+                .unwrap_or("the credentials were not stored")
+        ),
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The control channel of a running mount: a Unix socket (Windows: a named pipe) per mount,
-//! one JSON request per line, one JSON reply. `status` and `unmount` today; pin, sync,
-//! suspend … later.
+//! one JSON request per line, one JSON reply. The socket is the owner's only (mode 0600
+//! in a 0700 folder, and the daemon checks the peer's uid): `login` sends secrets over it.
 
 #[cfg(unix)]
 use std::io::{BufRead, BufReader, Write};
@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::credentials::Secret;
 
 /// A request to the daemon.
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +53,20 @@ pub enum Request {
         path: Vec<String>,
         /// `use-local`, `use-remote` or `keep-both`.
         choice: String,
+    },
+    /// Report one entry's state, pin, size and local bytes.
+    Entry {
+        /// Path components below the mountpoint.
+        path: Vec<String>,
+    },
+    /// Check new credentials against the server; if they work, use and store them.
+    Login {
+        /// The user name (default: the mount's).
+        user: Option<String>,
+        /// A new Basic auth password.
+        password: Option<Secret>,
+        /// A new bearer token.
+        bearer_token: Option<Secret>,
     },
 }
 

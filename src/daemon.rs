@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use edrive_cache::Cache;
-use edrive_fs_core::remote::webdav::{WebDav, WebDavConfig};
+use edrive_fs_core::remote::webdav::{Credentials, WebDav, WebDavConfig};
 use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
 use edrive_fs_core::{Drive, DriveOptions, Meta};
 #[cfg(unix)]
@@ -18,6 +18,7 @@ use tracing::warn;
 use tracing::{error, info};
 
 use crate::cli::MountArgs;
+use crate::credentials::{self, Handoff, Keeper, Secret};
 use crate::paths;
 
 /// How long checking the server may take before `mount` gives up.
@@ -32,20 +33,27 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     if args.user.is_none() {
         args.user = url_user;
     }
-    if args.daemon_child {
-        let mut password = String::new();
-        std::io::stdin().read_line(&mut password)?;
-        let password = password.trim_end_matches(['\r', '\n']).to_string();
-        let password = (!password.is_empty()).then_some(password);
-        return serve_mount(args, password);
+    if let Some(f) = &args.credentials_file {
+        args.credentials_file = Some(std::path::absolute(f)?);
     }
-    let password = read_password(&args)?.or(url_password);
+    if args.daemon_child {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        // Not the parser's message: it would quote the secrets.
+        let handoff: Handoff = serde_json::from_str(line.trim_end())
+            .map_err(|_| anyhow!("the mount daemon got unreadable credentials"))?;
+        return serve_mount(args, handoff);
+    }
+    let handoff = read_secrets(&args, url_password)?;
+    if handoff.bearer_token.is_some() && args.user.is_some() {
+        bail!("a bearer token and a user name exclude each other");
+    }
     // The daemon keeps no copy in its environment (children such as fusermount3 inherit it).
     std::env::remove_var("EDRIVE_PASSWORD");
     if args.foreground {
-        return serve_mount(args, password);
+        return serve_mount(args, handoff);
     }
-    spawn_daemon(&args, password)
+    spawn_daemon(&args, &handoff)
 }
 
 /// Splits `scheme://user:password@host/...` into the URL without credentials and the
@@ -75,20 +83,33 @@ fn split_userinfo(url: &str) -> (String, Option<String>, Option<String>) {
     )
 }
 
-fn read_password(args: &MountArgs) -> anyhow::Result<Option<String>> {
-    if let Some(f) = &args.password_file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read password file {}", f.display()))?;
-        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+/// The password or token the command line points to: `--bearer-token-file`, else
+/// `--password-file`, else `$EDRIVE_PASSWORD`, else the one in the URL.
+fn read_secrets(args: &MountArgs, url_password: Option<String>) -> anyhow::Result<Handoff> {
+    if let Some(f) = &args.bearer_token_file {
+        return Ok(Handoff {
+            password: None,
+            bearer_token: Some(credentials::first_line(f)?),
+        });
     }
-    Ok(std::env::var("EDRIVE_PASSWORD")
-        .ok()
-        .filter(|p| !p.is_empty()))
+    let password = match &args.password_file {
+        Some(f) => Some(credentials::first_line(f)?),
+        None => std::env::var("EDRIVE_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .or(url_password)
+            .map(Secret::new),
+    };
+    Ok(Handoff {
+        password,
+        bearer_token: None,
+    })
 }
 
 /// Starts the daemon as a detached child and waits for its one-line verdict. The password
-/// goes through a pipe: never on a command line, never in the child's environment.
-fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()> {
+/// or token goes through a pipe: never on a command line, never in the child's
+/// environment.
+fn spawn_daemon(args: &MountArgs, handoff: &Handoff) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the edrive executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg("mount")
@@ -114,6 +135,9 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
     }
     if let Some(d) = &args.cache_dir {
         cmd.arg("--cache-dir").arg(d);
+    }
+    if let Some(f) = &args.credentials_file {
+        cmd.arg("--credentials-file").arg(f);
     }
     for p in &args.ignore {
         cmd.arg(format!("--ignore={p}"));
@@ -145,8 +169,9 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
     }
     let mut child = cmd.spawn().context("cannot start the mount daemon")?;
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(password.unwrap_or_default().as_bytes());
-        let _ = stdin.write_all(b"\n");
+        let mut line = serde_json::to_string(handoff)?;
+        line.push('\n');
+        let _ = stdin.write_all(line.as_bytes());
     }
     let stdout = child
         .stdout
@@ -176,13 +201,22 @@ fn spawn_daemon(args: &MountArgs, password: Option<String>) -> anyhow::Result<()
     bail!("the mount daemon stopped before the mount was ready: {err}")
 }
 
-/// What a failed server check means for a user, in one line.
-fn probe_message(url: &str, user: Option<&str>, e: &RemoteError) -> String {
+/// What a failed server check means for a user, in one line. `stored` names the
+/// credentials file when its credentials were used.
+fn probe_message(url: &str, user: Option<&str>, stored: Option<&Path>, e: &RemoteError) -> String {
     match e {
-        RemoteError::Auth(code) => format!(
-            "authentication failed at {url} (HTTP {code}){}: check --user and the password",
-            user.map(|u| format!(" for user '{u}'")).unwrap_or_default()
-        ),
+        RemoteError::Auth(code) => match stored {
+            Some(file) => format!(
+                "authentication failed at {url} (HTTP {code}) with the credentials stored in {}: \
+                 give the password (--password-file or $EDRIVE_PASSWORD) or token \
+                 (--bearer-token-file)",
+                file.display()
+            ),
+            None => format!(
+                "authentication failed at {url} (HTTP {code}){}: check --user and the password",
+                user.map(|u| format!(" for user '{u}'")).unwrap_or_default()
+            ),
+        },
         RemoteError::Unreachable(why) => format!("cannot reach server {url}: {why}"),
         RemoteError::NotFound => format!("{url} does not exist on the server"),
         other => format!("server {url} cannot be used: {other}"),
@@ -240,7 +274,7 @@ fn detach_stdio() {
     }
 }
 
-fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> {
+fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
     let ready = Ready {
         daemon_child: args.daemon_child,
     };
@@ -278,17 +312,57 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
         .build()
         .map_err(|e| ready.fail(&format!("cannot start runtime: {e}")))?;
 
+    let credentials_file = args
+        .credentials_file
+        .clone()
+        .unwrap_or_else(|| cache_dir.join("credentials"));
     let mut config = WebDavConfig::new(args.url.clone());
     config.user = args.user.clone();
-    config.password = password;
-    let remote =
-        WebDav::new(config).map_err(|e| ready.fail(&format!("bad URL {}: {e}", args.url)))?;
+    let mut from_store = None;
+    match handoff {
+        Handoff {
+            bearer_token: Some(token),
+            ..
+        } => config.bearer_token = Some(token.expose().to_string()),
+        Handoff {
+            password: Some(password),
+            ..
+        } => config.password = Some(password.expose().to_string()),
+        _ => match credentials::load(&credentials_file, &args.url) {
+            Ok(Some(Credentials::Bearer(token))) if args.user.is_none() => {
+                config.bearer_token = Some(token);
+                from_store = Some(credentials_file.as_path());
+            }
+            Ok(Some(Credentials::Basic { user, password }))
+                if args.user.as_ref().is_none_or(|u| *u == user) =>
+            {
+                config.user = Some(user);
+                config.password = password;
+                from_store = Some(credentials_file.as_path());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ready.fail(&e.to_string())),
+        },
+    }
+    if from_store.is_some() {
+        info!(file = %credentials_file.display(), "using the stored credentials");
+    }
+    let webdav = Arc::new(
+        WebDav::new(config).map_err(|e| ready.fail(&format!("bad URL {}: {e}", args.url)))?,
+    );
     let probe = rt.block_on(async {
-        tokio::time::timeout(PROBE_TIMEOUT, remote.stat(&RemotePath::root())).await
+        tokio::time::timeout(PROBE_TIMEOUT, webdav.stat(&RemotePath::root())).await
     });
     let root = match probe {
         Ok(Ok(root)) => root,
-        Ok(Err(e)) => return Err(ready.fail(&probe_message(&args.url, args.user.as_deref(), &e))),
+        Ok(Err(e)) => {
+            return Err(ready.fail(&probe_message(
+                &args.url,
+                webdav.credentials().user(),
+                from_store,
+                &e,
+            )))
+        }
         Err(_) => {
             return Err(ready.fail(&format!(
                 "server {} did not answer within {} s",
@@ -300,7 +374,12 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
     if !root.is_dir {
         return Err(ready.fail(&format!("{} is a file, not a folder", args.url)));
     }
-    let remote: Arc<dyn Remote> = Arc::new(remote);
+    let remote: Arc<dyn Remote> = webdav.clone();
+    let keeper = Arc::new(Keeper::new(
+        webdav,
+        args.url.clone(),
+        credentials_file.clone(),
+    ));
 
     let meta = Meta::open(&cache_dir.join("meta.db"), &args.url)
         .map_err(|e| ready.fail(&e.to_string()))?;
@@ -338,6 +417,7 @@ fn serve_mount(args: MountArgs, password: Option<String>) -> anyhow::Result<()> 
         mountpoint: mountpoint.clone(),
         cache_dir: cache_dir.clone(),
         log_file: log_file.clone(),
+        keeper,
     };
 
     #[cfg(unix)]

@@ -69,6 +69,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         mountpoint: mountpoint.clone(),
         user: None,
         password_file: None,
+        bearer_token_file: None,
+        credentials_file: None,
         cache_dir: None,
         cache_size: 1 << 30,
         dir_cache_ttl: Duration::from_secs(30),

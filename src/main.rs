@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod control;
+mod credentials;
 mod daemon;
 mod demo;
 mod demo_tree;
@@ -30,6 +31,7 @@ fn main() -> std::process::ExitCode {
         Command::Mount(args) => daemon::run(args),
         Command::Unmount(args) => commands::unmount(args),
         Command::Status(args) => commands::status(args),
+        Command::Login(args) => commands::login(args),
         Command::Sync(args) => commands::sync(args),
         Command::Suspend(args) => commands::suspend(args),
         Command::Resume(args) => commands::resume(args),

@@ -28,11 +28,14 @@ use crate::cli::ServeArgs;
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Credentials every request must carry, when `--user/--password` are given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BasicAuth {
-    user: String,
-    password: String,
+/// Credentials every request must carry, when `--user/--password` (or a bearer token
+/// file) are given.
+#[derive(Clone, PartialEq, Eq)]
+enum ServeAuth {
+    /// HTTP Basic with this user and password.
+    Basic { user: String, password: String },
+    /// `Authorization: Bearer` with this token.
+    Bearer(String),
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -47,10 +50,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("cannot serve {}", args.dir.display()))?;
 
-    let auth = match (args.user, args.password) {
-        (Some(user), Some(password)) => Some(Arc::new(BasicAuth { user, password })),
+    let password = match (&args.password, &args.password_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(f)) => Some(first_line(f)?),
         (None, None) => None,
-        _ => anyhow::bail!("--user and --password must be given together"),
+    };
+    let auth = match (args.user, password, &args.bearer_token_file) {
+        (Some(user), Some(password), None) => Some(Arc::new(ServeAuth::Basic { user, password })),
+        (None, None, Some(f)) => Some(Arc::new(ServeAuth::Bearer(first_line(f)?))),
+        (None, None, None) => None,
+        _ => anyhow::bail!("--user and --password (or --password-file) must be given together"),
     };
 
     let faults = Arc::new(Faults {
@@ -113,6 +122,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first line of `path` (a password or token file).
+fn first_line(path: &std::path::Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
 /// Prints the listening line to stdout and flushes it (tests read the port from it).
 fn announce(line: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -125,7 +141,7 @@ fn announce(line: &str) -> anyhow::Result<()> {
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     handler: DavHandler,
-    auth: Option<Arc<BasicAuth>>,
+    auth: Option<Arc<ServeAuth>>,
     faults: Arc<Faults>,
     mut stop_rx: watch::Receiver<bool>,
 ) {
@@ -156,7 +172,7 @@ async fn serve_connection(
 async fn handle(
     req: Request<Incoming>,
     handler: DavHandler,
-    auth: Option<&BasicAuth>,
+    auth: Option<&ServeAuth>,
     faults: &Faults,
 ) -> Response<Body> {
     let method = req.method().to_string();
@@ -253,8 +269,8 @@ fn unauthorized() -> Response<Body> {
     resp
 }
 
-/// Whether the request carries `Authorization: Basic` with exactly the expected credentials.
-fn authorized<B>(req: &Request<B>, expected: &BasicAuth) -> bool {
+/// Whether the request carries `Authorization` with exactly the expected credentials.
+fn authorized<B>(req: &Request<B>, expected: &ServeAuth) -> bool {
     let Some(value) = req.headers().get(hyper::header::AUTHORIZATION) else {
         return false;
     };
@@ -264,6 +280,13 @@ fn authorized<B>(req: &Request<B>, expected: &BasicAuth) -> bool {
     let value = value.trim();
     let Some((scheme, token)) = value.split_once(' ') else {
         return false;
+    };
+    let (expected_user, expected_password) = match expected {
+        ServeAuth::Bearer(want) => {
+            return scheme.eq_ignore_ascii_case("bearer")
+                && ct_eq(token.trim().as_bytes(), want.as_bytes());
+        }
+        ServeAuth::Basic { user, password } => (user, password),
     };
     if !scheme.eq_ignore_ascii_case("basic") {
         return false;
@@ -276,8 +299,8 @@ fn authorized<B>(req: &Request<B>, expected: &BasicAuth) -> bool {
     };
     let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
     // Evaluate both comparisons so timing does not reveal which part differed.
-    let user_ok = ct_eq(user, expected.user.as_bytes());
-    let password_ok = ct_eq(password, expected.password.as_bytes());
+    let user_ok = ct_eq(user, expected_user.as_bytes());
+    let password_ok = ct_eq(password, expected_password.as_bytes());
     user_ok & password_ok
 }
 
@@ -389,7 +412,7 @@ mod tests {
 
     #[test]
     fn basic_auth_checks_user_and_password() {
-        let expected = BasicAuth {
+        let expected = ServeAuth::Basic {
             user: "user".into(),
             password: "p@ss:word".into(),
         };
@@ -404,5 +427,9 @@ mod tests {
         assert!(!authorized(&req("Basic dXNlcjp3cm9uZw=="), &expected));
         assert!(!authorized(&req("Bearer dXNlcjpwQHNzOndvcmQ="), &expected));
         assert!(!authorized(&Request::new(()), &expected));
+        let bearer = ServeAuth::Bearer("tok".into());
+        assert!(authorized(&req("Bearer tok"), &bearer));
+        assert!(!authorized(&req("Bearer tok2"), &bearer));
+        assert!(!authorized(&req("Basic dG9r"), &bearer));
     }
 }

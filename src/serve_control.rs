@@ -31,6 +31,11 @@ pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListen
         std::fs::remove_file(&sock)?;
     }
     let l = std::os::unix::net::UnixListener::bind(&sock)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // `login` sends secrets over it: the owner's only (its folder is 0700 too).
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    }
     l.set_nonblocking(true)?;
     Ok(l)
 }
@@ -196,6 +201,13 @@ async fn handle(
     info: &MountInfo,
     unmount_tx: mpsc::Sender<UnmountReply>,
 ) -> anyhow::Result<()> {
+    // Only the mount's owner (or root) may talk to it, whatever the socket's mode.
+    let peer = stream.peer_cred()?.uid();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if peer != me && peer != 0 {
+        anyhow::bail!("refused a control connection from uid {peer}");
+    }
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r).read_line(&mut line).await?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edrive_fs_core::drive::Choice;
-use edrive_fs_core::{Drive, DriveStatus, FsError, NetState, ROOT_INO};
+use edrive_fs_core::{Drive, DriveStatus, FsError, Kind, NetState, ROOT_INO};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,6 +23,8 @@ pub struct MountInfo {
     pub cache_dir: PathBuf,
     /// The daemon's log file.
     pub log_file: PathBuf,
+    /// The mount's credentials (`edrive login`).
+    pub keeper: Arc<crate::credentials::Keeper>,
 }
 
 /// The reply to `Request::Status`.
@@ -36,6 +38,7 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
             "mountpoint": info.mountpoint,
             "state": mount_state(drive, &s),
             "link": link_json(drive.net_state()),
+            "auth": info.keeper.summary(),
             "suspended": match drive.suspended() {
                 None => serde_json::Value::Null,
                 Some(false) => json!("on"),
@@ -161,7 +164,10 @@ pub async fn answer(
     unmount_tx: mpsc::Sender<UnmountReply>,
 ) -> anyhow::Result<String> {
     let reply = match serde_json::from_str::<Request>(line) {
-        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        // Not the parser's message: it may quote the request, and a login carries secrets.
+        Err(e) => json!({"ok": false, "error": format!(
+            "bad request ({:?} error at column {})", e.classify(), e.column()
+        )}),
         Ok(Request::Status) => status_json(drive, info),
         Ok(Request::Sync) => {
             drive.request_sync();
@@ -228,6 +234,39 @@ pub async fn answer(
                 (_, Err(e)) => json!({"ok": false, "error": e.to_string()}),
             }
         }
+        Ok(Request::Entry { path }) => {
+            match resolve(drive, &path)
+                .await
+                .and_then(|ino| drive.entry_info(ino))
+            {
+                Ok(e) => json!({
+                    "ok": true,
+                    "path": format!("/{}", path.join("/")),
+                    "mountpoint": info.mountpoint,
+                    "kind": match e.kind { Kind::Dir => "folder", Kind::File => "file" },
+                    "state": e.state.as_str(),
+                    "pinned": e.pinned,
+                    "size": e.size,
+                    "cached_bytes": e.cached_bytes,
+                    "problem": e.problem,
+                }),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            }
+        }
+        Ok(Request::Login {
+            user,
+            password,
+            bearer_token,
+        }) => match info.keeper.login(drive, user, password, bearer_token).await {
+            Ok(outcome) => {
+                spawn_pin_hydration(drive);
+                match outcome.stored {
+                    Ok(file) => json!({"ok": true, "stored": file}),
+                    Err(e) => json!({"ok": true, "warning": e.to_string()}),
+                }
+            }
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        },
         Ok(Request::Unmount) => {
             let (tx, rx) = oneshot::channel();
             unmount_tx.send(tx).await?;

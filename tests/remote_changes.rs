@@ -385,7 +385,12 @@ fn a_file_open_for_writing_keeps_its_base() {
         .open(m.join("held.txt"))
         .expect("open for writing");
     // Opened for writing and closed without a write.
-    drop(fs::OpenOptions::new().write(true).open(m.join("idle.txt")).expect("open"));
+    drop(
+        fs::OpenOptions::new()
+            .write(true)
+            .open(m.join("idle.txt"))
+            .expect("open"),
+    );
     dav::put(&url, "/held.txt", b"their version two");
     dav::put(&url, "/idle.txt", b"their idle two");
     assert!(

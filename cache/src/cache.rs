@@ -583,6 +583,11 @@ impl Cache {
         self.inner.lock().ledger.peek(key).is_some()
     }
 
+    /// The length of the complete blob for `key`, if cached (does not count as a use).
+    pub fn cached_len(&self, key: &BlobKey) -> Option<u64> {
+        self.inner.lock().ledger.peek(key).map(|m| m.len)
+    }
+
     /// The cached versions of `entry`, sorted.
     pub fn versions_of(&self, entry: u64) -> Vec<String> {
         self.inner.lock().ledger.versions(entry)

@@ -190,6 +190,17 @@ impl Connectivity {
         }
     }
 
+    /// New credentials were just checked against the server (`edrive login`): online
+    /// again now, without waiting for the next probe.
+    pub fn credentials_accepted(&self) {
+        {
+            let mut g = self.lock();
+            g.backoff = PROBE_MIN;
+            g.suspect = false;
+        }
+        self.back_online();
+    }
+
     fn back_online(&self) {
         let mut g = self.lock();
         if g.state != NetState::Online {
@@ -380,6 +391,11 @@ mod tests {
         assert!(!c.usable());
         assert!(c.gate().is_err());
         c.set_forced_offline(false);
+        assert!(c.usable());
+        c.observe::<()>(&Err(RemoteError::Auth(401)));
+        assert!(!c.usable());
+        c.credentials_accepted();
+        assert_eq!(c.state(), NetState::Online);
         assert!(c.usable());
     }
 }

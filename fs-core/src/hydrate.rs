@@ -131,6 +131,15 @@ impl Hydrator {
             .contains_key(key)
     }
 
+    /// Bytes of `key` downloaded so far, if a download of it is running.
+    pub fn downloaded(&self, key: &BlobKey) -> Option<u64> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(|t| t.progress.borrow().written)
+    }
+
     /// The running transfer for `key`, or a new one fetching `path` (`len` bytes).
     /// Each call counts as one opener until [`Hydrator::release`].
     pub fn start(

@@ -218,6 +218,23 @@ impl Mount {
     /// Runs `edrive SUBCOMMAND MP [args...]` with this mount's environment; returns
     /// (status, stdout, stderr).
     pub fn edrive(&self, sub_and_args: &[&str]) -> (ExitStatus, String, String) {
+        self.edrive_as(sub_and_args, None)
+    }
+
+    /// Like [`Mount::edrive`], with `password` in `$EDRIVE_PASSWORD` (e.g. for `login`).
+    pub fn edrive_with_password(
+        &self,
+        sub_and_args: &[&str],
+        password: &str,
+    ) -> (ExitStatus, String, String) {
+        self.edrive_as(sub_and_args, Some(password))
+    }
+
+    fn edrive_as(
+        &self,
+        sub_and_args: &[&str],
+        password: Option<&str>,
+    ) -> (ExitStatus, String, String) {
         let mut args: Vec<String> = Vec::new();
         if let Some((sub, rest)) = sub_and_args.split_first() {
             args.push(sub.to_string());
@@ -228,7 +245,7 @@ impl Mount {
             edrive_bin(),
             &args,
             &self.env,
-            None,
+            password,
             &self.dir_path(),
             "cmd",
         )

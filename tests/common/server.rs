@@ -22,8 +22,8 @@ pub struct EmbeddedServer {
 }
 
 impl EmbeddedServer {
-    /// Starts `edrive serve ROOT --addr 127.0.0.1:0` (with `--user/--password` when `auth`
-    /// is given) and waits for its listening line. Panics with the server's stderr if it
+    /// Starts `edrive serve ROOT --addr 127.0.0.1:0` (with `--user/--password-file` when
+    /// `auth` is given) and waits for its listening line. Panics with the server's stderr if it
     /// does not come up within 20 s.
     pub fn start(root: &Path, auth: Option<(&str, &str)>) -> EmbeddedServer {
         EmbeddedServer::start_with(root, auth, &[])
@@ -86,6 +86,15 @@ impl EmbeddedServer {
         self.spawn(port);
     }
 
+    /// Stops the server and starts it again on the same port (same folder) requiring other
+    /// credentials (`None`: none).
+    pub fn restart_with_auth(&mut self, auth: Option<(&str, &str)>) {
+        self.stop();
+        self.auth = auth.map(|(u, p)| (u.to_string(), p.to_string()));
+        let port = self.port;
+        self.spawn(port);
+    }
+
     /// Stops the server and starts it again on the same port with other extra arguments.
     pub fn restart_with(&mut self, extra: &[&str]) {
         self.stop();
@@ -132,7 +141,13 @@ impl EmbeddedServer {
             .arg(format!("127.0.0.1:{port}"))
             .args(&self.extra);
         if let Some((user, password)) = &self.auth {
-            cmd.arg("--user").arg(user).arg("--password").arg(password);
+            // In a file, so that no password shows in `ps` (tests grep it for passwords).
+            let file = self.logs.path().join("password");
+            std::fs::write(&file, password).expect("cannot write the server's password file");
+            cmd.arg("--user")
+                .arg(user)
+                .arg("--password-file")
+                .arg(&file);
         }
         // Request lines are logged at info by the `edrive::serve` target: make sure an
         // EDRIVE_LOG / RUST_LOG in the environment cannot hide them.

@@ -21,6 +21,7 @@ use crate::remote::{validate_name, Remote, RemoteError, RemotePath};
 use crate::state::EntryState;
 use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
+mod info;
 mod pin;
 mod poll;
 mod resolve;
@@ -29,6 +30,7 @@ mod tests;
 mod working;
 mod write;
 
+pub use info::EntryInfo;
 pub use pin::{FreeOutcome, PinProgress};
 pub use poll::PollReport;
 pub use resolve::{Choice, ConflictInfo};

@@ -214,6 +214,13 @@ impl Uploader {
         self.activity.wake();
     }
 
+    /// Ends the pause after refused credentials (new ones were accepted): the queue goes
+    /// on now, with its usual debounce.
+    pub fn unpause(&self) {
+        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.activity.wake();
+    }
+
     /// Asks for everything to be written back now, skipping the debounce.
     pub fn request_sync(&self) {
         self.set(|p| p.syncing = true);

@@ -2,6 +2,7 @@
 //! redirects and the mapping of transport failures to [`RemoteError`].
 
 use std::error::Error as _;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use tracing::debug;
 
 use super::href::{join_url, path_parts};
 use super::status::{error_for_status, MAX_ERROR_BODY};
-use super::WebDavConfig;
+use super::{Credentials, WebDavConfig};
 use crate::remote::{ByteStream, Precondition, RemoteError, RemotePath};
 
 /// Sent with every request.
@@ -94,8 +95,8 @@ pub(crate) struct Client {
     base: Url,
     /// The decoded components of the base URL's path.
     base_parts: Vec<String>,
-    user: Option<String>,
-    password: Option<String>,
+    /// Replaced as a whole while requests run; each request uses one snapshot.
+    credentials: RwLock<Arc<Credentials>>,
     timeout: Duration,
 }
 
@@ -114,15 +115,25 @@ impl Client {
                 "server URL must not have a query or fragment".into(),
             ));
         }
-        let (user, password) = match &config.user {
-            Some(user) => (Some(user.clone()), config.password.clone()),
-            None if !base.username().is_empty() => (
-                Some(decode_userinfo(base.username())),
-                base.password()
+        let credentials = match (&config.bearer_token, &config.user) {
+            (Some(_), Some(_)) => {
+                return Err(RemoteError::Local(
+                    "give either a user or a bearer token, not both".into(),
+                ))
+            }
+            (Some(token), None) => Credentials::Bearer(token.clone()),
+            (None, Some(user)) => Credentials::Basic {
+                user: user.clone(),
+                password: config.password.clone(),
+            },
+            (None, None) if !base.username().is_empty() => Credentials::Basic {
+                user: decode_userinfo(base.username()),
+                password: base
+                    .password()
                     .map(decode_userinfo)
                     .or_else(|| config.password.clone()),
-            ),
-            None => (None, None),
+            },
+            (None, None) => Credentials::None,
         };
         let stripped = base.set_username("").and_then(|()| base.set_password(None));
         if stripped.is_err() {
@@ -148,8 +159,7 @@ impl Client {
             http,
             base,
             base_parts,
-            user,
-            password,
+            credentials: RwLock::new(Arc::new(credentials)),
             timeout: config.request_timeout,
         })
     }
@@ -162,6 +172,19 @@ impl Client {
     /// The decoded components of the base URL's path.
     pub(crate) fn base_parts(&self) -> &[String] {
         &self.base_parts
+    }
+
+    /// The credentials requests use now.
+    pub(crate) fn credentials(&self) -> Arc<Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the credentials; requests already sent keep the old ones.
+    pub(crate) fn set_credentials(&self, credentials: Credentials) {
+        *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(credentials);
     }
 
     /// The request timeout.
@@ -178,7 +201,17 @@ impl Client {
     /// Sends a request and returns the response, whatever its status. Redirects are
     /// followed (method and body kept) unless the body is a stream; credentials are only
     /// sent to the base URL's origin.
-    pub(crate) async fn send(&self, mut call: Call) -> Result<Response, RemoteError> {
+    pub(crate) async fn send(&self, call: Call) -> Result<Response, RemoteError> {
+        let credentials = self.credentials();
+        self.send_as(call, &credentials).await
+    }
+
+    /// [`Client::send`] with the given credentials instead of the current ones.
+    pub(crate) async fn send_as(
+        &self,
+        mut call: Call,
+        credentials: &Credentials,
+    ) -> Result<Response, RemoteError> {
         let mut hops = 0;
         loop {
             let body = std::mem::replace(&mut call.body, Body::Empty);
@@ -190,9 +223,7 @@ impl Client {
             let mut req = self.http.request(call.method.clone(), call.url.clone());
             req = req.headers(call.headers.clone());
             if call.url.origin() == self.base.origin() {
-                if let Some(user) = &self.user {
-                    req = req.basic_auth(user, self.password.as_ref());
-                }
+                req = credentials.apply(req);
             }
             req = match body {
                 Body::Empty => req,

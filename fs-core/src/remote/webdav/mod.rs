@@ -1,11 +1,13 @@
 //! WebDAV client: [`WebDav`] implements [`Remote`] over HTTP(S) with PROPFIND listings,
 //! ranged GETs, streamed PUTs, MKCOL, MOVE and DELETE.
 //!
-//! Modules: `client` (HTTP, credentials, timeouts, redirects), `href` (paths ↔ URLs),
+//! Modules: `client` (HTTP, timeouts, redirects), `credentials` (Basic or bearer,
+//! swappable at runtime), `href` (paths ↔ URLs),
 //! `propfind` (the multistatus parser), `xml` (namespace-aware XML reading), `status`
 //! (HTTP status → [`RemoteError`]), `download` / `upload` (body streams).
 
 mod client;
+mod credentials;
 mod download;
 mod href;
 mod propfind;
@@ -18,6 +20,7 @@ mod tests;
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -26,6 +29,7 @@ use reqwest::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use reqwest::Method;
 
 use self::client::{Body, Call, Client, Deadline};
+pub use self::credentials::Credentials;
 use super::{
     ByteStream, Download, ETag, Listing, Precondition, Remote, RemoteEntry, RemoteError, RemotePath,
 };
@@ -40,6 +44,8 @@ pub struct WebDavConfig {
     pub user: Option<String>,
     /// Password for HTTP Basic authentication.
     pub password: Option<String>,
+    /// A bearer token (`Authorization: Bearer ...`) instead of a user and password.
+    pub bearer_token: Option<String>,
     /// Limit for establishing a connection.
     pub connect_timeout: Duration,
     /// Limit for a metadata request as a whole, and for waiting on a download's headers or
@@ -54,6 +60,7 @@ impl WebDavConfig {
             url: url.into(),
             user: None,
             password: None,
+            bearer_token: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
         }
@@ -66,6 +73,10 @@ impl fmt::Debug for WebDavConfig {
             .field("url", &redact_userinfo(&self.url))
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .finish()
@@ -108,12 +119,35 @@ impl WebDav {
         })
     }
 
-    /// PROPFIND with the given depth; returns the buffered multistatus body.
+    /// The credentials requests use now.
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.client.credentials()
+    }
+
+    /// Replaces the credentials of every later request (requests in flight keep theirs).
+    pub fn set_credentials(&self, credentials: Credentials) {
+        self.client.set_credentials(credentials);
+    }
+
+    /// Checks `credentials` without using them for anything else: a PROPFIND Depth 0 of
+    /// the root sent with them. Returns the root as the server describes it.
+    pub async fn check_credentials(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<RemoteEntry, RemoteError> {
+        let root = RemotePath::root();
+        let body = self.propfind(&root, "0", false, Some(credentials)).await?;
+        propfind::parse_stat(&body, self.client.base_parts(), &root)
+    }
+
+    /// PROPFIND with the given depth (and the given credentials instead of the current
+    /// ones); returns the buffered multistatus body.
     async fn propfind(
         &self,
         path: &RemotePath,
         depth: &str,
         dir: bool,
+        credentials: Option<&Credentials>,
     ) -> Result<Vec<u8>, RemoteError> {
         let call = Call::new(
             method("PROPFIND")?,
@@ -125,7 +159,11 @@ impl WebDav {
         .body(Body::Bytes(Bytes::from_static(
             propfind::REQUEST_BODY.as_bytes(),
         )));
-        let resp = self.client.check(self.client.send(call).await?).await?;
+        let sent = match credentials {
+            Some(c) => self.client.send_as(call, c).await?,
+            None => self.client.send(call).await?,
+        };
+        let resp = self.client.check(sent).await?;
         match resp.status().as_u16() {
             207 | 200 => client::read_capped(resp, propfind::MAX_REPLY).await,
             code => Err(RemoteError::Status(code)),
@@ -150,12 +188,12 @@ fn method(name: &str) -> Result<Method, RemoteError> {
 #[async_trait]
 impl Remote for WebDav {
     async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
-        let body = self.propfind(path, "1", true).await?;
+        let body = self.propfind(path, "1", true, None).await?;
         propfind::parse_listing(&body, self.client.base_parts(), path)
     }
 
     async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {
-        let body = self.propfind(path, "0", false).await?;
+        let body = self.propfind(path, "0", false, None).await?;
         propfind::parse_stat(&body, self.client.base_parts(), path)
     }
 

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use super::{WebDav, WebDavConfig};
+use super::{Credentials, WebDav, WebDavConfig};
 use crate::remote::{ByteStream, Download, ETag, Precondition, Remote, RemoteError, RemotePath};
 
 /// One request as the server received it.
@@ -535,4 +535,57 @@ fn config_and_description_hide_credentials() {
         "http://<redacted>@h:1/a@b"
     );
     assert_eq!(super::redact_userinfo("http://h/a@b"), "http://h/a@b");
+}
+
+#[tokio::test]
+async fn credentials_are_checked_without_use_and_swapped_at_runtime() {
+    let root = r#"<D:multistatus xmlns:D="DAV:"><D:response><D:href>/dav/</D:href><D:propstat>
+<D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop>
+<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"#;
+    let (url, server) = serve(vec![
+        reply("401 Unauthorized", &[], b""),
+        reply("207 Multi-Status", &[], root.as_bytes()),
+        reply("207 Multi-Status", &[], root.as_bytes()),
+    ])
+    .await;
+    let dav = dav(&url);
+    let refused = within(dav.check_credentials(&Credentials::Bearer("tok1".into()))).await;
+    assert_eq!(refused.err(), Some(RemoteError::Auth(401)));
+    assert_eq!(
+        dav.credentials().user(),
+        Some("alice"),
+        "a check swaps nothing"
+    );
+    let bob = Credentials::Basic {
+        user: "bob".into(),
+        password: Some("pw2".into()),
+    };
+    assert!(within(dav.check_credentials(&bob)).await.unwrap().is_dir);
+    assert_eq!(dav.credentials().user(), Some("alice"));
+    dav.set_credentials(Credentials::Bearer("tok2".into()));
+    assert_eq!(dav.credentials().kind(), "bearer");
+    assert!(within(dav.stat(&RemotePath::root())).await.unwrap().is_dir);
+    let shown = format!("{:?} {:?}", dav.credentials(), bob);
+    assert!(!shown.contains("tok2") && !shown.contains("pw2"), "{shown}");
+
+    let seen = server.await.unwrap();
+    assert_eq!(seen[0].line, "PROPFIND /dav/ HTTP/1.1");
+    assert_eq!(seen[0].header("depth"), Some("0"));
+    assert_eq!(seen[0].header("authorization"), Some("Bearer tok1"));
+    assert_eq!(seen[1].header("authorization"), Some("Basic Ym9iOnB3Mg=="));
+    assert_eq!(seen[2].header("authorization"), Some("Bearer tok2"));
+}
+
+#[test]
+fn a_bearer_token_and_a_user_exclude_each_other() {
+    let mut config = WebDavConfig::new("http://h/dav/");
+    config.bearer_token = Some("tok".into());
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("tok\""), "{debug}");
+    assert_eq!(
+        WebDav::new(config.clone()).unwrap().credentials().kind(),
+        "bearer"
+    );
+    config.user = Some("alice".into());
+    assert!(matches!(WebDav::new(config), Err(RemoteError::Local(_))));
 }

@@ -1,0 +1,485 @@
+//! Credentials of a mount: secrets read from files or a terminal prompt without echo, how
+//! `edrive mount` hands them to its daemon, the file `edrive login` stores them in (mode
+//! 0600) for later mounts, and the daemon's side of `edrive login`.
+//!
+//! A secret never reaches a command line, a log line, status output or an error message:
+//! [`Secret`] prints as `<redacted>`, and errors name files and HTTP statuses only.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use edrive_fs_core::remote::webdav::{Credentials, WebDav};
+use edrive_fs_core::remote::RemoteError;
+use edrive_fs_core::Drive;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{info, warn};
+
+/// How long checking new credentials against the server may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// A password or token: serialized as the plain string (only into pipes, the control
+/// socket and the 0600 credentials file), printed as `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret string.
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    /// The secret itself, to send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reading, prompting for or storing credentials failed.
+#[derive(Debug, Error)]
+pub enum CredentialsError {
+    /// A password or token file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The first line of a password or token file is empty.
+    #[error("{0}: the first line is empty")]
+    Empty(PathBuf),
+    /// No terminal to prompt on.
+    #[error("cannot ask for the password: {0}; use --password-file or $EDRIVE_PASSWORD")]
+    NoTerminal(String),
+    /// The stored credentials cannot be used.
+    #[error("the stored credentials in {path} cannot be used: {reason}")]
+    Stored {
+        /// The file.
+        path: PathBuf,
+        /// Why (never its content).
+        reason: String,
+    },
+    /// The credentials could not be written.
+    #[error("cannot store the credentials in {path}: {source}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Why `edrive login` changed nothing.
+#[derive(Debug, Error)]
+pub enum LoginError {
+    /// Neither a password nor a token came with the request.
+    #[error("no password or token given")]
+    Nothing,
+    /// A password without a user name, on a mount that has none.
+    #[error("this mount has no user name: give --user")]
+    NoUser,
+    /// The server answered 401/403 to the new credentials.
+    #[error("the server refused these credentials (HTTP {0}); nothing changed")]
+    Refused(u16),
+    /// The server could not tell whether they work.
+    #[error("the credentials could not be checked ({0}); nothing changed")]
+    Unchecked(String),
+}
+
+/// Reads the first line of `path` (a password or token file) without its line ending.
+pub fn first_line(path: &Path) -> Result<Secret, CredentialsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(CredentialsError::Empty(path.to_path_buf()));
+    }
+    Ok(Secret(line.to_string()))
+}
+
+/// What `edrive mount` hands its daemon on standard input (one JSON line): never on the
+/// command line, never in the environment.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The Basic auth password, if one was given.
+    pub password: Option<Secret>,
+    /// The bearer token, if one was given.
+    pub bearer_token: Option<Secret>,
+}
+
+impl fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handoff")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The stored credentials file: for one server URL.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bearer_token: Option<Secret>,
+}
+
+/// The credentials stored in `path` for `url`; `None` if there are none, or they are for
+/// another server. Fails if the file is readable by anyone else.
+pub fn load(path: &Path, url: &str) -> Result<Option<Credentials>, CredentialsError> {
+    let bad = |reason: String| CredentialsError::Stored {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let md = match std::fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    if !md.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if md.uid() != me {
+            return Err(bad("owned by another user".into()));
+        }
+        if md.mode() & 0o077 != 0 {
+            return Err(bad(format!(
+                "mode {:o} lets other users read it (chmod 600 it)",
+                md.mode() & 0o777
+            )));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    // Not the parser's message: it may quote part of the file.
+    let stored: Stored =
+        serde_json::from_str(&text).map_err(|_| bad("not an edrive credentials file".into()))?;
+    if stored.url != url {
+        return Ok(None);
+    }
+    Ok(match (stored.bearer_token, stored.user) {
+        (Some(token), _) => Some(Credentials::Bearer(token.0)),
+        (None, Some(user)) => Some(Credentials::Basic {
+            user,
+            password: stored.password.map(|p| p.0),
+        }),
+        (None, None) => None,
+    })
+}
+
+/// Stores `credentials` for `url` in `path` (mode 0600, written to a temporary file first
+/// and renamed over the old one, so a crash leaves either the old or the new file).
+pub fn store(path: &Path, url: &str, credentials: &Credentials) -> Result<(), CredentialsError> {
+    let fail = |source: std::io::Error| CredentialsError::Store {
+        path: path.to_path_buf(),
+        source,
+    };
+    let stored = match credentials {
+        Credentials::None => Stored {
+            url: url.into(),
+            user: None,
+            password: None,
+            bearer_token: None,
+        },
+        Credentials::Basic { user, password } => Stored {
+            url: url.into(),
+            user: Some(user.clone()),
+            password: password.clone().map(Secret),
+            bearer_token: None,
+        },
+        Credentials::Bearer(token) => Stored {
+            url: url.into(),
+            user: None,
+            password: None,
+            bearer_token: Some(Secret(token.clone())),
+        },
+    };
+    let text = serde_json::to_string(&stored).map_err(|e| fail(std::io::Error::other(e)))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+            set_mode(dir, 0o700).map_err(fail)?;
+        }
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "credentials".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let _ = std::fs::remove_file(&tmp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e)
+    })
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Asks for a secret on the terminal (`/dev/tty`) with echo off.
+#[cfg(unix)]
+pub fn prompt_hidden(prompt: &str) -> Result<Secret, CredentialsError> {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::AsRawFd;
+
+    /// Puts the terminal settings back, whatever happens while reading.
+    struct Restore {
+        fd: libc::c_int,
+        saved: libc::termios,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: fd is the open terminal; saved came from tcgetattr on it.
+            unsafe { libc::tcsetattr(self.fd, libc::TCSAFLUSH, &self.saved) };
+        }
+    }
+
+    let no_tty = |e: std::io::Error| CredentialsError::NoTerminal(format!("no terminal ({e})"));
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(no_tty)?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain old data; tcgetattr fills it for a valid fd.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {
+        return Err(no_tty(std::io::Error::last_os_error()));
+    }
+    let restore = Restore { fd, saved: term };
+    term.c_lflag &= !libc::ECHO;
+    term.c_lflag |= libc::ECHONL;
+    // SAFETY: fd is valid and term a termios read from it.
+    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &term) } != 0 {
+        return Err(no_tty(std::io::Error::last_os_error()));
+    }
+    (&tty).write_all(prompt.as_bytes()).map_err(no_tty)?;
+    let mut line = String::new();
+    BufReader::new(&tty).read_line(&mut line).map_err(no_tty)?;
+    drop(restore);
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.is_empty() {
+        return Err(CredentialsError::NoTerminal("nothing was typed".into()));
+    }
+    Ok(Secret(line.to_string()))
+}
+
+/// Asks for a secret on the terminal (not available on this platform).
+#[cfg(not(unix))]
+pub fn prompt_hidden(_prompt: &str) -> Result<Secret, CredentialsError> {
+    Err(CredentialsError::NoTerminal(
+        "no hidden prompt on this platform".into(),
+    ))
+}
+
+/// The daemon's keeper of its mount's credentials: shows what kind they are, and checks,
+/// swaps and stores new ones for `edrive login`.
+pub struct Keeper {
+    webdav: Arc<WebDav>,
+    url: String,
+    file: PathBuf,
+}
+
+impl fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keeper")
+            .field("url", &self.url)
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+/// What a successful login did.
+pub struct LoginOutcome {
+    /// Where the credentials were stored, or why they could not be.
+    pub stored: Result<PathBuf, CredentialsError>,
+}
+
+impl Keeper {
+    /// The keeper of `webdav`'s credentials for `url`, storing them in `file`.
+    pub fn new(webdav: Arc<WebDav>, url: String, file: PathBuf) -> Keeper {
+        Keeper { webdav, url, file }
+    }
+
+    /// The kind of credentials, the user name and the stored file, for `status`.
+    pub fn summary(&self) -> serde_json::Value {
+        let c = self.webdav.credentials();
+        serde_json::json!({
+            "kind": c.kind(),
+            "user": c.user(),
+            "credentials_file": self.file,
+            "stored": self.file.exists(),
+        })
+    }
+
+    /// Checks new credentials against the server (a PROPFIND Depth 0 of the root sent
+    /// with them); only if they work, stores them, swaps them in and brings the drive
+    /// online again. A password without `user` keeps the mount's user name.
+    pub async fn login(
+        &self,
+        drive: &Drive,
+        user: Option<String>,
+        password: Option<Secret>,
+        bearer_token: Option<Secret>,
+    ) -> Result<LoginOutcome, LoginError> {
+        let new = match (bearer_token, password) {
+            (Some(token), _) => Credentials::Bearer(token.0),
+            (None, Some(password)) => {
+                let current = self.webdav.credentials();
+                let user = user
+                    .or_else(|| current.user().map(str::to_string))
+                    .ok_or(LoginError::NoUser)?;
+                Credentials::Basic {
+                    user,
+                    password: Some(password.0),
+                }
+            }
+            (None, None) => return Err(LoginError::Nothing),
+        };
+        let checked =
+            tokio::time::timeout(CHECK_TIMEOUT, self.webdav.check_credentials(&new)).await;
+        match checked {
+            Ok(Ok(root)) if root.is_dir => {}
+            Ok(Ok(_)) => return Err(LoginError::Unchecked("the share's root is a file".into())),
+            Ok(Err(RemoteError::Auth(status))) => {
+                warn!(
+                    status,
+                    "login: the server refused the new credentials; nothing changed"
+                );
+                return Err(LoginError::Refused(status));
+            }
+            Ok(Err(e)) => return Err(LoginError::Unchecked(e.to_string())),
+            Err(_) => {
+                return Err(LoginError::Unchecked(format!(
+                    "no answer within {} s",
+                    CHECK_TIMEOUT.as_secs()
+                )))
+            }
+        }
+        let stored = store(&self.file, &self.url, &new).map(|()| self.file.clone());
+        if let Err(e) = &stored {
+            warn!(error = %e, "login: the new credentials work but could not be stored");
+        }
+        self.webdav.set_credentials(new);
+        drive.credentials_accepted();
+        info!("login: new credentials accepted; online again");
+        Ok(LoginOutcome { stored })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let h = Handoff {
+            password: Some(Secret::new("hunter2".into())),
+            bearer_token: Some(Secret::new("tok-xyz".into())),
+        };
+        let shown = format!("{h:?} {:?}", Secret::new("hunter2".into()));
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok-xyz"),
+            "{shown}"
+        );
+        let json = serde_json::to_string(&h).unwrap_or_default();
+        let back: Handoff = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back.password.as_ref().map(Secret::expose), Some("hunter2"));
+    }
+
+    #[test]
+    fn stored_credentials_round_trip_private_and_per_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub").join("credentials");
+        let url = "http://h/dav/";
+        let basic = Credentials::Basic {
+            user: "bob".into(),
+            password: Some("pw".into()),
+        };
+        store(&file, url, &basic).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777);
+            assert_eq!(mode.ok(), Some(0o600));
+        }
+        assert_eq!(load(&file, url).ok().flatten(), Some(basic));
+        assert_eq!(load(&file, "http://other/").ok().flatten(), None);
+        let bearer = Credentials::Bearer("t".into());
+        store(&file, url, &bearer).unwrap();
+        assert_eq!(load(&file, url).ok().flatten(), Some(bearer));
+        assert_eq!(load(&dir.path().join("none"), url).ok().flatten(), None);
+        #[cfg(unix)]
+        {
+            set_mode(&file, 0o644).unwrap();
+            let e = load(&file, url).err().map(|e| e.to_string());
+            assert!(e.is_some_and(|e| e.contains("chmod 600")));
+        }
+        std::fs::write(&file, "garbage with pw inside").unwrap();
+        set_mode(&file, 0o600).unwrap();
+        let e = load(&file, url)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("not an edrive credentials file") && !e.contains("pw"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn first_line_of_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p");
+        std::fs::write(&f, "s3cret\r\nsecond\n").unwrap();
+        assert_eq!(first_line(&f).ok().map(|s| s.0), Some("s3cret".into()));
+        std::fs::write(&f, "\n").unwrap();
+        assert!(matches!(first_line(&f), Err(CredentialsError::Empty(_))));
+    }
+}
