@@ -304,6 +304,8 @@ fn status_of_a_path_inside_a_mount() {
     let m = Mount::new(
         &srv.url(),
         MountOpts::default()
+            // The conflict below waits for a decision (state `conflict`).
+            .arg("--on-conflict=ask")
             .arg("--upload-delay=1h")
             .dir_cache_ttl("1h"),
     );
