@@ -274,6 +274,20 @@ fn detach_stdio() {
     }
 }
 
+/// How long the kernel may trust names and attributes. With the poller on, every change it
+/// or a listing finds is invalidated in the kernel at once, so the kernel can keep them as
+/// long as a listing is trusted (fewer round trips: a warm `ls -l` is served by the
+/// kernel); without it, the kernel would only learn of remote changes by asking, so 1 s.
+fn kernel_ttl(args: &MountArgs) -> Duration {
+    if args.poll_interval.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        args.poll_interval
+            .min(args.dir_cache_ttl)
+            .max(Duration::from_secs(1))
+    }
+}
+
 fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
     let ready = Ready {
         daemon_child: args.daemon_child,
@@ -433,7 +447,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
             &mountpoint,
             &edrive_fs_fuse::MountConfig {
                 threads: 8,
-                attr_ttl: Duration::from_secs(1),
+                attr_ttl: kernel_ttl(&args),
                 fs_name: args.url.clone(),
                 allow_other: args.allow_other,
             },
