@@ -182,7 +182,10 @@ fn locked_file_waits(kind: Server) {
     );
     let path = m.join("locked.txt").display().to_string();
     let (_, out, _) = m.edrive_plain(&["status", &path, "--json"]);
-    assert!(out.contains("\"problem\": \"locked"), "status PATH says why: {out}");
+    assert!(
+        out.contains("\"problem\": \"locked"),
+        "status PATH says why: {out}"
+    );
     assert_eq!(dav::get(&url, "/locked.txt").expect("on server"), b"base");
     assert_eq!(
         fs::read(m.join("locked.txt")).expect("read"),

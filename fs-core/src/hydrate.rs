@@ -16,6 +16,9 @@ use crate::error::FsError;
 use crate::meta::Meta;
 use crate::remote::{Remote, RemoteError, RemotePath};
 
+/// Bytes of a download written to the cache at once when they arrive back to back.
+const COALESCE: usize = 1 << 20;
+
 /// How far a transfer got.
 #[derive(Clone, Debug)]
 struct Progress {
@@ -282,21 +285,34 @@ impl Hydrator {
         }
         let mut body = dl.body;
         let mut written = 0u64;
-        while let Some(chunk) = body.next().await {
+        // Chunks that arrive back to back are written (and announced to readers) together,
+        // up to COALESCE bytes: one write and one wake-up instead of dozens. Whatever has
+        // arrived is written as soon as the network makes us wait, so a reader never waits
+        // for bytes that are already here.
+        let mut pending = bytes::BytesMut::new();
+        loop {
+            let next = match futures_util::FutureExt::now_or_never(body.next()) {
+                Some(next) => next,
+                None => {
+                    self.flush(&mut fill, &mut pending, &mut written, transfer, tx)?;
+                    body.next().await
+                }
+            };
+            let Some(chunk) = next else {
+                break;
+            };
             let chunk = chunk?;
-            if written + chunk.len() as u64 > transfer.len {
+            if written + (pending.len() + chunk.len()) as u64 > transfer.len {
                 return Err(FsError::Remote(RemoteError::Malformed(
                     "body longer than its length".into(),
                 )));
             }
-            fill.append(&chunk)?;
-            written += chunk.len() as u64;
-            // The last bytes become visible only with the commit, so whoever has read the
-            // whole file finds it cached as complete.
-            if written < transfer.len {
-                tx.send_modify(|p| p.written = written);
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= COALESCE {
+                self.flush(&mut fill, &mut pending, &mut written, transfer, tx)?;
             }
         }
+        self.flush(&mut fill, &mut pending, &mut written, transfer, tx)?;
         if written != transfer.len {
             return Err(FsError::Remote(RemoteError::ShortBody {
                 expected: transfer.len,
@@ -308,6 +324,30 @@ impl Hydrator {
             .map_err(|e| FsError::Io(std::io::Error::other(e.to_string())))??;
         debug!(bytes = written, "hydrated");
         *transfer.blob.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(blob));
+        Ok(())
+    }
+
+    /// Writes the bytes held back in `pending` to the fill and tells readers. The last
+    /// bytes of the file become visible only with the commit, so whoever has read the
+    /// whole file finds it cached as complete.
+    fn flush(
+        &self,
+        fill: &mut edrive_cache::Fill,
+        pending: &mut bytes::BytesMut,
+        written: &mut u64,
+        transfer: &Transfer,
+        tx: &watch::Sender<Progress>,
+    ) -> Result<(), FsError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        fill.append(pending)?;
+        *written += pending.len() as u64;
+        pending.clear();
+        if *written < transfer.len {
+            let w = *written;
+            tx.send_modify(|p| p.written = w);
+        }
         Ok(())
     }
 }

@@ -89,6 +89,10 @@ const AUTH_PAUSE: Duration = Duration::from_secs(30);
 /// How long a sync waits for writers the kernel has not reported closed yet.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// How long a burst of local changes is gathered before the next plan.
+const PLAN_COALESCE: Duration = Duration::from_millis(200);
+/// New files uploaded at once.
+const PARALLEL_UPLOADS: usize = 4;
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Problems the uploader sets. `no-space` entries are retried now and then.
@@ -342,28 +346,59 @@ impl Uploader {
                     wait = wait.min(lock_retry_at.saturating_duration_since(Instant::now()));
                 }
                 let _ = tokio::time::timeout(wait, self.activity.woken()).await;
+                if !self.urgent.load(Ordering::SeqCst) {
+                    // A burst of changes (an untar, a copy of a tree) wakes this loop once
+                    // per file: plan once per burst, not once per file (every plan reads
+                    // all pending rows, and creating a file waits for the plan gate).
+                    tokio::time::sleep(self.debounce.min(PLAN_COALESCE)).await;
+                }
                 continue;
             }
-            for (i, op) in planned.ops.into_iter().enumerate() {
+            let mut ops = planned.ops.into_iter().peekable();
+            let mut first = true;
+            'batch: while let Some(op) = ops.next() {
+                // New files next to each other in the plan are independent of each other
+                // (their folders come earlier): up to PARALLEL_UPLOADS go at once.
+                let mut group = vec![op];
+                while group.len() < PARALLEL_UPLOADS
+                    && group.iter().all(is_new_file_upload)
+                    && ops.peek().is_some_and(is_new_file_upload)
+                {
+                    group.extend(ops.next());
+                }
                 if self.suspended.load(Ordering::SeqCst) {
                     break;
                 }
                 // The user, or an earlier operation of this batch, may have moved what this
                 // one is about.
-                if !matches!(still_current(&self.meta, &op), Ok(true)) {
-                    debug!(
-                        ?op,
-                        "write-back: replanning, the tree changed under this plan"
-                    );
-                    if i == 0 {
-                        // Not a busy loop should a plan ever be wrong from the start.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                for op in &group {
+                    if !matches!(still_current(&self.meta, op), Ok(true)) {
+                        debug!(
+                            ?op,
+                            "write-back: replanning, the tree changed under this plan"
+                        );
+                        if first {
+                            // Not a busy loop should a plan ever be wrong from the start.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        break 'batch;
                     }
-                    break;
                 }
-                let ino = op.ino();
-                let span = info_span!("writeback", ino);
-                match self.execute(op).instrument(span).await {
+                first = false;
+                let outcomes = futures_util::future::join_all(group.into_iter().map(|op| {
+                    let span = info_span!("writeback", ino = op.ino());
+                    self.execute(op).instrument(span)
+                }))
+                .await;
+                let mut worst = Outcome::Done;
+                for o in outcomes {
+                    match (&worst, o) {
+                        (_, Outcome::Done) => {}
+                        (Outcome::Auth(_), _) => {}
+                        (_, o) => worst = o,
+                    }
+                }
+                match worst {
                     Outcome::Done => {
                         backoff = BACKOFF_MIN;
                         self.set(|p| p.last_error = None);
@@ -1254,6 +1289,18 @@ impl Uploader {
 /// own content: it is still writing an upload of ours a crash cut off. Retried later.
 fn still_arriving() -> RemoteError {
     RemoteError::Transfer("the server is still receiving an earlier upload of this file".into())
+}
+
+/// Whether `op` uploads a file the server does not have yet (nothing else depends on it).
+fn is_new_file_upload(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Upload {
+            create: true,
+            replaces: None,
+            ..
+        }
+    )
 }
 
 fn jitter(d: Duration) -> Duration {
