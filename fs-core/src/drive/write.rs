@@ -288,6 +288,7 @@ impl Drive {
         match self.handle_working(fh) {
             Ok((_, w)) => {
                 w.sync()?;
+                self.cache.work_sync_dir()?;
                 self.persist(&w)?;
                 self.meta.sync_to_disk()?;
                 Ok(())
