@@ -95,9 +95,6 @@ impl Filesystem for FuseFs {
         // Cached pages are dropped when a file's size or time changes (kept otherwise:
         // see `Drive::keeps_cache`).
         let _ = config.add_capabilities(InitFlags::FUSE_AUTO_INVAL_DATA);
-        // The kernel asks once per inode for its ACL and remembers that there is none
-        // (otherwise `ls -l` costs one getxattr round trip per entry, every time).
-        let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL);
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
     }
