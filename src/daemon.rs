@@ -278,6 +278,7 @@ fn detach_stdio() {
 /// or a listing finds is invalidated in the kernel at once, so the kernel can keep them as
 /// long as a listing is trusted (fewer round trips: a warm `ls -l` is served by the
 /// kernel); without it, the kernel would only learn of remote changes by asking, so 1 s.
+#[cfg(unix)]
 fn kernel_ttl(args: &MountArgs) -> Duration {
     if args.poll_interval.is_zero() {
         Duration::from_secs(1)
