@@ -12,6 +12,9 @@ use fuser::{
 };
 use tracing::{debug, info_span};
 
+/// Entries whose attributes are read in one query while a `readdirplus` reply fills.
+const PLUS_PAGE: usize = 64;
+
 /// The drive as a FUSE filesystem.
 pub struct FuseFs {
     drive: Arc<Drive>,
@@ -450,21 +453,59 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(errno(&e)),
         };
         let mut i = offset as usize;
-        loop {
-            match self.dir_row(ino.0, &snapshot, i) {
-                Ok(Some((name, a))) => {
-                    let attr = file_attr(&a);
-                    let next = (i + 1) as u64;
-                    if reply.add(INodeNo(a.ino), next, &name, &self.ttl, &attr, Generation(0)) {
-                        break;
-                    }
-                }
-                Ok(None) => break,
+        'pages: loop {
+            // The snapshot gives names and order; attributes are read now, a page at a
+            // time (see `Drive::attrs_now`).
+            let start = i.saturating_sub(2).min(snapshot.len());
+            let end = (start + PLUS_PAGE).min(snapshot.len());
+            let fresh = match self.drive.readdir_attrs(fh.0, start..end) {
+                Ok(f) => f,
                 Err(e) => return reply.error(errno(&e)),
+            };
+            loop {
+                let row = if i < 2 {
+                    self.dir_row(ino.0, &snapshot, i)
+                } else if i - 2 < end {
+                    Ok(snapshot
+                        .get(i - 2)
+                        .zip(fresh.get(i - 2 - start))
+                        .and_then(|(d, a)| a.clone().map(|a| (d.name.clone(), a))))
+                } else if i - 2 >= snapshot.len() {
+                    break 'pages;
+                } else {
+                    continue 'pages;
+                };
+                match row {
+                    Ok(Some((name, a))) => {
+                        let attr = file_attr(&a);
+                        let next = (i + 1) as u64;
+                        if reply.add(INodeNo(a.ino), next, &name, &self.ttl, &attr, Generation(0)) {
+                            break 'pages;
+                        }
+                    }
+                    // Deleted since the folder was opened: not listed.
+                    Ok(None) if i >= 2 && i - 2 < snapshot.len() => {}
+                    Ok(None) => break 'pages,
+                    Err(e) => return reply.error(errno(&e)),
+                }
+                i += 1;
             }
-            i += 1;
         }
         reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.drive.fsyncdir() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn releasedir(

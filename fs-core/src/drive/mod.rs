@@ -148,6 +148,9 @@ struct OpenFile {
     same_as_last_open: bool,
 }
 
+/// A folder's rows as `opendir` found them, with the store's change count then.
+type DirSnapshot = (u64, Arc<Vec<DirEntry>>);
+
 /// A mounted drive.
 pub struct Drive {
     /// The server, through [`Watched`]: held back while offline.
@@ -160,7 +163,8 @@ pub struct Drive {
     hydrator: Arc<Hydrator>,
     options: DriveOptions,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
-    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// Folder snapshots by handle, with the store's change count when each was taken.
+    dirs: Mutex<HashMap<u64, DirSnapshot>>,
     next_fh: AtomicU64,
     listing_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     /// Folders whose last revalidation failed, and when: their known listing is served
@@ -560,6 +564,7 @@ impl Drive {
             return Err(FsError::NotDir);
         }
         self.ensure_listed(ino).await?;
+        let taken_at = self.meta.change_count();
         let children = self.meta.children(ino)?;
         let rows: Vec<DirEntry> = children
             .iter()
@@ -569,13 +574,54 @@ impl Drive {
             })
             .collect();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.dirs).insert(fh, Arc::new(rows));
+        lock(&self.dirs).insert(fh, (taken_at, Arc::new(rows)));
         Ok(fh)
+    }
+
+    /// The current attributes of the rows `range` of folder handle `fh`'s snapshot,
+    /// `None` for entries gone since. A listing replies with these: the kernel keeps what
+    /// a listing says for the whole TTL, so it must not be older than what it already
+    /// has. The snapshot's own are current if nothing was written to the store since it
+    /// was taken and none of the entries is open with a working copy.
+    pub fn readdir_attrs(
+        &self,
+        fh: u64,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<Option<Attr>>, FsError> {
+        let (taken_at, rows) = lock(&self.dirs)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
+        let page = rows.get(range).unwrap_or(&[]);
+        let unchanged = self.meta.change_count() == taken_at && {
+            let works = lock(&self.works);
+            !page.iter().any(|d| works.contains_key(&d.attr.ino))
+        };
+        if unchanged {
+            return Ok(page.iter().map(|d| Some(d.attr.clone())).collect());
+        }
+        let inos: Vec<u64> = page.iter().map(|d| d.attr.ino).collect();
+        let now = self.meta.get_many(&inos)?;
+        Ok(inos
+            .iter()
+            .map(|i| now.get(i).map(|e| self.attr(e)))
+            .collect())
+    }
+
+    /// Makes what was written in the tree durable (a folder's `fsync`): the metadata store
+    /// and the working copies' folder.
+    pub fn fsyncdir(&self) -> Result<(), FsError> {
+        self.meta.sync_to_disk()?;
+        self.cache.work_sync_dir()?;
+        Ok(())
     }
 
     /// The snapshot taken by [`Drive::opendir`].
     pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
-        lock(&self.dirs).get(&fh).cloned().ok_or(FsError::BadHandle)
+        lock(&self.dirs)
+            .get(&fh)
+            .map(|(_, rows)| rows.clone())
+            .ok_or(FsError::BadHandle)
     }
 
     /// Forgets a folder handle.
@@ -618,7 +664,12 @@ impl Drive {
             }
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let same_as_last_open = self.note_open_version(ino, &key.version);
+        // Pages other handles bring in are shared: keep none if another handle reads
+        // another version (or a working copy).
+        let others_differ = lock(&self.files)
+            .values()
+            .any(|f| f.ino == ino && (f.writable || f.key.version != key.version));
+        let same_as_last_open = self.note_open_version(ino, &key.version) && !others_differ;
         let file = OpenFile {
             ino,
             key,
@@ -675,6 +726,14 @@ impl Drive {
             };
             match transfer.read(offset, size).await {
                 Ok(data) => return Ok(data),
+                Err(FsError::Stale) => {
+                    // The server has a newer version: learn it now (the kernel may not
+                    // ask for the name again before its TTL ends).
+                    if let Ok(e) = self.entry(file.ino) {
+                        let _ = self.list_if_older(e.parent, Duration::ZERO, false).await;
+                    }
+                    return Err(FsError::Stale);
+                }
                 Err(e) if !transfer.running() => {
                     // The download failed: this read fails; the next read tries again.
                     if transfer.blob().is_none() {
@@ -720,6 +779,15 @@ impl Drive {
         let Some(file) = lock(&self.files).remove(&fh) else {
             return Ok(());
         };
+        {
+            // A handle on another version than the file's last open may have put its
+            // pages in the kernel's cache: nobody may keep them.
+            let mut last = lock(&self.last_open_version);
+            if last.get(&file.ino) != Some(&file.key.version) {
+                last.remove(&file.ino);
+                self.inval.inode(file.ino);
+            }
+        }
         self.forget_orphan(file.ino);
         let work = {
             let content = lock(&file.content);

@@ -163,6 +163,20 @@ impl Drive {
         for name in &changes.names {
             self.inval.entry(dir, name);
         }
+        let held: Vec<u64> = {
+            let works = lock(&self.works);
+            changes
+                .changed
+                .iter()
+                .copied()
+                .filter(|i| works.contains_key(i))
+                .collect()
+        };
+        if !held.is_empty() {
+            // Their new version is not taken while they are open for writing: list the
+            // folder again on the next access (or poll) after they close.
+            let _ = self.meta.expire_listing(dir);
+        }
         for &ino in &changes.changed {
             self.inval.inode(ino);
             let current = self.meta.get(ino).ok().flatten();

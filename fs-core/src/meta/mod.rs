@@ -107,6 +107,33 @@ impl Meta {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A number that changes whenever a row is written (inserted, updated or deleted).
+    pub fn change_count(&self) -> u64 {
+        self.conn().total_changes()
+    }
+
+    /// The live entries among `inos` (one query), by inode.
+    pub fn get_many(&self, inos: &[u64]) -> Result<HashMap<u64, Entry>, MetaError> {
+        let mut out = HashMap::with_capacity(inos.len());
+        let conn = self.conn();
+        for chunk in inos.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut stmt = conn.prepare_cached(&format!(
+                "{} WHERE ino IN ({marks}) AND parent IS NOT NULL",
+                entry::SELECT
+            ))?;
+            let rows = stmt.query_map(
+                rusqlite::params_from_iter(chunk.iter().map(|i| *i as i64)),
+                entry::from_row,
+            )?;
+            for e in rows {
+                let e = e?;
+                out.insert(e.ino, e);
+            }
+        }
+        Ok(out)
+    }
+
     /// The live (not locally deleted) entry with inode `ino`.
     pub fn get(&self, ino: u64) -> Result<Option<Entry>, MetaError> {
         let conn = self.conn();
@@ -309,7 +336,12 @@ impl Meta {
                         }
                     }
                     Some(k) if k.is_dir == child.is_dir => {
-                        if k.etag.as_deref() != etag {
+                        // Without ETags, a new size or time is a new version.
+                        let changed = k.etag.as_deref() != etag
+                            || (etag.is_none()
+                                && !k.is_dir
+                                && (k.size != size || k.mtime_ns != mtime_ns(child.mtime)));
+                        if changed {
                             changes.changed.push(k.ino as u64);
                         }
                         update.execute(params![k.ino, size, mtime_ns(child.mtime), etag, weak])?;

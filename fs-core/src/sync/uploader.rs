@@ -795,6 +795,7 @@ impl Uploader {
             Ok(None) => {
                 warn!(%path, "no local content to upload (deleted on the server before it was hydrated); forgetting it");
                 let _ = self.meta.remove_local(ino);
+                self.inval.entry(entry.parent, &entry.name);
                 return Outcome::Done;
             }
             // Removed (deleted or uploaded by a racing step) since it was looked at.
