@@ -55,7 +55,7 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
             "transfer": {
                 "pending": s.sync.pending,
                 "pending_bytes": s.sync.pending_bytes,
-                "uploading": u64::from(s.sync.current.is_some()),
+                "uploading": drive.uploads_running().max(usize::from(s.sync.current.is_some())),
                 "downloads": s.downloads,
                 "upload_rate_bytes_per_s": s.sync.rate,
             },

@@ -315,6 +315,11 @@ impl Drive {
         }
     }
 
+    /// How many uploads run now.
+    pub fn uploads_running(&self) -> usize {
+        self.uploader.uploads_running()
+    }
+
     /// The write-back's progress.
     pub fn sync_progress(&self) -> SyncProgress {
         self.uploader.progress()
@@ -814,10 +819,8 @@ impl Drive {
         }
         if !e.is_dir() {
             // Not `progress()`: that counts pending rows and scans the working copies.
-            if let (Some(path), Ok(mine)) = (self.uploader.current_path(), self.meta.path_of(ino)) {
-                if path == mine.to_string() {
-                    return Ok(EntryState::Uploading);
-                }
+            if self.uploader.is_uploading(ino) {
+                return Ok(EntryState::Uploading);
             }
             if e.remote.is_none() && self.options.ignore.matches(&e.name) {
                 return Ok(EntryState::LocalOnly);

@@ -78,6 +78,27 @@ pub struct Uploader {
     pub(crate) remote_news: std::sync::atomic::AtomicU64,
     /// Some entry waits for a lock held by someone else on the server.
     locks_waiting: AtomicBool,
+    /// Files being uploaded now.
+    in_flight: Mutex<std::collections::HashSet<u64>>,
+}
+
+/// Marks a file as being uploaded for as long as it lives.
+struct InFlight<'a>(&'a Mutex<std::collections::HashSet<u64>>, u64);
+
+impl<'a> InFlight<'a> {
+    fn new(set: &'a Mutex<std::collections::HashSet<u64>>, ino: u64) -> InFlight<'a> {
+        set.lock().unwrap_or_else(|p| p.into_inner()).insert(ino);
+        InFlight(set, ino)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
 }
 
 /// Upload read size: bounded memory for any file size.
@@ -92,7 +113,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// How long a burst of local changes is gathered before the next plan.
 const PLAN_COALESCE: Duration = Duration::from_millis(200);
 /// New files uploaded at once.
-const PARALLEL_UPLOADS: usize = 4;
+pub const PARALLEL_UPLOADS: usize = 4;
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Problems the uploader sets. `no-space` entries are retried now and then.
@@ -151,6 +172,7 @@ impl Uploader {
             remote_news: std::sync::atomic::AtomicU64::new(0),
             // A lock problem may be left from the last run.
             locks_waiting: AtomicBool::new(true),
+            in_flight: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -195,19 +217,25 @@ impl Uploader {
         p
     }
 
-    /// The path of the upload running now, if any (cheap; for per-file state).
-    pub fn current_path(&self) -> Option<String> {
-        self.progress
+    /// Whether file `ino` is being uploaded now (several may be: see
+    /// [`PARALLEL_UPLOADS`]).
+    pub fn is_uploading(&self, ino: u64) -> bool {
+        self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .current
-            .as_ref()
-            .map(|(path, _, _)| path.clone())
+            .contains(&ino)
     }
 
-    /// Suspends (`true`) or resumes the write-back. While suspended, local changes are
-    /// recorded as always and nothing is sent; an operation already running finishes.
-    /// Whether uploads are suspended.
+    /// How many uploads run now.
+    pub fn uploads_running(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Whether uploads are suspended (local changes are recorded as always and nothing is
+    /// sent).
     pub fn is_suspended(&self) -> bool {
         self.suspended.load(Ordering::SeqCst)
     }
@@ -756,6 +784,7 @@ impl Uploader {
         create: bool,
         replaces: Option<u64>,
     ) -> Outcome {
+        let _flight = InFlight::new(&self.in_flight, ino);
         let Ok(Some(mut entry)) = self.meta.get(ino) else {
             return Outcome::Done;
         };
