@@ -146,10 +146,7 @@ async fn resolve(drive: &Drive, path: &[String]) -> Result<u64, FsError> {
 
 /// Fetches pinned content in the background (unless suspended; `resume` starts it again).
 pub fn spawn_pin_hydration(drive: &Arc<Drive>) {
-    if drive.request_pin_run() {
-        let d = drive.clone();
-        tokio::spawn(async move { d.hydrate_pins().await });
-    }
+    drive.spawn_pin_run();
 }
 
 /// How the daemon's main loop answers an unmount request: `Ok` once unmounted.

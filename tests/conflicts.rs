@@ -5,40 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn state_of(path: &Path) -> String {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-n", "user.edrive.state"])
-        .arg(path)
-        .output()
-        .expect("getfattr (package attr) is needed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ok(m: &Mount, args: &[&str]) -> String {
-    let (status, out, err) = m.edrive(args);
-    assert!(status.success(), "edrive {args:?} failed: {out}{err}");
-    out
-}
-
-/// Files below `root` (relative path → content), hidden server bookkeeping aside.
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    walk(root)
-        .into_iter()
-        .filter(|(rel, (is_dir, _, _))| !is_dir && !rel.split('/').any(|p| p.starts_with(".DAV")))
-        .map(|(rel, _)| {
-            let data = fs::read(root.join(&rel)).unwrap_or_default();
-            (rel, data)
-        })
-        .collect()
-}
 
 #[test]
 fn resolve_use_local_use_remote_keep_both() {
@@ -64,12 +34,12 @@ fn resolve_use_local_use_remote_keep_both() {
             format!("base {n}").as_bytes()
         );
     }
-    ok(&m, &["suspend"]);
+    m.edrive_ok(&["suspend"]);
     for n in ["a", "b", "c"] {
         dav::put(&url, &format!("/{n}.txt"), format!("remote {n}").as_bytes());
         fs::write(m.join(&format!("{n}.txt")), format!("local {n}, edited")).expect("edit");
     }
-    ok(&m, &["resume"]);
+    m.edrive_ok(&["resume"]);
     let _ = m.edrive(&["sync"]);
     let listed = wait_until(Duration::from_secs(20), || {
         let (_, out, _) = m.edrive(&["conflicts", "--json"]);
@@ -80,7 +50,7 @@ fn resolve_use_local_use_remote_keep_both() {
     });
     let (_, out, _) = m.edrive(&["conflicts", "--json"]);
     assert!(listed, "three conflicts listed: {out}");
-    assert_eq!(state_of(&m.join("a.txt")), "conflict");
+    assert_eq!(xattr(&m.join("a.txt"), "user.edrive.state"), "conflict");
     // Policy "ask": the local versions stay visible and nothing was uploaded.
     assert_eq!(fs::read(m.join("a.txt")).expect("read"), b"local a, edited");
     for n in ["a", "b", "c"] {
@@ -123,7 +93,7 @@ fn resolve_use_local_use_remote_keep_both() {
     assert!(st.success(), "{out}{err}");
     let _ = m.edrive(&["sync"]);
     let both = wait_until(Duration::from_secs(20), || {
-        let server = files(&share);
+        let server = file_contents(&share);
         server.get("c.txt").map(|d| d.as_slice()) == Some(&b"remote c"[..])
             && server
                 .iter()
@@ -132,9 +102,9 @@ fn resolve_use_local_use_remote_keep_both() {
     assert!(
         both,
         "c.txt kept both: {:?}",
-        files(&share).keys().collect::<Vec<_>>()
+        file_contents(&share).keys().collect::<Vec<_>>()
     );
-    let mine = files(m.path());
+    let mine = file_contents(m.path());
     assert_eq!(
         mine.get("c.txt").map(|d| d.as_slice()),
         Some(&b"remote c"[..])
@@ -175,10 +145,12 @@ fn locked_file_waits(kind: Server) {
         "the other file uploads"
     );
     assert!(
-        wait_until(Duration::from_secs(20), || state_of(&m.join("locked.txt"))
-            == "locked"),
+        wait_until(Duration::from_secs(20), || xattr(
+            &m.join("locked.txt"),
+            "user.edrive.state"
+        ) == "locked"),
         "state: {}",
-        state_of(&m.join("locked.txt"))
+        xattr(&m.join("locked.txt"), "user.edrive.state")
     );
     let path = m.join("locked.txt").display().to_string();
     let (_, out, _) = m.edrive_plain(&["status", &path, "--json"]);
@@ -249,15 +221,15 @@ fn two_mounts_editing_different_files_converge() {
     let _ = a.edrive(&["sync"]);
     let _ = b.edrive(&["sync"]);
     let converged = wait_until(Duration::from_secs(30), || {
-        let server = files(&share);
-        server.len() == 60 && files(a.path()) == server && files(b.path()) == server
+        let server = file_contents(&share);
+        server.len() == 60 && file_contents(a.path()) == server && file_contents(b.path()) == server
     });
     assert!(
         converged,
         "server {} files, alice's mount {}, bob's {}",
-        files(&share).len(),
-        files(a.path()).len(),
-        files(b.path()).len()
+        file_contents(&share).len(),
+        file_contents(a.path()).len(),
+        file_contents(b.path()).len()
     );
     a.unmount();
     b.unmount();

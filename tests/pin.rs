@@ -8,22 +8,12 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const LIMIT: u64 = 1 << 20;
-
-fn xattr(path: &Path, name: &str) -> String {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-n", name])
-        .arg(path)
-        .output()
-        .expect("getfattr");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn cache_numbers(m: &Mount) -> (u64, u64) {
     let s = m.status_json();

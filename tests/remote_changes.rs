@@ -29,18 +29,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Files below `root` (relative path → content), hidden server bookkeeping aside.
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    walk(root)
-        .into_iter()
-        .filter(|(rel, (is_dir, _, _))| !is_dir && !rel.split('/').any(|p| p.starts_with(".DAV")))
-        .map(|(rel, _)| {
-            let data = fs::read(root.join(&rel)).unwrap_or_default();
-            (rel, data)
-        })
-        .collect()
-}
-
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
@@ -51,12 +39,6 @@ fn names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-fn ok(m: &Mount, args: &[&str]) -> String {
-    let (status, out, err) = m.edrive(args);
-    assert!(status.success(), "edrive {args:?} failed: {out}{err}");
-    out
 }
 
 /// With a poll interval of [`POLL`], a change must show within twice that; the grace
@@ -243,14 +225,14 @@ fn matrix(kind: Server, across_unmount: bool) {
             );
         }
     }
-    ok(&m, &["suspend"]);
+    m.edrive_ok(&["suspend"]);
     let m = if across_unmount {
         for l in KINDS {
             for r in KINDS {
                 local_change(m.path(), l, r);
             }
         }
-        ok(&m, &["unmount", "--force"]);
+        m.edrive_ok(&["unmount", "--force"]);
         drop(m);
         for l in KINDS {
             for r in KINDS {
@@ -267,11 +249,11 @@ fn matrix(kind: Server, across_unmount: bool) {
         }
         m
     };
-    ok(&m, &["resume"]);
+    m.edrive_ok(&["resume"]);
     let _ = m.edrive(&["sync"]);
     let settled = wait_until(Duration::from_secs(30), || {
-        let server = files(&share);
-        let mine = files(m.path());
+        let server = file_contents(&share);
+        let mine = file_contents(m.path());
         server == mine
             && KINDS.iter().all(|&l| {
                 KINDS
@@ -279,8 +261,8 @@ fn matrix(kind: Server, across_unmount: bool) {
                     .all(|&r| cell_of(&server, &format!("{l}{r}")) == expected(l, r))
             })
     });
-    let server = files(&share);
-    let mine = files(m.path());
+    let server = file_contents(&share);
+    let mine = file_contents(m.path());
     let mut wrong = Vec::new();
     for l in KINDS {
         for r in KINDS {
@@ -405,12 +387,12 @@ fn a_file_open_for_writing_keeps_its_base() {
     drop(held);
     let _ = m.edrive(&["sync"]);
     let settled = wait_until(Duration::from_secs(20), || {
-        let server = files(&share);
+        let server = file_contents(&share);
         server.get("held.txt").map(Vec::as_slice) == Some(&b"their version two"[..])
             && server
                 .iter()
                 .any(|(k, d)| k.starts_with("held (conflict ") && d.as_slice() == b"my edit on one")
     });
-    assert!(settled, "both versions kept: {:?}", files(&share));
+    assert!(settled, "both versions kept: {:?}", file_contents(&share));
     m.unmount();
 }

@@ -32,7 +32,9 @@ pub use mount::{is_mounted, Mount, MountOpts};
 #[allow(unused_imports)]
 pub use server::EmbeddedServer;
 #[allow(unused_imports)]
-pub use tree::{make_tree, pseudo_random_bytes, sha256_bytes, sha256_file, walk, TreeSpec};
+pub use tree::{
+    file_contents, make_tree, pseudo_random_bytes, sha256_bytes, sha256_file, walk, TreeSpec,
+};
 
 /// What every test server offers: its share URL and a log of the requests it answered.
 pub trait TestServer {
@@ -199,4 +201,15 @@ pub fn read_from(path: &Path, from: u64) -> String {
 /// The current length of a file (0 if it does not exist).
 pub fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The value of extended attribute `name` of `path` (trimmed; empty if it has none), read
+/// with `getfattr` as a user would.
+pub fn xattr(path: &Path, name: &str) -> String {
+    let out = std::process::Command::new("getfattr")
+        .args(["--only-values", "-n", name])
+        .arg(path)
+        .output()
+        .expect("getfattr (package attr) is needed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

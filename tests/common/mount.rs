@@ -215,6 +215,16 @@ impl Mount {
             .unwrap_or_else(|e| panic!("edrive status --json printed invalid JSON ({e}):\n{out}"))
     }
 
+    /// Runs `edrive SUBCOMMAND MP [args...]`, asserts it succeeded and returns its stdout.
+    pub fn edrive_ok(&self, sub_and_args: &[&str]) -> String {
+        let (status, out, err) = self.edrive(sub_and_args);
+        assert!(
+            status.success(),
+            "edrive {sub_and_args:?} failed: {out}{err}"
+        );
+        out
+    }
+
     /// Runs `edrive SUBCOMMAND MP [args...]` with this mount's environment; returns
     /// (status, stdout, stderr).
     pub fn edrive(&self, sub_and_args: &[&str]) -> (ExitStatus, String, String) {

@@ -173,3 +173,15 @@ pub fn walk(root: &Path) -> BTreeMap<String, (bool, u64, i64)> {
     }
     out
 }
+
+/// Every file below `root` (relative path → content), skipping Apache's `.DAV` folders.
+pub fn file_contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    walk(root)
+        .into_iter()
+        .filter(|(rel, (is_dir, _, _))| !is_dir && !rel.split('/').any(|p| p.starts_with(".DAV")))
+        .map(|(rel, _)| {
+            let data = std::fs::read(root.join(&rel)).unwrap_or_default();
+            (rel, data)
+        })
+        .collect()
+}

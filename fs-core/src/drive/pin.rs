@@ -3,6 +3,7 @@
 //! byte limit applies to the rest.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use edrive_cache::BlobKey;
 use tracing::{info, warn};
@@ -134,6 +135,15 @@ impl Drive {
             ..PinProgress::default()
         };
         true
+    }
+
+    /// Fetches pinned content in the background on the current tokio runtime (one run at a
+    /// time: see [`Drive::request_pin_run`]).
+    pub fn spawn_pin_run(self: &Arc<Self>) {
+        if self.request_pin_run() {
+            let d = self.clone();
+            tokio::spawn(async move { d.hydrate_pins().await });
+        }
     }
 
     /// Downloads everything pinned that is not local yet (listing pinned folders as it

@@ -148,9 +148,8 @@ impl Drive {
             let news = self.uploader.remote_news.load(Ordering::SeqCst);
             if news != seen_news {
                 seen_news = news;
-                if matches!(self.meta.pins(), Ok(p) if !p.is_empty()) && self.request_pin_run() {
-                    let d = self.clone();
-                    tokio::spawn(async move { d.hydrate_pins().await });
+                if matches!(self.meta.pins(), Ok(p) if !p.is_empty()) {
+                    self.spawn_pin_run();
                 }
             }
         }

@@ -84,8 +84,8 @@ impl Drive {
                 format!("{local_path}: the local version replaces the server's")
             }
             (Choice::UseLocal, None) => {
+                // Detaching clears the conflict.
                 self.meta.detach(ino)?;
-                self.meta.set_problem(ino, None)?;
                 format!("{local_path}: the server had no version any more; uploading the local one")
             }
             (Choice::UseRemote, Some(s)) => {
@@ -122,7 +122,6 @@ impl Drive {
                     }
                     Ok(None) => {
                         self.meta.detach(ino)?;
-                        self.meta.set_problem(ino, None)?;
                         format!("{local_path}: the server had no version any more; uploading the local one")
                     }
                     Err(e) => return Err(e.into()),

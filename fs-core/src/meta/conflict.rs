@@ -4,7 +4,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{etag_cols, mtime_ns, now_ms, Meta, MetaError};
+use super::{etag_cols, inos, mtime_ns, now_ms, Meta, MetaError};
 use crate::remote::{ETag, RemoteEntry};
 
 /// Events kept (the oldest go first).
@@ -120,12 +120,7 @@ impl Meta {
             "SELECT ino FROM entries WHERE problem = 'conflict' AND parent IS NOT NULL
              ORDER BY ino",
         )?;
-        let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
-        Ok(rows
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .map(|i| i as u64)
-            .collect())
+        inos(&mut stmt, [])
     }
 
     /// Logs an event for the user.

@@ -610,6 +610,19 @@ fn delete_subtree(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<(), MetaEr
     Ok(())
 }
 
+/// Runs `stmt` (selecting one inode column) with `params` and returns the inodes.
+fn inos<P: rusqlite::Params>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: P,
+) -> Result<Vec<u64>, MetaError> {
+    let rows = stmt.query_map(params, |r| r.get::<_, i64>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r? as u64);
+    }
+    Ok(out)
+}
+
 fn etag_cols(etag: Option<&ETag>) -> (Option<&str>, bool) {
     match etag {
         Some(e) => (Some(e.value.as_str()), e.weak),

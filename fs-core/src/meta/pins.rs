@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{entry, Entry, Meta, MetaError, ROOT_INO};
+use super::{entry, inos, Entry, Meta, MetaError, ROOT_INO};
 
 impl Meta {
     /// Pins `ino` (and so everything below it). Returns whether it was not pinned itself.
@@ -55,12 +55,7 @@ impl Meta {
             "SELECT p.ino FROM pins p JOIN entries e ON e.ino = p.ino
              WHERE e.parent IS NOT NULL ORDER BY p.ino",
         )?;
-        let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
-        Ok(rows
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .map(|i| i as u64)
-            .collect())
+        inos(&mut stmt, [])
     }
 
     /// The files known below folder `ino` (all depths, by the local tree), or `ino` itself
@@ -87,11 +82,6 @@ impl Meta {
              SELECT e.ino FROM entries e JOIN sub ON e.ino = sub.ino
              WHERE e.is_dir = 1 AND e.parent IS NOT NULL",
         )?;
-        let rows = stmt.query_map(params![ino as i64], |r| r.get::<_, i64>(0))?;
-        Ok(rows
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .map(|i| i as u64)
-            .collect())
+        inos(&mut stmt, params![ino as i64])
     }
 }

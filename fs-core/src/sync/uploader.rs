@@ -1048,12 +1048,9 @@ impl Uploader {
     /// [`Uploader::keep_both_now`]).
     async fn keep_both(&self, ino: u64, path: &RemotePath) -> Outcome {
         match self.keep_both_now(ino, path).await {
-            // Gone meanwhile: the next round uploads it as new.
-            Ok(None) => Outcome::Done,
-            Ok(Some(_)) => Outcome::Done,
-            Err(RemoteError::PreconditionFailed) => {
-                self.failed(ino, path, RemoteError::PreconditionFailed)
-            }
+            // Split, or gone meanwhile (the next round uploads it as new).
+            Ok(_) => Outcome::Done,
+            // A 412 here: no copy could be made; the file waits as a conflict.
             Err(e) => self.failed(ino, path, e),
         }
     }
