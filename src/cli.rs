@@ -172,6 +172,11 @@ pub struct MountArgs {
     /// may do. Unless run as root, needs `user_allow_other` in /etc/fuse.conf.
     #[arg(long)]
     pub allow_other: bool,
+    /// Serve every read through the daemon: no FUSE passthrough (by default the kernel
+    /// reads cached files itself where it can; a file it serves so cannot be opened for
+    /// writing until those readers close).
+    #[arg(long)]
+    pub no_passthrough: bool,
     /// Stay in the foreground; on SIGINT/SIGTERM upload pending changes, then unmount.
     #[arg(long)]
     pub foreground: bool,

@@ -544,6 +544,18 @@ fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
         n(&s["hydrated_files"]),
         n(&s["downloads"]),
     );
+    let kr = &s["kernel_reads"];
+    println!(
+        "  reads:   {}",
+        if kr["available"] == true {
+            format!(
+                "cached files read by the kernel (passthrough; {} open now)",
+                n(&kr["open"])
+            )
+        } else {
+            "through the daemon (passthrough off or not offered by the kernel)".to_string()
+        }
+    );
     let sync = &s["sync"];
     println!(
         "  uploads: {} change(s) pending, {} dirty{}",

@@ -148,6 +148,9 @@ fn spawn_daemon(args: &MountArgs, handoff: &Handoff) -> anyhow::Result<()> {
     if args.allow_other {
         cmd.arg("--allow-other");
     }
+    if args.no_passthrough {
+        cmd.arg("--no-passthrough");
+    }
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -451,6 +454,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
                 attr_ttl: kernel_ttl(&args),
                 fs_name: args.url.clone(),
                 allow_other: args.allow_other,
+                passthrough: !args.no_passthrough,
             },
         )
         .map_err(|e| ready.fail(&format!("cannot mount at {}: {e}", mountpoint.display())))?;

@@ -80,6 +80,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         poll_interval: std::time::Duration::from_secs(30),
         on_conflict: Default::default(),
         allow_other: false,
+        no_passthrough: false,
         foreground: false,
         daemon_child: false,
     });

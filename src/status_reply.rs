@@ -30,6 +30,7 @@ pub struct MountInfo {
 /// The reply to `Request::Status`.
 pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
     let pins = drive.pin_progress();
+    let kr = drive.kernel_reads();
     match drive.status() {
         Ok(s) => json!({
             "ok": true,
@@ -68,6 +69,11 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 "pinned_bytes": s.cache.pinned_bytes,
                 "dirty_bytes": s.cache.dirty_bytes,
                 "open_files": s.cache.open_blobs,
+            },
+            "kernel_reads": {
+                "available": kr.available,
+                "open": kr.open,
+                "opened": kr.opened,
             },
             "hydrated_files": s.hydrated_files,
             "downloads": s.downloads,

@@ -48,6 +48,10 @@ pub enum FsError {
     /// The handle was not opened for this (a write on a read-only handle).
     #[error("handle not open for writing")]
     NotWritable,
+    /// The file is in use in a way that excludes this (written while another program
+    /// reads it through the kernel's passthrough).
+    #[error("busy: {0}")]
+    Busy(&'static str),
     /// The server failed or refused.
     #[error(transparent)]
     Remote(#[from] RemoteError),
@@ -80,6 +84,7 @@ impl FsError {
             FsError::Invalid(_) => libc::EINVAL,
             FsError::NotSupported(_) => libc::EPERM,
             FsError::Stale => libc::ESTALE,
+            FsError::Busy(_) => libc::ETXTBSY,
             FsError::Remote(RemoteError::NotFound) => libc::ENOENT,
             FsError::Remote(RemoteError::Auth(_)) => libc::EACCES,
             FsError::Remote(RemoteError::InsufficientStorage) => libc::ENOSPC,

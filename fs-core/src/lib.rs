@@ -17,7 +17,9 @@ pub mod state;
 pub mod sync;
 
 pub use connectivity::NetState;
-pub use drive::{Attr, DirEntry, Drive, DriveOptions, DriveStatus, EntryInfo, SetAttr};
+pub use drive::{
+    Attr, DirEntry, Drive, DriveOptions, DriveStatus, EntryInfo, KernelReads, ReadPath, SetAttr,
+};
 pub use error::FsError;
 pub use meta::{Kind, Meta, ROOT_INO};
 pub use state::EntryState;

@@ -1,16 +1,18 @@
 //! The `fuser::Filesystem` implementation: one short method per kernel request.
 
 use std::ffi::OsStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edrive_fs_core::{Attr, Drive, FsError, Kind, SetAttr};
+use edrive_fs_core::{Attr, Drive, FsError, Kind, ReadPath, SetAttr};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
-use tracing::{debug, info_span};
+use tracing::{debug, info, info_span, warn};
+
+use crate::passthrough::Backings;
 
 /// Entries whose attributes are read in one query while a `readdirplus` reply fills.
 const PLUS_PAGE: usize = 64;
@@ -20,6 +22,10 @@ pub struct FuseFs {
     drive: Arc<Drive>,
     rt: tokio::runtime::Handle,
     ttl: Duration,
+    /// Whether to ask the kernel for passthrough reads.
+    passthrough: bool,
+    /// The kernel's backing files; also serializes deciding and ending passthrough opens.
+    backings: Mutex<Backings>,
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -65,9 +71,73 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 }
 
 impl FuseFs {
-    /// The adapter over `drive`; async work runs on `rt`.
-    pub fn new(drive: Arc<Drive>, rt: tokio::runtime::Handle, ttl: Duration) -> FuseFs {
-        FuseFs { drive, rt, ttl }
+    /// The adapter over `drive`; async work runs on `rt`. With `passthrough`, reads of
+    /// cached files are served by the kernel where it can.
+    pub fn new(
+        drive: Arc<Drive>,
+        rt: tokio::runtime::Handle,
+        ttl: Duration,
+        passthrough: bool,
+    ) -> FuseFs {
+        FuseFs {
+            drive,
+            rt,
+            ttl,
+            passthrough,
+            backings: Mutex::new(Backings::default()),
+        }
+    }
+
+    fn backings(&self) -> std::sync::MutexGuard<'_, Backings> {
+        self.backings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replies to the open of a read-only handle `fh`: served by the kernel from the
+    /// cached file when the drive allows it, else through the daemon.
+    fn reply_read_open(&self, ino: u64, fh: u64, reply: ReplyOpen) {
+        let daemon = |reply: ReplyOpen, keep_cache: bool| {
+            let flags = if keep_cache {
+                FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::empty()
+            };
+            reply.opened(FileHandle(fh), flags)
+        };
+        let mut backings = self.backings();
+        match self.drive.read_path(fh) {
+            Ok(ReadPath::Daemon { keep_cache }) => daemon(reply, keep_cache),
+            Ok(ReadPath::Kernel { file, version }) => {
+                if let Some(id) = backings.share(ino, &version, fh) {
+                    return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id);
+                }
+                if backings.has(ino) {
+                    // The drive and the kernel disagree on the version: refuse rather
+                    // than serve the wrong one.
+                    warn!(
+                        ino,
+                        "passthrough: inode has a backing file of another version"
+                    );
+                    let _ = self.drive.release(fh);
+                    return reply.error(Errno::EBUSY);
+                }
+                match reply.open_backing(&file) {
+                    Ok(id) => {
+                        let id = backings.insert(ino, version, fh, id);
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "passthrough refused by the kernel; reads go through the daemon from now on");
+                        self.drive.set_kernel_reads(false);
+                        let keep_cache = self.drive.kernel_read_refused(fh);
+                        daemon(reply, keep_cache)
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = self.drive.release(fh);
+                reply.error(errno(&e))
+            }
+        }
     }
 
     /// Row `i` of folder `ino`'s listing: `.`, `..`, then the snapshot's children.
@@ -99,6 +169,17 @@ impl Filesystem for FuseFs {
         // see `Drive::keeps_cache`).
         let _ = config.add_capabilities(InitFlags::FUSE_AUTO_INVAL_DATA);
         let _ = config.set_max_readahead(1 << 20);
+        // Passthrough: the kernel reads cached files itself. Registering a backing file
+        // needs CAP_SYS_ADMIN; depth 2 lets the cache sit on a stacked filesystem
+        // (overlayfs) too.
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if self.passthrough && root {
+            let on = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(2).is_ok();
+            info!(on, "passthrough reads");
+            self.drive.set_kernel_reads(on);
+        }
         Ok(())
     }
 
@@ -130,14 +211,7 @@ impl Filesystem for FuseFs {
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         match self.rt.block_on(self.drive.open(ino.0, write, truncate)) {
-            Ok(fh) => {
-                let flags = if self.drive.keeps_cache(fh) {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(fh), flags)
-            }
+            Ok(fh) => self.reply_read_open(ino.0, fh, reply),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -173,7 +247,11 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.drive.release(fh.0) {
+        let mut backings = self.backings();
+        let r = self.drive.release(fh.0);
+        backings.release(fh.0);
+        drop(backings);
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }

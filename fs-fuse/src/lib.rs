@@ -9,6 +9,8 @@
 mod adapter;
 #[cfg(unix)]
 mod mount;
+#[cfg(unix)]
+mod passthrough;
 
 #[cfg(unix)]
 pub use adapter::FuseFs;

@@ -23,6 +23,8 @@ pub struct MountConfig {
     /// Whether users other than the one who mounted may use the mount (`allow_other`);
     /// the kernel still checks the mode bits (`default_permissions`).
     pub allow_other: bool,
+    /// Let the kernel read cached files itself (FUSE passthrough) where it can.
+    pub passthrough: bool,
 }
 
 /// Mounts `drive` at `mountpoint`; the returned session unmounts when dropped or through
@@ -34,7 +36,7 @@ pub fn mount(
     mountpoint: &Path,
     config: &MountConfig,
 ) -> io::Result<BackgroundSession> {
-    let fs = FuseFs::new(drive.clone(), runtime, config.attr_ttl);
+    let fs = FuseFs::new(drive.clone(), runtime, config.attr_ttl, config.passthrough);
     let mut options = Config::default();
     options.mount_options = vec![
         MountOption::FSName(config.fs_name.clone()),

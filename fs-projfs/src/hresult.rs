@@ -30,6 +30,7 @@ pub mod win32 {
     /// The media is write protected.
     pub const ERROR_WRITE_PROTECT: u32 = 19;
     /// Another process has locked a portion of the file.
+    pub const ERROR_SHARING_VIOLATION: u32 = 32;
     pub const ERROR_LOCK_VIOLATION: u32 = 33;
     /// The request is not supported.
     pub const ERROR_NOT_SUPPORTED: u32 = 50;
@@ -150,6 +151,7 @@ impl From<&FsError> for Hresult {
             FsError::Invalid(_) => ERROR_INVALID_PARAMETER,
             FsError::NotSupported(_) => ERROR_NOT_SUPPORTED,
             FsError::Stale => ERROR_FILE_INVALID,
+            FsError::Busy(_) => ERROR_SHARING_VIOLATION,
             FsError::Remote(RemoteError::Auth(_)) => ERROR_ACCESS_DENIED,
             FsError::Remote(RemoteError::InsufficientStorage) => ERROR_DISK_FULL,
             FsError::Remote(RemoteError::Locked(_)) => ERROR_LOCK_VIOLATION,

@@ -22,6 +22,7 @@ use crate::state::EntryState;
 use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
 mod info;
+mod kernel_reads;
 mod pin;
 mod poll;
 mod resolve;
@@ -31,6 +32,7 @@ mod working;
 mod write;
 
 pub use info::EntryInfo;
+pub use kernel_reads::{KernelReads, ReadPath};
 pub use pin::{FreeOutcome, PinProgress};
 pub use poll::PollReport;
 pub use resolve::{Choice, ConflictInfo};
@@ -146,6 +148,18 @@ struct OpenFile {
     writable: bool,
     /// The file's previous open was on the same version (see [`Drive::keeps_cache`]).
     same_as_last_open: bool,
+    /// The kernel serves this handle's reads from the cached file (see [`ReadPath`]).
+    kernel_reads: std::sync::atomic::AtomicBool,
+}
+
+impl OpenFile {
+    /// Whether the kernel may keep the pages it cached from earlier opens (see
+    /// [`Drive::keeps_cache`]).
+    fn keeps_cache(&self) -> bool {
+        !self.writable
+            && self.same_as_last_open
+            && matches!(*lock(&self.content), Content::Cached(_))
+    }
 }
 
 /// A folder's rows as `opendir` found them, with the store's change count then.
@@ -190,6 +204,12 @@ pub struct Drive {
     last_open_version: Mutex<HashMap<u64, String>>,
     /// Folders in use, with when they were last listed or looked into (polled).
     recent: Mutex<HashMap<u64, std::time::Instant>>,
+    /// Whether reads may be served by the kernel (see [`ReadPath`]).
+    kernel_reads_on: std::sync::atomic::AtomicBool,
+    /// Handles whose reads the kernel served since the mount.
+    kernel_read_opens: AtomicU64,
+    /// Writers on their way to a working copy, by inode (see [`ReadPath`]).
+    writers_pending: Mutex<HashMap<u64, usize>>,
 }
 
 /// The setting that keeps a suspension across restarts ("on" or [`SUSPENDED_OFFLINE`]).
@@ -259,6 +279,9 @@ impl Drive {
             orphans: Mutex::new(HashMap::new()),
             inval,
             recent: Mutex::new(HashMap::new()),
+            kernel_reads_on: false.into(),
+            kernel_read_opens: AtomicU64::new(0),
+            writers_pending: Mutex::new(HashMap::new()),
             last_open_version: Mutex::new(HashMap::new()),
         }
     }
@@ -681,6 +704,7 @@ impl Drive {
             content: Mutex::new(content),
             writable: false,
             same_as_last_open,
+            kernel_reads: false.into(),
         };
         lock(&self.files).insert(fh, Arc::new(file));
         Ok(fh)
@@ -691,9 +715,7 @@ impl Drive {
     /// drops those pages (the poller's and listings' invalidations; the kernel's own check
     /// of size and time), so they are never stale.
     pub fn keeps_cache(&self, fh: u64) -> bool {
-        lock(&self.files).get(&fh).is_some_and(|f| {
-            !f.writable && f.same_as_last_open && matches!(*lock(&f.content), Content::Cached(_))
-        })
+        lock(&self.files).get(&fh).is_some_and(|f| f.keeps_cache())
     }
 
     /// Records that `ino` is opened on `version` now; whether its last open was on the

@@ -40,6 +40,7 @@ impl Drive {
         write: bool,
         truncate: bool,
     ) -> Result<u64, FsError> {
+        let _intent = self.intend_writing(e.ino)?;
         let w = self.attach_working(e, truncate, write).await?;
         if truncate && w.size_and_mtime().0 != 0 {
             w.set_len(0)?;
@@ -60,6 +61,7 @@ impl Drive {
             content: std::sync::Mutex::new(Content::Work(w)),
             writable,
             same_as_last_open: false,
+            kernel_reads: false.into(),
         };
         // Whatever the kernel caches from here on is the working copy's.
         self.note_open_version(e.ino, "");
@@ -306,7 +308,9 @@ impl Drive {
             if e.is_dir() {
                 return Err(FsError::IsDir);
             }
+            let intent = self.intend_writing(ino)?;
             let w = self.attach_working(&e, size == 0, true).await?;
+            drop(intent);
             let r = (|| {
                 w.set_len(size)?;
                 self.mark_dirty(&w)?;

@@ -1,0 +1,183 @@
+//! Reads the kernel serves itself, straight from a cached file (FUSE passthrough), and
+//! the rules that keep them apart from reads and writes through the daemon.
+//!
+//! The kernel puts a file open in passthrough mode in a mode of its own: while any such
+//! open exists, every other open of that inode must be in passthrough mode too, on the
+//! same backing file (else the open fails with EIO), and passthrough is refused while the
+//! inode is open through the page cache. So the drive decides per open, under its table
+//! of open files:
+//! - a read of a complete cached version, with no other handle on the inode, is served
+//!   by the kernel;
+//! - a read while the kernel serves others is served by the kernel too, from the version
+//!   they read (even if the server has a newer one by now: the same as if the poller had
+//!   not seen it yet; the next open after they close gets the new one);
+//! - anything that would need a working copy (an open for writing, a truncate) while the
+//!   kernel serves reads fails with [`FsError::Busy`] (ETXTBSY), as Windows refuses to
+//!   write a file another program reads;
+//! - everything else goes through the daemon, as without passthrough.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{lock, Content, Drive, OpenFile};
+use crate::error::FsError;
+
+/// How the kernel serves an open file's reads.
+#[derive(Debug)]
+pub enum ReadPath {
+    /// Through the daemon's `read`; `keep_cache` as [`Drive::keeps_cache`] says.
+    Daemon {
+        /// Whether the kernel may keep the pages cached by earlier opens.
+        keep_cache: bool,
+    },
+    /// From `file` (a duplicate descriptor of the cached version), by the kernel. Every
+    /// handle on the inode that is served this way reads the same `version`.
+    Kernel {
+        /// The cached content, read-only.
+        file: std::fs::File,
+        /// The version `file` holds (the inode's backing file is shared per version).
+        version: String,
+    },
+}
+
+/// Numbers about kernel-served reads, for `edrive status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelReads {
+    /// Whether the kernel and the daemon's privileges allow them on this mount.
+    pub available: bool,
+    /// Handles served by the kernel now.
+    pub open: u64,
+    /// Handles served by the kernel since the mount.
+    pub opened: u64,
+}
+
+/// A writer or truncate on its way to a working copy: counted, so that no read starts
+/// being served by the kernel meanwhile. Dropped when the handle exists (or failed).
+pub(super) struct WriterIntent<'a> {
+    drive: &'a Drive,
+    ino: u64,
+}
+
+impl Drop for WriterIntent<'_> {
+    fn drop(&mut self) {
+        let _files = lock(&self.drive.files);
+        let mut pending = lock(&self.drive.writers_pending);
+        if let Some(n) = pending.get_mut(&self.ino) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.ino);
+            }
+        }
+    }
+}
+
+impl Drive {
+    /// Turns kernel-served reads on or off for this mount (the adapter knows whether the
+    /// kernel offers them).
+    pub fn set_kernel_reads(&self, available: bool) {
+        self.kernel_reads_on.store(available, Ordering::SeqCst);
+    }
+
+    /// How many handles are and were served by the kernel.
+    pub fn kernel_reads(&self) -> KernelReads {
+        let files = lock(&self.files);
+        KernelReads {
+            available: self.kernel_reads_on.load(Ordering::SeqCst),
+            open: files
+                .values()
+                .filter(|f| f.kernel_reads.load(Ordering::SeqCst))
+                .count() as u64,
+            opened: self.kernel_read_opens.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Decides how the reads of a handle just opened are served (see the module docs).
+    /// Call it once, right after `open`.
+    pub fn read_path(&self, fh: u64) -> Result<ReadPath, FsError> {
+        let mut files = lock(&self.files);
+        let me = files.get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let daemon = Ok(ReadPath::Daemon {
+            keep_cache: me.keeps_cache(),
+        });
+        if !self.kernel_reads_on.load(Ordering::SeqCst) {
+            return daemon;
+        }
+        let mut peer: Option<Arc<OpenFile>> = None;
+        let mut others = false;
+        for (&other_fh, f) in files.iter() {
+            if other_fh == fh || f.ino != me.ino {
+                continue;
+            }
+            if f.kernel_reads.load(Ordering::SeqCst) {
+                peer = Some(f.clone());
+            } else {
+                others = true;
+            }
+        }
+        if let Some(peer) = peer {
+            // The kernel serves this inode from the peer's file: so must this handle.
+            if me.writable || matches!(*lock(&me.content), Content::Work(_)) {
+                return Err(FsError::Busy("read by another program (passthrough)"));
+            }
+            let Content::Cached(blob) = &*lock(&peer.content) else {
+                return Err(FsError::Busy("read by another program (passthrough)"));
+            };
+            let file = blob.file().try_clone()?;
+            let version = peer.key.version.clone();
+            if let Content::Hydrating(t) = &*lock(&me.content) {
+                self.hydrator.release(t);
+            }
+            let mine = OpenFile {
+                ino: me.ino,
+                key: peer.key.clone(),
+                content: std::sync::Mutex::new(Content::Cached(blob.clone())),
+                writable: false,
+                same_as_last_open: false,
+                kernel_reads: true.into(),
+            };
+            files.insert(fh, Arc::new(mine));
+            self.kernel_read_opens.fetch_add(1, Ordering::Relaxed);
+            return Ok(ReadPath::Kernel { file, version });
+        }
+        if others || me.writable || lock(&self.writers_pending).contains_key(&me.ino) {
+            return daemon;
+        }
+        let file = match &*lock(&me.content) {
+            Content::Cached(blob) => blob.file().try_clone()?,
+            _ => return daemon,
+        };
+        me.kernel_reads.store(true, Ordering::SeqCst);
+        self.kernel_read_opens.fetch_add(1, Ordering::Relaxed);
+        Ok(ReadPath::Kernel {
+            file,
+            version: me.key.version.clone(),
+        })
+    }
+
+    /// The kernel would not take handle `fh`'s file after all: its reads come to the
+    /// daemon. Returns whether the kernel may keep cached pages.
+    pub fn kernel_read_refused(&self, fh: u64) -> bool {
+        let files = lock(&self.files);
+        let Some(f) = files.get(&fh) else {
+            return false;
+        };
+        if f.kernel_reads.swap(false, Ordering::SeqCst) {
+            self.kernel_read_opens.fetch_sub(1, Ordering::Relaxed);
+        }
+        f.keeps_cache()
+    }
+
+    /// Announces a writer (or truncate) of `ino`; fails with [`FsError::Busy`] while the
+    /// kernel serves reads of it.
+    pub(super) fn intend_writing(&self, ino: u64) -> Result<WriterIntent<'_>, FsError> {
+        let files = lock(&self.files);
+        if files
+            .values()
+            .any(|f| f.ino == ino && f.kernel_reads.load(Ordering::SeqCst))
+        {
+            return Err(FsError::Busy("read by another program (passthrough)"));
+        }
+        *lock(&self.writers_pending).entry(ino).or_insert(0) += 1;
+        Ok(WriterIntent { drive: self, ino })
+    }
+}
