@@ -409,3 +409,68 @@ fn a_file_changed_on_the_server_is_never_read_stale() {
     );
     m.unmount();
 }
+
+/// 4 KiB block `i` of the seek test's file: its index, repeated.
+fn block(i: u64) -> Vec<u8> {
+    i.to_le_bytes().repeat(512)
+}
+
+/// Issue 7, streaming hydration: a read far into a cold file is served by a ranged GET
+/// from there, not after everything before it arrived; the rest of the file is still
+/// fetched while it is open, so the file ends up cached whole and byte-identical.
+fn a_seek_in_a_cold_file_fetches_from_there(kind: Server) {
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    // 256 MiB: far more than arrives on 127.0.0.1 between the open and the first read.
+    let blocks = 64 * 1024u64;
+    let data: Vec<u8> = (0..blocks).flat_map(block).collect();
+    write(&share.join("big.bin"), &data);
+    let srv = start_server(kind, &share);
+    let m = Mount::new(&srv.url(), MountOpts::default());
+    let path = m.join("big.bin");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), data.len() as u64);
+
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(&path).unwrap();
+    let far = blocks - 1000;
+    f.seek(SeekFrom::Start(far * 4096)).unwrap();
+    let mut buf = vec![0u8; 4096];
+    f.read_exact(&mut buf).unwrap();
+    assert!(buf == block(far), "wrong bytes at block {far}");
+    let ranged = srv
+        .requests()
+        .iter()
+        .filter(|(method, path, status)| {
+            method == "GET" && path.ends_with("/big.bin") && *status == 206
+        })
+        .count();
+    assert!(
+        ranged >= 1,
+        "the far read did not start a ranged GET: {:?}",
+        srv.requests()
+    );
+    // Back to the start: the gap before the seek is fetched too, and every byte is right.
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut all = Vec::new();
+    f.read_to_end(&mut all).unwrap();
+    assert!(all == data, "the file read back differs");
+    drop(f);
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
+            == "hydrated"),
+        "not cached whole: {}",
+        state_of(&path)
+    );
+    m.unmount();
+}
+
+#[test]
+fn a_seek_in_a_cold_file_fetches_from_there_embedded() {
+    a_seek_in_a_cold_file_fetches_from_there(Server::Embedded);
+}
+
+#[test]
+fn a_seek_in_a_cold_file_fetches_from_there_apache() {
+    a_seek_in_a_cold_file_fetches_from_there(Server::Apache);
+}

@@ -12,6 +12,7 @@ pub mod hydrate;
 pub mod meta;
 pub mod notify;
 mod positional;
+pub mod ranges;
 pub mod remote;
 pub mod state;
 pub mod sync;
