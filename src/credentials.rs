@@ -461,14 +461,15 @@ mod tests {
             let e = load(&file, url).err().map(|e| e.to_string());
             assert!(e.is_some_and(|e| e.contains("chmod 600")));
         }
-        std::fs::write(&file, "garbage with pw inside").unwrap();
+        // A secret-looking word no temp dir name can contain by chance.
+        std::fs::write(&file, "garbage with Zq9-secret-Xv inside").unwrap();
         set_mode(&file, 0o600).unwrap();
         let e = load(&file, url)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            e.contains("not an edrive credentials file") && !e.contains("pw"),
+            e.contains("not an edrive credentials file") && !e.contains("Zq9-secret-Xv"),
             "{e}"
         );
     }
