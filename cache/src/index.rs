@@ -20,6 +20,33 @@ pub(crate) struct Row {
     pub dirty: bool,
 }
 
+/// One partial download, as stored: which byte ranges of the file are present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PartialRow {
+    pub key: BlobKey,
+    /// File name inside `blobs/`.
+    pub file: String,
+    /// The whole file's length.
+    pub len: u64,
+    /// Sorted, disjoint, non-empty half-open ranges within `len`.
+    pub ranges: Vec<(u64, u64)>,
+    pub last_used: u64,
+}
+
+/// `"s-e,s-e"` → ranges, if sorted, disjoint, non-empty and within `len`.
+fn parse_ranges(text: &str, len: u64) -> Option<Vec<(u64, u64)>> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for part in text.split(',') {
+        let (s, e) = part.split_once('-')?;
+        let (s, e) = (s.parse::<u64>().ok()?, e.parse::<u64>().ok()?);
+        if s >= e || e > len || out.last().is_some_and(|&(_, pe)| pe >= s) {
+            return None;
+        }
+        out.push((s, e));
+    }
+    Some(out)
+}
+
 /// SQLite stores signed 64-bit integers; ids and counters are kept bit-for-bit.
 fn to_sql(v: u64) -> i64 {
     v as i64
@@ -39,6 +66,9 @@ impl Index {
     pub fn open(path: &Path) -> Result<Index, CacheError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        // One process uses the index (the directory's lock): keep the database lock for
+        // good, so WAL needs no shared-memory index and no lock calls per transaction.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -54,6 +84,15 @@ impl Index {
                 last_used INTEGER NOT NULL,
                 pinned    INTEGER NOT NULL DEFAULT 0,
                 dirty     INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (entry, version)
+            );
+            CREATE TABLE IF NOT EXISTS partials (
+                entry     INTEGER NOT NULL,
+                version   TEXT    NOT NULL,
+                file      TEXT    NOT NULL,
+                len       INTEGER NOT NULL,
+                ranges    TEXT    NOT NULL,
+                last_used INTEGER NOT NULL,
                 PRIMARY KEY (entry, version)
             );",
         )?;
@@ -150,6 +189,71 @@ impl Index {
             )?;
             for (key, last_used) in uses {
                 stmt.execute(params![to_sql(key.entry), key.version, to_sql(*last_used)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// All partial downloads, least recently used first. A row whose ranges do not parse
+    /// comes back as `Err(key)` so the caller drops it.
+    pub fn load_partials(&self) -> Result<Vec<Result<PartialRow, BlobKey>>, CacheError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT entry, version, file, len, ranges, last_used
+             FROM partials ORDER BY last_used ASC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let key = BlobKey::new(from_sql(r.get(0)?), r.get::<_, String>(1)?);
+            let len = from_sql(r.get(3)?);
+            let text: String = r.get(4)?;
+            let Some(ranges) = parse_ranges(&text, len) else {
+                return Ok(Err(key));
+            };
+            Ok(Ok(PartialRow {
+                key,
+                file: r.get(2)?,
+                len,
+                ranges,
+                last_used: from_sql(r.get(5)?),
+            }))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        Ok(out)
+    }
+
+    /// Inserts `row`, replacing any partial download with the same key.
+    pub fn upsert_partial(&self, row: &PartialRow) -> Result<(), CacheError> {
+        let ranges: Vec<String> = row.ranges.iter().map(|(s, e)| format!("{s}-{e}")).collect();
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO partials (entry, version, file, len, ranges, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                to_sql(row.key.entry),
+                row.key.version,
+                row.file,
+                to_sql(row.len),
+                ranges.join(","),
+                to_sql(row.last_used),
+            ])?;
+        Ok(())
+    }
+
+    /// Deletes the partial download rows of `keys`.
+    pub fn delete_partials<'a>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'a BlobKey>,
+    ) -> Result<(), CacheError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM partials WHERE entry = ?1 AND version = ?2")?;
+            for key in keys {
+                stmt.execute(params![to_sql(key.entry), key.version])?;
             }
         }
         tx.commit()?;
