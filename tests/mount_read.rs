@@ -474,3 +474,140 @@ fn a_seek_in_a_cold_file_fetches_from_there_embedded() {
 fn a_seek_in_a_cold_file_fetches_from_there_apache() {
     a_seek_in_a_cold_file_fetches_from_there(Server::Apache);
 }
+
+/// Bytes of `path` in the cache (or downloaded so far), from `edrive status PATH --json`.
+fn cached_bytes(m: &Mount, path: &Path) -> u64 {
+    let out = m.edrive_plain(&["status", path.to_str().unwrap(), "--json"]);
+    assert!(
+        out.0.success(),
+        "edrive status PATH failed: {}{}",
+        out.1,
+        out.2
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.1).unwrap();
+    v["cached_bytes"].as_u64().unwrap_or(0)
+}
+
+/// Issue 7, streaming hydration: a file held open after a partial read is not fetched
+/// whole; the download stops a read-ahead window past what was read, and goes on when
+/// reading does.
+fn a_partly_read_open_file_is_not_fetched_whole(kind: Server) {
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    let blocks = 64 * 1024u64; // 256 MiB
+    let data: Vec<u8> = (0..blocks).flat_map(block).collect();
+    write(&share.join("big.bin"), &data);
+    let srv = start_server(kind, &share);
+    let m = Mount::new(&srv.url(), MountOpts::default());
+    let path = m.join("big.bin");
+
+    let mut f = File::open(&path).unwrap();
+    let mut head = vec![0u8; 1 << 20];
+    f.read_exact(&mut head).unwrap();
+    assert!(head[..] == data[..1 << 20]);
+    // Wait until the download stops growing (or, without a bound, completes).
+    let mut last = u64::MAX;
+    let settled = wait_until(std::time::Duration::from_secs(60), || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = cached_bytes(&m, &path);
+        let same = now == last;
+        last = now;
+        same
+    });
+    assert!(settled, "the download never settled");
+    assert!(
+        last < 32 << 20,
+        "{last} bytes fetched after reading 1 MiB of a 256 MiB file"
+    );
+    assert_ne!(state_of(&path), "hydrated");
+    // Reading on fetches the rest, byte-identical.
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest).unwrap();
+    assert!(rest[..] == data[1 << 20..], "the rest of the file differs");
+    drop(f);
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
+            == "hydrated"),
+        "not cached whole after reading it all"
+    );
+    m.unmount();
+}
+
+#[test]
+fn a_partly_read_open_file_is_not_fetched_whole_embedded() {
+    a_partly_read_open_file_is_not_fetched_whole(Server::Embedded);
+}
+
+#[test]
+fn a_partly_read_open_file_is_not_fetched_whole_apache() {
+    a_partly_read_open_file_is_not_fetched_whole(Server::Apache);
+}
+
+/// Reads `len` bytes at `offset` of `path` (a fresh open each time).
+fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Issue 7, sparse cache: what a reader fetched of a file it did not read whole is kept
+/// with its map of present ranges, across a remount, and served from the cache even with
+/// the server gone; what was never fetched is not.
+#[test]
+fn a_partial_download_is_kept_across_a_remount_and_read_offline() {
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    let blocks = 16 * 1024u64; // 64 MiB
+    let data: Vec<u8> = (0..blocks).flat_map(block).collect();
+    write(&share.join("big.bin"), &data);
+    let mut srv = EmbeddedServer::start(&share, None);
+    let cache = tmp.path().join("cache");
+    let opts = || MountOpts::default().cache_dir(&cache).dir_cache_ttl("1h");
+    let m = Mount::new(&srv.url(), opts());
+    let path = m.join("big.bin");
+    let (head, far) = (0u64, 48u64 << 20);
+    assert!(read_at(&path, head, 1 << 20).unwrap() == data[..1 << 20]);
+    assert!(
+        read_at(&path, far, 1 << 20).unwrap() == data[far as usize..(far as usize + (1 << 20))]
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
+            == "partial"),
+        "state after a partial read: {}",
+        state_of(&path)
+    );
+    let kept = cached_bytes(&m, &path);
+    assert!(
+        kept >= 2 << 20 && kept < data.len() as u64,
+        "{kept} bytes kept of a 64 MiB file read 2 MiB of"
+    );
+    m.unmount();
+
+    let m = Mount::new(&srv.url(), opts());
+    let path = m.join("big.bin");
+    assert_eq!(
+        state_of(&path),
+        "partial",
+        "the partial download did not survive"
+    );
+    srv.stop();
+    assert!(
+        read_at(&path, head, 1 << 20).expect("head, offline") == data[..1 << 20],
+        "head differs"
+    );
+    assert!(
+        read_at(&path, far, 1 << 20).expect("far range, offline")
+            == data[far as usize..(far as usize + (1 << 20))],
+        "far range differs"
+    );
+    assert!(
+        read_at(&path, 32 << 20, 4096).is_err(),
+        "bytes never fetched were read with the server stopped"
+    );
+    m.unmount();
+}

@@ -44,10 +44,12 @@ pub struct FreeReport {
 /// A snapshot of the cache's size and state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Bytes of complete blobs plus bytes written so far by fills in progress.
+    /// Bytes of complete blobs, fills in progress and partial downloads.
     pub used_bytes: u64,
     /// Bytes written so far by fills in progress (included in `used_bytes`).
     pub filling_bytes: u64,
+    /// Bytes of partial downloads kept for later (included in `used_bytes`).
+    pub partial_bytes: u64,
     /// The configured limit.
     pub limit_bytes: u64,
     /// Number of complete blobs.
@@ -162,6 +164,11 @@ impl Ledger {
             .get(&entry)
             .map(|v| v.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Bytes of complete blobs the limit applies to (not pinned, not dirty).
+    pub fn budgeted(&self) -> u64 {
+        self.used - self.exempt
     }
 
     /// Bytes of complete blobs.

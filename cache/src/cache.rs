@@ -9,8 +9,9 @@ use crate::error::CacheError;
 use crate::fill::Fill;
 use crate::index::{Index, Row};
 use crate::key::{blob_file_generation, blob_file_name, BlobKey};
+use crate::partial::{self, Partial};
 use crate::work;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 #[cfg(unix)]
@@ -58,8 +59,12 @@ pub(crate) struct Inner {
 
 /// Bookkeeping behind the mutex.
 pub(crate) struct State {
-    index: Index,
+    pub(crate) index: Index,
     ledger: Ledger,
+    /// Partial downloads kept for later (see [`crate::partial`]).
+    pub(crate) partials: HashMap<BlobKey, Partial>,
+    /// Bytes present in `partials`.
+    pub(crate) partial_bytes: u64,
     /// The use counter: every use and commit takes the next value.
     clock: u64,
     /// Source of blob file generations and handle tokens.
@@ -70,12 +75,12 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn tick(&mut self) -> u64 {
+    pub(crate) fn tick(&mut self) -> u64 {
         self.clock += 1;
         self.clock
     }
 
-    fn next_id(&mut self) -> u64 {
+    pub(crate) fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
     }
@@ -98,11 +103,15 @@ impl State {
             .collect()
     }
 
-    /// Evicts least recently used evictable blobs until the budget holds (counting
-    /// `filling_bytes` of fills in progress); returns file names to unlink.
-    fn enforce_budget(&mut self, filling_bytes: u64) -> Vec<String> {
+    /// Evicts partial downloads, then least recently used evictable blobs, until the
+    /// budget holds (counting `filling_bytes` of fills in progress); returns file names to
+    /// unlink.
+    pub(crate) fn enforce_budget(&mut self, filling_bytes: u64) -> Vec<String> {
+        let budgeted = self.ledger.budgeted().saturating_add(filling_bytes);
+        let mut files = self.evict_partials(budgeted, self.ledger.limit());
+        let filling_bytes = filling_bytes.saturating_add(self.partial_bytes);
         let victims = self.ledger.victims(filling_bytes);
-        let files = self.drop_blobs(&victims);
+        files.extend(self.drop_blobs(&victims));
         if !victims.is_empty() {
             tracing::debug!(
                 count = victims.len(),
@@ -172,12 +181,16 @@ impl Inner {
             });
     }
 
-    fn filling(&self) -> u64 {
+    pub(crate) fn filling(&self) -> u64 {
         self.filling.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn blobs_dir(&self) -> &Path {
+        &self.blobs_dir
+    }
+
     /// Deletes blob files (after the lock is released).
-    fn unlink(&self, files: Vec<String>) {
+    pub(crate) fn unlink(&self, files: Vec<String>) {
         for name in files {
             let path = self.blobs_dir.join(&name);
             if let Err(err) = fs::remove_file(&path) {
@@ -268,7 +281,8 @@ impl Inner {
             open: handles,
             last_used,
         };
-        let mut unlink = Vec::new();
+        // A complete version makes every partial download of the entry useless.
+        let mut unlink = st.drop_partials_of(key.entry);
         st.pending_uses.remove(key);
         if let Some(old) = st.ledger.insert(key.clone(), meta) {
             unlink.push(old.file);
@@ -475,6 +489,41 @@ impl Cache {
             );
         }
 
+        let mut partials = HashMap::new();
+        let mut partial_bytes = 0;
+        let mut bad = Vec::new();
+        for row in index.load_partials()? {
+            match row {
+                Ok(row)
+                    if !files.contains(&row.file)
+                        && partial::partial_row_is_valid(&blobs_dir, &row) =>
+                {
+                    files.insert(row.file.clone());
+                    let covered = partial::covered(&row.ranges);
+                    partial_bytes += covered;
+                    partials.insert(
+                        row.key,
+                        Partial {
+                            file: row.file,
+                            len: row.len,
+                            ranges: row.ranges,
+                            covered,
+                            last_used: row.last_used,
+                        },
+                    );
+                }
+                Ok(row) => bad.push(row.key),
+                Err(key) => bad.push(key),
+            }
+        }
+        if !bad.is_empty() {
+            tracing::warn!(
+                count = bad.len(),
+                "cache: dropping partial download rows without a valid file"
+            );
+            index.delete_partials(&bad)?;
+        }
+
         let mut orphans = 0;
         for entry in fs::read_dir(&blobs_dir).map_err(|e| CacheError::io("list", &blobs_dir, e))? {
             let entry = entry.map_err(|e| CacheError::io("list", &blobs_dir, e))?;
@@ -497,6 +546,8 @@ impl Cache {
         let mut state = State {
             index,
             ledger,
+            partials,
+            partial_bytes,
             clock,
             next_id,
             pending_uses: HashSet::new(),
@@ -675,6 +726,9 @@ impl Cache {
                 version: dirty.version.clone(),
             });
         }
+        let mut st = st;
+        let partials = st.drop_partials_of(entry);
+        self.inner.unlink(partials);
         self.remove_locked(st, &keys)?;
         Ok(keys.len())
     }
@@ -729,7 +783,10 @@ impl Cache {
                 }
             }
         }
-        let unlink = st.drop_blobs(&victims);
+        let mut unlink = st.drop_blobs(&victims);
+        for &entry in &seen {
+            unlink.extend(st.drop_partials_of(entry));
+        }
         drop(st);
         self.inner.unlink(unlink);
         report
@@ -747,7 +804,11 @@ impl Cache {
     /// A snapshot of sizes and counts.
     pub fn stats(&self) -> CacheStats {
         let filling = self.inner.filling();
-        self.inner.lock().ledger.stats(filling)
+        let st = self.inner.lock();
+        let mut stats = st.ledger.stats(filling.saturating_add(st.partial_bytes));
+        stats.filling_bytes = filling;
+        stats.partial_bytes = st.partial_bytes;
+        stats
     }
 
     /// Writes recorded uses to the index now (otherwise done at most once a second and when the

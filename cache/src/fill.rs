@@ -192,6 +192,69 @@ impl Fill {
         self.write_at(data, offset)
     }
 
+    /// The temp file and its path (for parking).
+    pub(crate) fn parts(&self) -> (&File, PathBuf) {
+        (&self.file, self.path.clone())
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// The temp file has been moved elsewhere: dropping the fill leaves it alone.
+    pub(crate) fn mark_kept(&mut self) {
+        let covered = self.coverage().covered;
+        self.inner.sub_filling(covered);
+        self.committed = true;
+    }
+
+    /// A fill over an existing file at `path` in `tmp/` (a partial download moved back),
+    /// with `ranges` already written.
+    pub(crate) fn resume(
+        inner: Arc<Inner>,
+        key: BlobKey,
+        expected_len: u64,
+        path: PathBuf,
+        ranges: &[(u64, u64)],
+    ) -> Result<Fill, CacheError> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        #[cfg(unix)]
+        options.custom_flags(libc::O_NOFOLLOW);
+        let file = options
+            .open(&path)
+            .map_err(|e| CacheError::io("open", &path, e))?;
+        let mut coverage = Coverage::default();
+        let mut added = 0;
+        for &(s, e) in ranges {
+            added += coverage.add(s, e);
+        }
+        inner.add_filling(added);
+        Ok(Fill {
+            inner,
+            key,
+            expected_len,
+            file,
+            path,
+            coverage: Mutex::new(coverage),
+            committed: false,
+        })
+    }
+
+    /// A path in `tmp/` no file has.
+    pub(crate) fn fresh_path(inner: &Inner) -> PathBuf {
+        loop {
+            let path = inner.tmp_dir().join(format!(
+                "fill-{}-{:x}",
+                std::process::id(),
+                inner.next_tmp_seq()
+            ));
+            if fs::symlink_metadata(&path).is_err() {
+                return path;
+            }
+        }
+    }
+
     /// A separate read-only handle on the temp file, to serve the written prefix while the
     /// fill continues. It stays valid after commit or drop.
     pub fn reader(&self) -> io::Result<File> {

@@ -21,6 +21,7 @@ mod error;
 mod fill;
 mod index;
 mod key;
+mod partial;
 mod work;
 
 #[cfg(all(test, unix))]
@@ -34,3 +35,4 @@ pub use cache::Cache;
 pub use error::CacheError;
 pub use fill::Fill;
 pub use key::BlobKey;
+pub use partial::PresentRanges;

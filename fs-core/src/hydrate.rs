@@ -3,12 +3,23 @@
 //!
 //! A transfer writes into a cache fill (a temp file); it becomes a cached blob only when
 //! every promised byte arrived, so a short or broken body is never cached as complete.
+//! When the last reader closes early, or the download fails, what arrived is kept as a
+//! partial download with its map of present ranges (synced first), and the next download
+//! of that version starts from it, also after a restart: a half-read 10 GiB video costs
+//! what was read, once.
 //!
 //! One request runs at a time. It starts at the beginning of the file; a read that needs
 //! bytes far ahead of it (more than [`SEEK_AHEAD`]), or in a gap behind it, sends it
 //! there with a ranged GET: a seek in a cold video waits for its own bytes, not for
-//! everything before them. Whatever is missing is fetched after that, gap by gap, so a
-//! file that stays open is cached whole.
+//! everything before them.
+//!
+//! Only what readers are about to need is fetched: each read wants its bytes plus a
+//! read-ahead window of twice what was read sequentially so far (from [`MIN_WINDOW`] to
+//! [`MAX_WINDOW`]), which falls back when reads jump. When the download has everything
+//! wanted it pauses (the server waits on the connection) until a read wants more, and
+//! ends its request after [`PAUSE_LIMIT`], so a video watched halfway costs about half
+//! its size. Pins and opens for writing want the whole
+//! file ([`Transfer::wait`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +48,37 @@ const SEEK_ALIGN: u64 = 1 << 20;
 /// readers at two places share it instead of restarting it at every read.
 const MIN_RUN: u64 = 1 << 20;
 
+/// Read-ahead after a read that does not follow the previous one (and at open).
+const MIN_WINDOW: u64 = 4 << 20;
+
+/// Most read-ahead (it is twice what was read sequentially, at least [`MIN_WINDOW`]).
+const MAX_WINDOW: u64 = 128 << 20;
+
+/// How long a request waits, paused, for readers to want more before it is ended
+/// (shorter than servers' idle timeouts, so the server never cuts it first).
+const PAUSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A stopped download starts again only for at least this many wanted bytes (or for a
+/// reader waiting), so that a slow reader does not cause a request per read.
+const RESUME_MIN: u64 = 2 << 20;
+
+/// A read starting at most this far after the previous read's end still counts as
+/// sequential (the kernel's read-ahead requests arrive slightly out of order).
+const SEQUENTIAL_SLACK: u64 = 2 << 20;
+
+/// What readers want fetched.
+#[derive(Debug, Default)]
+struct Demand {
+    /// Bytes wanted (read, or within the read-ahead window of a read).
+    wanted: Ranges,
+    /// Start of the run of sequential reads that ended at `last_end`.
+    run_start: u64,
+    /// End of the last read.
+    last_end: u64,
+    /// A reader is waiting for bytes that are not here.
+    starving: bool,
+}
+
 /// How far a transfer got.
 #[derive(Clone, Debug)]
 struct Progress {
@@ -58,11 +100,15 @@ pub struct Transfer {
     openers: std::sync::atomic::AtomicUsize,
     task: Mutex<Option<tokio::task::AbortHandle>>,
     progress: watch::Receiver<Progress>,
+    /// The fill being written; taken by the commit, or parked as a partial download.
+    fill: Arc<Mutex<Option<edrive_cache::Fill>>>,
     reader: std::fs::File,
     blob: Mutex<Option<Arc<Blob>>>,
     /// An offset a reader needs that the running request is not about to reach.
     seek: Mutex<Option<u64>>,
-    /// Wakes the download when `seek` is set.
+    /// What readers want fetched.
+    demand: Mutex<Demand>,
+    /// Wakes the download when `seek` or `demand` changed.
     seek_wake: tokio::sync::Notify,
 }
 
@@ -77,8 +123,10 @@ impl Transfer {
         self.progress.borrow().outcome.is_none()
     }
 
-    /// Waits until the transfer ended; `Ok` when the whole file is cached.
+    /// Fetches the whole file and waits until the transfer ended; `Ok` when the whole
+    /// file is cached.
     pub async fn wait(&self) -> Result<(), FsError> {
+        self.want_all();
         let mut rx = self.progress.clone();
         let p = rx
             .wait_for(|p| p.outcome.is_some())
@@ -98,12 +146,19 @@ impl Transfer {
         if offset >= end {
             return Ok(Vec::new());
         }
+        self.want(offset, end);
         let mut rx = self.progress.clone();
+        let mut starving = false;
         loop {
             {
                 let p = rx.borrow_and_update();
                 if p.covered.covers(offset, end) {
                     break;
+                }
+                if !starving {
+                    starving = true;
+                    self.demand().starving = true;
+                    self.seek_wake.notify_one();
                 }
                 match &p.outcome {
                     Some(Err(e)) => return Err(clone_error(e)),
@@ -127,6 +182,81 @@ impl Transfer {
         let n = crate::positional::read_full_at(&self.reader, &mut buf, offset)?;
         buf.truncate(n);
         Ok(buf)
+    }
+
+    /// Keeps what arrived as a partial download (once; the fill is gone afterwards).
+    /// Only ranges already announced to readers are recorded: they were written.
+    fn park(&self) {
+        let Some(fill) = self.fill.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let ranges = self.progress.borrow().covered.list();
+        if let Err(e) = fill.park(&ranges) {
+            warn!(ino = self.key.entry, error = %e, "could not keep a partial download");
+        }
+    }
+
+    fn demand(&self) -> std::sync::MutexGuard<'_, Demand> {
+        self.demand.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a read of `[offset, end)`: it wants those bytes and a read-ahead window
+    /// after them of twice what was read sequentially so far (within the bounds).
+    fn want(&self, offset: u64, end: u64) {
+        let mut d = self.demand();
+        let sequential = offset <= d.last_end.saturating_add(SEQUENTIAL_SLACK)
+            && end.saturating_add(SEQUENTIAL_SLACK) > d.last_end;
+        if sequential {
+            d.run_start = d.run_start.min(offset);
+            d.last_end = d.last_end.max(end);
+        } else {
+            d.run_start = offset;
+            d.last_end = end;
+        }
+        let window = ((d.last_end - d.run_start) * 2).clamp(MIN_WINDOW, MAX_WINDOW);
+        let until = end.saturating_add(window).min(self.len);
+        if !d.wanted.covers(offset, until) {
+            d.wanted.add(offset, until);
+            drop(d);
+            self.seek_wake.notify_one();
+        }
+    }
+
+    /// Wants every byte of the file (pins, opens for writing).
+    fn want_all(&self) {
+        self.demand().wanted.add(0, self.len);
+        self.seek_wake.notify_one();
+    }
+
+    /// Where to fetch next, at or after `from` (else from the start): the first wanted
+    /// byte that is missing, and whether it is worth a request now. `None` when
+    /// nothing wanted is missing.
+    fn next_wanted(&self, from: u64, covered: &Ranges) -> Option<(u64, bool)> {
+        let mut d = self.demand();
+        let mut first = None;
+        for start in [from, 0] {
+            let mut at = start;
+            while let Some((gs, ge)) = covered.gap_from(at, self.len) {
+                // The wanted part of this gap, if any.
+                if let Some((ws, we)) = d.wanted.overlap(gs, ge) {
+                    first = Some((ws, we));
+                    break;
+                }
+                at = ge;
+            }
+            if first.is_some() {
+                break;
+            }
+        }
+        let (ws, we) = first?;
+        let worth = d.starving || we - ws >= RESUME_MIN || we == self.len;
+        d.starving = false;
+        Some((ws, worth))
+    }
+
+    /// Whether the byte at `pos` is wanted (a request stops where the wanted bytes end).
+    fn wanted_at(&self, pos: u64) -> bool {
+        pos < self.len && self.demand().wanted.contains(pos)
     }
 
     /// The offset a reader is waiting for, if the request now at `pos` should go there
@@ -207,10 +337,24 @@ impl Hydrator {
             t.openers.fetch_add(1, Ordering::SeqCst);
             return Ok(t.clone());
         }
-        let fill = self.cache.begin_fill(key.clone(), len)?;
+        let mut present = Ranges::default();
+        let fill = match self.cache.resume_fill(&key, len)? {
+            Some((fill, ranges)) => {
+                for (s, e) in ranges {
+                    present.add(s, e);
+                }
+                debug!(
+                    ino = key.entry,
+                    bytes = present.total(),
+                    "resuming a partial download"
+                );
+                fill
+            }
+            None => self.cache.begin_fill(key.clone(), len)?,
+        };
         let reader = fill.reader()?;
         let (tx, rx) = watch::channel(Progress {
-            covered: Ranges::default(),
+            covered: present,
             at: 0,
             outcome: None,
         });
@@ -221,9 +365,20 @@ impl Hydrator {
             openers: std::sync::atomic::AtomicUsize::new(1),
             task: Mutex::new(None),
             progress: rx,
+            fill: Arc::new(Mutex::new(Some(fill))),
             reader,
             blob: Mutex::new(None),
             seek: Mutex::new(None),
+            demand: Mutex::new(Demand {
+                wanted: {
+                    let mut r = Ranges::default();
+                    r.add(0, len.min(MIN_WINDOW));
+                    r
+                },
+                run_start: 0,
+                last_end: 0,
+                starving: false,
+            }),
             seek_wake: tokio::sync::Notify::new(),
         });
         inflight.insert(key.clone(), transfer.clone());
@@ -233,9 +388,11 @@ impl Hydrator {
         let span = info_span!("hydrate", ino = key.entry, path = %path, len);
         let handle = tokio::spawn(
             async move {
-                let result = this.download(&path, fill, &tx, &t).await;
+                let result = this.download(&path, &tx, &t).await;
                 if let Err(e) = &result {
                     warn!(error = %e, "download failed");
+                    // Keep what arrived for the next attempt.
+                    t.park();
                     if let FsError::Remote(RemoteError::Malformed(_)) = e {
                         // The file changed under us: relist before the next attempt.
                         if let Ok(Some(entry)) = this.meta.get(key.entry) {
@@ -243,10 +400,13 @@ impl Hydrator {
                         }
                     }
                 }
-                this.inflight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&t.key);
+                {
+                    // Only this transfer: after a cancel, a new one may have the key.
+                    let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                    if inflight.get(&t.key).is_some_and(|x| Arc::ptr_eq(x, &t)) {
+                        inflight.remove(&t.key);
+                    }
+                }
                 let len = t.len;
                 tx.send_modify(|p| {
                     if result.is_ok() {
@@ -268,7 +428,12 @@ impl Hydrator {
     pub fn release(&self, transfer: &Arc<Transfer>) {
         use std::sync::atomic::Ordering;
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if transfer.openers.fetch_sub(1, Ordering::SeqCst) != 1 || !transfer.running() {
+        if transfer.openers.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        if !transfer.running() {
+            // Failed (parked already) or complete: nothing runs.
+            transfer.park();
             return;
         }
         if inflight
@@ -285,22 +450,24 @@ impl Hydrator {
         {
             debug!(
                 ino = transfer.key.entry,
-                "last reader closed; download cancelled"
+                "last reader closed; download stopped, what arrived is kept"
             );
             task.abort();
         }
+        drop(inflight);
+        transfer.park();
     }
 
     async fn download(
         &self,
         path: &RemotePath,
-        mut fill: edrive_cache::Fill,
         tx: &watch::Sender<Progress>,
         transfer: &Transfer,
     ) -> Result<(), FsError> {
         let len = transfer.len;
         let mut path = path.clone();
-        let mut covered = Ranges::default();
+        let fill = &transfer.fill;
+        let mut covered = transfer.progress.borrow().covered.clone();
         // Where the last request stopped: the next one continues from there.
         let mut next = 0;
         loop {
@@ -308,11 +475,26 @@ impl Hydrator {
                 Some(x) => x - x % SEEK_ALIGN,
                 None => next,
             };
-            let Some((start, end)) = covered
-                .gap_from(from, len)
-                .or_else(|| covered.gap_from(0, len))
-            else {
+            if covered.gap_from(0, len).is_none() {
                 break;
+            }
+            let start = match transfer.next_wanted(from, &covered) {
+                Some((start, true)) => start,
+                // Nothing (worth a request) is wanted: wait for readers. The timeout
+                // only re-checks; every change of demand wakes us.
+                _ => {
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(1),
+                        transfer.seek_wake.notified(),
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            // Up to the next bytes already here: the request stops earlier if readers
+            // stop wanting more.
+            let Some((start, end)) = covered.gap_from(start, len) else {
+                continue;
             };
             let range = (start > 0 || end < len).then_some(start..end);
             if range.is_some() {
@@ -331,7 +513,14 @@ impl Hydrator {
                 let item = match futures_util::FutureExt::now_or_never(body.next()) {
                     Some(item) => item,
                     None => {
-                        self.flush(&mut fill, &mut pending, &mut pos, &mut covered, len, tx)?;
+                        self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx)?;
+                        if pos > start
+                            && pos < end
+                            && !transfer.wanted_at(pos)
+                            && self.paused(transfer, pos, &covered).await
+                        {
+                            break true;
+                        }
                         // Wait for bytes, or for a reader that needs them elsewhere.
                         let may_move = pos - start >= MIN_RUN;
                         tokio::select! {
@@ -356,13 +545,19 @@ impl Hydrator {
                 }
                 pending.extend_from_slice(&chunk);
                 if pending.len() >= COALESCE {
-                    self.flush(&mut fill, &mut pending, &mut pos, &mut covered, len, tx)?;
+                    self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx)?;
                     if pos - start >= MIN_RUN && self.wanted_elsewhere(transfer, pos, &covered) {
+                        break true;
+                    }
+                    if pos < end
+                        && !transfer.wanted_at(pos)
+                        && self.paused(transfer, pos, &covered).await
+                    {
                         break true;
                     }
                 }
             };
-            self.flush(&mut fill, &mut pending, &mut pos, &mut covered, len, tx)?;
+            self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx)?;
             if !sent_elsewhere && pos != end {
                 return Err(FsError::Remote(RemoteError::ShortBody {
                     expected: len,
@@ -371,12 +566,40 @@ impl Hydrator {
             }
             next = pos;
         }
+        let fill = fill
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| FsError::Io(std::io::Error::other("download cancelled")))?;
         let blob = tokio::task::spawn_blocking(move || fill.commit())
             .await
             .map_err(|e| FsError::Io(std::io::Error::other(e.to_string())))??;
         debug!(bytes = len, "hydrated");
         *transfer.blob.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(blob));
         Ok(())
+    }
+
+    /// Waits while nothing at `pos` is wanted, keeping the request (the server waits on
+    /// its connection too, so what is fetched stays bounded and a sequential reader costs
+    /// one request). `true` when the request should end instead: a reader wants bytes
+    /// elsewhere, or nobody wanted more for [`PAUSE_LIMIT`].
+    async fn paused(&self, transfer: &Transfer, pos: u64, covered: &Ranges) -> bool {
+        let deadline = tokio::time::Instant::now() + PAUSE_LIMIT;
+        loop {
+            if transfer.wanted_at(pos) {
+                return false;
+            }
+            if self.wanted_elsewhere(transfer, pos, covered) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, transfer.seek_wake.notified())
+                .await
+                .is_err()
+            {
+                debug!(pos, "no reader wants more; request ended");
+                return true;
+            }
+        }
     }
 
     /// Whether a reader needs the download somewhere the request now at `pos` is not
@@ -440,7 +663,7 @@ impl Hydrator {
     /// whole file finds it cached as complete.
     fn flush(
         &self,
-        fill: &mut edrive_cache::Fill,
+        fill: &Mutex<Option<edrive_cache::Fill>>,
         pending: &mut bytes::BytesMut,
         pos: &mut u64,
         covered: &mut Ranges,
@@ -450,7 +673,13 @@ impl Hydrator {
         if pending.is_empty() {
             return Ok(());
         }
-        fill.write_at(pending, *pos)?;
+        {
+            let mut slot = fill.lock().unwrap_or_else(|p| p.into_inner());
+            let fill = slot
+                .as_mut()
+                .ok_or_else(|| FsError::Io(std::io::Error::other("download cancelled")))?;
+            fill.write_at(pending, *pos)?;
+        }
         covered.add(*pos, *pos + pending.len() as u64);
         *pos += pending.len() as u64;
         pending.clear();

@@ -58,6 +58,19 @@ impl Ranges {
         (start < len).then_some((start, len))
     }
 
+    /// The first part of `[start, end)` that is in the set.
+    pub fn overlap(&self, start: u64, end: u64) -> Option<(u64, u64)> {
+        let i = self.ranges.partition_point(|&(_, re)| re <= start);
+        let &(rs, re) = self.ranges.get(i)?;
+        let (s, e) = (rs.max(start), re.min(end));
+        (s < e).then_some((s, e))
+    }
+
+    /// The ranges, in order.
+    pub fn list(&self) -> Vec<(u64, u64)> {
+        self.ranges.clone()
+    }
+
     /// Bytes in the set.
     pub fn total(&self) -> u64 {
         self.ranges.iter().map(|&(s, e)| e - s).sum()
@@ -88,6 +101,18 @@ mod tests {
         assert_eq!(r.gap_from(0, 100), None);
         assert_eq!(r.gap_from(50, 100), None);
         assert_eq!(r.total(), 100);
+    }
+
+    #[test]
+    fn overlap_finds_the_first_common_part() {
+        let mut r = Ranges::default();
+        r.add(10, 20);
+        r.add(30, 40);
+        assert_eq!(r.overlap(0, 10), None);
+        assert_eq!(r.overlap(0, 15), Some((10, 15)));
+        assert_eq!(r.overlap(15, 35), Some((15, 20)));
+        assert_eq!(r.overlap(20, 35), Some((30, 35)));
+        assert_eq!(r.overlap(40, 50), None);
     }
 
     #[test]

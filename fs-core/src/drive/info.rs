@@ -66,6 +66,7 @@ impl Drive {
             .cache
             .cached_len(&key)
             .or_else(|| self.hydrator.downloaded(&key))
+            .or_else(|| self.cache.partial_bytes(&key))
             .unwrap_or(0);
         (e.size, cached)
     }

@@ -868,7 +868,7 @@ impl Drive {
             } else {
                 EntryState::Hydrated
             }
-        } else if self.hydrator.is_running(&key) {
+        } else if self.hydrator.is_running(&key) || self.cache.partial_bytes(&key).is_some() {
             EntryState::Partial
         } else {
             EntryState::OnlineOnly
