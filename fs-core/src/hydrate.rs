@@ -75,8 +75,8 @@ struct Demand {
     run_start: u64,
     /// End of the last read.
     last_end: u64,
-    /// A reader is waiting for bytes that are not here.
-    starving: bool,
+    /// Readers waiting now for bytes that are not here.
+    starving: usize,
 }
 
 /// How far a transfer got.
@@ -148,16 +148,16 @@ impl Transfer {
         }
         self.want(offset, end);
         let mut rx = self.progress.clone();
-        let mut starving = false;
+        let mut starving: Option<Starving<'_>> = None;
         loop {
             {
                 let p = rx.borrow_and_update();
                 if p.covered.covers(offset, end) {
                     break;
                 }
-                if !starving {
-                    starving = true;
-                    self.demand().starving = true;
+                if starving.is_none() {
+                    self.demand().starving += 1;
+                    starving = Some(Starving(self));
                     self.seek_wake.notify_one();
                 }
                 match &p.outcome {
@@ -196,6 +196,11 @@ impl Transfer {
         }
     }
 
+    /// Drops the fill and what it holds.
+    fn discard(&self) {
+        drop(self.fill.lock().unwrap_or_else(|p| p.into_inner()).take());
+    }
+
     fn demand(&self) -> std::sync::MutexGuard<'_, Demand> {
         self.demand.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -229,29 +234,41 @@ impl Transfer {
     }
 
     /// Where to fetch next, at or after `from` (else from the start): the first wanted
-    /// byte that is missing, and whether it is worth a request now. `None` when
-    /// nothing wanted is missing.
-    fn next_wanted(&self, from: u64, covered: &Ranges) -> Option<(u64, bool)> {
-        let mut d = self.demand();
-        let mut first = None;
+    /// byte that is missing of a piece worth a request now (a reader waits, it is at
+    /// least [`RESUME_MIN`], or it is all that is missing up to bytes already here).
+    /// `None` when nothing wanted is missing, or nothing is worth a request yet.
+    fn next_wanted(&self, from: u64, covered: &Ranges) -> Option<u64> {
+        let d = self.demand();
         for start in [from, 0] {
             let mut at = start;
             while let Some((gs, ge)) = covered.gap_from(at, self.len) {
-                // The wanted part of this gap, if any.
-                if let Some((ws, we)) = d.wanted.overlap(gs, ge) {
-                    first = Some((ws, we));
-                    break;
+                // The wanted pieces of this gap.
+                let mut w = gs;
+                while let Some((ws, we)) = d.wanted.overlap(w, ge) {
+                    if d.starving > 0 || we - ws >= RESUME_MIN || we == ge {
+                        return Some(ws);
+                    }
+                    w = we;
                 }
                 at = ge;
             }
-            if first.is_some() {
-                break;
-            }
         }
-        let (ws, we) = first?;
-        let worth = d.starving || we - ws >= RESUME_MIN || we == self.len;
-        d.starving = false;
-        Some((ws, worth))
+        None
+    }
+
+    /// Whether bytes that are wanted and missing lie within [`SEEK_AHEAD`] after `pos`
+    /// (a request at `pos` goes on through them rather than pause).
+    fn wanted_near(&self, pos: u64, covered: &Ranges) -> bool {
+        let d = self.demand();
+        let limit = pos.saturating_add(SEEK_AHEAD).min(self.len);
+        let mut w = pos;
+        while let Some((ws, we)) = d.wanted.overlap(w, limit) {
+            if !covered.covers(ws, we) {
+                return true;
+            }
+            w = we;
+        }
+        false
     }
 
     /// Whether the byte at `pos` is wanted (a request stops where the wanted bytes end).
@@ -266,6 +283,17 @@ impl Transfer {
         let x = (*seek)?;
         *seek = None;
         (!covered.contains(x) && (x < pos || x > pos.saturating_add(SEEK_AHEAD))).then_some(x)
+    }
+}
+
+/// A reader waiting for bytes that are not here, counted in [`Demand::starving`] until
+/// it stops waiting.
+struct Starving<'a>(&'a Transfer);
+
+impl Drop for Starving<'_> {
+    fn drop(&mut self) {
+        let mut d = self.0.demand();
+        d.starving = d.starving.saturating_sub(1);
     }
 }
 
@@ -338,7 +366,11 @@ impl Hydrator {
             return Ok(t.clone());
         }
         let mut present = Ranges::default();
-        let fill = match self.cache.resume_fill(&key, len)? {
+        let resumed = self.cache.resume_fill(&key, len).unwrap_or_else(|e| {
+            warn!(ino = key.entry, error = %e, "partial download unusable; starting over");
+            None
+        });
+        let fill = match resumed {
             Some((fill, ranges)) => {
                 for (s, e) in ranges {
                     present.add(s, e);
@@ -377,7 +409,7 @@ impl Hydrator {
                 },
                 run_start: 0,
                 last_end: 0,
-                starving: false,
+                starving: 0,
             }),
             seek_wake: tokio::sync::Notify::new(),
         });
@@ -391,8 +423,16 @@ impl Hydrator {
                 let result = this.download(&path, &tx, &t).await;
                 if let Err(e) = &result {
                     warn!(error = %e, "download failed");
-                    // Keep what arrived for the next attempt.
-                    t.park();
+                    if matches!(
+                        e,
+                        FsError::Stale | FsError::Remote(RemoteError::Malformed(_))
+                    ) {
+                        // The server's file is not the one listed: nothing to keep.
+                        t.discard();
+                    } else {
+                        // Keep what arrived for the next attempt.
+                        t.park();
+                    }
                     if let FsError::Remote(RemoteError::Malformed(_)) = e {
                         // The file changed under us: relist before the next attempt.
                         if let Ok(Some(entry)) = this.meta.get(key.entry) {
@@ -455,7 +495,15 @@ impl Hydrator {
             task.abort();
         }
         drop(inflight);
-        transfer.park();
+        // Syncing can take a while: not on the thread of the closing call.
+        let t = transfer.clone();
+        if std::thread::Builder::new()
+            .name("edrive-park".into())
+            .spawn(move || t.park())
+            .is_err()
+        {
+            transfer.park();
+        }
     }
 
     async fn download(
@@ -479,7 +527,7 @@ impl Hydrator {
                 break;
             }
             let start = match transfer.next_wanted(from, &covered) {
-                Some((start, true)) => start,
+                Some(start) => start,
                 // Nothing (worth a request) is wanted: wait for readers. The timeout
                 // only re-checks; every change of demand wakes us.
                 _ => {
@@ -586,7 +634,7 @@ impl Hydrator {
     async fn paused(&self, transfer: &Transfer, pos: u64, covered: &Ranges) -> bool {
         let deadline = tokio::time::Instant::now() + PAUSE_LIMIT;
         loop {
-            if transfer.wanted_at(pos) {
+            if transfer.wanted_at(pos) || transfer.wanted_near(pos, covered) {
                 return false;
             }
             if self.wanted_elsewhere(transfer, pos, covered) {

@@ -99,9 +99,6 @@ impl Drive {
         let daemon = Ok(ReadPath::Daemon {
             keep_cache: me.keeps_cache(),
         });
-        if !self.kernel_reads_on.load(Ordering::SeqCst) {
-            return daemon;
-        }
         let mut peer: Option<Arc<OpenFile>> = None;
         let mut others = false;
         for (&other_fh, f) in files.iter() {
@@ -139,7 +136,15 @@ impl Drive {
             self.kernel_read_opens.fetch_add(1, Ordering::Relaxed);
             return Ok(ReadPath::Kernel { file, version });
         }
-        if others || me.writable || lock(&self.writers_pending).contains_key(&me.ino) {
+        // Passthrough off only stops new backing files: handles sharing one go on above.
+        if !self.kernel_reads_on.load(Ordering::SeqCst)
+            || others
+            || me.writable
+            || lock(&self.writers_pending).contains_key(&me.ino)
+            // A writer came and went since this handle's open: its version may be old.
+            || self.has_working_copy(me.ino)
+            || self.entry(me.ino).map_or(true, |e| e.content_version() != me.key.version)
+        {
             return daemon;
         }
         let file = match &*lock(&me.content) {
@@ -168,16 +173,29 @@ impl Drive {
     }
 
     /// Announces a writer (or truncate) of `ino`; fails with [`FsError::Busy`] while the
-    /// kernel serves reads of it.
-    pub(super) fn intend_writing(&self, ino: u64) -> Result<WriterIntent<'_>, FsError> {
-        let files = lock(&self.files);
-        if files
-            .values()
-            .any(|f| f.ino == ino && f.kernel_reads.load(Ordering::SeqCst))
-        {
-            return Err(FsError::Busy("read by another program (passthrough)"));
+    /// kernel serves reads of it. The kernel tells of a closed file only after the close
+    /// returned, so a writer right after the last reader (`cat f; echo x >> f`) waits a
+    /// moment for that news before it is refused.
+    pub(super) async fn intend_writing(&self, ino: u64) -> Result<WriterIntent<'_>, FsError> {
+        let deadline = std::time::Instant::now() + RELEASE_GRACE;
+        loop {
+            {
+                let files = lock(&self.files);
+                if !files
+                    .values()
+                    .any(|f| f.ino == ino && f.kernel_reads.load(Ordering::SeqCst))
+                {
+                    *lock(&self.writers_pending).entry(ino).or_insert(0) += 1;
+                    return Ok(WriterIntent { drive: self, ino });
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(FsError::Busy("read by another program (passthrough)"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        *lock(&self.writers_pending).entry(ino).or_insert(0) += 1;
-        Ok(WriterIntent { drive: self, ino })
     }
 }
+
+/// How long a writer waits for kernel-served readers to be reported closed.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);

@@ -40,7 +40,7 @@ impl Drive {
         write: bool,
         truncate: bool,
     ) -> Result<u64, FsError> {
-        let _intent = self.intend_writing(e.ino)?;
+        let _intent = self.intend_writing(e.ino).await?;
         let w = self.attach_working(e, truncate, write).await?;
         if truncate && w.size_and_mtime().0 != 0 {
             w.set_len(0)?;
@@ -308,7 +308,7 @@ impl Drive {
             if e.is_dir() {
                 return Err(FsError::IsDir);
             }
-            let intent = self.intend_writing(ino)?;
+            let intent = self.intend_writing(ino).await?;
             let w = self.attach_working(&e, size == 0, true).await?;
             drop(intent);
             let r = (|| {
