@@ -53,8 +53,36 @@ pub(crate) struct Inner {
     filling: AtomicU64,
     /// Source of unique temp file names.
     tmp_seq: AtomicU64,
+    /// Downloads committed but not yet on disk (see [`Inner::index_when_synced`]).
+    syncer: Mutex<Option<std::sync::mpsc::Sender<SyncMsg>>>,
     /// Holds the directory's `flock` for the cache's lifetime.
     _lock: File,
+}
+
+/// What the sync thread is asked.
+pub(crate) enum SyncMsg {
+    /// Sync and index a download.
+    Job(SyncJob),
+    /// Say when everything sent before is done.
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+/// A committed download to sync to disk, then record in the index.
+pub(crate) struct SyncJob {
+    key: BlobKey,
+    /// The blob's file name in `blobs/` when committed.
+    file_name: String,
+    file: File,
+}
+
+impl SyncJob {
+    pub(crate) fn new(key: BlobKey, file_name: String, file: File) -> SyncJob {
+        SyncJob {
+            key,
+            file_name,
+            file,
+        }
+    }
 }
 
 /// Bookkeeping behind the mutex.
@@ -231,6 +259,22 @@ impl Inner {
         fill_bytes: u64,
         handles: u32,
     ) -> Result<u64, CacheError> {
+        self.install_as(key, tmp_path, len, fill_bytes, handles, true)
+            .map(|(token, _)| token)
+    }
+
+    /// [`Inner::install`]; with `index_now` false the index row is left for
+    /// [`Inner::index_when_synced`] (the blob is usable at once but survives a restart
+    /// only once synced). Returns the token and the blob's file name.
+    pub(crate) fn install_as(
+        &self,
+        key: &BlobKey,
+        tmp_path: &Path,
+        len: u64,
+        fill_bytes: u64,
+        handles: u32,
+        index_now: bool,
+    ) -> Result<(u64, String), CacheError> {
         let mut st = self.lock();
         let pinned = match st.ledger.peek(key) {
             Some(old) if old.dirty => {
@@ -262,7 +306,13 @@ impl Inner {
             pinned,
             dirty: false,
         };
-        if let Err(err) = st.index.upsert(&row) {
+        let indexed = if index_now {
+            st.index.upsert(&row)
+        } else {
+            // A row of an older incarnation must not outlive this file's name.
+            st.index.delete_many(std::slice::from_ref(key))
+        };
+        if let Err(err) = indexed {
             if let Err(back) = fs::rename(&path, tmp_path) {
                 tracing::warn!(path = %path.display(), err = %back, "cache: moving unindexed blob back failed");
                 if let Err(rm) = fs::remove_file(&path) {
@@ -328,7 +378,103 @@ impl Inner {
         unlink.extend(st.enforce_budget(self.filling()));
         drop(st);
         self.unlink(unlink);
-        Ok(token)
+        Ok((token, row.file))
+    }
+
+    /// Waits until every download committed so far is synced and indexed.
+    pub(crate) fn wait_synced(&self) {
+        let syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = syncer.as_ref() else {
+            return;
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        if tx.send(SyncMsg::Barrier(done_tx)).is_ok() {
+            drop(syncer);
+            let _ = done_rx.recv();
+        }
+    }
+
+    /// Syncs a committed download to disk on a thread of its own, then records it in
+    /// the index (with its flags and recency as they are then), if it is still cached
+    /// under the same file. So a reader never waits for the disk (behind whatever else
+    /// the system is writing), and a crash before the sync only loses the blob: an
+    /// unindexed file is deleted at the next open, never served.
+    pub(crate) fn index_when_synced(self: &Arc<Self>, job: SyncJob) {
+        let mut syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
+        let job = match syncer.as_ref() {
+            Some(tx) => match tx.send(SyncMsg::Job(job)) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(SyncMsg::Job(job))) => job,
+                Err(_) => return,
+            },
+            None => job,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<SyncMsg>();
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("edrive-cache-sync".into())
+            .spawn(move || {
+                for msg in rx {
+                    let job = match msg {
+                        SyncMsg::Job(job) => job,
+                        SyncMsg::Barrier(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
+                    if let Err(err) = job.file.sync_all() {
+                        tracing::warn!(%err, key = %job.key, "cache: syncing a download failed; it is not kept across restarts");
+                        continue;
+                    }
+                    let Some(inner) = weak.upgrade() else {
+                        return;
+                    };
+                    let st = inner.lock();
+                    let Some(meta) = st.ledger.peek(&job.key) else {
+                        continue;
+                    };
+                    if meta.file != job.file_name {
+                        continue;
+                    }
+                    let row = Row {
+                        key: job.key.clone(),
+                        file: meta.file.clone(),
+                        len: meta.len,
+                        last_used: meta.last_used,
+                        pinned: meta.pinned,
+                        dirty: meta.dirty,
+                    };
+                    if let Err(err) = st.index.upsert(&row) {
+                        tracing::warn!(%err, key = %job.key, "cache: indexing a download failed");
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = tx.send(SyncMsg::Job(job));
+                *syncer = Some(tx);
+            }
+            Err(err) => {
+                // No thread: sync here.
+                tracing::warn!(%err, "cache: no sync thread; syncing inline");
+                drop(syncer);
+                if job.file.sync_all().is_ok() {
+                    let st = self.lock();
+                    if let Some(meta) = st.ledger.peek(&job.key).filter(|m| m.file == job.file_name)
+                    {
+                        let row = Row {
+                            key: job.key.clone(),
+                            file: meta.file.clone(),
+                            len: meta.len,
+                            last_used: meta.last_used,
+                            pinned: meta.pinned,
+                            dirty: meta.dirty,
+                        };
+                        let _ = st.index.upsert(&row);
+                    }
+                }
+            }
+        }
     }
 
     /// Moves the blob `key` out of the cache to `dest` (a working copy) if nothing needs it in
@@ -408,6 +554,13 @@ impl Drop for Inner {
         if let Err(err) = st.flush_uses() {
             tracing::warn!(%err, "cache: saving recency failed");
         }
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        // A clean close keeps every committed download.
+        self.inner.wait_synced();
     }
 }
 
@@ -562,6 +715,7 @@ impl Cache {
             state: Mutex::new(state),
             filling: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
+            syncer: Mutex::new(None),
             _lock: lock,
         };
         inner.unlink(evict);
@@ -670,6 +824,10 @@ impl Cache {
         field: fn(&mut Meta) -> &mut bool,
         persist: fn(&Index, &BlobKey, bool) -> Result<(), CacheError>,
     ) -> Result<bool, CacheError> {
+        if value {
+            // A flag that protects content is recorded only on an indexed blob.
+            self.inner.wait_synced();
+        }
         let mut st = self.inner.lock();
         let Some(meta) = st.ledger.peek_mut(key) else {
             return Ok(false);
@@ -811,9 +969,11 @@ impl Cache {
         stats
     }
 
-    /// Writes recorded uses to the index now (otherwise done at most once a second and when the
+    /// Syncs and indexes the downloads committed so far and writes recorded uses to the
+    /// index now (otherwise done in the background, at most once a second, and when the
     /// cache is dropped).
     pub fn flush(&self) -> Result<(), CacheError> {
+        self.inner.wait_synced();
         self.inner.lock().flush_uses()
     }
 

@@ -26,16 +26,9 @@ pub struct Fill {
     committed: bool,
 }
 
-/// Bytes after which the disk write of a fill is started in the background.
-#[cfg(target_os = "linux")]
-const WRITEBACK_STEP: u64 = 8 << 20;
-
 /// Which byte ranges have been written.
 #[derive(Debug, Default)]
 struct Coverage {
-    /// Bytes from 0 whose disk write was started (Linux).
-    #[cfg(target_os = "linux")]
-    flushed: u64,
     /// Disjoint, non-adjacent, sorted half-open ranges.
     ranges: Vec<(u64, u64)>,
     /// Total bytes in `ranges`.
@@ -154,36 +147,7 @@ impl Fill {
         write_all_at(&self.file, data, offset)?;
         let added = self.coverage().add(offset, end);
         self.inner.add_filling(added);
-        self.start_writeback(end);
         Ok(())
-    }
-
-    /// Starts (without waiting for) the disk write of every full [`WRITEBACK_STEP`]
-    /// below `end`, so the fsync of `commit` only waits for the tail (Linux; elsewhere
-    /// the commit writes it all).
-    fn start_writeback(&self, end: u64) {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::io::AsRawFd;
-            let step = end - end % WRITEBACK_STEP;
-            let mut cov = self.coverage();
-            if step > cov.flushed {
-                let from = cov.flushed;
-                cov.flushed = step;
-                drop(cov);
-                // SAFETY: the descriptor is valid for the call; the range is in bounds.
-                unsafe {
-                    libc::sync_file_range(
-                        self.file.as_raw_fd(),
-                        from as libc::off64_t,
-                        (step - from) as libc::off64_t,
-                        libc::SYNC_FILE_RANGE_WRITE,
-                    );
-                }
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = end;
     }
 
     /// Writes `data` right after the furthest byte written so far.
@@ -267,7 +231,7 @@ impl Fill {
     }
 
     /// Publishes the blob: checks that exactly `expected_len` bytes were written from offset 0,
-    /// fsyncs, moves the file into `blobs/`, indexes it, drops stale versions of the entry that
+    /// moves the file into `blobs/` (indexed once a background sync has it on disk), drops stale versions of the entry that
     /// are not open, pinned or dirty, enforces the budget and returns an open handle.
     ///
     /// Fails with [`CacheError::LengthMismatch`] for a short or overlong fill and with
@@ -288,9 +252,6 @@ impl Fill {
             }
             cov.covered
         };
-        self.file
-            .sync_all()
-            .map_err(|e| CacheError::io("fsync", &self.path, e))?;
         let read = File::open(&self.path).map_err(|e| CacheError::io("open", &self.path, e))?;
         let actual = read
             .metadata()
@@ -302,10 +263,19 @@ impl Fill {
                 got: actual,
             });
         }
-        let token = self
+        let sync = self
+            .file
+            .try_clone()
+            .map_err(|e| CacheError::io("dup", &self.path, e))?;
+        let (token, file_name) = self
             .inner
-            .install(&self.key, &self.path, expected, covered, 1)?;
+            .install_as(&self.key, &self.path, expected, covered, 1, false)?;
         self.committed = true;
+        self.inner.index_when_synced(crate::cache::SyncJob::new(
+            self.key.clone(),
+            file_name,
+            sync,
+        ));
         Ok(Blob::new(
             self.inner.clone(),
             self.key.clone(),

@@ -423,7 +423,9 @@ fn crash_keeps_committed_blobs_and_flags() {
     put_closed(&cache, &b, 10);
     put_closed(&cache, &c, 10);
     put_closed(&cache, &d, 10);
-    drop(cache.get(&a).unwrap()); // not flushed yet: may be lost in a crash
+    // A use not flushed yet: may be lost in a crash.
+    drop(cache.get(&a).unwrap());
+    // Setting a flag waits until the blobs committed so far are synced and indexed.
     assert!(cache.set_dirty(&c, true).unwrap());
     assert!(cache.set_pinned(&d, true).unwrap());
     let mut fill = cache.begin_fill(key(9, "x"), 10).unwrap();
@@ -595,6 +597,7 @@ fn committing_a_new_version_removes_stale_ones() {
         cache.versions_of(1),
         vec!["v2".to_string(), "v4".to_string()]
     );
+    cache.flush().unwrap(); // indexed once synced
     assert!(cache.index_row(&v4).unwrap().pinned);
     assert_eq!(cache.stats().pinned_bytes, 7);
     // The closed stale version went to the LRU end: it is the first to go.
@@ -607,6 +610,7 @@ fn committing_a_new_version_removes_stale_ones() {
     // Re-committing the same key replaces the content.
     put_closed(&cache, &other, 3);
     assert_eq!(cache.get(&other).unwrap().len(), 3);
+    cache.flush().unwrap();
     assert_eq!(cache.index_row(&other).unwrap().len, 3);
 
     // remove_entry takes all versions, pinned included.
@@ -679,6 +683,7 @@ fn recency_is_persisted_by_flush_without_dropping() {
     let (a, b) = (key(1, "a"), key(2, "b"));
     put_closed(&cache, &a, 10);
     put_closed(&cache, &b, 10);
+    cache.flush().unwrap(); // indexed once synced
     let before = cache.index_row(&a).unwrap().last_used;
     assert!(before < cache.index_row(&b).unwrap().last_used);
     drop(cache.get(&a).unwrap());
