@@ -312,6 +312,10 @@ pub struct Hydrator {
     cache: Arc<Cache>,
     meta: Arc<Meta>,
     inflight: Mutex<HashMap<BlobKey, Arc<Transfer>>>,
+    /// Keys whose partial download is being parked (synced) after the last close; a new
+    /// download of one waits for it, so that it resumes what was fetched.
+    parking: Mutex<std::collections::HashSet<BlobKey>>,
+    parked: std::sync::Condvar,
 }
 
 impl Hydrator {
@@ -322,6 +326,8 @@ impl Hydrator {
             cache,
             meta,
             inflight: Mutex::new(HashMap::new()),
+            parking: Mutex::new(std::collections::HashSet::new()),
+            parked: std::sync::Condvar::new(),
         }
     }
 
@@ -360,7 +366,13 @@ impl Hydrator {
         expected_etag: Option<String>,
     ) -> Result<Arc<Transfer>, FsError> {
         use std::sync::atomic::Ordering;
-        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inflight = loop {
+            self.wait_parked(&key);
+            let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.is_parking(&key) {
+                break inflight;
+            }
+        };
         if let Some(t) = inflight.get(&key) {
             t.openers.fetch_add(1, Ordering::SeqCst);
             return Ok(t.clone());
@@ -465,7 +477,7 @@ impl Hydrator {
     /// One opener of `transfer` is done with it. When it was the last and the download has
     /// not finished, the download is cancelled (its partial data is discarded), so that
     /// opening and closing many files never leaves downloads running for nobody.
-    pub fn release(&self, transfer: &Arc<Transfer>) {
+    pub fn release(self: &Arc<Self>, transfer: &Arc<Transfer>) {
         use std::sync::atomic::Ordering;
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if transfer.openers.fetch_sub(1, Ordering::SeqCst) != 1 {
@@ -494,16 +506,50 @@ impl Hydrator {
             );
             task.abort();
         }
+        // Syncing can take a while: not on the thread of the closing call. Marked while
+        // the in-flight map is locked, so no new download of the key misses it.
+        self.parking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(transfer.key.clone());
         drop(inflight);
-        // Syncing can take a while: not on the thread of the closing call.
-        let t = transfer.clone();
-        if std::thread::Builder::new()
+        let (this, t) = (self.clone(), transfer.clone());
+        let park = move || {
+            t.park();
+            this.parking
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&t.key);
+            this.parked.notify_all();
+        };
+        if let Err(e) = std::thread::Builder::new()
             .name("edrive-park".into())
-            .spawn(move || t.park())
-            .is_err()
+            .spawn(park)
         {
+            warn!(error = %e, "no thread to keep a partial download");
+            self.parking
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&transfer.key);
             transfer.park();
         }
+    }
+
+    fn is_parking(&self, key: &BlobKey) -> bool {
+        self.parking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+    }
+
+    /// Waits (at most 30 s) while `key`'s partial download is being parked.
+    fn wait_parked(&self, key: &BlobKey) {
+        let parking = self.parking.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .parked
+            .wait_timeout_while(parking, std::time::Duration::from_secs(30), |p| {
+                p.contains(key)
+            });
     }
 
     async fn download(
