@@ -25,17 +25,6 @@ fn kernel_has_passthrough() -> bool {
     (major, minor) >= (6, 9)
 }
 
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            (i as u32)
-                .wrapping_mul(2654435761)
-                .rotate_left(seed as u32 % 31) as u8
-                ^ seed
-        })
-        .collect()
-}
-
 /// `(available, handles served by the kernel since the mount)`.
 fn kernel_reads(m: &Mount) -> (bool, u64) {
     let s = m.status_json();
@@ -55,7 +44,7 @@ fn passthrough_follows_remote_changes(kind: Server) {
     let tmp = tempdir();
     let share = tmp.path().join("share");
     fs::create_dir_all(&share).expect("mkdir");
-    let v1 = pattern(1, 3 << 20);
+    let v1 = pseudo_random_bytes(1, 3 << 20);
     fs::write(share.join("big.bin"), &v1).expect("seed");
     let srv = start_server(kind, &share);
     let url = srv.url();
@@ -93,7 +82,7 @@ fn passthrough_follows_remote_changes(kind: Server) {
 
     // Another client writes a new version (another size, so stat shows when the
     // poller has seen it).
-    let v2 = pattern(2, (3 << 20) + 4096);
+    let v2 = pseudo_random_bytes(2, (3 << 20) + 4096);
     std::thread::sleep(Duration::from_millis(1100));
     dav::put(&url, "/big.bin", &v2);
     let seen = wait_until(Duration::from_secs(20), || {
@@ -153,7 +142,7 @@ fn no_passthrough_serves_reads_through_the_daemon() {
     let tmp = tempdir();
     let share = tmp.path().join("share");
     fs::create_dir_all(&share).expect("mkdir");
-    let v1 = pattern(3, 1 << 20);
+    let v1 = pseudo_random_bytes(3, 1 << 20);
     fs::write(share.join("f.bin"), &v1).expect("seed");
     let srv = start_server(Server::Embedded, &share);
     let m = Mount::new(&srv.url(), MountOpts::default().arg("--no-passthrough"));

@@ -422,31 +422,10 @@ impl Inner {
                             continue;
                         }
                     };
-                    if let Err(err) = job.file.sync_all() {
-                        tracing::warn!(%err, key = %job.key, "cache: syncing a download failed; it is not kept across restarts");
-                        continue;
-                    }
                     let Some(inner) = weak.upgrade() else {
                         return;
                     };
-                    let st = inner.lock();
-                    let Some(meta) = st.ledger.peek(&job.key) else {
-                        continue;
-                    };
-                    if meta.file != job.file_name {
-                        continue;
-                    }
-                    let row = Row {
-                        key: job.key.clone(),
-                        file: meta.file.clone(),
-                        len: meta.len,
-                        last_used: meta.last_used,
-                        pinned: meta.pinned,
-                        dirty: meta.dirty,
-                    };
-                    if let Err(err) = st.index.upsert(&row) {
-                        tracing::warn!(%err, key = %job.key, "cache: indexing a download failed");
-                    }
+                    inner.record_synced(&job);
                 }
             });
         match spawned {
@@ -455,25 +434,34 @@ impl Inner {
                 *syncer = Some(tx);
             }
             Err(err) => {
-                // No thread: sync here.
                 tracing::warn!(%err, "cache: no sync thread; syncing inline");
                 drop(syncer);
-                if job.file.sync_all().is_ok() {
-                    let st = self.lock();
-                    if let Some(meta) = st.ledger.peek(&job.key).filter(|m| m.file == job.file_name)
-                    {
-                        let row = Row {
-                            key: job.key.clone(),
-                            file: meta.file.clone(),
-                            len: meta.len,
-                            last_used: meta.last_used,
-                            pinned: meta.pinned,
-                            dirty: meta.dirty,
-                        };
-                        let _ = st.index.upsert(&row);
-                    }
-                }
+                self.record_synced(&job);
             }
+        }
+    }
+
+    /// Syncs `job`'s file, then writes its index row with the flags and recency it has
+    /// now, if it is still cached under the same file.
+    fn record_synced(&self, job: &SyncJob) {
+        if let Err(err) = job.file.sync_all() {
+            tracing::warn!(%err, key = %job.key, "cache: syncing a download failed; it is not kept across restarts");
+            return;
+        }
+        let st = self.lock();
+        let Some(meta) = st.ledger.peek(&job.key).filter(|m| m.file == job.file_name) else {
+            return;
+        };
+        let row = Row {
+            key: job.key.clone(),
+            file: meta.file.clone(),
+            len: meta.len,
+            last_used: meta.last_used,
+            pinned: meta.pinned,
+            dirty: meta.dirty,
+        };
+        if let Err(err) = st.index.upsert(&row) {
+            tracing::warn!(%err, key = %job.key, "cache: indexing a download failed");
         }
     }
 

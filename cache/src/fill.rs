@@ -82,11 +82,7 @@ impl Fill {
         expected_len: u64,
     ) -> Result<Fill, CacheError> {
         let (file, path) = loop {
-            let path = inner.tmp_dir().join(format!(
-                "fill-{}-{:x}",
-                std::process::id(),
-                inner.next_tmp_seq()
-            ));
+            let path = Self::tmp_path(&inner);
             let mut options = OpenOptions::new();
             options.read(true).write(true).create_new(true);
             #[cfg(unix)]
@@ -181,13 +177,8 @@ impl Fill {
         path: PathBuf,
         ranges: &[(u64, u64)],
     ) -> Result<Fill, CacheError> {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true);
-        #[cfg(unix)]
-        options.custom_flags(libc::O_NOFOLLOW);
-        let file = options
-            .open(&path)
-            .map_err(|e| CacheError::io("open", &path, e))?;
+        let file =
+            crate::cache::open_read_write(&path).map_err(|e| CacheError::io("open", &path, e))?;
         let mut coverage = Coverage::default();
         let mut added = 0;
         for &(s, e) in ranges {
@@ -205,18 +196,13 @@ impl Fill {
         })
     }
 
-    /// A path in `tmp/` no file has.
-    pub(crate) fn fresh_path(inner: &Inner) -> PathBuf {
-        loop {
-            let path = inner.tmp_dir().join(format!(
-                "fill-{}-{:x}",
-                std::process::id(),
-                inner.next_tmp_seq()
-            ));
-            if fs::symlink_metadata(&path).is_err() {
-                return path;
-            }
-        }
+    /// A new name in `tmp/` (unique: process id and a sequence number).
+    pub(crate) fn tmp_path(inner: &Inner) -> PathBuf {
+        inner.tmp_dir().join(format!(
+            "fill-{}-{:x}",
+            std::process::id(),
+            inner.next_tmp_seq()
+        ))
     }
 
     /// A separate read-only handle on the temp file, to serve the written prefix while the

@@ -152,10 +152,19 @@ impl Index {
         &mut self,
         keys: impl IntoIterator<Item = &'a BlobKey>,
     ) -> Result<(), CacheError> {
+        self.delete_keys("DELETE FROM blobs WHERE entry = ?1 AND version = ?2", keys)
+    }
+
+    /// Runs `delete` (a statement taking entry and version) for each of `keys`, in one
+    /// transaction.
+    fn delete_keys<'a>(
+        &mut self,
+        delete: &str,
+        keys: impl IntoIterator<Item = &'a BlobKey>,
+    ) -> Result<(), CacheError> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt =
-                tx.prepare_cached("DELETE FROM blobs WHERE entry = ?1 AND version = ?2")?;
+            let mut stmt = tx.prepare_cached(delete)?;
             for key in keys {
                 stmt.execute(params![to_sql(key.entry), key.version])?;
             }
@@ -248,16 +257,10 @@ impl Index {
         &mut self,
         keys: impl IntoIterator<Item = &'a BlobKey>,
     ) -> Result<(), CacheError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt =
-                tx.prepare_cached("DELETE FROM partials WHERE entry = ?1 AND version = ?2")?;
-            for key in keys {
-                stmt.execute(params![to_sql(key.entry), key.version])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.delete_keys(
+            "DELETE FROM partials WHERE entry = ?1 AND version = ?2",
+            keys,
+        )
     }
 
     /// The stored row of `key`, if any.

@@ -183,7 +183,7 @@ impl Cache {
             self.inner.unlink(unlink);
             return Ok(None);
         }
-        let tmp = Fill::fresh_path(&self.inner);
+        let tmp = Fill::tmp_path(&self.inner);
         let src = self.inner.blobs_dir().join(&p.file);
         if let Err(e) = fs::rename(&src, &tmp) {
             tracing::warn!(path = %src.display(), err = %e, "cache: partial download unusable");

@@ -166,7 +166,7 @@ impl Transfer {
                     None => {}
                 }
                 let missing = p.covered.gap_from(offset, end).map_or(offset, |g| g.0);
-                if missing < p.at || missing > p.at.saturating_add(SEEK_AHEAD) {
+                if needs_seek(missing, p.at, &p.covered) {
                     let mut seek = self.seek.lock().unwrap_or_else(|p| p.into_inner());
                     if *seek != Some(missing) {
                         *seek = Some(missing);
@@ -282,8 +282,14 @@ impl Transfer {
         let mut seek = self.seek.lock().unwrap_or_else(|p| p.into_inner());
         let x = (*seek)?;
         *seek = None;
-        (!covered.contains(x) && (x < pos || x > pos.saturating_add(SEEK_AHEAD))).then_some(x)
+        needs_seek(x, pos, covered).then_some(x)
     }
+}
+
+/// Whether a request now at `pos` will not bring byte `x` soon: `x` is missing and
+/// behind `pos`, or more than [`SEEK_AHEAD`] after it.
+fn needs_seek(x: u64, pos: u64, covered: &Ranges) -> bool {
+    !covered.contains(x) && (x < pos || x > pos.saturating_add(SEEK_AHEAD))
 }
 
 /// A reader waiting for bytes that are not here, counted in [`Demand::starving`] until
@@ -700,9 +706,7 @@ impl Hydrator {
     /// about to reach; the wish stays for the next request to act on.
     fn wanted_elsewhere(&self, transfer: &Transfer, pos: u64, covered: &Ranges) -> bool {
         let seek = *transfer.seek.lock().unwrap_or_else(|p| p.into_inner());
-        seek.is_some_and(|x| {
-            !covered.contains(x) && (x < pos || x > pos.saturating_add(SEEK_AHEAD))
-        })
+        seek.is_some_and(|x| needs_seek(x, pos, covered))
     }
 
     /// Starts a GET of `range` (all of it if `None`) and checks it is the version and
