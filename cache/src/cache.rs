@@ -776,6 +776,11 @@ impl Cache {
         self.inner.lock().ledger.peek(key).is_some()
     }
 
+    /// Whether the complete blob for `key` is pinned, if cached (does not count as a use).
+    pub fn cached_pinned(&self, key: &BlobKey) -> Option<bool> {
+        self.inner.lock().ledger.peek(key).map(|m| m.pinned)
+    }
+
     /// The length of the complete blob for `key`, if cached (does not count as a use).
     pub fn cached_len(&self, key: &BlobKey) -> Option<u64> {
         self.inner.lock().ledger.peek(key).map(|m| m.len)

@@ -862,8 +862,10 @@ impl Drive {
             entry: ino,
             version: e.content_version(),
         };
-        Ok(if self.cache.contains(&key) {
-            if self.meta.pinned_by(ino)?.is_some() {
+        Ok(if let Some(flagged) = self.cache.cached_pinned(&key) {
+            // Pinned once the blob is exempt from eviction: a download finishes (and is
+            // readable) a moment before the pin worker flags it.
+            if flagged && self.meta.pinned_by(ino)?.is_some() {
                 EntryState::Pinned
             } else {
                 EntryState::Hydrated
