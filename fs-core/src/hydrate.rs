@@ -271,6 +271,11 @@ impl Transfer {
         false
     }
 
+    /// Whether a reader waits now for bytes that are not here.
+    fn starving(&self) -> bool {
+        self.demand().starving > 0
+    }
+
     /// Whether the byte at `pos` is wanted (a request stops where the wanted bytes end).
     fn wanted_at(&self, pos: u64) -> bool {
         pos < self.len && self.demand().wanted.contains(pos)
@@ -604,30 +609,38 @@ impl Hydrator {
             tx.send_modify(|p| p.at = start);
             let mut body = dl.body;
             let mut pos = start;
-            // Chunks that arrive back to back are written (and announced to readers)
-            // together, up to COALESCE bytes: one write and one wake-up instead of dozens.
-            // Whatever has arrived is written as soon as the network makes us wait, so a
-            // reader never waits for bytes that are already here.
+            // Arriving bytes are held back and written in COALESCE-aligned pieces: one
+            // write and one wake-up instead of dozens, and the page cache then holds the
+            // blob in large folios, which later reads copy several times faster than
+            // pages written a network chunk at a time. What is held back is written at
+            // once when a reader waits for bytes, or before the request pauses.
             let mut pending = bytes::BytesMut::new();
             let sent_elsewhere = loop {
                 let item = match futures_util::FutureExt::now_or_never(body.next()) {
                     Some(item) => item,
                     None => {
-                        self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx)?;
-                        if pos > start
-                            && pos < end
-                            && !transfer.wanted_at(pos)
-                            && self.paused(transfer, pos, &covered).await
-                        {
+                        let here = pos + pending.len() as u64;
+                        let pausing = here > start && here < end && !transfer.wanted_at(here);
+                        if pausing || transfer.starving() {
+                            self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false)?;
+                        }
+                        if pausing && self.paused(transfer, pos, &covered).await {
                             break true;
                         }
-                        // Wait for bytes, or for a reader that needs them elsewhere.
-                        let may_move = pos - start >= MIN_RUN;
+                        // Wait for bytes, or for a reader (that needs them elsewhere, or
+                        // waits for bytes held back).
                         tokio::select! {
                             item = body.next() => item,
-                            _ = transfer.seek_wake.notified(), if may_move => {
-                                if self.wanted_elsewhere(transfer, pos, &covered) {
-                                    break true;
+                            _ = transfer.seek_wake.notified() => {
+                                // (Bytes held back lie between `pos` and 1 MiB and a
+                                // chunk after it, within SEEK_AHEAD: never elsewhere.)
+                                if pos + (pending.len() as u64) - start >= MIN_RUN
+                                    && self.wanted_elsewhere(transfer, pos, &covered)
+                                {
+                                    self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false)?;
+                                    if self.wanted_elsewhere(transfer, pos, &covered) {
+                                        break true;
+                                    }
                                 }
                                 continue;
                             }
@@ -645,7 +658,7 @@ impl Hydrator {
                 }
                 pending.extend_from_slice(&chunk);
                 if pending.len() >= COALESCE {
-                    self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx)?;
+                    self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, true)?;
                     if pos - start >= MIN_RUN && self.wanted_elsewhere(transfer, pos, &covered) {
                         break true;
                     }
@@ -657,7 +670,7 @@ impl Hydrator {
                     }
                 }
             };
-            self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx)?;
+            self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false)?;
             if !sent_elsewhere && pos != end {
                 return Err(FsError::Remote(RemoteError::ShortBody {
                     expected: len,
@@ -756,9 +769,11 @@ impl Hydrator {
         Ok(dl)
     }
 
-    /// Writes the bytes held back in `pending` at `pos` and tells readers. The last
-    /// bytes of the file become visible only with the commit, so whoever has read the
-    /// whole file finds it cached as complete.
+    /// Writes the bytes held back in `pending` at `pos` and tells readers; with
+    /// `aligned`, only up to the last [`COALESCE`] boundary (the rest stays held back).
+    /// The last bytes of the file become visible only with the commit, so whoever has
+    /// read the whole file finds it cached as complete.
+    #[allow(clippy::too_many_arguments)]
     fn flush(
         &self,
         fill: &Mutex<Option<edrive_cache::Fill>>,
@@ -767,20 +782,28 @@ impl Hydrator {
         covered: &mut Ranges,
         len: u64,
         tx: &watch::Sender<Progress>,
+        aligned: bool,
     ) -> Result<(), FsError> {
-        if pending.is_empty() {
+        let mut n = pending.len();
+        if aligned {
+            let boundary = (*pos + n as u64) / COALESCE as u64 * COALESCE as u64;
+            if boundary > *pos {
+                n = (boundary - *pos) as usize;
+            }
+        }
+        if n == 0 {
             return Ok(());
         }
+        let data = pending.split_to(n);
         {
             let mut slot = fill.lock().unwrap_or_else(|p| p.into_inner());
             let fill = slot
                 .as_mut()
                 .ok_or_else(|| FsError::Io(std::io::Error::other("download cancelled")))?;
-            fill.write_at(pending, *pos)?;
+            fill.write_at(&data, *pos)?;
         }
-        covered.add(*pos, *pos + pending.len() as u64);
-        *pos += pending.len() as u64;
-        pending.clear();
+        covered.add(*pos, *pos + n as u64);
+        *pos += n as u64;
         if covered.total() < len {
             let (c, at) = (covered.clone(), *pos);
             tx.send_modify(|p| {
