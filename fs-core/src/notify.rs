@@ -17,11 +17,15 @@ pub trait KernelCache: Send + Sync {
     fn inval_entry(&self, parent: u64, name: &str);
     /// Forget the attributes and cached pages of `ino`.
     fn inval_inode(&self, ino: u64);
+    /// Forget the attributes of `ino` and its cached pages in `[offset, offset + len)`:
+    /// memory, not correctness (the pages are not stale). By default, nothing.
+    fn inval_data(&self, _ino: u64, _offset: u64, _len: u64) {}
 }
 
 enum Notice {
     Entry(u64, String),
     Inode(u64),
+    Data(u64, u64, u64),
 }
 
 /// The queue of invalidations, drained by a thread once a kernel adapter is installed.
@@ -44,6 +48,7 @@ impl Invalidations {
                     match n {
                         Notice::Entry(parent, name) => sink.inval_entry(parent, &name),
                         Notice::Inode(ino) => sink.inval_inode(ino),
+                        Notice::Data(ino, offset, len) => sink.inval_data(ino, offset, len),
                     }
                 }
             });
@@ -67,5 +72,10 @@ impl Invalidations {
     /// Queues: `ino`'s content or attributes changed.
     pub fn inode(&self, ino: u64) {
         self.send(Notice::Inode(ino));
+    }
+
+    /// Queues: the kernel need not keep `ino`'s pages in `[offset, offset + len)`.
+    pub fn data(&self, ino: u64, offset: u64, len: u64) {
+        self.send(Notice::Data(ino, offset, len));
     }
 }

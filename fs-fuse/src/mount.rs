@@ -92,4 +92,11 @@ impl KernelCache for KernelNotifier {
     fn inval_inode(&self, ino: u64) {
         let _ = self.0.inval_inode(INodeNo(ino), 0, 0);
     }
+
+    fn inval_data(&self, ino: u64, offset: u64, len: u64) {
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        let _ = self.0.inval_inode(INodeNo(ino), offset, len);
+    }
 }

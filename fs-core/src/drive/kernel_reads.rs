@@ -131,6 +131,7 @@ impl Drive {
                 writable: false,
                 same_as_last_open: false,
                 kernel_reads: true.into(),
+                read_run: std::sync::Mutex::default(),
             };
             files.insert(fh, Arc::new(mine));
             self.kernel_read_opens.fetch_add(1, Ordering::Relaxed);
@@ -197,5 +198,133 @@ impl Drive {
     }
 }
 
+/// How far behind a long sequential read through the daemon its pages are dropped.
+const DROP_LAG: u64 = 16 << 20;
+/// Pages are dropped this many bytes at a time.
+const DROP_STEP: u64 = 64 << 20;
+/// A read starting at most this far from where the last one ended continues its run
+/// (the kernel's read-ahead sends several requests at once, not always in order).
+const RUN_SLACK: u64 = 8 << 20;
+/// A handle that read at least this far through the daemon has its pages dropped when it
+/// closes, if the next open is likely served by the kernel.
+const DROP_ON_CLOSE: u64 = 4 << 20;
+
+/// A handle's reads through the daemon: the sequential run going on, and how much of it
+/// the kernel was told it need not keep.
+#[derive(Debug, Default)]
+pub(super) struct ReadRun {
+    start: u64,
+    end: u64,
+    dropped: u64,
+    /// The furthest byte read.
+    max_end: u64,
+}
+
+impl OpenFile {
+    /// Whether this handle read enough through the daemon that its pages are worth
+    /// dropping (see [`Drive::drop_behind`]).
+    pub(super) fn read_through_daemon(&self) -> bool {
+        lock(&self.read_run).max_end >= DROP_ON_CLOSE
+    }
+}
+
+impl Drive {
+    /// After a read of `[offset, end)` through the daemon, on a mount where the kernel
+    /// serves reads of cached files: the pages a long sequential read left behind are
+    /// dropped, in the background. The kernel drops all of an inode's pages when it
+    /// next opens it in passthrough mode, and for a large file that makes the open wait
+    /// (0.15 s a GiB); the pages also hold a second copy of the cached file in memory.
+    pub(super) fn drop_behind(&self, file: &OpenFile, offset: u64, end: u64) {
+        if file.writable || !self.kernel_reads_on.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some((from, to)) = lock(&file.read_run).advance(offset, end) {
+            self.inval.data(file.ino, from, to - from);
+        }
+    }
+}
+
+impl ReadRun {
+    /// Records a read of `[offset, end)`; returns the pages to drop, if the sequential
+    /// run now leaves [`DROP_STEP`] more of them [`DROP_LAG`] behind it.
+    fn advance(&mut self, offset: u64, end: u64) -> Option<(u64, u64)> {
+        if end <= offset {
+            return None;
+        }
+        self.max_end = self.max_end.max(end);
+        if offset <= self.end.saturating_add(RUN_SLACK) && end.saturating_add(RUN_SLACK) > self.end
+        {
+            self.end = self.end.max(end);
+        } else {
+            // A new run: what the old one dropped stays dropped.
+            self.start = offset;
+            self.end = end;
+            self.dropped = offset;
+        }
+        let upto = self.end.saturating_sub(DROP_LAG) & !4095;
+        let from = self.dropped.max(self.start);
+        if upto < from.saturating_add(DROP_STEP) {
+            return None;
+        }
+        self.dropped = upto;
+        Some((from, upto))
+    }
+}
+
 /// How long a writer waits for kernel-served readers to be reported closed.
 const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Reads `[from, to)` in `step`-sized pieces; returns what was dropped.
+    fn read_seq(run: &mut ReadRun, from: u64, to: u64, step: u64) -> Vec<(u64, u64)> {
+        (from..to)
+            .step_by(step as usize)
+            .filter_map(|o| run.advance(o, (o + step).min(to)))
+            .collect()
+    }
+
+    #[test]
+    fn a_sequential_read_drops_what_it_left_behind_in_steps() {
+        let mut run = ReadRun::default();
+        let dropped = read_seq(&mut run, 0, 1024 * MIB, MIB);
+        assert_eq!(dropped.first(), Some(&(0, DROP_STEP)));
+        // Contiguous, never closer than DROP_LAG to the reader, never past it.
+        for w in dropped.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+        }
+        let last = dropped.last().copied().unwrap_or_default();
+        assert!(last.1 <= 1024 * MIB - DROP_LAG);
+        assert!(last.1 > 1024 * MIB - DROP_LAG - DROP_STEP);
+        assert!(run.max_end >= DROP_ON_CLOSE);
+    }
+
+    #[test]
+    fn short_reads_and_random_reads_drop_nothing() {
+        let mut run = ReadRun::default();
+        assert!(read_seq(&mut run, 0, DROP_LAG + DROP_STEP - MIB, MIB).is_empty());
+        let mut run = ReadRun::default();
+        for i in 0..2000u64 {
+            // Far apart: every read starts a run of its own.
+            let o = (i * 7919 % 1000) * 64 * MIB;
+            assert_eq!(run.advance(o, o + 128 * 1024), None);
+        }
+    }
+
+    #[test]
+    fn reads_slightly_out_of_order_continue_the_run() {
+        let mut run = ReadRun::default();
+        let mut dropped = Vec::new();
+        for i in (0..512u64).step_by(2) {
+            // The kernel's read-ahead: pairs of requests, the second one first.
+            dropped.extend(run.advance((i + 1) * MIB, (i + 2) * MIB));
+            dropped.extend(run.advance(i * MIB, (i + 1) * MIB));
+        }
+        assert_eq!(dropped.first().map(|d| d.0), Some(0));
+        assert!(dropped.last().map_or(0, |d| d.1) >= 512 * MIB - DROP_LAG - DROP_STEP);
+    }
+}

@@ -150,6 +150,8 @@ struct OpenFile {
     same_as_last_open: bool,
     /// The kernel serves this handle's reads from the cached file (see [`ReadPath`]).
     kernel_reads: std::sync::atomic::AtomicBool,
+    /// This handle's reads through the daemon (see [`Drive::drop_behind`]).
+    read_run: Mutex<kernel_reads::ReadRun>,
 }
 
 impl OpenFile {
@@ -705,6 +707,7 @@ impl Drive {
             writable: false,
             same_as_last_open,
             kernel_reads: false.into(),
+            read_run: Mutex::default(),
         };
         lock(&self.files).insert(fh, Arc::new(file));
         Ok(fh)
@@ -735,6 +738,12 @@ impl Drive {
             .get(&fh)
             .cloned()
             .ok_or(FsError::BadHandle)?;
+        let data = self.read_file(&file, offset, size).await?;
+        self.drop_behind(&file, offset, offset + data.len() as u64);
+        Ok(data)
+    }
+
+    async fn read_file(&self, file: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
         loop {
             let transfer = {
                 let mut content = lock(&file.content);
@@ -764,7 +773,7 @@ impl Drive {
                 Err(e) if !transfer.running() => {
                     // The download failed: this read fails; the next read tries again.
                     if transfer.blob().is_none() {
-                        let e2 = self.restart_transfer(&file);
+                        let e2 = self.restart_transfer(file);
                         if let Err(e2) = e2 {
                             warn!(error = %e2, "could not restart download");
                         }
@@ -803,8 +812,13 @@ impl Drive {
     /// Closes file handle `fh`; its content becomes evictable once no handle holds it.
     /// A written file's size and time are recorded and its upload is scheduled.
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
-        let Some(file) = lock(&self.files).remove(&fh) else {
-            return Ok(());
+        let (file, alone) = {
+            let mut files = lock(&self.files);
+            let Some(file) = files.remove(&fh) else {
+                return Ok(());
+            };
+            let alone = !files.values().any(|f| f.ino == file.ino);
+            (file, alone)
         };
         {
             // A handle on another version than the file's last open may have put its
@@ -812,6 +826,11 @@ impl Drive {
             let mut last = lock(&self.last_open_version);
             if last.get(&file.ino) != Some(&file.key.version) {
                 last.remove(&file.ino);
+                self.inval.inode(file.ino);
+            } else if alone && self.next_open_by_kernel(&file) && file.read_through_daemon() {
+                // The kernel drops an inode's pages when it opens it in passthrough mode,
+                // and for a large file that takes a while (0.15 s a GiB): drop the pages
+                // this reader brought in now, in the background, not in the next open.
                 self.inval.inode(file.ino);
             }
         }
@@ -830,6 +849,23 @@ impl Drive {
         match work {
             Some(w) => self.release_working(&file, w),
             None => Ok(()),
+        }
+    }
+
+    /// Whether the next read-only open of the file `file` (its last handle, just closed)
+    /// is likely served by the kernel: it read through the daemon a version now cached
+    /// whole, and the kernel serves reads on this mount.
+    fn next_open_by_kernel(&self, file: &OpenFile) -> bool {
+        if file.writable
+            || file.kernel_reads.load(Ordering::SeqCst)
+            || !self.kernel_reads_on.load(Ordering::SeqCst)
+        {
+            return false;
+        }
+        match &*lock(&file.content) {
+            Content::Cached(_) => true,
+            Content::Hydrating(t) => t.blob().is_some(),
+            Content::Work(_) => false,
         }
     }
 

@@ -62,6 +62,7 @@ impl Drive {
             writable,
             same_as_last_open: false,
             kernel_reads: false.into(),
+            read_run: std::sync::Mutex::default(),
         };
         // Whatever the kernel caches from here on is the working copy's.
         self.note_open_version(e.ino, "");
