@@ -332,6 +332,47 @@ fn odd_names_list_and_read_apache() {
     odd_names_list_and_read(Server::Apache);
 }
 
+/// The errno `getfattr -n name path` reports, as its message.
+fn getxattr_error(path: &Path, name: &str) -> String {
+    let out = Command::new("getfattr")
+        .args(["-n", name])
+        .arg(path)
+        .output()
+        .expect("getfattr (package attr) is needed");
+    assert!(!out.status.success(), "{name} exists on {}", path.display());
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Attributes outside `user.` (SELinux labels, ACLs, capabilities) are not supported,
+/// not merely absent: `ls -l` then asks once per mount instead of twice per entry.
+#[test]
+fn only_user_attributes_are_supported() {
+    let data = tempdir();
+    write(&data.path().join("a.txt"), b"a");
+    let server = EmbeddedServer::start(data.path(), None);
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let file = m.join("a.txt");
+    for name in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
+        let err = getxattr_error(&file, name);
+        assert!(err.contains("Operation not supported"), "{name}: {err}");
+    }
+    let err = getxattr_error(&file, "user.nope");
+    assert!(err.contains("No such attribute"), "{err}");
+    assert_eq!(state_of(&file), "online-only");
+    let ls = Command::new("ls")
+        .arg("-l")
+        .arg(m.join(""))
+        .output()
+        .expect("ls");
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("a.txt"));
+    m.unmount();
+}
+
 #[test]
 fn each_mount_has_its_own_private_cache_dir() {
     let data = tempdir();

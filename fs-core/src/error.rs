@@ -27,6 +27,10 @@ pub enum FsError {
     /// The extended attribute does not exist.
     #[error("no such attribute")]
     NoAttr,
+    /// Extended attributes of this namespace (anything but `user.`) are not kept: there
+    /// are no security labels, ACLs or capabilities on the server.
+    #[error("attribute namespace not supported")]
+    XattrNamespace,
     /// The file changed on the server after it was opened; open it again.
     #[error("changed on the server; open it again")]
     Stale,
@@ -78,6 +82,10 @@ impl FsError {
             FsError::InvalidName(NameError::TooLong) => libc::ENAMETOOLONG,
             FsError::InvalidName(_) => libc::EINVAL,
             FsError::NoAttr => libc::ENODATA,
+            // ENOTSUP, not ENODATA: `ls -l` then stops asking for SELinux labels and ACLs
+            // for the rest of the mount's entries (coreutils caches it per device),
+            // instead of two round trips to the daemon per entry.
+            FsError::XattrNamespace => libc::EOPNOTSUPP,
             FsError::BadHandle | FsError::NotWritable => libc::EBADF,
             FsError::Exists => libc::EEXIST,
             FsError::NotEmpty => libc::ENOTEMPTY,

@@ -143,7 +143,7 @@ impl From<&FsError> for Hresult {
             FsError::ReadOnly => ERROR_WRITE_PROTECT,
             FsError::InvalidName(NameError::TooLong) => ERROR_FILENAME_EXCED_RANGE,
             FsError::InvalidName(_) => ERROR_INVALID_NAME,
-            FsError::NoAttr => ERROR_NOT_FOUND,
+            FsError::NoAttr | FsError::XattrNamespace => ERROR_NOT_FOUND,
             FsError::BadHandle => ERROR_INVALID_HANDLE,
             FsError::NotWritable => ERROR_ACCESS_DENIED,
             FsError::Exists => ERROR_ALREADY_EXISTS,

@@ -928,7 +928,8 @@ impl Drive {
             } else {
                 b"0".to_vec()
             }),
-            _ => Err(FsError::NoAttr),
+            _ if name.starts_with("user.") => Err(FsError::NoAttr),
+            _ => Err(FsError::XattrNamespace),
         }
     }
 
