@@ -432,10 +432,15 @@ fn apply(
             // Drop the runtime with the uploader mid-flight: no flush, no goodbye.
             if let Some(old) = inst.take() {
                 let Instance {
-                    rt, drive, racing, ..
+                    rt,
+                    drive,
+                    racing,
+                    meta,
                 } = old;
                 rt.shutdown_background();
                 drop(drive);
+                // The process would be gone, its store lock with it.
+                meta.close();
                 // A restart takes a moment; a request the server had fully received by
                 // the crash is finished by then (as after a real SIGKILL), rather than
                 // landing in the middle of the next instance's work.
