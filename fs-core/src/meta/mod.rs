@@ -97,12 +97,24 @@ impl Meta {
         })
     }
 
-    /// Lets go of the store's file (its lock included); every later call fails. For a
-    /// restart inside one process, where the old instance's last tasks may still hold
-    /// this store: a real crash releases the lock with the process.
+    /// Lets go of the store's file (its lock included) without checkpointing its log;
+    /// every later call fails. For a restart inside one process, where the old
+    /// instance's last tasks may still hold this store: a real crash releases the lock
+    /// with the process.
     pub fn close(&self) {
         match Connection::open_in_memory() {
-            Ok(empty) => *self.conn() = empty,
+            Ok(empty) => {
+                let mut conn = self.conn();
+                // As a crash would: the write-ahead log stays for the next open to
+                // recover, rather than being checkpointed into the database.
+                if let Err(e) = conn.set_db_config(
+                    rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                    true,
+                ) {
+                    warn!(error = %e, "meta: closing will checkpoint the log");
+                }
+                *conn = empty;
+            }
             Err(e) => warn!(error = %e, "meta: cannot close the store"),
         }
     }

@@ -259,3 +259,35 @@ fn a_split_conflict_keeps_both_versions() {
     m.record_event("kept-both", "/r.txt", &local.name).unwrap();
     assert_eq!(m.events(10).unwrap()[0].kind, "kept-both");
 }
+
+/// The store holds its file lock for good (one daemon per store); `close` lets go of it
+/// as a crash would, leaving the write-ahead log for the next open to recover.
+#[test]
+fn the_store_is_locked_while_open_and_close_leaves_the_log_to_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let m = Meta::open(&path, "http://x/").unwrap();
+    let e = m
+        .create(1, "a.txt", false, Some(0o644), SystemTime::now())
+        .unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .busy_timeout(std::time::Duration::from_millis(50))
+        .unwrap();
+    assert!(
+        other
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0))
+            .is_err(),
+        "a second connection could read the store while it is open"
+    );
+    drop(other);
+    m.close();
+    let wal = dir.path().join("meta.db-wal");
+    assert!(
+        std::fs::metadata(&wal).is_ok_and(|md| md.len() > 0),
+        "the log was checkpointed away"
+    );
+    assert!(m.get(e.ino).is_err(), "the closed store still answers");
+    let again = Meta::open(&path, "http://x/").unwrap();
+    assert_eq!(again.get(e.ino).unwrap().unwrap().name, "a.txt");
+}
