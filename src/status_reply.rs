@@ -68,6 +68,7 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 "over_limit_bytes": s.cache.over_limit_bytes,
                 "pinned_bytes": s.cache.pinned_bytes,
                 "dirty_bytes": s.cache.dirty_bytes,
+                "partial_bytes": s.cache.partial_bytes,
                 "open_files": s.cache.open_blobs,
             },
             "kernel_reads": {

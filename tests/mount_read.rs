@@ -595,6 +595,60 @@ fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// A partial download is not kept for a file the server deleted while it was read:
+/// nothing could ever resume it, so it would only take cache space until evicted.
+#[test]
+fn a_partial_download_of_a_deleted_file_is_dropped_at_close() {
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    let blocks = 16 * 1024u64; // 64 MiB
+    let data: Vec<u8> = (0..blocks).flat_map(block).collect();
+    write(&share.join("big.bin"), &data);
+    write(&share.join("other.bin"), &data);
+    let srv = EmbeddedServer::start(&share, None);
+    let m = Mount::new(
+        &srv.url(),
+        MountOpts::default()
+            .dir_cache_ttl("1h")
+            .arg("--poll-interval=1s"),
+    );
+    let partial = |m: &Mount| m.status_json()["cache"]["partial_bytes"].as_u64();
+    // The same reads of a file that stays: its partial download is kept (the test
+    // below would pass without reading anything otherwise).
+    assert!(read_at(&m.join("other.bin"), 0, 1 << 20).unwrap() == data[..1 << 20]);
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || partial(&m)
+            .is_some_and(|n| n >= 1 << 20)),
+        "a partial download was not kept: {}",
+        m.status_json()
+    );
+    let kept = partial(&m).unwrap_or(0);
+
+    let path = m.join("big.bin");
+    let mut f = File::open(&path).expect("open");
+    let mut buf = vec![0u8; 1 << 20];
+    f.read_exact(&mut buf).expect("read");
+    assert!(buf == data[..1 << 20]);
+    dav::delete(&srv.url(), "big.bin");
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || !path.exists()),
+        "the deletion did not show"
+    );
+    drop(f);
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || {
+            m.status_json()["downloads"].as_u64() == Some(0) && partial(&m) == Some(kept)
+        }),
+        "partial bytes after the close: {:?} (other.bin's: {kept})",
+        partial(&m)
+    );
+    // Still after a moment: the close's parking thread has run by now.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(partial(&m), Some(kept));
+    m.unmount();
+}
+
 /// Issue 7, sparse cache: what a reader fetched of a file it did not read whole is kept
 /// with its map of present ranges, across a remount, and served from the cache even with
 /// the server gone; what was never fetched is not.

@@ -454,7 +454,7 @@ impl Hydrator {
                         t.discard();
                     } else {
                         // Keep what arrived for the next attempt.
-                        t.park();
+                        this.park_if_current(&t);
                     }
                     if let FsError::Remote(RemoteError::Malformed(_)) = e {
                         // The file changed under us: relist before the next attempt.
@@ -496,7 +496,7 @@ impl Hydrator {
         }
         if !transfer.running() {
             // Failed (parked already) or complete: nothing runs.
-            transfer.park();
+            self.park_if_current(transfer);
             return;
         }
         if inflight
@@ -526,7 +526,7 @@ impl Hydrator {
         drop(inflight);
         let (this, t) = (self.clone(), transfer.clone());
         let park = move || {
-            t.park();
+            this.park_if_current(&t);
             this.parking
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -542,6 +542,26 @@ impl Hydrator {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&transfer.key);
+            self.park_if_current(transfer);
+        }
+    }
+
+    /// Keeps what `transfer` fetched as a partial download, unless its entry is gone or
+    /// has another version by now (removed or changed on the server while it was read):
+    /// nothing would ever resume it, so it is dropped rather than left to eviction.
+    fn park_if_current(&self, transfer: &Transfer) {
+        let gone = match self.meta.get(transfer.key.entry) {
+            Ok(Some(e)) => e.content_version() != transfer.key.version,
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if gone {
+            debug!(
+                ino = transfer.key.entry,
+                "partial download of a version gone: dropped"
+            );
+            transfer.discard();
+        } else {
             transfer.park();
         }
     }
@@ -650,7 +670,15 @@ impl Hydrator {
                 let Some(chunk) = item else {
                     break false;
                 };
-                let chunk = chunk?;
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        // What arrived before the error is kept (for the next attempt).
+                        let _ =
+                            self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false);
+                        return Err(e.into());
+                    }
+                };
                 if pos + (pending.len() + chunk.len()) as u64 > end {
                     return Err(FsError::Remote(RemoteError::Malformed(
                         "body longer than its length".into(),
@@ -662,11 +690,13 @@ impl Hydrator {
                     if pos - start >= MIN_RUN && self.wanted_elsewhere(transfer, pos, &covered) {
                         break true;
                     }
-                    if pos < end
-                        && !transfer.wanted_at(pos)
-                        && self.paused(transfer, pos, &covered).await
-                    {
-                        break true;
+                    let here = pos + pending.len() as u64;
+                    if here < end && !transfer.wanted_at(here) {
+                        // Nothing held back while paused: the pause may end the request.
+                        self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false)?;
+                        if self.paused(transfer, pos, &covered).await {
+                            break true;
+                        }
                     }
                 }
             };
