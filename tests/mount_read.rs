@@ -456,6 +456,11 @@ fn block(i: u64) -> Vec<u8> {
     i.to_le_bytes().repeat(512)
 }
 
+/// `mib` MiB of numbered 4 KiB blocks ([`block`]): any misplaced range shows.
+fn numbered_blocks(mib: u64) -> Vec<u8> {
+    (0..mib * 256).flat_map(block).collect()
+}
+
 /// Issue 7, streaming hydration: a read far into a cold file is served by a ranged GET
 /// from there, not after everything before it arrived; the rest of the file is still
 /// fetched while it is open, so the file ends up cached whole and byte-identical.
@@ -464,8 +469,7 @@ fn a_seek_in_a_cold_file_fetches_from_there(kind: Server) {
     let tmp = tempdir();
     let share = tmp.path().join("share");
     // 256 MiB: far more than arrives on 127.0.0.1 between the open and the first read.
-    let blocks = 64 * 1024u64;
-    let data: Vec<u8> = (0..blocks).flat_map(block).collect();
+    let data = numbered_blocks(256);
     write(&share.join("big.bin"), &data);
     let srv = start_server(kind, &share);
     let m = Mount::new(&srv.url(), MountOpts::default());
@@ -474,7 +478,7 @@ fn a_seek_in_a_cold_file_fetches_from_there(kind: Server) {
 
     use std::io::{Seek, SeekFrom};
     let mut f = File::open(&path).unwrap();
-    let far = blocks - 1000;
+    let far = data.len() as u64 / 4096 - 1000;
     f.seek(SeekFrom::Start(far * 4096)).unwrap();
     let mut buf = vec![0u8; 4096];
     f.read_exact(&mut buf).unwrap();
@@ -536,8 +540,7 @@ fn a_partly_read_open_file_is_not_fetched_whole(kind: Server) {
     require_fuse();
     let tmp = tempdir();
     let share = tmp.path().join("share");
-    let blocks = 64 * 1024u64; // 256 MiB
-    let data: Vec<u8> = (0..blocks).flat_map(block).collect();
+    let data = numbered_blocks(256);
     write(&share.join("big.bin"), &data);
     let srv = start_server(kind, &share);
     let m = Mount::new(&srv.url(), MountOpts::default());
@@ -602,8 +605,7 @@ fn a_partial_download_of_a_deleted_file_is_dropped_at_close() {
     require_fuse();
     let tmp = tempdir();
     let share = tmp.path().join("share");
-    let blocks = 16 * 1024u64; // 64 MiB
-    let data: Vec<u8> = (0..blocks).flat_map(block).collect();
+    let data = numbered_blocks(64);
     write(&share.join("big.bin"), &data);
     write(&share.join("other.bin"), &data);
     let srv = EmbeddedServer::start(&share, None);
@@ -657,8 +659,7 @@ fn a_partial_download_is_kept_across_a_remount_and_read_offline() {
     require_fuse();
     let tmp = tempdir();
     let share = tmp.path().join("share");
-    let blocks = 16 * 1024u64; // 64 MiB
-    let data: Vec<u8> = (0..blocks).flat_map(block).collect();
+    let data = numbered_blocks(64);
     write(&share.join("big.bin"), &data);
     let mut srv = EmbeddedServer::start(&share, None);
     let cache = tmp.path().join("cache");

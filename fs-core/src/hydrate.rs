@@ -271,6 +271,48 @@ impl Transfer {
         false
     }
 
+    /// Writes the bytes held back in `pending` at `pos` and tells readers; with
+    /// `aligned`, only up to the last [`COALESCE`] boundary (the rest stays held back).
+    /// The last bytes of the file become visible only with the commit, so whoever has
+    /// read the whole file finds it cached as complete.
+    fn write_held(
+        &self,
+        pending: &mut bytes::BytesMut,
+        pos: &mut u64,
+        covered: &mut Ranges,
+        tx: &watch::Sender<Progress>,
+        aligned: bool,
+    ) -> Result<(), FsError> {
+        let mut n = pending.len();
+        if aligned {
+            let boundary = (*pos + n as u64) / COALESCE as u64 * COALESCE as u64;
+            if boundary > *pos {
+                n = (boundary - *pos) as usize;
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let data = pending.split_to(n);
+        {
+            let mut slot = self.fill.lock().unwrap_or_else(|p| p.into_inner());
+            let fill = slot
+                .as_mut()
+                .ok_or_else(|| FsError::Io(std::io::Error::other("download cancelled")))?;
+            fill.write_at(&data, *pos)?;
+        }
+        covered.add(*pos, *pos + n as u64);
+        *pos += n as u64;
+        if covered.total() < self.len {
+            let (c, at) = (covered.clone(), *pos);
+            tx.send_modify(|p| {
+                p.covered = c;
+                p.at = at;
+            });
+        }
+        Ok(())
+    }
+
     /// Whether a reader waits now for bytes that are not here.
     fn starving(&self) -> bool {
         self.demand().starving > 0
@@ -642,7 +684,7 @@ impl Hydrator {
                         let here = pos + pending.len() as u64;
                         let pausing = here > start && here < end && !transfer.wanted_at(here);
                         if pausing || transfer.starving() {
-                            self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false)?;
+                            transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false)?;
                         }
                         if pausing && self.paused(transfer, pos, &covered).await {
                             break true;
@@ -657,7 +699,7 @@ impl Hydrator {
                                 if pos + (pending.len() as u64) - start >= MIN_RUN
                                     && self.wanted_elsewhere(transfer, pos, &covered)
                                 {
-                                    self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false)?;
+                                    transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false)?;
                                     if self.wanted_elsewhere(transfer, pos, &covered) {
                                         break true;
                                     }
@@ -675,7 +717,7 @@ impl Hydrator {
                     Err(e) => {
                         // What arrived before the error is kept (for the next attempt).
                         let _ =
-                            self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false);
+                            transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false);
                         return Err(e.into());
                     }
                 };
@@ -686,21 +728,21 @@ impl Hydrator {
                 }
                 pending.extend_from_slice(&chunk);
                 if pending.len() >= COALESCE {
-                    self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, true)?;
+                    transfer.write_held(&mut pending, &mut pos, &mut covered, tx, true)?;
                     if pos - start >= MIN_RUN && self.wanted_elsewhere(transfer, pos, &covered) {
                         break true;
                     }
                     let here = pos + pending.len() as u64;
                     if here < end && !transfer.wanted_at(here) {
                         // Nothing held back while paused: the pause may end the request.
-                        self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false)?;
+                        transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false)?;
                         if self.paused(transfer, pos, &covered).await {
                             break true;
                         }
                     }
                 }
             };
-            self.flush(fill, &mut pending, &mut pos, &mut covered, len, tx, false)?;
+            transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false)?;
             if !sent_elsewhere && pos != end {
                 return Err(FsError::Remote(RemoteError::ShortBody {
                     expected: len,
@@ -797,50 +839,5 @@ impl Hydrator {
             }
         }
         Ok(dl)
-    }
-
-    /// Writes the bytes held back in `pending` at `pos` and tells readers; with
-    /// `aligned`, only up to the last [`COALESCE`] boundary (the rest stays held back).
-    /// The last bytes of the file become visible only with the commit, so whoever has
-    /// read the whole file finds it cached as complete.
-    #[allow(clippy::too_many_arguments)]
-    fn flush(
-        &self,
-        fill: &Mutex<Option<edrive_cache::Fill>>,
-        pending: &mut bytes::BytesMut,
-        pos: &mut u64,
-        covered: &mut Ranges,
-        len: u64,
-        tx: &watch::Sender<Progress>,
-        aligned: bool,
-    ) -> Result<(), FsError> {
-        let mut n = pending.len();
-        if aligned {
-            let boundary = (*pos + n as u64) / COALESCE as u64 * COALESCE as u64;
-            if boundary > *pos {
-                n = (boundary - *pos) as usize;
-            }
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        let data = pending.split_to(n);
-        {
-            let mut slot = fill.lock().unwrap_or_else(|p| p.into_inner());
-            let fill = slot
-                .as_mut()
-                .ok_or_else(|| FsError::Io(std::io::Error::other("download cancelled")))?;
-            fill.write_at(&data, *pos)?;
-        }
-        covered.add(*pos, *pos + n as u64);
-        *pos += n as u64;
-        if covered.total() < len {
-            let (c, at) = (covered.clone(), *pos);
-            tx.send_modify(|p| {
-                p.covered = c;
-                p.at = at;
-            });
-        }
-        Ok(())
     }
 }
