@@ -53,7 +53,7 @@ pub(crate) struct Inner {
     filling: AtomicU64,
     /// Source of unique temp file names.
     tmp_seq: AtomicU64,
-    /// Downloads committed but not yet on disk (see [`Inner::index_when_synced`]).
+    /// Blobs committed but not yet on disk (see [`Inner::index_when_synced`]).
     syncer: Mutex<Option<std::sync::mpsc::Sender<SyncMsg>>>,
     /// Holds the directory's `flock` for the cache's lifetime.
     _lock: File,
@@ -61,13 +61,13 @@ pub(crate) struct Inner {
 
 /// What the sync thread is asked.
 pub(crate) enum SyncMsg {
-    /// Sync and index a download.
+    /// Sync and index a committed blob.
     Job(SyncJob),
     /// Say when everything sent before is done.
     Barrier(std::sync::mpsc::Sender<()>),
 }
 
-/// A committed download to sync to disk, then record in the index.
+/// A committed blob to sync to disk, then record in the index.
 pub(crate) struct SyncJob {
     key: BlobKey,
     /// The blob's file name in `blobs/` when committed.
@@ -247,10 +247,13 @@ impl Inner {
         self.unlink(files);
     }
 
-    /// Moves a fully written (and synced) file at `tmp_path` into `blobs/` as `key` and indexes
-    /// it, with `handles` open handles counted. Removes stale versions of the entry, enforces the
-    /// budget and returns the handle token. `fill_bytes` is what a fill counted in `filling` so
-    /// far (0 for a working copy). If indexing fails the file is moved back to `tmp_path`.
+    /// Moves a fully written file at `tmp_path` into `blobs/` as `key`, with `handles` open
+    /// handles counted, usable at once. Its index row is left for
+    /// [`Inner::index_when_synced`]: the blob survives a restart only once synced. Removes
+    /// stale versions of the entry, enforces the budget and returns the handle token and the
+    /// blob's file name. `fill_bytes` is what a fill counted in `filling` so far (0 for a
+    /// working copy). If the index cannot drop an older row of `key`, the file is moved back
+    /// to `tmp_path`.
     pub(crate) fn install(
         &self,
         key: &BlobKey,
@@ -258,22 +261,6 @@ impl Inner {
         len: u64,
         fill_bytes: u64,
         handles: u32,
-    ) -> Result<u64, CacheError> {
-        self.install_as(key, tmp_path, len, fill_bytes, handles, true)
-            .map(|(token, _)| token)
-    }
-
-    /// [`Inner::install`]; with `index_now` false the index row is left for
-    /// [`Inner::index_when_synced`] (the blob is usable at once but survives a restart
-    /// only once synced). Returns the token and the blob's file name.
-    pub(crate) fn install_as(
-        &self,
-        key: &BlobKey,
-        tmp_path: &Path,
-        len: u64,
-        fill_bytes: u64,
-        handles: u32,
-        index_now: bool,
     ) -> Result<(u64, String), CacheError> {
         let mut st = self.lock();
         let pinned = match st.ledger.peek(key) {
@@ -298,21 +285,8 @@ impl Inner {
         };
         fs::rename(tmp_path, &path).map_err(|e| CacheError::io("rename", tmp_path, e))?;
         let last_used = st.tick();
-        let row = Row {
-            key: key.clone(),
-            file: file.clone(),
-            len,
-            last_used,
-            pinned,
-            dirty: false,
-        };
-        let indexed = if index_now {
-            st.index.upsert(&row)
-        } else {
-            // A row of an older incarnation must not outlive this file's name.
-            st.index.delete_many(std::slice::from_ref(key))
-        };
-        if let Err(err) = indexed {
+        // A row of an older incarnation must not outlive this file's name.
+        if let Err(err) = st.index.delete_many(std::slice::from_ref(key)) {
             if let Err(back) = fs::rename(&path, tmp_path) {
                 tracing::warn!(path = %path.display(), err = %back, "cache: moving unindexed blob back failed");
                 if let Err(rm) = fs::remove_file(&path) {
@@ -324,7 +298,7 @@ impl Inner {
         let token = st.next_id();
         let meta = Meta {
             len,
-            file,
+            file: file.clone(),
             token,
             pinned,
             dirty: false,
@@ -378,7 +352,7 @@ impl Inner {
         unlink.extend(st.enforce_budget(self.filling()));
         drop(st);
         self.unlink(unlink);
-        Ok((token, row.file))
+        Ok((token, file))
     }
 
     /// Waits until every download committed so far is synced and indexed.
@@ -394,11 +368,12 @@ impl Inner {
         }
     }
 
-    /// Syncs a committed download to disk on a thread of its own, then records it in
-    /// the index (with its flags and recency as they are then), if it is still cached
-    /// under the same file. So a reader never waits for the disk (behind whatever else
-    /// the system is writing), and a crash before the sync only loses the blob: an
-    /// unindexed file is deleted at the next open, never served.
+    /// Syncs a committed blob (a download, or an uploaded working copy) to disk on a
+    /// thread of its own, then records it in the index (with its flags and recency as they
+    /// are then), if it is still cached under the same file. So a reader or an upload never
+    /// waits for the disk (behind whatever else the system is writing), and a crash before
+    /// the sync only loses the blob: an unindexed file is deleted at the next open, never
+    /// served. Blobs committed while the thread syncs are synced together next.
     pub(crate) fn index_when_synced(self: &Arc<Self>, job: SyncJob) {
         let mut syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
         let job = match syncer.as_ref() {
@@ -414,18 +389,26 @@ impl Inner {
         let spawned = std::thread::Builder::new()
             .name("edrive-cache-sync".into())
             .spawn(move || {
-                for msg in rx {
-                    let job = match msg {
-                        SyncMsg::Job(job) => job,
-                        SyncMsg::Barrier(done) => {
-                            let _ = done.send(());
-                            continue;
+                while let Ok(first) = rx.recv() {
+                    // Whatever queued up meanwhile goes in the same batch: one flush of
+                    // the disk and one index transaction for all of it.
+                    let mut jobs = Vec::new();
+                    let mut barriers = Vec::new();
+                    for msg in std::iter::once(first).chain(rx.try_iter()) {
+                        match msg {
+                            SyncMsg::Job(job) => jobs.push(job),
+                            SyncMsg::Barrier(done) => barriers.push(done),
                         }
-                    };
-                    let Some(inner) = weak.upgrade() else {
-                        return;
-                    };
-                    inner.record_synced(&job);
+                    }
+                    if !jobs.is_empty() {
+                        let Some(inner) = weak.upgrade() else {
+                            return;
+                        };
+                        inner.record_synced(&jobs);
+                    }
+                    for done in barriers {
+                        let _ = done.send(());
+                    }
                 }
             });
         match spawned {
@@ -436,32 +419,37 @@ impl Inner {
             Err(err) => {
                 tracing::warn!(%err, "cache: no sync thread; syncing inline");
                 drop(syncer);
-                self.record_synced(&job);
+                self.record_synced(std::slice::from_ref(&job));
             }
         }
     }
 
-    /// Syncs `job`'s file, then writes its index row with the flags and recency it has
-    /// now, if it is still cached under the same file.
-    fn record_synced(&self, job: &SyncJob) {
-        if let Err(err) = job.file.sync_all() {
-            tracing::warn!(%err, key = %job.key, "cache: syncing a download failed; it is not kept across restarts");
-            return;
-        }
-        let st = self.lock();
-        let Some(meta) = st.ledger.peek(&job.key).filter(|m| m.file == job.file_name) else {
-            return;
-        };
-        let row = Row {
-            key: job.key.clone(),
-            file: meta.file.clone(),
-            len: meta.len,
-            last_used: meta.last_used,
-            pinned: meta.pinned,
-            dirty: meta.dirty,
-        };
-        if let Err(err) = st.index.upsert(&row) {
-            tracing::warn!(%err, key = %job.key, "cache: indexing a download failed");
+    /// Syncs the files of `jobs`, then writes the index rows of the synced ones with the
+    /// flags and recency they have now, if they are still cached under the same file.
+    fn record_synced(&self, jobs: &[SyncJob]) {
+        let synced = sync_files(jobs);
+        let mut st = self.lock();
+        let rows: Vec<Row> = jobs
+            .iter()
+            .zip(synced)
+            .filter(|(_, ok)| *ok)
+            .filter_map(|(job, _)| {
+                let meta = st
+                    .ledger
+                    .peek(&job.key)
+                    .filter(|m| m.file == job.file_name)?;
+                Some(Row {
+                    key: job.key.clone(),
+                    file: meta.file.clone(),
+                    len: meta.len,
+                    last_used: meta.last_used,
+                    pinned: meta.pinned,
+                    dirty: meta.dirty,
+                })
+            })
+            .collect();
+        if let Err(err) = st.index.upsert_many(&rows) {
+            tracing::warn!(%err, blobs = rows.len(), "cache: indexing synced blobs failed");
         }
     }
 
@@ -512,6 +500,31 @@ impl Inner {
         dir::sync_dir(&self.blobs_dir)?;
         Ok(MoveOut::Moved(file))
     }
+}
+
+/// Makes the files of `jobs` durable; says which are. A batch of several is synced with
+/// one `syncfs` on Linux (one flush of the disk instead of one per file; they all live on
+/// the cache's file system), each file with `fsync` otherwise or if that fails.
+fn sync_files(jobs: &[SyncJob]) -> Vec<bool> {
+    #[cfg(target_os = "linux")]
+    if let [first, _, ..] = jobs {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: `syncfs` only reads the descriptor, which `first.file` keeps open.
+        if unsafe { libc::syncfs(first.file.as_raw_fd()) } == 0 {
+            return vec![true; jobs.len()];
+        }
+        let err = io::Error::last_os_error();
+        tracing::debug!(%err, "cache: syncfs failed; syncing file by file");
+    }
+    jobs.iter()
+        .map(|job| match job.file.sync_all() {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(%err, key = %job.key, "cache: syncing a blob failed; it is not kept across restarts");
+                false
+            }
+        })
+        .collect()
 }
 
 /// What [`Inner::move_out`] did.

@@ -255,7 +255,7 @@ impl Fill {
             .map_err(|e| CacheError::io("dup", &self.path, e))?;
         let (token, file_name) = self
             .inner
-            .install_as(&self.key, &self.path, expected, covered, 1, false)?;
+            .install(&self.key, &self.path, expected, covered, 1)?;
         self.committed = true;
         self.inner.index_when_synced(crate::cache::SyncJob::new(
             self.key.clone(),

@@ -128,22 +128,30 @@ impl Index {
         Ok(out)
     }
 
-    /// Inserts `row`, replacing any row with the same key.
-    pub fn upsert(&self, row: &Row) -> Result<(), CacheError> {
-        self.conn
-            .prepare_cached(
+    /// Inserts `rows` in one transaction, each replacing any row with the same key.
+    pub fn upsert_many(&mut self, rows: &[Row]) -> Result<(), CacheError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO blobs (entry, version, file, len, last_used, pinned, dirty)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                to_sql(row.key.entry),
-                row.key.version,
-                row.file,
-                to_sql(row.len),
-                to_sql(row.last_used),
-                row.pinned,
-                row.dirty,
-            ])?;
+            )?;
+            for row in rows {
+                stmt.execute(params![
+                    to_sql(row.key.entry),
+                    row.key.version,
+                    row.file,
+                    to_sql(row.len),
+                    to_sql(row.last_used),
+                    row.pinned,
+                    row.dirty,
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -197,7 +197,7 @@ impl Cache {
 
     /// Publishes `entry`'s uploaded working copy as the clean complete blob `(entry, version)`.
     ///
-    /// Syncs the file and moves it into the cache as the most recently used blob (keeping the
+    /// Moves the file into the cache as the most recently used blob (keeping the
     /// pin of a same-key blob it replaces), drops other versions of the entry that are not open,
     /// pinned or dirty, and enforces the budget (so the new blob may be evicted at once if it
     /// does not fit). Afterwards the entry has no working copy. Handles already open on the
@@ -213,19 +213,17 @@ impl Cache {
             }
             Err(e) => return Err(CacheError::io("open", &path, e)),
         };
-        file.sync_all()
-            .map_err(|e| CacheError::io("fsync", &path, e))?;
         let len = file
             .metadata()
             .map_err(|e| CacheError::io("stat", &path, e))?
             .len();
-        drop(file);
+        let key = BlobKey::new(entry, version);
+        let (_, file_name) = self.inner.install(&key, &path, len, 0, 0)?;
+        // Synced and indexed in the background, batched with others: a crash before that
+        // loses the cached copy only (the server has the content; an unindexed blob is
+        // deleted at the next open, and a working copy of a clean entry at recovery).
         self.inner
-            .install(&BlobKey::new(entry, version), &path, len, 0, 0)?;
-        // The content is uploaded, so a lost rename only costs a redundant working copy.
-        if let Err(err) = dir::sync_dir(self.inner.work_dir()) {
-            tracing::warn!(%err, "cache: syncing the working copy directory failed");
-        }
+            .index_when_synced(crate::cache::SyncJob::new(key, file_name, file));
         Ok(())
     }
 

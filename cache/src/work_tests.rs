@@ -186,6 +186,8 @@ fn adopt_publishes_a_clean_blob() {
     assert!(!cache.contains(&old), "the stale version is dropped");
     assert_eq!(cache.versions_of(11), vec!["v2".to_string()]);
     assert_eq!(read_blob(&cache.get(&new).unwrap()), data);
+    // Indexed once synced, in the background.
+    cache.flush().unwrap();
     let row = cache.index_row(&new).unwrap();
     assert!(!row.pinned && !row.dirty);
     assert_eq!(row.len, 2500);
@@ -325,4 +327,34 @@ fn work_remove_deletes_the_working_copy() {
     assert!(!cache.work_remove(41).unwrap());
     // An open handle still reads the unlinked file.
     assert_eq!(read_file(&mut file), b"bye");
+}
+
+#[test]
+fn adopted_blobs_are_synced_in_batches_and_kept_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected: Vec<(u64, Vec<u8>)> = (1..=20)
+        .map(|e| (e, content(e, 100 * e as usize)))
+        .collect();
+    {
+        let cache = Cache::open(dir.path(), 1 << 20).unwrap();
+        for (entry, data) in &expected {
+            cache
+                .work_create_empty(*entry)
+                .unwrap()
+                .write_all(data)
+                .unwrap();
+            cache.adopt(*entry, "v1").unwrap();
+        }
+        // Dropping the cache waits for the sync thread.
+    }
+    let cache = Cache::open(dir.path(), 1 << 20).unwrap();
+    for (entry, data) in &expected {
+        let k = key(*entry, "v1");
+        let blob = cache
+            .get(&k)
+            .unwrap_or_else(|| panic!("entry {entry} lost"));
+        assert_eq!(read_blob(&blob), *data);
+        assert_eq!(cache.index_row(&k).unwrap().len, data.len() as u64);
+    }
+    assert!(cache.work_entries().unwrap().is_empty());
 }
