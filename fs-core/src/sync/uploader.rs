@@ -194,15 +194,21 @@ impl Uploader {
             let counted = rows
                 .iter()
                 .filter(|e| e.deleted || e.remote.is_some() || !self.ignore.matches(&e.name));
-            let (mut n, mut stuck) = (0, 0);
+            let (mut n, mut stuck, mut bytes) = (0, 0, 0);
             for e in counted {
                 n += 1;
                 if e.problem.is_some() {
                     stuck += 1;
                 }
+                if !e.deleted && !e.is_dir() && (e.dirty || e.remote.is_none()) {
+                    bytes += e.size;
+                }
             }
             p.pending = n;
             p.stuck = stuck;
+            // From the rows, not by listing the working copies: `edrive sync` asks five
+            // times a second, and listing 10,000 of them cost 20 ms each time.
+            p.pending_bytes = bytes;
         }
         let sent = *self.sent.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = &mut p.current {
@@ -213,7 +219,6 @@ impl Uploader {
                 p.rate = (sent as f64 / secs) as u64;
             }
         }
-        p.pending_bytes = self.cache.work_bytes();
         p
     }
 
