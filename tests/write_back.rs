@@ -394,6 +394,11 @@ fn a_server_outage_delays_uploads_and_loses_nothing() {
         status["sync"]["pending"].as_u64().unwrap_or(0) >= 2,
         "{status}"
     );
+    assert_eq!(
+        status["sync"]["pending_bytes"].as_u64(),
+        Some(data.len() as u64 + 4),
+        "the bytes waiting are counted: {status}"
+    );
     assert!(
         !status["sync"]["last_error"].is_null(),
         "the failure is reported: {status}"
