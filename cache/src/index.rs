@@ -65,6 +65,8 @@ impl Index {
     /// Opens (creating if needed) the index at `path` in WAL mode with `synchronous=NORMAL`.
     pub fn open(path: &Path) -> Result<Index, CacheError> {
         let conn = Connection::open(path)?;
+        // More than the index's statements: none is compiled twice.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(Duration::from_secs(5))?;
         // One process uses the index (the directory's lock): keep the database lock for
         // good, so WAL needs no shared-memory index and no lock calls per transaction.

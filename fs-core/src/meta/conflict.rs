@@ -49,29 +49,30 @@ impl Meta {
         let Some((Some(_), rparent, rname)) = row else {
             return Ok(None);
         };
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE entries SET name = ?2, remote_parent = NULL, remote_name = NULL,
                  etag = NULL, etag_weak = 0, problem = NULL, put_started = 0, dirty = 1,
                  moving_parent = NULL, moving_name = NULL
              WHERE ino = ?1",
-            params![ino as i64, conflict_name],
-        )?;
+        )?
+        .execute(params![ino as i64, conflict_name])?;
         let mut fresh = None;
         if let (Some(rparent), Some(rname)) = (rparent, rname) {
             let (etag, weak) = etag_cols(server.etag.as_ref());
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO entries(parent, name, is_dir, size, mtime_ns, etag,
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO entries(parent, name, is_dir, size, mtime_ns, etag,
                      etag_weak, remote_parent, remote_name)
                  VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?1, ?2)",
-                params![
+                )?
+                .execute(params![
                     rparent,
                     rname,
                     server.size as i64,
                     mtime_ns(server.mtime),
                     etag,
                     weak
-                ],
-            )?;
+                ])?;
             if n > 0 {
                 fresh = Some(tx.last_insert_rowid() as u64);
             }
@@ -85,11 +86,11 @@ impl Meta {
     pub fn overrule_server(&self, ino: u64, etag: Option<&ETag>) -> Result<(), MetaError> {
         let conn = self.conn();
         let (etag, weak) = etag_cols(etag);
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET etag = ?2, etag_weak = ?3, problem = NULL, dirty = 1
              WHERE ino = ?1",
-            params![ino as i64, etag, weak],
-        )?;
+        )?
+        .execute(params![ino as i64, etag, weak])?;
         Ok(())
     }
 
@@ -98,18 +99,18 @@ impl Meta {
     pub fn take_server_version(&self, ino: u64, server: &RemoteEntry) -> Result<(), MetaError> {
         let conn = self.conn();
         let (etag, weak) = etag_cols(server.etag.as_ref());
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET etag = ?2, etag_weak = ?3, size = ?4, mtime_ns = ?5,
                  problem = NULL, dirty = 0, put_started = 0, ctime_ns = NULL
              WHERE ino = ?1",
-            params![
-                ino as i64,
-                etag,
-                weak,
-                server.size as i64,
-                mtime_ns(server.mtime)
-            ],
-        )?;
+        )?
+        .execute(params![
+            ino as i64,
+            etag,
+            weak,
+            server.size as i64,
+            mtime_ns(server.mtime)
+        ])?;
         Ok(())
     }
 
@@ -126,14 +127,12 @@ impl Meta {
     /// Logs an event for the user.
     pub fn record_event(&self, kind: &str, path: &str, detail: &str) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO events(at_ms, kind, path, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![now_ms(), kind, path, detail],
-        )?;
-        conn.execute(
-            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
-            params![EVENTS_KEPT],
-        )?;
+        )?
+        .execute(params![now_ms(), kind, path, detail])?;
+        conn.prepare_cached("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1")?
+            .execute(params![EVENTS_KEPT])?;
         Ok(())
     }
 

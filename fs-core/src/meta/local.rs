@@ -39,19 +39,19 @@ impl Meta {
         mtime: SystemTime,
     ) -> Result<Entry, MetaError> {
         let conn = self.conn();
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO entries(parent, name, is_dir, size, mtime_ns, dirty, mode, listed_at_ms)
              VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
-            params![
-                parent as i64,
-                name,
-                is_dir,
-                mtime_ns(Some(mtime)),
-                true,
-                mode.map(|m| m as i64),
-                if is_dir { Some(now_ms()) } else { None }
-            ],
-        )?;
+        )?
+        .execute(params![
+            parent as i64,
+            name,
+            is_dir,
+            mtime_ns(Some(mtime)),
+            true,
+            mode.map(|m| m as i64),
+            if is_dir { Some(now_ms()) } else { None }
+        ])?;
         let ino = conn.last_insert_rowid();
         let mut stmt = conn.prepare_cached(&format!("{} WHERE ino = ?1", entry::SELECT))?;
         Ok(stmt.query_row(params![ino], entry::from_row)?)
@@ -60,31 +60,29 @@ impl Meta {
     /// Records that folder `ino`'s children are all known now (a folder only this machine has).
     pub fn mark_listed(&self, ino: u64) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
-            "UPDATE entries SET listed_at_ms = ?2 WHERE ino = ?1",
-            params![ino as i64, now_ms()],
-        )?;
+        conn.prepare_cached("UPDATE entries SET listed_at_ms = ?2 WHERE ino = ?1")?
+            .execute(params![ino as i64, now_ms()])?;
         Ok(())
     }
 
     /// Sets local attributes of `ino`.
     pub fn set_local(&self, ino: u64, attrs: &LocalAttrs) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET size = COALESCE(?2, size), mtime_ns = COALESCE(?3, mtime_ns),
                  mode = COALESCE(?4, mode), dirty = COALESCE(?5, dirty),
                  atime_ns = COALESCE(?6, atime_ns), ctime_ns = COALESCE(?7, ctime_ns)
              WHERE ino = ?1 AND parent IS NOT NULL",
-            params![
-                ino as i64,
-                attrs.size.map(|s| s as i64),
-                mtime_ns(attrs.mtime),
-                attrs.mode.map(|m| m as i64),
-                attrs.dirty,
-                mtime_ns(attrs.atime),
-                mtime_ns(attrs.ctime)
-            ],
-        )?;
+        )?
+        .execute(params![
+            ino as i64,
+            attrs.size.map(|s| s as i64),
+            mtime_ns(attrs.mtime),
+            attrs.mode.map(|m| m as i64),
+            attrs.dirty,
+            mtime_ns(attrs.atime),
+            mtime_ns(attrs.ctime)
+        ])?;
         Ok(())
     }
 
@@ -138,10 +136,8 @@ impl Meta {
         if let Some(r) = replaced {
             remove_in(&tx, r)?;
         }
-        tx.execute(
-            "UPDATE entries SET parent = ?2, name = ?3 WHERE ino = ?1",
-            params![ino as i64, parent as i64, name],
-        )?;
+        tx.prepare_cached("UPDATE entries SET parent = ?2, name = ?3 WHERE ino = ?1")?
+            .execute(params![ino as i64, parent as i64, name])?;
         tx.commit()?;
         Ok(())
     }
@@ -183,10 +179,10 @@ fn remove_in(tx: &rusqlite::Transaction<'_>, ino: u64) -> Result<bool, MetaError
     match on_server {
         None => Ok(true),
         Some(true) => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE entries SET parent = NULL, dirty = 0, listed_at_ms = NULL WHERE ino = ?1",
-                params![ino as i64],
-            )?;
+            )?
+            .execute(params![ino as i64])?;
             Ok(false)
         }
         Some(false) => {

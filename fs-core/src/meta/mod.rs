@@ -48,6 +48,9 @@ pub enum MetaError {
     Corrupt(String),
 }
 
+/// How many prepared statements the store keeps (more than it has).
+const STATEMENT_CACHE: usize = 128;
+
 /// The SQLite-backed metadata store. Cheap calls only; each holds the connection briefly.
 pub struct Meta {
     conn: Mutex<Connection>,
@@ -64,6 +67,9 @@ impl Meta {
     /// Opens (or creates) the store at `path` for the server `url`.
     pub fn open(path: &Path, url: &str) -> Result<Meta, MetaError> {
         let conn = Connection::open(path)?;
+        // Every statement is prepared once and kept: there are about 70 of them, and
+        // rusqlite keeps 16 by default, so the hot ones were compiled again on most calls.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // One daemon uses the store (its cache directory's lock keeps others out): keep
         // the database lock for good, so WAL needs no shared-memory index and no lock
         // calls per transaction (120 fcntl calls per file of an untar otherwise). Set
@@ -86,10 +92,8 @@ impl Meta {
             }
             Some(_) => {}
             None => {
-                conn.execute(
-                    "INSERT INTO settings(key, value) VALUES ('server_url', ?1)",
-                    params![url],
-                )?;
+                conn.prepare_cached("INSERT INTO settings(key, value) VALUES ('server_url', ?1)")?
+                    .execute(params![url])?;
             }
         }
         Ok(Meta {
@@ -233,10 +237,10 @@ impl Meta {
     pub fn update_root(&self, root: &RemoteEntry) -> Result<(), MetaError> {
         let conn = self.conn();
         let (etag, weak) = etag_cols(root.etag.as_ref());
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET mtime_ns = ?1, etag = ?2, etag_weak = ?3 WHERE ino = ?4",
-            params![mtime_ns(root.mtime), etag, weak, ROOT_INO as i64],
-        )?;
+        )?
+        .execute(params![mtime_ns(root.mtime), etag, weak, ROOT_INO as i64])?;
         Ok(())
     }
 
@@ -485,17 +489,17 @@ impl Meta {
                 );
             }
             let (etag, weak) = etag_cols(listing.dir.etag.as_ref());
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE entries SET listed_at_ms = ?2, etag = COALESCE(?3, etag),
                  etag_weak = ?4, mtime_ns = COALESCE(?5, mtime_ns) WHERE ino = ?1",
-                params![
-                    dir as i64,
-                    now_ms(),
-                    etag,
-                    weak,
-                    mtime_ns(listing.dir.mtime)
-                ],
-            )?;
+            )?
+            .execute(params![
+                dir as i64,
+                now_ms(),
+                etag,
+                weak,
+                mtime_ns(listing.dir.mtime)
+            ])?;
         }
         tx.commit()?;
         Ok(changes)
@@ -506,21 +510,19 @@ impl Meta {
     pub fn set_version(&self, ino: u64, size: u64, etag: Option<&ETag>) -> Result<(), MetaError> {
         let conn = self.conn();
         let (etag, weak) = etag_cols(etag);
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET size = ?2, etag = COALESCE(?3, etag),
              etag_weak = CASE WHEN ?3 IS NULL THEN etag_weak ELSE ?4 END WHERE ino = ?1",
-            params![ino as i64, size as i64, etag, weak],
-        )?;
+        )?
+        .execute(params![ino as i64, size as i64, etag, weak])?;
         Ok(())
     }
 
     /// Marks folder `ino`'s listing as stale so the next access revalidates it.
     pub fn expire_listing(&self, ino: u64) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
-            "UPDATE entries SET listed_at_ms = NULL WHERE ino = ?1",
-            params![ino as i64],
-        )?;
+        conn.prepare_cached("UPDATE entries SET listed_at_ms = NULL WHERE ino = ?1")?
+            .execute(params![ino as i64])?;
         Ok(())
     }
 
@@ -593,11 +595,11 @@ fn subtree_has_local_changes(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result
 
 /// Makes `ino` local-only (the server no longer has it): write-back recreates it.
 fn detach(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<(), MetaError> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
              put_started = 0, problem = NULL WHERE ino = ?1",
-        params![ino],
-    )?;
+    )?
+    .execute(params![ino])?;
     Ok(())
 }
 
@@ -606,34 +608,34 @@ pub(crate) fn delete_remote_subtree(
     tx: &rusqlite::Transaction<'_>,
     ino: i64,
 ) -> Result<(), MetaError> {
-    tx.execute(
+    tx.prepare_cached(
         "WITH RECURSIVE sub(ino) AS (
              SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.remote_parent = sub.ino)
          DELETE FROM entries WHERE ino IN sub AND parent IS NULL",
-        params![ino],
-    )?;
+    )?
+    .execute(params![ino])?;
     // Live rows that were below it on the server are no longer there.
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL
          WHERE remote_parent = ?1",
-        params![ino],
-    )?;
+    )?
+    .execute(params![ino])?;
     Ok(())
 }
 
 fn delete_subtree(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<(), MetaError> {
-    tx.execute(
+    tx.prepare_cached(
         "WITH RECURSIVE sub(ino) AS (
              SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)
          DELETE FROM entries WHERE parent IS NULL AND remote_parent IN sub",
-        params![ino],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![ino])?;
+    tx.prepare_cached(
         "WITH RECURSIVE sub(ino) AS (
              SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)
          DELETE FROM entries WHERE ino IN sub",
-        params![ino],
-    )?;
+    )?
+    .execute(params![ino])?;
     Ok(())
 }
 

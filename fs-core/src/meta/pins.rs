@@ -9,17 +9,18 @@ impl Meta {
     /// Pins `ino` (and so everything below it). Returns whether it was not pinned itself.
     pub fn add_pin(&self, ino: u64) -> Result<bool, MetaError> {
         let conn = self.conn();
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO pins(ino) VALUES (?1)",
-            params![ino as i64],
-        )?;
+        let n = conn
+            .prepare_cached("INSERT OR IGNORE INTO pins(ino) VALUES (?1)")?
+            .execute(params![ino as i64])?;
         Ok(n > 0)
     }
 
     /// Removes the pin on `ino` itself. Returns whether there was one.
     pub fn remove_pin(&self, ino: u64) -> Result<bool, MetaError> {
         let conn = self.conn();
-        let n = conn.execute("DELETE FROM pins WHERE ino = ?1", params![ino as i64])?;
+        let n = conn
+            .prepare_cached("DELETE FROM pins WHERE ino = ?1")?
+            .execute(params![ino as i64])?;
         Ok(n > 0)
     }
 

@@ -105,9 +105,9 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
          INSERT OR IGNORE INTO entries(ino, parent, name, is_dir, remote_parent, remote_name)
              VALUES (1, 0, '', 1, 0, '');"
     ))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT OR IGNORE INTO settings(key, value) VALUES ('schema_version', ?1)",
-        [VERSION.to_string()],
-    )?;
+    )?
+    .execute([VERSION.to_string()])?;
     Ok(())
 }

@@ -101,11 +101,11 @@ impl Meta {
     /// confirms a move in flight).
     pub fn set_remote(&self, ino: u64, parent: u64, name: &str) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET remote_parent = ?2, remote_name = ?3,
                  moving_parent = NULL, moving_name = NULL WHERE ino = ?1",
-            params![ino as i64, parent as i64, name],
-        )?;
+        )?
+        .execute(params![ino as i64, parent as i64, name])?;
         Ok(())
     }
 
@@ -116,12 +116,12 @@ impl Meta {
             return self.drop_tombstone(ino);
         }
         let conn = self.conn();
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
                  put_started = 0, moving_parent = NULL, moving_name = NULL, problem = NULL
              WHERE ino = ?1",
-            params![ino as i64],
-        )?;
+        )?
+        .execute(params![ino as i64])?;
         Ok(())
     }
 
@@ -130,20 +130,20 @@ impl Meta {
     /// known (see [`Meta::moves_in_flight`]).
     pub fn start_move(&self, ino: u64, parent: u64, name: &str) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET moving_parent = ?2, moving_name = ?3 WHERE ino = ?1",
-            params![ino as i64, parent as i64, name],
-        )?;
+        )?
+        .execute(params![ino as i64, parent as i64, name])?;
         Ok(())
     }
 
     /// Records that the MOVE of `ino` did not happen: the server has it where it was.
     pub fn end_move(&self, ino: u64) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET moving_parent = NULL, moving_name = NULL WHERE ino = ?1",
-            params![ino as i64],
-        )?;
+        )?
+        .execute(params![ino as i64])?;
         Ok(())
     }
 
@@ -189,21 +189,21 @@ impl Meta {
     ) -> Result<(), MetaError> {
         let conn = self.conn();
         let (etag, weak) = etag_cols(etag);
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE entries SET remote_parent = ?2, remote_name = ?3, etag = ?4, etag_weak = ?5,
                  size = CASE WHEN ?7 THEN ?6 ELSE size END,
                  dirty = CASE WHEN ?7 THEN 0 ELSE dirty END, put_started = 0, problem = NULL
              WHERE ino = ?1",
-            params![
-                ino as i64,
-                parent as i64,
-                name,
-                etag,
-                weak,
-                size as i64,
-                clean
-            ],
-        )?;
+        )?
+        .execute(params![
+            ino as i64,
+            parent as i64,
+            name,
+            etag,
+            weak,
+            size as i64,
+            clean
+        ])?;
         Ok(())
     }
 
@@ -219,20 +219,20 @@ impl Meta {
     /// Sets or clears why write-back of `ino` is stuck.
     pub fn set_problem(&self, ino: u64, problem: Option<&str>) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
-            "UPDATE entries SET problem = ?2 WHERE ino = ?1",
-            params![ino as i64, problem],
-        )?;
+        conn.prepare_cached("UPDATE entries SET problem = ?2 WHERE ino = ?1")?
+            .execute(params![ino as i64, problem])?;
         Ok(())
     }
 
     /// Clears every problem that starts with `prefix` (so those entries are tried again).
     pub fn clear_problems(&self, prefix: &str) -> Result<usize, MetaError> {
         let conn = self.conn();
-        Ok(conn.execute(
-            "UPDATE entries SET problem = NULL WHERE substr(problem, 1, length(?1)) = ?1",
-            params![prefix],
-        )?)
+        let n = conn
+            .prepare_cached(
+                "UPDATE entries SET problem = NULL WHERE substr(problem, 1, length(?1)) = ?1",
+            )?
+            .execute(params![prefix])?;
+        Ok(n)
     }
 
     /// Records that an upload of `ino` to `name` in server folder `parent` starts. A file
@@ -242,13 +242,14 @@ impl Meta {
     /// deletion either comes before this (nothing to upload) or after it (a tombstone).
     pub fn start_put(&self, ino: u64, parent: u64, name: &str) -> Result<bool, MetaError> {
         let conn = self.conn();
-        let n = conn.execute(
-            "UPDATE entries SET put_started = 1,
+        let n = conn
+            .prepare_cached(
+                "UPDATE entries SET put_started = 1,
                  remote_parent = COALESCE(remote_parent, ?2),
                  remote_name = CASE WHEN remote_parent IS NULL THEN ?3 ELSE remote_name END
              WHERE ino = ?1 AND parent IS NOT NULL",
-            params![ino as i64, parent as i64, name],
-        )?;
+            )?
+            .execute(params![ino as i64, parent as i64, name])?;
         Ok(n > 0)
     }
 
@@ -285,17 +286,17 @@ impl Meta {
         if deleted {
             delete_remote_subtree(&tx, replaced as i64)?;
         } else {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
                      put_started = 0 WHERE ino = ?1",
-                params![replaced as i64],
-            )?;
+            )?
+            .execute(params![replaced as i64])?;
         }
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE entries SET remote_parent = ?2, remote_name = ?3, etag = ?4, etag_weak = ?5,
                  put_started = 1 WHERE ino = ?1",
-            params![ino as i64, rparent, rname, etag, weak],
-        )?;
+        )?
+        .execute(params![ino as i64, rparent, rname, etag, weak])?;
         tx.commit()?;
         Ok(true)
     }
@@ -303,10 +304,8 @@ impl Meta {
     /// Records that no upload of `ino` is in doubt (the server refused the last one whole).
     pub fn clear_put_started(&self, ino: u64) -> Result<(), MetaError> {
         let conn = self.conn();
-        conn.execute(
-            "UPDATE entries SET put_started = 0 WHERE ino = ?1",
-            params![ino as i64],
-        )?;
+        conn.prepare_cached("UPDATE entries SET put_started = 0 WHERE ino = ?1")?
+            .execute(params![ino as i64])?;
         Ok(())
     }
 
@@ -315,10 +314,8 @@ impl Meta {
     pub fn set_base_version(&self, ino: u64, etag: &ETag) -> Result<(), MetaError> {
         let conn = self.conn();
         let (etag, weak) = etag_cols(Some(etag));
-        conn.execute(
-            "UPDATE entries SET etag = ?2, etag_weak = ?3 WHERE ino = ?1",
-            params![ino as i64, etag, weak],
-        )?;
+        conn.prepare_cached("UPDATE entries SET etag = ?2, etag_weak = ?3 WHERE ino = ?1")?
+            .execute(params![ino as i64, etag, weak])?;
         Ok(())
     }
 
@@ -327,10 +324,11 @@ impl Meta {
     /// what the server gets then.
     pub fn start_overwrite(&self, ino: u64) -> Result<bool, MetaError> {
         let conn = self.conn();
-        let n = conn.execute(
-            "UPDATE entries SET put_started = 1 WHERE ino = ?1 AND parent IS NOT NULL",
-            params![ino as i64],
-        )?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE entries SET put_started = 1 WHERE ino = ?1 AND parent IS NOT NULL",
+            )?
+            .execute(params![ino as i64])?;
         Ok(n > 0)
     }
 
@@ -350,12 +348,15 @@ impl Meta {
     pub fn set_setting(&self, key: &str, value: Option<&str>) -> Result<(), MetaError> {
         let conn = self.conn();
         match value {
-            Some(v) => conn.execute(
-                "INSERT INTO settings(key, value) VALUES (?1, ?2)
+            Some(v) => conn
+                .prepare_cached(
+                    "INSERT INTO settings(key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, v],
-            )?,
-            None => conn.execute("DELETE FROM settings WHERE key = ?1", params![key])?,
+                )?
+                .execute(params![key, v])?,
+            None => conn
+                .prepare_cached("DELETE FROM settings WHERE key = ?1")?
+                .execute(params![key])?,
         };
         Ok(())
     }
