@@ -23,6 +23,18 @@ struct State {
     ctime: Option<SystemTime>,
     /// The store already records this file as dirty.
     dirty_recorded: bool,
+    /// Counts every change of content, size or times through this working copy.
+    changes: u64,
+    /// The value of `changes` when size and times were last written to the store.
+    recorded: Option<u64>,
+}
+
+/// Size, modification and change time, and the change count they are as of.
+pub(crate) struct ToRecord {
+    pub(crate) len: u64,
+    pub(crate) mtime: SystemTime,
+    pub(crate) ctime: Option<SystemTime>,
+    changes: u64,
 }
 
 impl Working {
@@ -35,6 +47,8 @@ impl Working {
                 mtime,
                 ctime: None,
                 dirty_recorded: dirty,
+                changes: 0,
+                recorded: None,
             }),
         }
     }
@@ -56,7 +70,9 @@ impl Working {
 
     /// Carries over the change time of the working copy this one replaces.
     pub(crate) fn set_ctime(&self, ctime: Option<SystemTime>) {
-        self.state().ctime = ctime;
+        let mut s = self.state();
+        s.ctime = ctime;
+        s.changes += 1;
     }
 
     /// Whether the store records this file as dirty yet.
@@ -67,6 +83,24 @@ impl Working {
     /// Notes that the store records it as dirty now.
     pub(crate) fn set_dirty_recorded(&self) {
         self.state().dirty_recorded = true;
+    }
+
+    /// Size and times now, and whether the store has them already: nothing changed
+    /// since they were last noted with [`Working::set_recorded`].
+    pub(crate) fn to_record(&self) -> (ToRecord, bool) {
+        let s = self.state();
+        let now = ToRecord {
+            len: s.len,
+            mtime: s.mtime,
+            ctime: s.ctime,
+            changes: s.changes,
+        };
+        (now, s.recorded == Some(s.changes))
+    }
+
+    /// Notes that the store holds `r` (from [`Working::to_record`]).
+    pub(crate) fn set_recorded(&self, r: &ToRecord) {
+        self.state().recorded = Some(r.changes);
     }
 
     /// Reads up to `size` bytes at `offset`.
@@ -89,6 +123,7 @@ impl Working {
         s.len = s.len.max(offset + data.len() as u64);
         s.mtime = SystemTime::now();
         s.ctime = Some(s.mtime);
+        s.changes += 1;
         Ok(())
     }
 
@@ -99,6 +134,7 @@ impl Working {
         s.len = len;
         s.mtime = SystemTime::now();
         s.ctime = Some(s.mtime);
+        s.changes += 1;
         Ok(())
     }
 
@@ -107,10 +143,51 @@ impl Working {
         let mut s = self.state();
         s.mtime = mtime;
         s.ctime = Some(SystemTime::now());
+        s.changes += 1;
     }
 
     /// Flushes the content to disk (`fsync`).
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_and_times_count_as_recorded_until_the_next_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("w"))
+            .unwrap();
+        let w = Working::new(7, file, 0, SystemTime::UNIX_EPOCH, true);
+        let (first, recorded) = w.to_record();
+        assert!(!recorded, "nothing written to the store yet");
+        w.set_recorded(&first);
+        assert!(w.to_record().1);
+        let changes: [&dyn Fn(&Working); 4] = [
+            &|w| w.write(0, b"abc").unwrap(),
+            &|w| w.set_len(1).unwrap(),
+            &|w| w.set_mtime(SystemTime::UNIX_EPOCH),
+            &|w| w.set_ctime(None),
+        ];
+        for change in changes {
+            change(&w);
+            let (now, recorded) = w.to_record();
+            assert!(!recorded, "a change makes the store's record stale");
+            w.set_recorded(&now);
+            assert!(w.to_record().1);
+        }
+        // What was noted before a change does not cover it.
+        let (stale, _) = w.to_record();
+        w.write(1, b"z").unwrap();
+        w.set_recorded(&stale);
+        assert!(!w.to_record().1);
     }
 }

@@ -205,19 +205,24 @@ impl Drive {
         Ok(())
     }
 
-    /// Writes `w`'s size, times and dirty flag to the store.
+    /// Writes `w`'s size, times and dirty flag to the store, unless it wrote the same
+    /// ones last time (a close records them at the flush, then again at the release).
     fn record_dirty(&self, w: &Working) -> Result<(), FsError> {
-        let (size, mtime) = w.size_and_mtime();
+        let (now, recorded) = w.to_record();
+        if recorded && w.dirty_recorded() {
+            return Ok(());
+        }
         self.meta.set_local(
             w.ino,
             &LocalAttrs {
-                size: Some(size),
-                mtime: Some(mtime),
-                ctime: w.ctime(),
+                size: Some(now.len),
+                mtime: Some(now.mtime),
+                ctime: now.ctime,
                 dirty: Some(true),
                 ..Default::default()
             },
         )?;
+        w.set_recorded(&now);
         Ok(())
     }
 
