@@ -103,6 +103,8 @@ impl Drop for InFlight<'_> {
 
 /// Upload read size: bounded memory for any file size.
 const CHUNK: usize = 256 * 1024;
+/// Files up to this size are read into memory whole before their upload starts.
+const INLINE_BODY: u64 = 64 * 1024;
 /// How long a full server (507) is left alone before another try.
 const NO_SPACE_RETRY: Duration = Duration::from_secs(60);
 /// How long a 401/403 pauses network work.
@@ -1263,6 +1265,23 @@ fn file_stream(file: &std::fs::File, len: u64, up: &Uploader) -> Result<ByteStre
             .map_err(|e| RemoteError::Local(e.to_string()))?,
     );
     let progress = up.progress_handle();
+    if len <= INLINE_BODY {
+        // A small file is read at once, here: its pages were just written, and a read on
+        // the blocking pool would cost two thread switches per file of an untar.
+        let mut buf = vec![0u8; len as usize];
+        let n = crate::positional::read_full_at(&file, &mut buf, 0)
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        if n as u64 != len {
+            return Err(RemoteError::Local(
+                "the local copy got shorter during upload".into(),
+            ));
+        }
+        progress.sent(len);
+        let item: Result<Bytes, RemoteError> = Ok(Bytes::from(buf));
+        return Ok(Box::pin(futures_util::stream::iter(
+            (len > 0).then_some(item),
+        )));
+    }
     let stream = futures_util::stream::unfold(0u64, move |offset| {
         let file = file.clone();
         let progress = progress.clone();
