@@ -59,6 +59,9 @@ pub(crate) struct Inner {
     _lock: File,
 }
 
+/// How long the sync thread collects committed blobs before syncing them together.
+const SYNC_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What the sync thread is asked.
 pub(crate) enum SyncMsg {
     /// Sync and index a committed blob.
@@ -390,15 +393,28 @@ impl Inner {
             .name("edrive-cache-sync".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
-                    // Whatever queued up meanwhile goes in the same batch: one flush of
-                    // the disk and one index transaction for all of it.
+                    // What comes within SYNC_BATCH_WINDOW goes in the same batch: one
+                    // flush of the disk and one index transaction for all of it (an untar
+                    // uploads hundreds of files a second). Somebody waiting ends the
+                    // window.
                     let mut jobs = Vec::new();
                     let mut barriers = Vec::new();
-                    for msg in std::iter::once(first).chain(rx.try_iter()) {
+                    let window_end = std::time::Instant::now() + SYNC_BATCH_WINDOW;
+                    let mut next = Some(first);
+                    while let Some(msg) = next.take() {
                         match msg {
                             SyncMsg::Job(job) => jobs.push(job),
                             SyncMsg::Barrier(done) => barriers.push(done),
                         }
+                        next = match rx.try_recv() {
+                            Ok(msg) => Some(msg),
+                            Err(_) if !barriers.is_empty() => None,
+                            Err(_) => rx
+                                .recv_timeout(
+                                    window_end.saturating_duration_since(std::time::Instant::now()),
+                                )
+                                .ok(),
+                        };
                     }
                     if !jobs.is_empty() {
                         let Some(inner) = weak.upgrade() else {
