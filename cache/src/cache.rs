@@ -70,21 +70,17 @@ pub(crate) enum SyncMsg {
     Barrier(std::sync::mpsc::Sender<()>),
 }
 
-/// A committed blob to sync to disk, then record in the index.
+/// A committed blob to sync to disk, then record in the index. It holds no open file:
+/// blobs can queue up by the thousand while a sync is slow.
 pub(crate) struct SyncJob {
     key: BlobKey,
     /// The blob's file name in `blobs/` when committed.
     file_name: String,
-    file: File,
 }
 
 impl SyncJob {
-    pub(crate) fn new(key: BlobKey, file_name: String, file: File) -> SyncJob {
-        SyncJob {
-            key,
-            file_name,
-            file,
-        }
+    pub(crate) fn new(key: BlobKey, file_name: String) -> SyncJob {
+        SyncJob { key, file_name }
     }
 }
 
@@ -443,7 +439,7 @@ impl Inner {
     /// Syncs the files of `jobs`, then writes the index rows of the synced ones with the
     /// flags and recency they have now, if they are still cached under the same file.
     fn record_synced(&self, jobs: &[SyncJob]) {
-        let synced = sync_files(jobs);
+        let synced = sync_files(&self.blobs_dir, jobs);
         let mut st = self.lock();
         let rows: Vec<Row> = jobs
             .iter()
@@ -518,26 +514,36 @@ impl Inner {
     }
 }
 
-/// Makes the files of `jobs` durable; says which are. A batch of several is synced with
-/// one `syncfs` on Linux (one flush of the disk instead of one per file; they all live on
-/// the cache's file system), each file with `fsync` otherwise or if that fails.
-fn sync_files(jobs: &[SyncJob]) -> Vec<bool> {
+/// Makes the files of `jobs` (in `blobs_dir`) durable; says which are. A batch of several
+/// is synced with one `syncfs` on Linux (one flush of the disk instead of one per file;
+/// they all live on the cache's file system), each file with `fsync` otherwise or if that
+/// fails. A file gone meanwhile (evicted, or moved out to be edited) counts as not synced.
+fn sync_files(blobs_dir: &Path, jobs: &[SyncJob]) -> Vec<bool> {
     #[cfg(target_os = "linux")]
-    if let [first, _, ..] = jobs {
+    if jobs.len() > 1 {
         use std::os::unix::io::AsRawFd;
-        // SAFETY: `syncfs` only reads the descriptor, which `first.file` keeps open.
-        if unsafe { libc::syncfs(first.file.as_raw_fd()) } == 0 {
-            return vec![true; jobs.len()];
+        match File::open(blobs_dir) {
+            // SAFETY: `syncfs` only reads the descriptor, which `dir` keeps open.
+            Ok(dir) if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 => {
+                return vec![true; jobs.len()];
+            }
+            Ok(_) => {
+                let err = io::Error::last_os_error();
+                tracing::debug!(%err, "cache: syncfs failed; syncing file by file");
+            }
+            Err(err) => tracing::debug!(%err, "cache: opening blobs/ failed; syncing file by file"),
         }
-        let err = io::Error::last_os_error();
-        tracing::debug!(%err, "cache: syncfs failed; syncing file by file");
     }
     jobs.iter()
-        .map(|job| match job.file.sync_all() {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::warn!(%err, key = %job.key, "cache: syncing a blob failed; it is not kept across restarts");
-                false
+        .map(|job| {
+            let path = blobs_dir.join(&job.file_name);
+            match open_read_write(&path).and_then(|f| f.sync_all()) {
+                Ok(()) => true,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+                Err(err) => {
+                    tracing::warn!(%err, key = %job.key, "cache: syncing a blob failed; it is not kept across restarts");
+                    false
+                }
             }
         })
         .collect()

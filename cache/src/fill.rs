@@ -249,19 +249,12 @@ impl Fill {
                 got: actual,
             });
         }
-        let sync = self
-            .file
-            .try_clone()
-            .map_err(|e| CacheError::io("dup", &self.path, e))?;
         let (token, file_name) = self
             .inner
             .install(&self.key, &self.path, expected, covered, 1)?;
         self.committed = true;
-        self.inner.index_when_synced(crate::cache::SyncJob::new(
-            self.key.clone(),
-            file_name,
-            sync,
-        ));
+        self.inner
+            .index_when_synced(crate::cache::SyncJob::new(self.key.clone(), file_name));
         Ok(Blob::new(
             self.inner.clone(),
             self.key.clone(),

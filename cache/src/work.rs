@@ -223,7 +223,7 @@ impl Cache {
         // loses the cached copy only (the server has the content; an unindexed blob is
         // deleted at the next open, and a working copy of a clean entry at recovery).
         self.inner
-            .index_when_synced(crate::cache::SyncJob::new(key, file_name, file));
+            .index_when_synced(crate::cache::SyncJob::new(key, file_name));
         Ok(())
     }
 
