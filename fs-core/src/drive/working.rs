@@ -13,6 +13,9 @@ pub(crate) struct Working {
     pub(crate) ino: u64,
     file: File,
     state: Mutex<State>,
+    /// Held while size and times go to the store, so that two handles closing at once
+    /// cannot note a record as current after an older one overwrote it.
+    recording: Mutex<()>,
 }
 
 #[derive(Clone, Copy)]
@@ -42,6 +45,7 @@ impl Working {
         Working {
             ino,
             file,
+            recording: Mutex::new(()),
             state: Mutex::new(State {
                 len,
                 mtime,
@@ -83,6 +87,12 @@ impl Working {
     /// Notes that the store records it as dirty now.
     pub(crate) fn set_dirty_recorded(&self) {
         self.state().dirty_recorded = true;
+    }
+
+    /// Serialises writing size and times to the store: hold it from
+    /// [`Working::to_record`] until after [`Working::set_recorded`].
+    pub(crate) fn recording(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.recording.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Size and times now, and whether the store has them already: nothing changed

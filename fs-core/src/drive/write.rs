@@ -208,6 +208,7 @@ impl Drive {
     /// Writes `w`'s size, times and dirty flag to the store, unless it wrote the same
     /// ones last time (a close records them at the flush, then again at the release).
     fn record_dirty(&self, w: &Working) -> Result<(), FsError> {
+        let _one_at_a_time = w.recording();
         let (now, recorded) = w.to_record();
         if recorded && w.dirty_recorded() {
             return Ok(());
