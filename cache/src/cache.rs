@@ -354,7 +354,7 @@ impl Inner {
         Ok((token, file))
     }
 
-    /// Waits until every download committed so far is synced and indexed.
+    /// Waits until every blob committed so far is synced and indexed.
     pub(crate) fn wait_synced(&self) {
         let syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = syncer.as_ref() else {

@@ -206,17 +206,17 @@ impl Cache {
     /// blob with the same key exists (the working copy then stays).
     pub fn adopt(&self, entry: u64, version: &str) -> Result<(), CacheError> {
         let path = self.work_path(entry);
-        let file = match open_read_write(&path) {
-            Ok(file) => file,
+        let len = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => {
+                let e = io::Error::other("the working copy is not a regular file");
+                return Err(CacheError::io("stat", &path, e));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(CacheError::NoWorkingCopy { entry })
             }
-            Err(e) => return Err(CacheError::io("open", &path, e)),
+            Err(e) => return Err(CacheError::io("stat", &path, e)),
         };
-        let len = file
-            .metadata()
-            .map_err(|e| CacheError::io("stat", &path, e))?
-            .len();
         let key = BlobKey::new(entry, version);
         let (_, file_name) = self.inner.install(&key, &path, len, 0, 0)?;
         // Synced and indexed in the background, batched with others: a crash before that
