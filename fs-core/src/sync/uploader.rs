@@ -1260,16 +1260,12 @@ impl Uploader {
 
 /// Streams `len` bytes of `file` in [`CHUNK`]s, reporting progress; memory stays flat.
 fn file_stream(file: &std::fs::File, len: u64, up: &Uploader) -> Result<ByteStream, RemoteError> {
-    let file = Arc::new(
-        file.try_clone()
-            .map_err(|e| RemoteError::Local(e.to_string()))?,
-    );
     let progress = up.progress_handle();
     if len <= INLINE_BODY {
         // A small file is read at once, here: its pages were just written, and a read on
         // the blocking pool would cost two thread switches per file of an untar.
         let mut buf = vec![0u8; len as usize];
-        let n = crate::positional::read_full_at(&file, &mut buf, 0)
+        let n = crate::positional::read_full_at(file, &mut buf, 0)
             .map_err(|e| RemoteError::Local(e.to_string()))?;
         if n as u64 != len {
             return Err(RemoteError::Local(
@@ -1282,6 +1278,10 @@ fn file_stream(file: &std::fs::File, len: u64, up: &Uploader) -> Result<ByteStre
             (len > 0).then_some(item),
         )));
     }
+    let file = Arc::new(
+        file.try_clone()
+            .map_err(|e| RemoteError::Local(e.to_string()))?,
+    );
     let stream = futures_util::stream::unfold(0u64, move |offset| {
         let file = file.clone();
         let progress = progress.clone();
