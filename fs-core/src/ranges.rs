@@ -26,6 +26,38 @@ impl Ranges {
         self.ranges.splice(first..last, [(s, e)]);
     }
 
+    /// Removes `[start, end)`.
+    pub fn remove(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let first = self.ranges.partition_point(|&(_, re)| re <= start);
+        let mut last = first;
+        let mut kept = Vec::with_capacity(2);
+        while let Some(&(rs, re)) = self.ranges.get(last) {
+            if rs >= end {
+                break;
+            }
+            if rs < start {
+                kept.push((rs, start));
+            }
+            if re > end {
+                kept.push((end, re));
+            }
+            last += 1;
+        }
+        self.ranges.splice(first..last, kept);
+    }
+
+    /// Every byte in this set or in `other`.
+    pub fn union(&self, other: &Ranges) -> Ranges {
+        let mut r = self.clone();
+        for &(s, e) in &other.ranges {
+            r.add(s, e);
+        }
+        r
+    }
+
     /// Whether every byte of `[start, end)` is in the set (an empty range always is).
     pub fn covers(&self, start: u64, end: u64) -> bool {
         if start >= end {
@@ -113,6 +145,28 @@ mod tests {
         assert_eq!(r.overlap(15, 35), Some((15, 20)));
         assert_eq!(r.overlap(20, 35), Some((30, 35)));
         assert_eq!(r.overlap(40, 50), None);
+    }
+
+    #[test]
+    fn removes_cut_and_split() {
+        let mut r = Ranges::default();
+        r.add(10, 20);
+        r.add(30, 40);
+        r.remove(0, 5);
+        r.remove(20, 30);
+        assert_eq!(r.list(), vec![(10, 20), (30, 40)]);
+        r.remove(15, 35);
+        assert_eq!(r.list(), vec![(10, 15), (35, 40)]);
+        r.remove(36, 38);
+        assert_eq!(r.list(), vec![(10, 15), (35, 36), (38, 40)]);
+        r.remove(0, 100);
+        assert_eq!(r.total(), 0);
+        let mut a = Ranges::default();
+        a.add(0, 10);
+        let mut b = Ranges::default();
+        b.add(10, 20);
+        b.add(30, 40);
+        assert_eq!(a.union(&b).list(), vec![(0, 20), (30, 40)]);
     }
 
     #[test]
