@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Testing: answer every Nth write request (PUT, MKCOL, MOVE, DELETE) with a 500.
     #[arg(long, hide = true)]
     pub fail_every: Option<u64>,
+    /// Testing: send each GET's body at most this fast (bytes a second, per request), as
+    /// a server or link that caps every connection does.
+    #[arg(long, hide = true, value_parser = parse_size)]
+    pub rate_limit: Option<u64>,
 }
 
 /// `edrive mount`.
@@ -172,6 +176,11 @@ pub struct MountArgs {
     /// may do. Unless run as root, needs `user_allow_other` in /etc/fuse.conf.
     #[arg(long)]
     pub allow_other: bool,
+    /// Most requests one file's download may run at once. Extra ranged requests are
+    /// only made while a single one is slow (under 96 MiB/s) and readers want more;
+    /// 1 turns them off.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub download_streams: u16,
     /// Serve every read through the daemon: no FUSE passthrough (by default the kernel
     /// reads cached files itself where it can; a file it serves so cannot be opened for
     /// writing until those readers close).

@@ -125,6 +125,8 @@ fn spawn_daemon(args: &MountArgs, handoff: &Handoff) -> anyhow::Result<()> {
         .arg(format!("{}ms", args.poll_interval.as_millis()))
         .arg("--on-conflict")
         .arg(args.on_conflict.as_str())
+        .arg("--download-streams")
+        .arg(args.download_streams.to_string())
         .arg("--daemon-child")
         .env_remove("EDRIVE_PASSWORD")
         .stdin(Stdio::piped())
@@ -418,6 +420,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
             ignore: ignore_list(&args),
             on_conflict: args.on_conflict,
             recovery_dir: Some(cache_dir.join("recovered")),
+            download_streams: args.download_streams.into(),
         },
     ));
     rt.block_on(async { drive.start_writeback() })

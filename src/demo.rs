@@ -81,6 +81,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         on_conflict: Default::default(),
         allow_other: false,
         no_passthrough: false,
+        download_streams: 4,
         foreground: false,
         daemon_child: false,
     });

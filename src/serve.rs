@@ -14,6 +14,8 @@ use dav_server::body::Body;
 use dav_server::localfs::LocalFs;
 use dav_server::memls::MemLs;
 use dav_server::DavHandler;
+use futures_util::{StreamExt, TryStreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -66,6 +68,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         root: dir.clone(),
         quota: args.quota,
         fail_every: args.fail_every.filter(|n| *n > 0),
+        rate_limit: args.rate_limit.filter(|n| *n > 0),
         writes: std::sync::atomic::AtomicU64::new(0),
     });
     let handler = DavHandler::builder()
@@ -174,7 +177,7 @@ async fn handle(
     handler: DavHandler,
     auth: Option<&ServeAuth>,
     faults: &Faults,
-) -> Response<Body> {
+) -> Response<ServedBody> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let resp = match auth {
@@ -188,14 +191,41 @@ async fn handle(
         "request method={method} path={path} status={}",
         resp.status().as_u16()
     );
-    resp
+    match faults.rate_limit {
+        Some(rate) if method == "GET" => resp.map(|b| {
+            UnsyncBoxBody::new(http_body_util::StreamBody::new(
+                throttled(b, rate).map_ok(hyper::body::Frame::data),
+            ))
+        }),
+        _ => resp.map(UnsyncBoxBody::new),
+    }
 }
 
-/// Server-side limits and injected failures (`--quota`, `--fail-every`).
+/// What a request is answered with.
+type ServedBody = UnsyncBoxBody<bytes::Bytes, std::io::Error>;
+
+/// `body`, sent no faster than `rate` bytes a second.
+fn throttled(
+    body: Body,
+    rate: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    let start = tokio::time::Instant::now();
+    futures_util::stream::unfold((body, 0u64), move |(mut body, sent)| async move {
+        let item = body.next().await?;
+        let sent = sent + item.as_ref().map_or(0, |b| b.len() as u64);
+        let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        Some((item, (body, sent)))
+    })
+}
+
+/// Server-side limits and injected failures (`--quota`, `--fail-every`, `--rate-limit`).
 struct Faults {
     root: std::path::PathBuf,
     quota: Option<u64>,
     fail_every: Option<u64>,
+    /// Bytes a second each GET's body is sent at, at most.
+    rate_limit: Option<u64>,
     writes: std::sync::atomic::AtomicU64,
 }
 

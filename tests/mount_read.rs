@@ -137,10 +137,22 @@ fn reads_are_byte_identical(kind: Server) {
         assert_eq!(state_of(&m.join(&name)), "hydrated", "{name} after reading");
     }
     // Every non-empty file came from the server exactly once; an empty one needs no GET.
+    // (Should one request be slow on a busy machine, the 200 MiB file may get helper
+    // requests for pieces of it: ranged, 206.)
+    let requests = server.requests();
+    let gets = |status: u16| {
+        requests
+            .iter()
+            .filter(move |r| r.0 == "GET" && r.2 == status)
+    };
     assert_eq!(
-        server.count_requests("GET"),
+        gets(200).count(),
         sizes.len() - 1,
-        "content came from the server once per non-empty file"
+        "content came from the server once per non-empty file: {requests:?}"
+    );
+    assert!(
+        gets(206).all(|r| r.1.ends_with("/f5.bin")),
+        "a ranged GET of a small file: {requests:?}"
     );
     server.reset_requests();
     for i in 0..sizes.len() {
@@ -518,6 +530,97 @@ fn a_seek_in_a_cold_file_fetches_from_there_embedded() {
 #[test]
 fn a_seek_in_a_cold_file_fetches_from_there_apache() {
     a_seek_in_a_cold_file_fetches_from_there(Server::Apache);
+}
+
+/// Issue 7, parallel ranged GETs: when one request is slow (here a server that sends every
+/// body at 8 MiB/s, as one that caps each connection does), a sequential read of a cold
+/// file gets helper requests for pieces ahead of it, every byte is still right and the file
+/// ends up cached whole. With `--download-streams 1` the same read is one request.
+#[test]
+fn a_slow_connection_gets_helper_requests() {
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    let data = numbered_blocks(24);
+    write(&share.join("v.bin"), &data);
+    let mut srv = EmbeddedServer::start_with(&share, None, &["--rate-limit", "8M"]);
+    let gets = |srv: &EmbeddedServer, status: u16| {
+        srv.requests()
+            .iter()
+            .filter(|(method, path, s)| method == "GET" && path.ends_with("/v.bin") && *s == status)
+            .count()
+    };
+
+    let m = Mount::new(&srv.url(), MountOpts::default());
+    let path = m.join("v.bin");
+    assert!(read_all(&path) == data, "the file read back differs");
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
+            == "hydrated"),
+        "not cached whole: {}",
+        state_of(&path)
+    );
+    assert_eq!(gets(&srv, 200), 1, "one main request: {:?}", srv.requests());
+    assert!(
+        gets(&srv, 206) >= 2,
+        "no helper requests beside the slow one: {:?}",
+        srv.requests()
+    );
+    m.unmount();
+
+    srv.reset_requests();
+    let m = Mount::new(&srv.url(), MountOpts::default().arg("--download-streams=1"));
+    let path = m.join("v.bin");
+    assert!(
+        read_all(&path) == data,
+        "the file read back differs (one stream)"
+    );
+    assert_eq!(
+        (gets(&srv, 200), gets(&srv, 206)),
+        (1, 0),
+        "one request with --download-streams 1: {:?}",
+        srv.requests()
+    );
+    m.unmount();
+}
+
+/// Parallel ranged GETs never mix two versions: a file replaced on the server while it is
+/// being read (slowly, so helper requests start after the change) is read whole in its old
+/// version, or the read fails; it is never pieced together from both. Afterwards the new
+/// version reads back whole.
+#[test]
+fn a_file_replaced_during_a_parallel_download_is_never_mixed() {
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    let old = numbered_blocks(32);
+    write(&share.join("v.bin"), &old);
+    let srv = EmbeddedServer::start_with(&share, None, &["--rate-limit", "4M"]);
+    let m = Mount::new(&srv.url(), MountOpts::default().dir_cache_ttl("300ms"));
+    let path = m.join("v.bin");
+    let mut f = File::open(&path).unwrap();
+    let mut head = vec![0u8; 1 << 20];
+    f.read_exact(&mut head).unwrap();
+    assert!(head[..] == old[..1 << 20], "the first MiB differs");
+    // Replaced (a new file renamed over it), one block longer: another version.
+    let new: Vec<u8> = numbered_blocks(33).iter().map(|b| b ^ 0x5a).collect();
+    write(&share.join("v.tmp"), &new);
+    std::fs::rename(share.join("v.tmp"), share.join("v.bin")).unwrap();
+    let mut rest = Vec::new();
+    match f.read_to_end(&mut rest) {
+        Ok(_) => assert!(
+            rest[..] == old[1 << 20..],
+            "the old version read back differs (mixed with the new one?)"
+        ),
+        Err(e) => eprintln!("the read of the old version failed, as it may: {e}"),
+    }
+    drop(f);
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || std::fs::read(&path)
+            .is_ok_and(|b| b == new)),
+        "the new version does not read back whole"
+    );
+    m.unmount();
 }
 
 /// Bytes of `path` in the cache (or downloaded so far), from `edrive status PATH --json`.

@@ -8,10 +8,17 @@
 //! of that version starts from it, also after a restart: a half-read 10 GiB video costs
 //! what was read, once.
 //!
-//! One request runs at a time. It starts at the beginning of the file; a read that needs
-//! bytes far ahead of it (more than [`SEEK_AHEAD`]), or in a gap behind it, sends it
+//! One main request runs at a time. It starts at the beginning of the file; a read that
+//! needs bytes far ahead of it (more than [`SEEK_AHEAD`]), or in a gap behind it, sends it
 //! there with a ranged GET: a seek in a cold video waits for its own bytes, not for
 //! everything before them.
+//!
+//! When readers want more than the main request brings and it is slow (under
+//! [`PARALLEL_BELOW`]: a server or link that caps each connection, or a long way to the
+//! server), up to `streams - 1` helper requests fetch wanted pieces of [`HELPER_CHUNK`]
+//! further ahead, each with its own ranged GET. The main request ends where a helper's
+//! piece begins and goes on after it. A fast single request (a server next door) gets no
+//! helpers: more connections would only share the same CPU or disk.
 //!
 //! Only what readers are about to need is fetched: each read wants its bytes plus a
 //! read-ahead window of twice what was read sequentially so far (from [`MIN_WINDOW`] to
@@ -62,6 +69,19 @@ const PAUSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// reader waiting), so that a slow reader does not cause a request per read.
 const RESUME_MIN: u64 = 2 << 20;
 
+/// Bytes one helper request fetches (see the module doc).
+const HELPER_CHUNK: u64 = 4 << 20;
+
+/// Helpers take pieces at least this far ahead of the main request, which would soon get
+/// to nearer bytes anyway.
+const HELPER_LEAD: u64 = 4 << 20;
+
+/// Helpers are added while the main request brings less than this many bytes a second.
+const PARALLEL_BELOW: f64 = (96 << 20) as f64;
+
+/// How long the main request must have run (unpaused) before its speed is judged.
+const RATE_SAMPLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A read starting at most this far after the previous read's end still counts as
 /// sequential (the kernel's read-ahead requests arrive slightly out of order).
 const SEQUENTIAL_SLACK: u64 = 2 << 20;
@@ -108,8 +128,19 @@ pub struct Transfer {
     seek: Mutex<Option<u64>>,
     /// What readers want fetched.
     demand: Mutex<Demand>,
-    /// Wakes the download when `seek` or `demand` changed.
+    /// Wakes the download when `seek` or `demand` changed, or a helper ended a piece.
     seek_wake: tokio::sync::Notify,
+    /// Every byte written to the fill so far, by any request. Readers learn of them
+    /// through `progress` (all but the file's last bytes: see [`Transfer::record`]).
+    written: Mutex<Ranges>,
+    /// Pieces helper requests are fetching now.
+    claimed: Mutex<Ranges>,
+    /// Where the main request writes next.
+    main_at: std::sync::atomic::AtomicU64,
+    /// A helper's error that ends the transfer (the server has another version now).
+    fatal: Mutex<Option<FsError>>,
+    /// Set when a helper request failed otherwise: no more helpers for this transfer.
+    helpers_off: std::sync::atomic::AtomicBool,
 }
 
 impl Transfer {
@@ -166,7 +197,7 @@ impl Transfer {
                     None => {}
                 }
                 let missing = p.covered.gap_from(offset, end).map_or(offset, |g| g.0);
-                if needs_seek(missing, p.at, &p.covered) {
+                if needs_seek(missing, p.at, &p.covered) && !self.is_claimed(missing) {
                     let mut seek = self.seek.lock().unwrap_or_else(|p| p.into_inner());
                     if *seek != Some(missing) {
                         *seek = Some(missing);
@@ -294,23 +325,123 @@ impl Transfer {
             return Ok(());
         }
         let data = pending.split_to(n);
-        {
-            let mut slot = self.fill.lock().unwrap_or_else(|p| p.into_inner());
-            let fill = slot
-                .as_mut()
-                .ok_or_else(|| FsError::Io(std::io::Error::other("download cancelled")))?;
-            fill.write_at(&data, *pos)?;
-        }
-        covered.add(*pos, *pos + n as u64);
-        *pos += n as u64;
-        if covered.total() < self.len {
-            let (c, at) = (covered.clone(), *pos);
+        self.write_fill(&data, *pos)?;
+        let end = *pos + n as u64;
+        self.main_at
+            .store(end, std::sync::atomic::Ordering::Relaxed);
+        self.record(*pos, end, tx, Some(end));
+        *pos = end;
+        *covered = self.planned();
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` into the fill.
+    fn write_fill(&self, data: &[u8], offset: u64) -> Result<(), FsError> {
+        let mut slot = self.fill.lock().unwrap_or_else(|p| p.into_inner());
+        let fill = slot
+            .as_mut()
+            .ok_or_else(|| FsError::Io(std::io::Error::other("download cancelled")))?;
+        fill.write_at(data, offset)?;
+        Ok(())
+    }
+
+    /// Records `[start, end)` as written and tells readers (with where the main request
+    /// is now, if it wrote them). The file's last bytes are told only by the commit, so
+    /// whoever has read the whole file finds it cached as complete.
+    fn record(&self, start: u64, end: u64, tx: &watch::Sender<Progress>, at: Option<u64>) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        written.add(start, end);
+        if written.total() < self.len {
             tx.send_modify(|p| {
-                p.covered = c;
-                p.at = at;
+                p.covered.add(start, end);
+                if let Some(at) = at {
+                    p.at = at;
+                }
             });
         }
-        Ok(())
+    }
+
+    /// Every byte written so far.
+    fn written(&self) -> Ranges {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn claimed(&self) -> std::sync::MutexGuard<'_, Ranges> {
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a helper request is fetching byte `x`.
+    fn is_claimed(&self, x: u64) -> bool {
+        self.claimed().contains(x)
+    }
+
+    /// Whether a helper fetches or wrote any of `[start, end)`.
+    fn taken(&self, start: u64, end: u64) -> bool {
+        self.claimed().overlap(start, end).is_some()
+            || self
+                .written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .overlap(start, end)
+                .is_some()
+    }
+
+    /// Bytes written or being fetched by helpers: what the main request leaves alone.
+    fn planned(&self) -> Ranges {
+        let written = self.written();
+        written.union(&self.claimed())
+    }
+
+    /// A piece for a helper request, claimed: wanted bytes that nobody has or fetches,
+    /// at least [`HELPER_LEAD`] ahead of the main request, at most [`HELPER_CHUNK`] long.
+    /// Pieces shorter than a [`COALESCE`] are left to the main request unless bytes
+    /// already here (or the end of the file) follow them.
+    fn claim(&self) -> Option<(u64, u64)> {
+        let from = self
+            .main_at
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(HELPER_LEAD);
+        let d = self.demand();
+        let written = self.written();
+        let mut claimed = self.claimed();
+        let planned = written.union(&claimed);
+        let mut at = from;
+        while let Some((gs, ge)) = planned.gap_from(at, self.len) {
+            let mut w = gs;
+            while let Some((ws, we)) = d.wanted.overlap(w, ge) {
+                let end = we.min(ws + HELPER_CHUNK);
+                if end - ws >= COALESCE as u64 || end == ge {
+                    claimed.add(ws, end);
+                    return Some((ws, end));
+                }
+                w = we;
+            }
+            at = ge;
+        }
+        None
+    }
+
+    /// A helper is done with `[start, end)` (fetched, or failed: the main request or
+    /// another helper fetches what is missing).
+    fn unclaim(&self, start: u64, end: u64) {
+        self.claimed().remove(start, end);
+        self.seek_wake.notify_one();
+    }
+
+    /// Whether a helper's error ends the transfer.
+    fn failed(&self) -> bool {
+        self.fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// A helper's error that ends the transfer, if one happened.
+    fn take_fatal(&self) -> Option<FsError> {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Whether a reader waits now for bytes that are not here.
@@ -329,7 +460,7 @@ impl Transfer {
         let mut seek = self.seek.lock().unwrap_or_else(|p| p.into_inner());
         let x = (*seek)?;
         *seek = None;
-        needs_seek(x, pos, covered).then_some(x)
+        (needs_seek(x, pos, covered) && !self.is_claimed(x)).then_some(x)
     }
 }
 
@@ -337,6 +468,13 @@ impl Transfer {
 /// behind `pos`, or more than [`SEEK_AHEAD`] after it.
 fn needs_seek(x: u64, pos: u64, covered: &Ranges) -> bool {
     !covered.contains(x) && (x < pos || x > pos.saturating_add(SEEK_AHEAD))
+}
+
+/// Whether the main request, measured from `since` (when, and at which offset) to `pos`
+/// now, is slow enough for helpers to be worth it (see [`PARALLEL_BELOW`]).
+fn slow(since: (tokio::time::Instant, u64), pos: u64) -> bool {
+    let t = since.0.elapsed();
+    t >= RATE_SAMPLE && (pos.saturating_sub(since.1) as f64) < PARALLEL_BELOW * t.as_secs_f64()
 }
 
 /// A reader waiting for bytes that are not here, counted in [`Demand::starving`] until
@@ -369,12 +507,20 @@ pub struct Hydrator {
     /// download of one waits for it, so that it resumes what was fetched.
     parking: Mutex<std::collections::HashSet<BlobKey>>,
     parked: std::sync::Condvar,
+    /// Most requests one download runs at once (the main one and its helpers).
+    streams: usize,
 }
 
 impl Hydrator {
-    /// A hydrator over these stores.
-    pub fn new(remote: Arc<dyn Remote>, cache: Arc<Cache>, meta: Arc<Meta>) -> Hydrator {
+    /// A hydrator over these stores; one download runs at most `streams` requests at once.
+    pub fn new(
+        remote: Arc<dyn Remote>,
+        cache: Arc<Cache>,
+        meta: Arc<Meta>,
+        streams: usize,
+    ) -> Hydrator {
         Hydrator {
+            streams: streams.max(1),
             remote,
             cache,
             meta,
@@ -450,11 +596,13 @@ impl Hydrator {
             None => self.cache.begin_fill(key.clone(), len)?,
         };
         let reader = fill.reader()?;
+        let written = present.clone();
         let (tx, rx) = watch::channel(Progress {
             covered: present,
             at: 0,
             outcome: None,
         });
+        let tx = Arc::new(tx);
         let transfer = Arc::new(Transfer {
             key: key.clone(),
             len,
@@ -477,6 +625,11 @@ impl Hydrator {
                 starving: 0,
             }),
             seek_wake: tokio::sync::Notify::new(),
+            written: Mutex::new(written),
+            claimed: Mutex::new(Ranges::default()),
+            main_at: std::sync::atomic::AtomicU64::new(0),
+            fatal: Mutex::new(None),
+            helpers_off: std::sync::atomic::AtomicBool::new(false),
         });
         inflight.insert(key.clone(), transfer.clone());
 
@@ -625,30 +778,42 @@ impl Hydrator {
             });
     }
 
+    /// The main request's loop (see the module doc). `covered` is what it leaves alone:
+    /// bytes written, or being fetched by a helper. Helpers run in a set that ends with
+    /// this future, so a cancelled download stops them too.
     async fn download(
-        &self,
+        self: &Arc<Self>,
         path: &RemotePath,
-        tx: &watch::Sender<Progress>,
-        transfer: &Transfer,
+        tx: &Arc<watch::Sender<Progress>>,
+        transfer: &Arc<Transfer>,
     ) -> Result<(), FsError> {
         let len = transfer.len;
         let mut path = path.clone();
         let fill = &transfer.fill;
-        let mut covered = transfer.progress.borrow().covered.clone();
+        let mut helpers = tokio::task::JoinSet::new();
+        // Whether helpers ever ran: the main request then checks what it is about to
+        // write against what they fetch.
+        let mut helped = false;
         // Where the last request stopped: the next one continues from there.
         let mut next = 0;
         loop {
+            while helpers.try_join_next().is_some() {}
+            if let Some(e) = transfer.take_fatal() {
+                return Err(e);
+            }
+            if transfer.written().gap_from(0, len).is_none() {
+                break;
+            }
+            let mut covered = transfer.planned();
             let from = match transfer.take_seek(next, &covered) {
                 Some(x) => x - x % SEEK_ALIGN,
                 None => next,
             };
-            if covered.gap_from(0, len).is_none() {
-                break;
-            }
             let start = match transfer.next_wanted(from, &covered) {
                 Some(start) => start,
-                // Nothing (worth a request) is wanted: wait for readers. The timeout
-                // only re-checks; every change of demand wakes us.
+                // Nothing (worth a request) is wanted, or helpers fetch it: wait for
+                // readers or helpers. The timeout only re-checks; every change of
+                // demand, and every piece a helper ends, wakes us.
                 _ => {
                     let _ = tokio::time::timeout(
                         std::time::Duration::from_secs(1),
@@ -669,8 +834,13 @@ impl Hydrator {
             }
             let dl = self.open_stream(&mut path, range, transfer).await?;
             tx.send_modify(|p| p.at = start);
+            transfer
+                .main_at
+                .store(start, std::sync::atomic::Ordering::Relaxed);
             let mut body = dl.body;
             let mut pos = start;
+            // Since when (and from where) this request's speed is measured.
+            let mut since = (tokio::time::Instant::now(), pos);
             // Arriving bytes are held back and written in COALESCE-aligned pieces: one
             // write and one wake-up instead of dozens, and the page cache then holds the
             // blob in large folios, which later reads copy several times faster than
@@ -686,8 +856,11 @@ impl Hydrator {
                         if pausing || transfer.starving() {
                             transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false)?;
                         }
-                        if pausing && self.paused(transfer, pos, &covered).await {
-                            break true;
+                        if pausing {
+                            if self.paused(transfer, pos, &covered).await {
+                                break true;
+                            }
+                            since = (tokio::time::Instant::now(), pos);
                         }
                         // Wait for bytes, or for a reader (that needs them elsewhere, or
                         // waits for bytes held back).
@@ -727,8 +900,21 @@ impl Hydrator {
                     )));
                 }
                 pending.extend_from_slice(&chunk);
+                let here = pos + pending.len() as u64;
+                if helped && transfer.taken(pos, here) {
+                    // A helper fetches (or fetched) what follows: go on after it.
+                    transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false)?;
+                    break true;
+                }
+                if self.streams > 1 && slow(since, here) {
+                    self.add_helpers(&mut helpers, transfer, &path, tx);
+                    helped |= !helpers.is_empty();
+                }
                 if pending.len() >= COALESCE {
                     transfer.write_held(&mut pending, &mut pos, &mut covered, tx, true)?;
+                    if let Some(e) = transfer.take_fatal() {
+                        return Err(e);
+                    }
                     if pos - start >= MIN_RUN && self.wanted_elsewhere(transfer, pos, &covered) {
                         break true;
                     }
@@ -739,6 +925,7 @@ impl Hydrator {
                         if self.paused(transfer, pos, &covered).await {
                             break true;
                         }
+                        since = (tokio::time::Instant::now(), pos);
                     }
                 }
             };
@@ -746,11 +933,13 @@ impl Hydrator {
             if !sent_elsewhere && pos != end {
                 return Err(FsError::Remote(RemoteError::ShortBody {
                     expected: len,
-                    got: covered.total(),
+                    got: transfer.written().total(),
                 }));
             }
             next = pos;
         }
+        // Everything is written: helpers have nothing left to do.
+        helpers.abort_all();
         let fill = fill
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -764,6 +953,113 @@ impl Hydrator {
         Ok(())
     }
 
+    /// Starts helper requests (up to `streams - 1` at once) for pieces [`Transfer::claim`]
+    /// finds; each takes further pieces until none is left.
+    fn add_helpers(
+        self: &Arc<Self>,
+        set: &mut tokio::task::JoinSet<()>,
+        transfer: &Arc<Transfer>,
+        path: &RemotePath,
+        tx: &Arc<watch::Sender<Progress>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        while set.try_join_next().is_some() {}
+        while set.len() + 1 < self.streams && !transfer.helpers_off.load(Ordering::Relaxed) {
+            let Some(piece) = transfer.claim() else {
+                return;
+            };
+            let (this, t, path, tx) = (self.clone(), transfer.clone(), path.clone(), tx.clone());
+            let span = info_span!("helper", start = piece.0);
+            set.spawn(async move { this.helper(&t, path, &tx, piece).await }.instrument(span));
+        }
+    }
+
+    /// A helper request's life: fetches `piece`, then more pieces while there are any.
+    /// A failure only ends the helpers (the main request fetches what is missing),
+    /// unless the server has another version now: that ends the transfer.
+    async fn helper(
+        &self,
+        transfer: &Transfer,
+        mut path: RemotePath,
+        tx: &watch::Sender<Progress>,
+        mut piece: (u64, u64),
+    ) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let (start, end) = piece;
+            debug!(start, end, "helper request");
+            let result = self.fetch_piece(&mut path, start, end, transfer, tx).await;
+            if let Err(e) = result {
+                transfer.helpers_off.store(true, Ordering::Relaxed);
+                if matches!(e, FsError::Stale) {
+                    *transfer.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                } else {
+                    debug!(error = %e, "helper request failed; no more helpers");
+                }
+                transfer.unclaim(start, end);
+                return;
+            }
+            transfer.unclaim(start, end);
+            match transfer.claim() {
+                Some(p) => piece = p,
+                None => return,
+            }
+        }
+    }
+
+    /// Fetches `[start, end)` with a ranged GET into the fill, in [`COALESCE`] pieces (or
+    /// at once while a reader waits).
+    async fn fetch_piece(
+        &self,
+        path: &mut RemotePath,
+        start: u64,
+        end: u64,
+        transfer: &Transfer,
+        tx: &watch::Sender<Progress>,
+    ) -> Result<(), FsError> {
+        let dl = self.open_stream(path, Some(start..end), transfer).await?;
+        let mut body = dl.body;
+        let mut pos = start;
+        let mut pending = bytes::BytesMut::new();
+        let flush = |pending: &mut bytes::BytesMut, pos: &mut u64| -> Result<(), FsError> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let data = pending.split();
+            transfer.write_fill(&data, *pos)?;
+            let next = *pos + data.len() as u64;
+            transfer.record(*pos, next, tx, None);
+            *pos = next;
+            Ok(())
+        };
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = flush(&mut pending, &mut pos);
+                    return Err(e.into());
+                }
+            };
+            if pos + (pending.len() + chunk.len()) as u64 > end {
+                return Err(FsError::Remote(RemoteError::Malformed(
+                    "body longer than its length".into(),
+                )));
+            }
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= COALESCE || transfer.starving() {
+                flush(&mut pending, &mut pos)?;
+            }
+        }
+        flush(&mut pending, &mut pos)?;
+        if pos != end {
+            return Err(FsError::Remote(RemoteError::ShortBody {
+                expected: end - start,
+                got: pos - start,
+            }));
+        }
+        Ok(())
+    }
+
     /// Waits while nothing at `pos` is wanted, keeping the request (the server waits on
     /// its connection too, so what is fetched stays bounded and a sequential reader costs
     /// one request). `true` when the request should end instead: a reader wants bytes
@@ -774,7 +1070,7 @@ impl Hydrator {
             if transfer.wanted_at(pos) || transfer.wanted_near(pos, covered) {
                 return false;
             }
-            if self.wanted_elsewhere(transfer, pos, covered) {
+            if self.wanted_elsewhere(transfer, pos, covered) || transfer.failed() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, transfer.seek_wake.notified())
@@ -791,7 +1087,7 @@ impl Hydrator {
     /// about to reach; the wish stays for the next request to act on.
     fn wanted_elsewhere(&self, transfer: &Transfer, pos: u64, covered: &Ranges) -> bool {
         let seek = *transfer.seek.lock().unwrap_or_else(|p| p.into_inner());
-        seek.is_some_and(|x| needs_seek(x, pos, covered))
+        seek.is_some_and(|x| needs_seek(x, pos, covered) && !transfer.is_claimed(x))
     }
 
     /// Starts a GET of `range` (all of it if `None`) and checks it is the version and

@@ -57,6 +57,8 @@ pub struct DriveOptions {
     /// Where local versions discarded by `resolve --use-remote` are kept (30 days); `None`:
     /// beside the cache's content folder, in `recovered/`.
     pub recovery_dir: Option<std::path::PathBuf>,
+    /// Most requests one file's download runs at once (see [`crate::hydrate`]).
+    pub download_streams: usize,
 }
 
 impl Default for DriveOptions {
@@ -69,6 +71,7 @@ impl Default for DriveOptions {
             ignore: IgnoreList::defaults(),
             on_conflict: ConflictPolicy::default(),
             recovery_dir: None,
+            download_streams: 4,
         }
     }
 }
@@ -244,7 +247,12 @@ impl Drive {
         let conn = Arc::new(Connectivity::default());
         let raw_remote = remote;
         let remote: Arc<dyn Remote> = Arc::new(Watched::new(raw_remote.clone(), conn.clone()));
-        let hydrator = Arc::new(Hydrator::new(remote.clone(), cache.clone(), meta.clone()));
+        let hydrator = Arc::new(Hydrator::new(
+            remote.clone(),
+            cache.clone(),
+            meta.clone(),
+            options.download_streams,
+        ));
         let activity = Arc::new(Activity::default());
         let inval = Arc::new(Invalidations::default());
         let uploader = Arc::new(
