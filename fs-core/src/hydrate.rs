@@ -181,28 +181,35 @@ impl Transfer {
         let mut rx = self.progress.clone();
         let mut starving: Option<Starving<'_>> = None;
         loop {
-            {
+            // Read out of the channel first: no other lock is taken while it is borrowed
+            // (a writer holds `written` while it waits for the channel).
+            let (here, outcome, seek_to) = {
                 let p = rx.borrow_and_update();
-                if p.covered.covers(offset, end) {
-                    break;
-                }
-                if starving.is_none() {
-                    self.demand().starving += 1;
-                    starving = Some(Starving(self));
-                    self.seek_wake.notify_one();
-                }
-                match &p.outcome {
-                    Some(Err(e)) => return Err(clone_error(e)),
-                    Some(Ok(())) => break,
-                    None => {}
-                }
                 let missing = p.covered.gap_from(offset, end).map_or(offset, |g| g.0);
-                if needs_seek(missing, p.at, &p.covered) && !self.is_claimed(missing) {
-                    let mut seek = self.seek.lock().unwrap_or_else(|p| p.into_inner());
-                    if *seek != Some(missing) {
-                        *seek = Some(missing);
-                        self.seek_wake.notify_one();
-                    }
+                (
+                    p.covered.covers(offset, end),
+                    p.outcome.clone(),
+                    needs_seek(missing, p.at, &p.covered).then_some(missing),
+                )
+            };
+            if here {
+                break;
+            }
+            if starving.is_none() {
+                self.demand().starving += 1;
+                starving = Some(Starving(self));
+                self.seek_wake.notify_one();
+            }
+            match outcome {
+                Some(Err(e)) => return Err(clone_error(&e)),
+                Some(Ok(())) => break,
+                None => {}
+            }
+            if let Some(missing) = seek_to.filter(|&x| !self.is_claimed(x)) {
+                let mut seek = self.seek.lock().unwrap_or_else(|p| p.into_inner());
+                if *seek != Some(missing) {
+                    *seek = Some(missing);
+                    self.seek_wake.notify_one();
                 }
             }
             rx.changed().await.map_err(|_| {
@@ -349,9 +356,13 @@ impl Transfer {
     /// is now, if it wrote them). The file's last bytes are told only by the commit, so
     /// whoever has read the whole file finds it cached as complete.
     fn record(&self, start: u64, end: u64, tx: &watch::Sender<Progress>, at: Option<u64>) {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        written.add(start, end);
-        if written.total() < self.len {
+        let announce = {
+            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            written.add(start, end);
+            written.total() < self.len
+        };
+        // Not under `written`: a reader may hold the channel while it takes a lock.
+        if announce {
             tx.send_modify(|p| {
                 p.covered.add(start, end);
                 if let Some(at) = at {
@@ -404,8 +415,8 @@ impl Transfer {
             .main_at
             .load(std::sync::atomic::Ordering::Relaxed)
             .saturating_add(HELPER_LEAD);
-        let d = self.demand();
         let written = self.written();
+        let d = self.demand();
         let mut claimed = self.claimed();
         let planned = written.union(&claimed);
         let mut at = from;
@@ -422,13 +433,6 @@ impl Transfer {
             at = ge;
         }
         None
-    }
-
-    /// A helper is done with `[start, end)` (fetched, or failed: the main request or
-    /// another helper fetches what is missing).
-    fn unclaim(&self, start: u64, end: u64) {
-        self.claimed().remove(start, end);
-        self.seek_wake.notify_one();
     }
 
     /// Whether a helper's error ends the transfer.
@@ -468,6 +472,24 @@ impl Transfer {
 /// behind `pos`, or more than [`SEEK_AHEAD`] after it.
 fn needs_seek(x: u64, pos: u64, covered: &Ranges) -> bool {
     !covered.contains(x) && (x < pos || x > pos.saturating_add(SEEK_AHEAD))
+}
+
+/// A piece a helper fetches, given back when dropped (fetched, or failed: the main request
+/// or another helper fetches what is missing). The download and its readers are woken: a
+/// reader may now need to send the download there.
+struct Claim<'a> {
+    transfer: &'a Transfer,
+    tx: &'a watch::Sender<Progress>,
+    start: u64,
+    end: u64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.transfer.claimed().remove(self.start, self.end);
+        self.transfer.seek_wake.notify_one();
+        self.tx.send_modify(|_| {});
+    }
 }
 
 /// Whether the main request, measured from `since` (when, and at which offset) to `pos`
@@ -832,11 +854,12 @@ impl Hydrator {
             if range.is_some() {
                 debug!(start, end, "ranged request");
             }
-            let dl = self.open_stream(&mut path, range, transfer).await?;
-            tx.send_modify(|p| p.at = start);
+            // Before the request goes out: helpers stay clear of where it starts.
             transfer
                 .main_at
                 .store(start, std::sync::atomic::Ordering::Relaxed);
+            let dl = self.open_stream(&mut path, range, transfer).await?;
+            tx.send_modify(|p| p.at = start);
             let mut body = dl.body;
             let mut pos = start;
             // Since when (and from where) this request's speed is measured.
@@ -857,7 +880,7 @@ impl Hydrator {
                             transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false)?;
                         }
                         if pausing {
-                            if self.paused(transfer, pos, &covered).await {
+                            if self.paused(transfer, pos).await {
                                 break true;
                             }
                             since = (tokio::time::Instant::now(), pos);
@@ -922,7 +945,7 @@ impl Hydrator {
                     if here < end && !transfer.wanted_at(here) {
                         // Nothing held back while paused: the pause may end the request.
                         transfer.write_held(&mut pending, &mut pos, &mut covered, tx, false)?;
-                        if self.paused(transfer, pos, &covered).await {
+                        if self.paused(transfer, pos).await {
                             break true;
                         }
                         since = (tokio::time::Instant::now(), pos);
@@ -964,6 +987,10 @@ impl Hydrator {
     ) {
         use std::sync::atomic::Ordering;
         while set.try_join_next().is_some() {}
+        if transfer.expected_etag.is_none() {
+            // Pieces could not be checked to be of one version.
+            return;
+        }
         while set.len() + 1 < self.streams && !transfer.helpers_off.load(Ordering::Relaxed) {
             let Some(piece) = transfer.claim() else {
                 return;
@@ -987,6 +1014,13 @@ impl Hydrator {
         use std::sync::atomic::Ordering;
         loop {
             let (start, end) = piece;
+            // Given back however this ends (done, failed, or aborted with the download).
+            let _claim = Claim {
+                transfer,
+                tx,
+                start,
+                end,
+            };
             debug!(start, end, "helper request");
             let result = self.fetch_piece(&mut path, start, end, transfer, tx).await;
             if let Err(e) = result {
@@ -996,10 +1030,12 @@ impl Hydrator {
                 } else {
                     debug!(error = %e, "helper request failed; no more helpers");
                 }
-                transfer.unclaim(start, end);
                 return;
             }
-            transfer.unclaim(start, end);
+            drop(_claim);
+            if transfer.helpers_off.load(Ordering::Relaxed) || transfer.failed() {
+                return;
+            }
             match transfer.claim() {
                 Some(p) => piece = p,
                 None => return,
@@ -1018,6 +1054,18 @@ impl Hydrator {
         tx: &watch::Sender<Progress>,
     ) -> Result<(), FsError> {
         let dl = self.open_stream(path, Some(start..end), transfer).await?;
+        if dl.etag.is_none() {
+            // Without a version on every piece, pieces of two versions could be mixed.
+            return Err(FsError::Remote(RemoteError::Transfer(
+                "no ETag on a ranged reply".into(),
+            )));
+        }
+        if dl.skipped > 0 {
+            // The server ignores Range: each piece would cost everything before it.
+            return Err(FsError::Remote(RemoteError::Transfer(
+                "the server does not serve ranges".into(),
+            )));
+        }
         let mut body = dl.body;
         let mut pos = start;
         let mut pending = bytes::BytesMut::new();
@@ -1063,14 +1111,17 @@ impl Hydrator {
     /// Waits while nothing at `pos` is wanted, keeping the request (the server waits on
     /// its connection too, so what is fetched stays bounded and a sequential reader costs
     /// one request). `true` when the request should end instead: a reader wants bytes
-    /// elsewhere, or nobody wanted more for [`PAUSE_LIMIT`].
-    async fn paused(&self, transfer: &Transfer, pos: u64, covered: &Ranges) -> bool {
+    /// elsewhere, a helper failed for good, or nobody wanted more for [`PAUSE_LIMIT`].
+    /// What the request leaves alone is taken again at every wake-up, as helpers end or
+    /// give up pieces meanwhile.
+    async fn paused(&self, transfer: &Transfer, pos: u64) -> bool {
         let deadline = tokio::time::Instant::now() + PAUSE_LIMIT;
         loop {
-            if transfer.wanted_at(pos) || transfer.wanted_near(pos, covered) {
+            let covered = transfer.planned();
+            if transfer.wanted_at(pos) || transfer.wanted_near(pos, &covered) {
                 return false;
             }
-            if self.wanted_elsewhere(transfer, pos, covered) || transfer.failed() {
+            if self.wanted_elsewhere(transfer, pos, &covered) || transfer.failed() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, transfer.seek_wake.notified())

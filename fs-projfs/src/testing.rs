@@ -132,6 +132,7 @@ impl Remote for MemRemote {
         Ok(Download {
             len: Some(len),
             etag,
+            skipped: 0,
             body,
         })
     }

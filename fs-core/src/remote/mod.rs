@@ -101,6 +101,9 @@ pub struct Download {
     pub len: Option<u64>,
     /// The version the server is sending, if it said.
     pub etag: Option<ETag>,
+    /// Bytes before the asked range that the server sends and the body drops (all of them
+    /// when the server ignores Range and sends the whole file).
+    pub skipped: u64,
     /// The body. Yields an error (never a clean end) if fewer than `len` bytes arrive.
     pub body: ByteStream,
 }

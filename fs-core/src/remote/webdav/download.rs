@@ -100,6 +100,7 @@ pub(crate) fn download(
     Ok(Download {
         len: plan.promised,
         etag,
+        skipped: plan.skip,
         body: Box::pin(BodyStream::new(inner, plan, idle)),
     })
 }
@@ -109,6 +110,7 @@ pub(crate) fn empty() -> Download {
     Download {
         len: Some(0),
         etag: None,
+        skipped: 0,
         body: Box::pin(futures_util::stream::empty()),
     }
 }
