@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// a server or link that caps every connection does.
     #[arg(long, hide = true, value_parser = parse_size)]
     pub rate_limit: Option<u64>,
+    /// Testing: ignore Range headers (answer every GET with the whole file), as some
+    /// servers and proxies do.
+    #[arg(long, hide = true)]
+    pub ignore_range: bool,
 }
 
 /// `edrive mount`.

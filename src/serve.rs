@@ -69,6 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         quota: args.quota,
         fail_every: args.fail_every.filter(|n| *n > 0),
         rate_limit: args.rate_limit.filter(|n| *n > 0),
+        ignore_range: args.ignore_range,
         writes: std::sync::atomic::AtomicU64::new(0),
     });
     let handler = DavHandler::builder()
@@ -173,11 +174,14 @@ async fn serve_connection(
 
 /// Authenticates, dispatches to dav-server and logs one line per request.
 async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     handler: DavHandler,
     auth: Option<&ServeAuth>,
     faults: &Faults,
 ) -> Response<ServedBody> {
+    if faults.ignore_range {
+        req.headers_mut().remove(hyper::header::RANGE);
+    }
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let resp = match auth {
@@ -219,13 +223,16 @@ fn throttled(
     })
 }
 
-/// Server-side limits and injected failures (`--quota`, `--fail-every`, `--rate-limit`).
+/// Server-side limits and injected failures (`--quota`, `--fail-every`, `--rate-limit`,
+/// `--ignore-range`).
 struct Faults {
     root: std::path::PathBuf,
     quota: Option<u64>,
     fail_every: Option<u64>,
     /// Bytes a second each GET's body is sent at, at most.
     rate_limit: Option<u64>,
+    /// Answer every GET whole, whatever its Range header asks.
+    ignore_range: bool,
     writes: std::sync::atomic::AtomicU64,
 }
 

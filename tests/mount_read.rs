@@ -584,6 +584,42 @@ fn a_slow_connection_gets_helper_requests() {
     m.unmount();
 }
 
+/// A slow server that ignores Range (every GET answered with the whole file) gets one
+/// helper attempt, not one per piece: each piece would cost all the bytes before it. The
+/// main request reads the file to its end, byte-identical.
+#[test]
+fn a_server_that_ignores_range_stops_the_helper_requests() {
+    require_fuse();
+    let tmp = tempdir();
+    let share = tmp.path().join("share");
+    let data = numbered_blocks(24);
+    write(&share.join("v.bin"), &data);
+    let srv = EmbeddedServer::start_with(&share, None, &["--rate-limit", "8M", "--ignore-range"]);
+    // One helper at most at a time, so that every piece it took would be a request.
+    let m = Mount::new(&srv.url(), MountOpts::default().arg("--download-streams=2"));
+    let path = m.join("v.bin");
+    assert!(read_all(&path) == data, "the file read back differs");
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
+            == "hydrated"),
+        "not cached whole: {}",
+        state_of(&path)
+    );
+    let gets = srv
+        .requests()
+        .iter()
+        .filter(|(method, path, _)| method == "GET" && path.ends_with("/v.bin"))
+        .count();
+    // The main request, one helper attempt, and the main request again if it had
+    // stopped at the helper's piece before the helper gave up.
+    assert!(
+        (2..=3).contains(&gets),
+        "expected the main request and one helper attempt, got {gets}: {:?}",
+        srv.requests()
+    );
+    m.unmount();
+}
+
 /// Parallel ranged GETs never mix two versions: a file replaced on the server while it is
 /// being read (slowly, so helper requests start after the change) is read whole in its old
 /// version, or the read fails; it is never pieced together from both. Afterwards the new
