@@ -14,6 +14,9 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::paths;
+
+/// How long an unmount waits for local changes noticed before it to be recorded.
+const RECORD_GRACE: Duration = Duration::from_secs(60);
 use crate::status_reply::{answer, MountInfo, UnmountReply};
 
 /// The control pipe of a mount: its name and the instance waiting for the next client.
@@ -102,7 +105,19 @@ pub async fn run_until_unmounted(
     drop(server);
     // PrjStopVirtualizing waits for running callbacks, so it must not block a worker.
     let stopped = tokio::task::spawn_blocking(move || session.stop()).await;
-    let result = stopped.map_err(|e| format!("stopping the projection failed: {e}"));
+    let result = match stopped {
+        Ok(recorder) => {
+            // Local changes noticed before the stop are recorded (in the journal, uploaded
+            // by the next mount if not now) before the runtime goes.
+            if let Some(recorder) = recorder {
+                if tokio::time::timeout(RECORD_GRACE, recorder).await.is_err() {
+                    warn!("local changes still being recorded after {RECORD_GRACE:?}; stopping anyway");
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(format!("stopping the projection failed: {e}")),
+    };
     // Every unmount request, the one that ended the loop and any queued behind it, learns
     // how the stop went.
     unmount_rx.close();

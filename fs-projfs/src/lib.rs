@@ -16,6 +16,7 @@
 //! * [`enumeration`] — the enumeration-session state machine;
 //! * [`placeholder`] — sizes, FILETIMEs, attributes and version info;
 //! * [`notification`] — the mapping from notification sequences to [`notification::CoreOp`]s;
+//! * [`mirror`] — carrying those operations into fs-core's write path;
 //! * [`command`] — pending commands, completion and cancellation;
 //! * [`filedata`], [`projection`], [`refresh`], [`path`], [`hresult`] — aligned content
 //!   streaming, path resolution over `Drive`, server-change decisions, paths and names,
@@ -29,6 +30,7 @@ pub mod command;
 pub mod enumeration;
 pub mod filedata;
 pub mod hresult;
+pub mod mirror;
 pub mod name_order;
 pub mod notification;
 pub mod path;

@@ -121,8 +121,8 @@ pub enum CoreOp {
 /// Whether local changes may reach the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMode {
-    /// fs-core has no write path (today): server files cannot be modified, renamed or
-    /// deleted; files created locally may be, and stay local.
+    /// Server files cannot be modified, renamed or deleted; files created locally may
+    /// be, and stay local.
     ReadOnly,
     /// Every local change is mirrored.
     ReadWrite,

@@ -57,6 +57,7 @@ pub struct ReadShape {
 }
 
 /// The drive as ProjFS sees it.
+#[derive(Clone)]
 pub struct Projection {
     drive: Arc<Drive>,
 }
@@ -87,7 +88,8 @@ impl Projection {
         &self.drive
     }
 
-    async fn children(&self, dir: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
+    /// The entries of folder `dir`.
+    pub(crate) async fn children(&self, dir: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
         let fh = self.drive.opendir(dir).await?;
         let rows = self.drive.readdir(fh);
         self.drive.releasedir(fh);

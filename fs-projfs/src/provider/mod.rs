@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use edrive_fs_core::Drive;
 use tokio::runtime::Handle;
-use tokio::task::AbortHandle;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, info, warn};
 use windows::core::PCWSTR;
 use windows::Win32::Storage::ProjectedFileSystem::{
@@ -33,6 +34,7 @@ use windows::Win32::Storage::ProjectedFileSystem::{
 use crate::command::Commands;
 use crate::enumeration::Sessions;
 use crate::hresult::Hresult;
+use crate::mirror::Mirror;
 use crate::notification::{CoreOp, Deferred, Tracker, WriteMode};
 use crate::path::VirtPath;
 use crate::projection::{Projection, ReadShape};
@@ -46,8 +48,7 @@ pub struct MountConfig {
     /// The virtualization instance id: stable for a given root (derive it from the mount's
     /// cache directory), since ProjFS records it in the root when marking it.
     pub instance_id: [u8; 16],
-    /// Whether local changes may reach the server ([`WriteMode::ReadOnly`] until fs-core
-    /// has a write path).
+    /// Whether local changes reach the server (the default) or are refused.
     pub mode: WriteMode,
     /// ProjFS callback threads (0: ProjFS' default, twice the processors).
     pub pool_threads: u32,
@@ -58,11 +59,11 @@ pub struct MountConfig {
 }
 
 impl MountConfig {
-    /// Defaults for instance `instance_id`: read-only, ProjFS' thread counts, 1 MiB writes.
+    /// Defaults for instance `instance_id`: read-write, ProjFS' thread counts, 1 MiB writes.
     pub fn new(instance_id: [u8; 16]) -> MountConfig {
         MountConfig {
             instance_id,
-            mode: WriteMode::ReadOnly,
+            mode: WriteMode::ReadWrite,
             pool_threads: 0,
             concurrent_threads: 0,
             max_chunk: 1 << 20,
@@ -112,6 +113,8 @@ pub(crate) struct Shared {
     sessions: Mutex<Sessions>,
     commands: Mutex<Commands<AbortHandle>>,
     tracker: Mutex<Tracker>,
+    /// Local changes on their way to the [`Mirror`], in order; `None` once stopping.
+    changes: Mutex<Option<UnboundedSender<CoreOp>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -133,15 +136,22 @@ impl Shared {
         }
     }
 
-    /// The seam to fs-core's write path: today fs-core has none, so operations are logged
-    /// and the local change stays local. When fs-core gains `create` / `upload` / `rename`
-    /// / `delete`, this is the one place that calls them (on the runtime, in order).
+    /// The seam to fs-core's write path: operations go, in order, to the task that
+    /// records them with the [`Mirror`] (never from the callback's thread).
     fn carry_out(&self, ops: Vec<CoreOp>) {
+        let changes = lock(&self.changes);
         for op in ops {
-            match self.mode {
-                WriteMode::ReadOnly => info!(?op, "local change not sent: the drive is read-only"),
-                WriteMode::ReadWrite => {
-                    warn!(?op, "local change not sent: fs-core has no write path yet")
+            match (self.mode, changes.as_ref()) {
+                (WriteMode::ReadOnly, _) => {
+                    info!(?op, "local change not sent: the drive is read-only")
+                }
+                (WriteMode::ReadWrite, Some(tx)) => {
+                    if tx.send(op).is_err() {
+                        warn!("local change not recorded: the recorder has stopped");
+                    }
+                }
+                (WriteMode::ReadWrite, None) => {
+                    warn!(?op, "local change not recorded: the drive is stopping")
                 }
             }
         }
@@ -173,6 +183,26 @@ impl Shared {
     }
 }
 
+/// Starts the task that records local changes with a [`Mirror`] of `root`, one at a time
+/// in the order they were noticed.
+fn start_recorder(
+    runtime: &Handle,
+    projection: Projection,
+    root: std::path::PathBuf,
+) -> (UnboundedSender<CoreOp>, JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CoreOp>();
+    let mirror = Mirror::new(projection, root);
+    let task = runtime.spawn(async move {
+        while let Some(op) = rx.recv().await {
+            match mirror.apply(&op).await {
+                Ok(()) => debug!(?op, "local change recorded"),
+                Err(e) => warn!(?op, error = %e, "local change not recorded"),
+            }
+        }
+    });
+    (tx, task)
+}
+
 /// A running virtualization instance. Stops when dropped.
 pub struct Session {
     shared: Arc<Shared>,
@@ -180,6 +210,8 @@ pub struct Session {
     instance: *const Shared,
     root: std::path::PathBuf,
     stopped: bool,
+    /// The task recording local changes (see [`Session::stop`]).
+    recorder: Option<JoinHandle<()>>,
 }
 
 // SAFETY: `instance` is an `Arc<Shared>` reference count owned by this value, and Shared is
@@ -214,8 +246,10 @@ pub fn start(
         debug!(%mark, "root not marked (already a virtualization root?)");
     }
 
+    let projection = Projection::new(drive);
+    let (changes, recorder) = start_recorder(&runtime, projection.clone(), root.to_path_buf());
     let shared = Arc::new(Shared {
-        projection: Projection::new(drive),
+        projection,
         rt: runtime,
         ctx: RwLock::new(None),
         alignment: OnceLock::new(),
@@ -224,6 +258,7 @@ pub fn start(
         sessions: Mutex::new(Sessions::new()),
         commands: Mutex::new(Commands::new()),
         tracker: Mutex::new(Tracker::new()),
+        changes: Mutex::new(Some(changes)),
     });
     let callbacks = callbacks::table();
     let empty = ffi::wide("");
@@ -266,6 +301,7 @@ pub fn start(
                 instance,
                 root: root.to_path_buf(),
                 stopped: false,
+                recorder: Some(recorder),
             })
         }
         Err(e) => {
@@ -308,8 +344,11 @@ impl Session {
     }
 
     /// Stops the instance: pending commands are abandoned, no callback runs afterwards.
-    pub fn stop(mut self) {
+    /// Returns the task still recording the local changes noticed before: it ends once
+    /// they are recorded, and the caller should wait for it before the runtime stops.
+    pub fn stop(mut self) -> Option<JoinHandle<()>> {
         self.stop_now();
+        self.recorder.take()
     }
 
     fn stop_now(&mut self) {
@@ -330,6 +369,8 @@ impl Session {
             // SAFETY: a started context, stopped once; returns after the last callback.
             unsafe { PrjStopVirtualizing(ctx.0) };
         }
+        // No callback sends any more: the recorder ends after what is queued.
+        lock(&self.shared.changes).take();
         // SAFETY: the reference given to ProjFS at start; no callback can use it any more.
         drop(unsafe { Arc::from_raw(self.instance) });
         info!(root = %self.root.display(), "ProjFS virtualization stopped");
