@@ -667,6 +667,12 @@ impl Drive {
         lock(&self.dirs).remove(&fh);
     }
 
+    /// The path of `ino` below the mount's root, as the mount shows it (names as they
+    /// are locally).
+    pub fn path_of(&self, ino: u64) -> Result<Vec<String>, FsError> {
+        Ok(self.meta.path_of(ino)?.parts().to_vec())
+    }
+
     /// The parent folder of `ino` (the root is its own parent).
     pub fn parent_of(&self, ino: u64) -> Result<u64, FsError> {
         if ino == ROOT_INO {

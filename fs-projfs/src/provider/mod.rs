@@ -17,6 +17,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
+use edrive_fs_core::notify::KernelCache;
 use edrive_fs_core::Drive;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
@@ -183,6 +184,52 @@ impl Shared {
     }
 }
 
+/// fs-core's news of server changes (the poller's, a listing's), turned into placeholder
+/// updates: a changed or vanished name or file is brought in line with the server
+/// (`PrjUpdateFileIfNeeded`, or `PrjDeleteFile` when it is gone), never when it has local
+/// changes. New names need nothing: ProjFS asks for every folder's listing anew.
+struct PlaceholderRefresh(std::sync::Weak<Shared>);
+
+impl PlaceholderRefresh {
+    fn refresh(&self, path: VirtPath) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let rt = shared.rt.clone();
+        rt.spawn(async move {
+            let dirty = lock(&shared.tracker).is_dirty(&path);
+            let plan = refresh::plan_remote_change(RemoteChange::Modified, dirty);
+            let outcome = shared.apply(&path, plan).await;
+            debug!(%path, ?outcome, "placeholder brought in line with the server");
+        });
+    }
+
+    fn path_of(&self, ino: u64) -> Option<VirtPath> {
+        let shared = self.0.upgrade()?;
+        match shared.projection.drive().path_of(ino) {
+            Ok(parts) => Some(VirtPath::from_parts(parts)),
+            Err(e) => {
+                debug!(ino, error = %e, "changed entry has no path; its name's news covers it");
+                None
+            }
+        }
+    }
+}
+
+impl KernelCache for PlaceholderRefresh {
+    fn inval_entry(&self, parent: u64, name: &str) {
+        if let Some(dir) = self.path_of(parent) {
+            self.refresh(dir.join(name));
+        }
+    }
+
+    fn inval_inode(&self, ino: u64) {
+        if let Some(path) = self.path_of(ino).filter(|p| !p.is_root()) {
+            self.refresh(path);
+        }
+    }
+}
+
 /// Starts the task that records local changes with a [`Mirror`] of `root`, one at a time
 /// in the order they were noticed.
 fn start_recorder(
@@ -281,6 +328,10 @@ pub fn start(
         NotificationMappings: mappings.as_mut_ptr(),
         NotificationMappingsCount: mappings.len() as u32,
     };
+    shared
+        .projection
+        .drive()
+        .install_kernel_cache(Arc::new(PlaceholderRefresh(Arc::downgrade(&shared))));
     let instance = Arc::into_raw(shared.clone());
     // SAFETY: every pointer is valid for the call (ProjFS copies the callbacks, options and
     // mappings); `instance` stays a live strong reference until after PrjStopVirtualizing.
