@@ -143,6 +143,8 @@ impl Projection {
         let entries = self.children(r.ino).await?;
         let mut rows: Vec<DirRow> = entries
             .iter()
+            // The mirror's staging files are never shown (see `mirror`).
+            .filter(|e| !crate::mirror::is_staging(&e.name))
             .filter(|e| match check_windows_name(&e.name) {
                 Ok(()) => true,
                 Err(why) => {

@@ -667,6 +667,12 @@ impl Drive {
         lock(&self.dirs).remove(&fh);
     }
 
+    /// Whether files named `name` stay local (the ignore list): kept and shown, never
+    /// uploaded.
+    pub fn ignores(&self, name: &str) -> bool {
+        self.options.ignore.matches(name)
+    }
+
     /// The path of `ino` below the mount's root, as the mount shows it (names as they
     /// are locally).
     pub fn path_of(&self, ino: u64) -> Result<Vec<String>, FsError> {

@@ -356,8 +356,10 @@ unsafe extern "system" fn notification(
             return Hresult::from(edrive_fs_core::FsError::ReadOnly);
         }
         let ops = tracker.observe(&n);
-        drop(tracker);
+        // Queued under the tracker's lock: operations reach the mirror in the order the
+        // tracker produced them, whichever pool threads the notifications came on.
         call.shared.carry_out(ops);
+        drop(tracker);
         Hresult::OK
     })
 }

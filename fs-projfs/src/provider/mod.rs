@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use edrive_fs_core::notify::KernelCache;
-use edrive_fs_core::Drive;
+use edrive_fs_core::{Drive, FsError};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -27,9 +27,10 @@ use windows::core::PCWSTR;
 use windows::Win32::Storage::ProjectedFileSystem::{
     PrjMarkDirectoryAsPlaceholder, PrjStartVirtualizing, PrjStopVirtualizing, PRJ_FLAG_NONE,
     PRJ_NOTIFICATION_MAPPING, PRJ_NOTIFY_FILE_HANDLE_CLOSED_FILE_DELETED,
-    PRJ_NOTIFY_FILE_HANDLE_CLOSED_FILE_MODIFIED, PRJ_NOTIFY_FILE_OVERWRITTEN,
-    PRJ_NOTIFY_FILE_PRE_CONVERT_TO_FULL, PRJ_NOTIFY_FILE_RENAMED, PRJ_NOTIFY_NEW_FILE_CREATED,
-    PRJ_NOTIFY_PRE_DELETE, PRJ_NOTIFY_PRE_RENAME, PRJ_STARTVIRTUALIZING_OPTIONS,
+    PRJ_NOTIFY_FILE_HANDLE_CLOSED_FILE_MODIFIED, PRJ_NOTIFY_FILE_HANDLE_CLOSED_NO_MODIFICATION,
+    PRJ_NOTIFY_FILE_OVERWRITTEN, PRJ_NOTIFY_FILE_PRE_CONVERT_TO_FULL, PRJ_NOTIFY_FILE_RENAMED,
+    PRJ_NOTIFY_NEW_FILE_CREATED, PRJ_NOTIFY_PRE_DELETE, PRJ_NOTIFY_PRE_RENAME,
+    PRJ_STARTVIRTUALIZING_OPTIONS,
 };
 
 use crate::command::Commands;
@@ -230,6 +231,13 @@ impl KernelCache for PlaceholderRefresh {
     }
 }
 
+/// Waits before a local change whose file could not be read is tried again.
+const RECORD_RETRIES: [std::time::Duration; 3] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(5),
+    std::time::Duration::from_secs(20),
+];
+
 /// Starts the task that records local changes with a [`Mirror`] of `root`, one at a time
 /// in the order they were noticed.
 fn start_recorder(
@@ -241,9 +249,22 @@ fn start_recorder(
     let mirror = Mirror::new(projection, root);
     let task = runtime.spawn(async move {
         while let Some(op) = rx.recv().await {
-            match mirror.apply(&op).await {
-                Ok(()) => debug!(?op, "local change recorded"),
-                Err(e) => warn!(?op, error = %e, "local change not recorded"),
+            let mut attempt = 0;
+            loop {
+                match mirror.apply(&op).await {
+                    Ok(()) => debug!(?op, "local change recorded"),
+                    // A file held by another program (an indexer, an antivirus scan, the
+                    // application itself) is tried again a little later; later changes
+                    // wait, so that they keep their order.
+                    Err(FsError::Io(e)) if attempt < RECORD_RETRIES.len() => {
+                        debug!(?op, error = %e, "local change not readable yet; trying again");
+                        tokio::time::sleep(RECORD_RETRIES[attempt]).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(e) => warn!(?op, error = %e, "local change not recorded"),
+                }
+                break;
             }
         }
     });
@@ -316,6 +337,8 @@ pub fn start(
             | PRJ_NOTIFY_PRE_RENAME
             | PRJ_NOTIFY_FILE_RENAMED
             | PRJ_NOTIFY_FILE_HANDLE_CLOSED_FILE_MODIFIED
+            // A file truncated and closed without a write is changed too.
+            | PRJ_NOTIFY_FILE_HANDLE_CLOSED_NO_MODIFICATION
             | PRJ_NOTIFY_FILE_HANDLE_CLOSED_FILE_DELETED
             | PRJ_NOTIFY_FILE_PRE_CONVERT_TO_FULL,
         NotificationRoot: PCWSTR(empty.as_ptr()),
