@@ -4,7 +4,8 @@
 //! Modules: `client` (HTTP, timeouts, redirects), `credentials` (Basic or bearer,
 //! swappable at runtime), `href` (paths ↔ URLs),
 //! `propfind` (the multistatus parser), `xml` (namespace-aware XML reading), `status`
-//! (HTTP status → [`RemoteError`]), `download` / `upload` (body streams).
+//! (HTTP status → [`RemoteError`]), `download` / `upload` (body streams), `streamed`
+//! (listings parsed as they arrive).
 
 mod client;
 mod credentials;
@@ -12,6 +13,7 @@ mod download;
 mod href;
 mod propfind;
 mod status;
+mod streamed;
 mod upload;
 mod xml;
 
@@ -149,6 +151,18 @@ impl WebDav {
         dir: bool,
         credentials: Option<&Credentials>,
     ) -> Result<Vec<u8>, RemoteError> {
+        let resp = self.propfind_reply(path, depth, dir, credentials).await?;
+        client::read_capped(resp, propfind::MAX_REPLY).await
+    }
+
+    /// Sends a PROPFIND; the response, once it is known to carry a multistatus body.
+    async fn propfind_reply(
+        &self,
+        path: &RemotePath,
+        depth: &str,
+        dir: bool,
+        credentials: Option<&Credentials>,
+    ) -> Result<reqwest::Response, RemoteError> {
         let call = Call::new(
             method("PROPFIND")?,
             self.client.url(path, dir)?,
@@ -165,7 +179,7 @@ impl WebDav {
         };
         let resp = self.client.check(sent).await?;
         match resp.status().as_u16() {
-            207 | 200 => client::read_capped(resp, propfind::MAX_REPLY).await,
+            207 | 200 => Ok(resp),
             code => Err(RemoteError::Status(code)),
         }
     }
@@ -188,8 +202,15 @@ fn method(name: &str) -> Result<Method, RemoteError> {
 #[async_trait]
 impl Remote for WebDav {
     async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
-        let body = self.propfind(path, "1", true, None).await?;
-        propfind::parse_listing(&body, self.client.base_parts(), path)
+        // Parsed as it arrives: a folder's reply grows with its entries (about 400 bytes
+        // each) and is never held whole.
+        let resp = self.propfind_reply(path, "1", true, None).await?;
+        let base = self.client.base_parts().to_vec();
+        let dir = path.clone();
+        streamed::parse_streamed(resp, propfind::MAX_LISTING_REPLY, move |body| {
+            propfind::parse_listing_from(body, &base, &dir)
+        })
+        .await
     }
 
     async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {

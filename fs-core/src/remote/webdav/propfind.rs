@@ -2,12 +2,13 @@
 //! entries from it. Pure functions from bytes to entries; no I/O.
 
 use std::collections::HashSet;
+use std::io::BufRead;
 use std::time::SystemTime;
 
 use tracing::warn;
 
 use super::href::href_to_parts;
-use super::xml::{walk, Node, Tag as T};
+use super::xml::{walk_reader, Node, Tag as T};
 use crate::remote::{validate_name, ETag, Listing, RemoteEntry, RemoteError, RemotePath};
 
 /// The PROPFIND request body: exactly the properties edrive uses.
@@ -18,8 +19,13 @@ pub(crate) const REQUEST_BODY: &str = concat!(
     r#"</D:prop></D:propfind>"#,
 );
 
-/// Largest PROPFIND reply accepted (it is buffered whole).
+/// Largest Depth 0 PROPFIND reply accepted (it is buffered whole).
 pub(crate) const MAX_REPLY: usize = 64 << 20;
+
+/// Largest listing reply accepted (parsed as it arrives; about 1.3 million entries). Only
+/// the entries taken from it are kept, so this bounds what a hostile server can make a
+/// listing cost.
+pub(crate) const MAX_LISTING_REPLY: u64 = 512 << 20;
 
 /// The properties of one resource, from its successful `<propstat>` blocks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -77,11 +83,25 @@ impl DavResponse {
 /// Parses a multistatus document into its responses.
 fn parse_multistatus(body: &[u8]) -> Result<Vec<DavResponse>, RemoteError> {
     let mut out = Vec::new();
+    each_response(body, |r| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Parses a multistatus document read from `source`, handing each response to `on` as
+/// soon as it is complete (nothing else is kept).
+fn each_response<R, F>(source: R, mut on: F) -> Result<(), RemoteError>
+where
+    R: BufRead,
+    F: FnMut(DavResponse) -> Result<(), RemoteError>,
+{
     let mut current = DavResponse::default();
     let mut propstat = Props::default();
     let mut propstat_status: Option<String> = None;
     let mut text = String::new();
-    walk(body, |stack, node| {
+    walk_reader(source, |stack, node| {
         match (node, stack) {
             (Node::Open(tag), [_]) if tag != T::Multistatus => {
                 return Err(RemoteError::Malformed(
@@ -101,9 +121,7 @@ fn parse_multistatus(body: &[u8]) -> Result<Vec<DavResponse>, RemoteError> {
             }
             (Node::Open(_), _) => text.clear(),
             (Node::Text(t), _) => text.push_str(&t),
-            (Node::Close(_), [T::Multistatus, T::Response]) => {
-                out.push(std::mem::take(&mut current))
-            }
+            (Node::Close(_), [T::Multistatus, T::Response]) => on(std::mem::take(&mut current))?,
             (Node::Close(_), [T::Multistatus, T::Response, T::Href]) => {
                 if current.href.is_none() {
                     current.href = Some(text.trim().to_string());
@@ -145,8 +163,7 @@ fn parse_multistatus(body: &[u8]) -> Result<Vec<DavResponse>, RemoteError> {
             (Node::Close(_), _) => {}
         }
         Ok(())
-    })?;
-    Ok(out)
+    })
 }
 
 /// The code of a status line such as `HTTP/1.1 200 OK`.
@@ -176,8 +193,19 @@ fn locate(r: &DavResponse, base: &[String], relative_to: &[String]) -> Option<Ve
 /// Entries that are not direct children of `dir`, have invalid or duplicate names, or
 /// unusable hrefs are skipped with a warning. If the folder itself is missing from the
 /// reply it is synthesized (a directory without etag).
+#[cfg(test)]
 pub(crate) fn parse_listing(
     body: &[u8],
+    base: &[String],
+    dir: &RemotePath,
+) -> Result<Listing, RemoteError> {
+    parse_listing_from(body, base, dir)
+}
+
+/// [`parse_listing`] of a reply read from `source` as it arrives: the reply itself is
+/// never held whole, only the entries taken from it.
+pub(crate) fn parse_listing_from<R: BufRead>(
+    source: R,
     base: &[String],
     dir: &RemotePath,
 ) -> Result<Listing, RemoteError> {
@@ -186,16 +214,16 @@ pub(crate) fn parse_listing(
     let mut children = Vec::new();
     let mut names = HashSet::new();
     let mut complete = true;
-    for r in parse_multistatus(body)? {
+    each_response(source, |r| {
         let Some(mut parts) = locate(&r, base, dir_parts) else {
             complete = false;
-            continue;
+            return Ok(());
         };
         let href = r.href.as_deref().unwrap_or_default();
         if let Some(code) = r.failed_status() {
             warn!(href = ?href, code, "PROPFIND reply: skipping entry with failed status");
             complete = false;
-            continue;
+            return Ok(());
         }
         if parts == dir_parts {
             if dir_entry.is_some() {
@@ -203,24 +231,25 @@ pub(crate) fn parse_listing(
             } else {
                 dir_entry = Some(r.props.into_entry(String::new()));
             }
-            continue;
+            return Ok(());
         }
         if parts.len() != dir_parts.len() + 1 || !parts.starts_with(dir_parts) {
             warn!(href = ?href, dir = %dir, "PROPFIND reply: skipping entry that is not a direct child");
             complete = false;
-            continue;
+            return Ok(());
         }
         let name = parts.pop().unwrap_or_default();
         if let Err(e) = validate_name(&name) {
             warn!(href = ?href, "PROPFIND reply: skipping entry with invalid name: {e}");
-            continue;
+            return Ok(());
         }
         if !names.insert(name.clone()) {
             warn!(href = ?href, name = ?name, "PROPFIND reply: skipping duplicate name");
-            continue;
+            return Ok(());
         }
         children.push(r.props.into_entry(name));
-    }
+        Ok(())
+    })?;
     let dir_entry = dir_entry.unwrap_or_else(|| {
         warn!(dir = %dir, "PROPFIND reply does not describe the listed folder; assuming a folder");
         complete = false;
@@ -717,7 +746,7 @@ mod tests {
     #[test]
     fn request_body_is_well_formed() {
         let mut props = Vec::new();
-        walk(REQUEST_BODY.as_bytes(), |_, node| {
+        super::super::xml::walk(REQUEST_BODY.as_bytes(), |_, node| {
             if let Node::Open(tag) = node {
                 props.push(tag);
             }

@@ -589,3 +589,58 @@ fn a_bearer_token_and_a_user_exclude_each_other() {
     config.user = Some("alice".into());
     assert!(matches!(WebDav::new(config), Err(RemoteError::Local(_))));
 }
+
+/// A listing reply of `n` files, about 300 bytes each.
+fn big_listing(n: usize) -> String {
+    let mut s = String::from(
+        r#"<?xml version="1.0" encoding="utf-8"?><D:multistatus xmlns:D="DAV:">
+<D:response><D:href>/dav/big/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"#,
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "<D:response><D:href>/dav/big/file-{i:06}.txt</D:href><D:propstat><D:prop><D:resourcetype/><D:getcontentlength>{i}</D:getcontentlength><D:getetag>\"e{i}\"</D:getetag></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\n"
+        ));
+    }
+    s.push_str("</D:multistatus>");
+    s
+}
+
+#[tokio::test]
+async fn a_large_listing_is_parsed_as_it_arrives() {
+    let body = big_listing(5000);
+    assert!(body.len() > 1 << 20, "spans many reads");
+    let ms = [("Content-Type", "application/xml")];
+    let (url, server) = serve(vec![reply("207 Multi-Status", &ms, body.as_bytes())]).await;
+    let listing = within(dav(&url).list(&path(&["big"]))).await.unwrap();
+    assert!(listing.complete);
+    assert_eq!(listing.children.len(), 5000);
+    assert_eq!(listing.children[4321].name, "file-004321.txt");
+    assert_eq!(listing.children[4321].size, 4321);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_listing_cut_short_is_an_error_never_a_shorter_listing() {
+    // The document happens to be complete, but the body is shorter than announced.
+    let body = big_listing(50);
+    let length = (body.len() + 100).to_string();
+    let headers = [
+        ("Content-Type", "application/xml"),
+        ("Content-Length", length.as_str()),
+    ];
+    let (url, server) = serve(vec![reply("207 Multi-Status", &headers, body.as_bytes())]).await;
+    let r = within(dav(&url).list(&path(&["big"]))).await;
+    assert!(r.is_err(), "a short reply was taken: {r:?}");
+    server.await.unwrap();
+
+    // Announced larger than any listing is accepted: refused before reading.
+    let headers = [
+        ("Content-Type", "application/xml"),
+        ("Content-Length", "1073741824"),
+    ];
+    let (url, _server) = serve(vec![reply("207 Multi-Status", &headers, b"<D:multistatus")]).await;
+    match within(dav(&url).list(&path(&["big"]))).await {
+        Err(RemoteError::Malformed(m)) => assert!(m.contains("larger than"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -2,6 +2,7 @@
 //! by prefix, with entity references and CDATA folded into plain text.
 
 use std::borrow::Cow;
+use std::io::BufRead;
 
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
@@ -67,18 +68,27 @@ pub(crate) enum Node<'a> {
 ///
 /// Fails with [`RemoteError::Malformed`] if the document is not UTF-8, not well-formed,
 /// has no root element, or if `on` fails.
-pub(crate) fn walk<F>(body: &[u8], mut on: F) -> Result<(), RemoteError>
+pub(crate) fn walk<F>(body: &[u8], on: F) -> Result<(), RemoteError>
 where
     F: FnMut(&[Tag], Node<'_>) -> Result<(), RemoteError>,
 {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| RemoteError::Malformed(format!("reply is not UTF-8: {e}")))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = NsReader::from_str(text);
+    walk_reader(body, on)
+}
+
+/// [`walk`] over a document read as it arrives: only the element being read is held in
+/// memory, however long the document. A leading UTF-8 byte order mark is skipped.
+pub(crate) fn walk_reader<R, F>(source: R, mut on: F) -> Result<(), RemoteError>
+where
+    R: BufRead,
+    F: FnMut(&[Tag], Node<'_>) -> Result<(), RemoteError>,
+{
+    let mut reader = NsReader::from_reader(source);
+    let mut buf = Vec::new();
     let mut stack: Vec<Tag> = Vec::new();
     let mut seen_root = false;
     loop {
-        let (ns, event) = match reader.read_resolved_event() {
+        buf.clear();
+        let (ns, event) = match reader.read_resolved_event_into(&mut buf) {
             Ok(x) => x,
             Err(e) => {
                 let at = reader.error_position();
