@@ -295,6 +295,9 @@ fn kernel_ttl(args: &MountArgs) -> Duration {
 }
 
 fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
+    // Before any thread exists (see the module): memory stays flat however large the
+    // folders listed.
+    edrive_fs_core::memory::one_arena();
     let ready = Ready {
         daemon_child: args.daemon_child,
     };

@@ -9,6 +9,7 @@ pub mod connectivity;
 pub mod drive;
 pub mod error;
 pub mod hydrate;
+pub mod memory;
 pub mod meta;
 pub mod notify;
 mod positional;

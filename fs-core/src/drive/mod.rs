@@ -102,6 +102,13 @@ pub struct Attr {
     pub gid: u32,
 }
 
+/// A folder with this many entries takes enough memory to list that it is given back
+/// to the system afterwards (see [`crate::memory::give_back`]).
+const LARGE_FOLDER: usize = 10_000;
+
+/// What a working copy says of its file: size, modification time, change time.
+pub(crate) type WorkingAttrs = (u64, SystemTime, Option<SystemTime>);
+
 /// One row of a folder listing.
 #[derive(Clone, Debug)]
 pub struct DirEntry {
@@ -415,12 +422,15 @@ impl Drive {
     }
 
     fn attr(&self, e: &Entry) -> Attr {
+        let working = lock(&self.works).get(&e.ino).map(|(w, _)| w.attrs());
+        self.attr_with(e, working)
+    }
+
+    /// The attributes of `e`, given what its working copy says, if it has one.
+    fn attr_with(&self, e: &Entry, working: Option<WorkingAttrs>) -> Attr {
         let dir = e.is_dir();
-        let (size, mtime, work_ctime) = match lock(&self.works).get(&e.ino) {
-            Some((w, _)) => {
-                let (size, mtime) = w.size_and_mtime();
-                (size, mtime, w.ctime())
-            }
+        let (size, mtime, work_ctime) = match working {
+            Some((size, mtime, ctime)) => (size, mtime, ctime),
             None => (e.size, e.mtime.unwrap_or(UNIX_EPOCH), None),
         };
         Attr {
@@ -528,6 +538,10 @@ impl Drive {
                 let changes = self.meta.apply_listing_holding(ino, &listing, &held)?;
                 debug!(ino, %path, children = listing.children.len(), ?changes, "listed");
                 drop(_tree);
+                if listing.children.len() >= LARGE_FOLDER {
+                    drop(listing);
+                    crate::memory::give_back();
+                }
                 self.after_listing(ino, &changes);
                 Ok(Some(changes))
             }
@@ -603,14 +617,18 @@ impl Drive {
         }
         self.ensure_listed(ino).await?;
         let taken_at = self.meta.change_count();
-        let children = self.meta.children(ino)?;
-        let rows: Vec<DirEntry> = children
+        // Built row by row (never a second copy of a large folder in memory). What working
+        // copies say is read first: the store is locked while the rows are read.
+        let working: HashMap<u64, WorkingAttrs> = lock(&self.works)
             .iter()
-            .map(|c| DirEntry {
-                name: c.name.clone(),
-                attr: self.attr(c),
-            })
+            .map(|(ino, (w, _))| (*ino, w.attrs()))
             .collect();
+        let mut rows = Vec::new();
+        self.meta.each_child(ino, |c| {
+            let attr = self.attr_with(&c, working.get(&c.ino).copied());
+            rows.push(DirEntry { name: c.name, attr });
+        })?;
+        rows.shrink_to_fit();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(fh, (taken_at, Arc::new(rows)));
         Ok(fh)
@@ -664,7 +682,13 @@ impl Drive {
 
     /// Forgets a folder handle.
     pub fn releasedir(&self, fh: u64) {
-        lock(&self.dirs).remove(&fh);
+        let gone = lock(&self.dirs).remove(&fh);
+        if let Some((_, rows)) = gone {
+            if Arc::strong_count(&rows) == 1 && rows.len() >= LARGE_FOLDER {
+                drop(rows);
+                crate::memory::give_back();
+            }
+        }
     }
 
     /// Whether files named `name` stay local (the ignore list): kept and shown, never

@@ -67,6 +67,12 @@ impl Working {
         (s.len, s.mtime)
     }
 
+    /// Size, modification time and change time, read together.
+    pub(crate) fn attrs(&self) -> super::WorkingAttrs {
+        let s = self.state();
+        (s.len, s.mtime, s.ctime)
+    }
+
     /// When content or times last changed through this working copy, if they did.
     pub(crate) fn ctime(&self) -> Option<SystemTime> {
         self.state().ctime

@@ -189,7 +189,22 @@ impl Meta {
             .optional()?)
     }
 
-    /// All children of folder `parent`, by name.
+    /// Calls `f` with each child of folder `parent`, by name, one row at a time (`f` runs
+    /// while the store is locked: it must not use the store).
+    pub fn each_child(&self, parent: u64, mut f: impl FnMut(Entry)) -> Result<(), MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE parent = ?1 ORDER BY name",
+            entry::SELECT
+        ))?;
+        let rows = stmt.query_map(params![parent as i64], entry::from_row)?;
+        for row in rows {
+            f(row?);
+        }
+        Ok(())
+    }
+
+    /// The children of `parent`, by name.
     pub fn children(&self, parent: u64) -> Result<Vec<Entry>, MetaError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
@@ -450,9 +465,8 @@ impl Meta {
                         ])?;
                         if n == 0 {
                             warn!(name = %child.name, "a local entry holds this name; the server's is not shown");
-                        } else {
-                            changes.names.push(child.name.clone());
                         }
+                        // A new name needs no invalidation (see `ListingChanges::names`).
                         changes.added += n;
                     }
                 }
@@ -567,8 +581,11 @@ pub struct ListingChanges {
     pub kept_local: Vec<u64>,
     /// Entries renamed on the server within the folder (same version, new name).
     pub renamed: usize,
-    /// Names in the folder that now mean something else (appeared, vanished, renamed
-    /// from or to), for dropping the kernel's cached lookups.
+    /// Names in the folder that now mean something else (vanished, renamed from or to,
+    /// another kind), for dropping the kernel's cached lookups. Names that merely
+    /// appeared are left out: the kernel keeps no failed lookup (a FUSE `ENOENT` reply is
+    /// revalidated at the next access), so it holds nothing of them, and a first listing
+    /// of a large folder would otherwise send one notification per entry.
     pub names: Vec<String>,
 }
 
