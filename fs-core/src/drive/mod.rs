@@ -540,7 +540,8 @@ impl Drive {
                 drop(_tree);
                 if listing.children.len() >= LARGE_FOLDER {
                     drop(listing);
-                    crate::memory::give_back();
+                    // Not on a runtime worker: trimming holds the allocator a moment.
+                    tokio::task::spawn_blocking(crate::memory::give_back);
                 }
                 self.after_listing(ino, &changes);
                 Ok(Some(changes))

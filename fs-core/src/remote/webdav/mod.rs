@@ -151,7 +151,9 @@ impl WebDav {
         dir: bool,
         credentials: Option<&Credentials>,
     ) -> Result<Vec<u8>, RemoteError> {
-        let resp = self.propfind_reply(path, depth, dir, credentials).await?;
+        let resp = self
+            .propfind_reply(path, depth, dir, credentials, Deadline::Total)
+            .await?;
         client::read_capped(resp, propfind::MAX_REPLY).await
     }
 
@@ -162,17 +164,14 @@ impl WebDav {
         depth: &str,
         dir: bool,
         credentials: Option<&Credentials>,
+        deadline: Deadline,
     ) -> Result<reqwest::Response, RemoteError> {
-        let call = Call::new(
-            method("PROPFIND")?,
-            self.client.url(path, dir)?,
-            Deadline::Total,
-        )
-        .header(HeaderName::from_static("depth"), depth)?
-        .header(CONTENT_TYPE, "application/xml")?
-        .body(Body::Bytes(Bytes::from_static(
-            propfind::REQUEST_BODY.as_bytes(),
-        )));
+        let call = Call::new(method("PROPFIND")?, self.client.url(path, dir)?, deadline)
+            .header(HeaderName::from_static("depth"), depth)?
+            .header(CONTENT_TYPE, "application/xml")?
+            .body(Body::Bytes(Bytes::from_static(
+                propfind::REQUEST_BODY.as_bytes(),
+            )));
         let sent = match credentials {
             Some(c) => self.client.send_as(call, c).await?,
             None => self.client.send(call).await?,
@@ -203,11 +202,19 @@ fn method(name: &str) -> Result<Method, RemoteError> {
 impl Remote for WebDav {
     async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
         // Parsed as it arrives: a folder's reply grows with its entries (about 400 bytes
-        // each) and is never held whole.
-        let resp = self.propfind_reply(path, "1", true, None).await?;
+        // each) and is never held whole. The request timeout bounds the wait for the
+        // headers and each pause of the body, not the whole reply: a large folder on a
+        // slow link takes as long as it takes.
+        let resp = self
+            .propfind_reply(path, "1", true, None, Deadline::Headers)
+            .await?;
         let base = self.client.base_parts().to_vec();
         let dir = path.clone();
-        streamed::parse_streamed(resp, propfind::MAX_LISTING_REPLY, move |body| {
+        let limits = streamed::Limits {
+            max_bytes: propfind::MAX_LISTING_REPLY,
+            idle: self.client.timeout(),
+        };
+        streamed::parse_streamed(resp, limits, move |body| {
             propfind::parse_listing_from(body, &base, &dir)
         })
         .await

@@ -22,10 +22,16 @@ pub(crate) const REQUEST_BODY: &str = concat!(
 /// Largest Depth 0 PROPFIND reply accepted (it is buffered whole).
 pub(crate) const MAX_REPLY: usize = 64 << 20;
 
-/// Largest listing reply accepted (parsed as it arrives; about 1.3 million entries). Only
-/// the entries taken from it are kept, so this bounds what a hostile server can make a
-/// listing cost.
+/// Largest listing reply accepted (parsed as it arrives). Only the entries taken from it
+/// are kept; with [`MAX_ENTRIES`] and [`MAX_TEXT`] this bounds what a hostile server can
+/// make a listing cost.
 pub(crate) const MAX_LISTING_REPLY: u64 = 512 << 20;
+
+/// Most entries in one folder's listing.
+pub(crate) const MAX_ENTRIES: usize = 1_000_000;
+
+/// Longest text of one element (an href, a status line, a property).
+const MAX_TEXT: usize = 64 << 10;
 
 /// The properties of one resource, from its successful `<propstat>` blocks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,7 +126,15 @@ where
                 propstat.is_dir = true;
             }
             (Node::Open(_), _) => text.clear(),
-            (Node::Text(t), _) => text.push_str(&t),
+            (Node::Text(t), _) => {
+                if text.len() + t.len() > MAX_TEXT {
+                    return Err(RemoteError::Malformed(format!(
+                        "an element's text is longer than {} KiB",
+                        MAX_TEXT >> 10
+                    )));
+                }
+                text.push_str(&t)
+            }
             (Node::Close(_), [T::Multistatus, T::Response]) => on(std::mem::take(&mut current))?,
             (Node::Close(_), [T::Multistatus, T::Response, T::Href]) => {
                 if current.href.is_none() {
@@ -246,6 +260,11 @@ pub(crate) fn parse_listing_from<R: BufRead>(
         if !names.insert(name.clone()) {
             warn!(href = ?href, name = ?name, "PROPFIND reply: skipping duplicate name");
             return Ok(());
+        }
+        if children.len() >= MAX_ENTRIES {
+            return Err(RemoteError::Malformed(format!(
+                "the folder has more than {MAX_ENTRIES} entries"
+            )));
         }
         children.push(r.props.into_entry(name));
         Ok(())

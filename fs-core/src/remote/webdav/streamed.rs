@@ -2,6 +2,7 @@
 //! parser on a blocking thread, so a reply of any length is never held whole.
 
 use std::io::{self, BufRead, Read};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use reqwest::Response;
@@ -46,18 +47,28 @@ impl Read for ChunkReader {
     }
 }
 
-/// Runs `parse` over `resp`'s body as it arrives (at most `cap` bytes of it), on a
-/// blocking thread. A transfer error, or a body over `cap`, fails the parse rather than
-/// ending the document early.
+/// How much of a reply is read, and how long it may pause.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// The most bytes read.
+    pub(crate) max_bytes: u64,
+    /// The longest wait for the next bytes.
+    pub(crate) idle: Duration,
+}
+
+/// Runs `parse` over `resp`'s body as it arrives, on a blocking thread. A transfer error,
+/// a body over `limits.max_bytes`, or a pause longer than `limits.idle` fails the parse
+/// rather than ending the document early.
 pub(crate) async fn parse_streamed<T, P>(
     mut resp: Response,
-    cap: u64,
+    limits: Limits,
     parse: P,
 ) -> Result<T, RemoteError>
 where
     T: Send + 'static,
     P: FnOnce(ChunkReader) -> Result<T, RemoteError> + Send + 'static,
 {
+    let cap = limits.max_bytes;
     if resp.content_length().is_some_and(|n| n > cap) {
         return Err(too_big(cap));
     }
@@ -70,7 +81,18 @@ where
     });
     let mut total = 0u64;
     let fed: Result<(), RemoteError> = async {
-        while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        loop {
+            let next = tokio::time::timeout(limits.idle, resp.chunk())
+                .await
+                .map_err(|_| {
+                    RemoteError::Transfer(format!(
+                        "the reply stalled for {} s",
+                        limits.idle.as_secs_f32()
+                    ))
+                })?;
+            let Some(chunk) = next.map_err(transport_error)? else {
+                break;
+            };
             total += chunk.len() as u64;
             if total > cap {
                 return Err(too_big(cap));

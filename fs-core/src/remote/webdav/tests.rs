@@ -644,3 +644,57 @@ async fn a_listing_cut_short_is_an_error_never_a_shorter_listing() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_listing_that_stalls_fails_after_the_timeout_and_a_slow_one_does_not() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = big_listing(2000);
+    let server = tokio::spawn(async move {
+        // First: half the body, then nothing (the connection stays open).
+        let (mut sock, _) = listener.accept().await.unwrap();
+        read_request(&mut sock).await;
+        let head = format!(
+            "HTTP/1.1 207 Multi-Status\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(&body.as_bytes()[..body.len() / 2])
+            .await
+            .unwrap();
+        let stalled = sock;
+        // Then: the whole body in pieces, each pause shorter than the timeout, the whole
+        // longer than it.
+        let (mut sock, _) = listener.accept().await.unwrap();
+        read_request(&mut sock).await;
+        sock.write_all(head.as_bytes()).await.unwrap();
+        for piece in body.as_bytes().chunks(body.len() / 6 + 1) {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            sock.write_all(piece).await.unwrap();
+        }
+        sock.shutdown().await.ok();
+        drop(stalled);
+    });
+    let mut config = WebDavConfig::new(&format!("http://{addr}/dav"));
+    config.request_timeout = Duration::from_secs(1);
+    let dav = WebDav::new(config).unwrap();
+    match within(dav.list(&path(&["big"]))).await {
+        Err(RemoteError::Transfer(m)) => assert!(m.contains("stalled"), "{m}"),
+        other => panic!("expected a stall, got {other:?}"),
+    }
+    let listing = within(dav.list(&path(&["big"]))).await.unwrap();
+    assert_eq!(listing.children.len(), 2000);
+    server.await.unwrap();
+}
+
+#[test]
+fn an_endless_element_is_refused() {
+    let long = "x".repeat(100 << 10);
+    let body = format!(
+        r#"<D:multistatus xmlns:D="DAV:"><D:response><D:href>/dav/big/{long}</D:href></D:response></D:multistatus>"#
+    );
+    match super::propfind::parse_listing(body.as_bytes(), &["dav".into()], &path(&["big"])) {
+        Err(RemoteError::Malformed(m)) => assert!(m.contains("longer than"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
