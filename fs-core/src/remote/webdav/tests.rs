@@ -675,7 +675,7 @@ async fn a_listing_that_stalls_fails_after_the_timeout_and_a_slow_one_does_not()
         sock.shutdown().await.ok();
         drop(stalled);
     });
-    let mut config = WebDavConfig::new(&format!("http://{addr}/dav"));
+    let mut config = WebDavConfig::new(format!("http://{addr}/dav"));
     config.request_timeout = Duration::from_secs(1);
     let dav = WebDav::new(config).unwrap();
     match within(dav.list(&path(&["big"]))).await {
