@@ -39,6 +39,27 @@ fn state_of(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits (at most 10 s) until `path` is cached whole, and fails the test otherwise.
+fn assert_cached_whole(path: &Path) {
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || state_of(path)
+            == "hydrated"),
+        "not cached whole: {}",
+        state_of(path)
+    );
+}
+
+/// How many GETs of a path ending in `/name` are in `requests` (of `status`, if given).
+fn gets(requests: &[(String, String, u16)], name: &str, status: Option<u16>) -> usize {
+    let suffix = format!("/{name}");
+    requests
+        .iter()
+        .filter(|(method, path, s)| {
+            method == "GET" && path.ends_with(&suffix) && status.is_none_or(|st| *s == st)
+        })
+        .count()
+}
+
 fn listing_shows_tree_without_downloading(kind: Server) {
     let data = tempdir();
     let spec = TreeSpec {
@@ -495,13 +516,7 @@ fn a_seek_in_a_cold_file_fetches_from_there(kind: Server) {
     let mut buf = vec![0u8; 4096];
     f.read_exact(&mut buf).unwrap();
     assert!(buf == block(far), "wrong bytes at block {far}");
-    let ranged = srv
-        .requests()
-        .iter()
-        .filter(|(method, path, status)| {
-            method == "GET" && path.ends_with("/big.bin") && *status == 206
-        })
-        .count();
+    let ranged = gets(&srv.requests(), "big.bin", Some(206));
     assert!(
         ranged >= 1,
         "the far read did not start a ranged GET: {:?}",
@@ -513,12 +528,7 @@ fn a_seek_in_a_cold_file_fetches_from_there(kind: Server) {
     f.read_to_end(&mut all).unwrap();
     assert!(all == data, "the file read back differs");
     drop(f);
-    assert!(
-        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
-            == "hydrated"),
-        "not cached whole: {}",
-        state_of(&path)
-    );
+    assert_cached_whole(&path);
     m.unmount();
 }
 
@@ -544,22 +554,12 @@ fn a_slow_connection_gets_helper_requests() {
     let data = numbered_blocks(24);
     write(&share.join("v.bin"), &data);
     let mut srv = EmbeddedServer::start_with(&share, None, &["--rate-limit", "8M"]);
-    let gets = |srv: &EmbeddedServer, status: u16| {
-        srv.requests()
-            .iter()
-            .filter(|(method, path, s)| method == "GET" && path.ends_with("/v.bin") && *s == status)
-            .count()
-    };
+    let gets = |srv: &EmbeddedServer, status: u16| gets(&srv.requests(), "v.bin", Some(status));
 
     let m = Mount::new(&srv.url(), MountOpts::default());
     let path = m.join("v.bin");
     assert!(read_all(&path) == data, "the file read back differs");
-    assert!(
-        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
-            == "hydrated"),
-        "not cached whole: {}",
-        state_of(&path)
-    );
+    assert_cached_whole(&path);
     assert_eq!(gets(&srv, 200), 1, "one main request: {:?}", srv.requests());
     assert!(
         gets(&srv, 206) >= 2,
@@ -599,17 +599,8 @@ fn a_server_that_ignores_range_stops_the_helper_requests() {
     let m = Mount::new(&srv.url(), MountOpts::default().arg("--download-streams=2"));
     let path = m.join("v.bin");
     assert!(read_all(&path) == data, "the file read back differs");
-    assert!(
-        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
-            == "hydrated"),
-        "not cached whole: {}",
-        state_of(&path)
-    );
-    let gets = srv
-        .requests()
-        .iter()
-        .filter(|(method, path, _)| method == "GET" && path.ends_with("/v.bin"))
-        .count();
+    assert_cached_whole(&path);
+    let gets = gets(&srv.requests(), "v.bin", None);
     // The main request, one helper attempt, and the main request again if it had
     // stopped at the helper's piece before the helper gave up.
     assert!(
@@ -709,11 +700,7 @@ fn a_partly_read_open_file_is_not_fetched_whole(kind: Server) {
     f.read_to_end(&mut rest).unwrap();
     assert!(rest[..] == data[1 << 20..], "the rest of the file differs");
     drop(f);
-    assert!(
-        wait_until(std::time::Duration::from_secs(10), || state_of(&path)
-            == "hydrated"),
-        "not cached whole after reading it all"
-    );
+    assert_cached_whole(&path);
     m.unmount();
 }
 

@@ -197,8 +197,9 @@ impl Mirror {
         // without sharing fails here, with nothing to undo.
         let mut src = tokio::fs::File::open(&local).await?;
         let (parent, name) = self.parent_of(path).await?;
+        let target = self.existing(path).await?;
         // The name the server knows it by, if it has it in another case.
-        let name = match self.existing(path).await? {
+        let name = match &target {
             Some(r) if r.attr.kind == Kind::Dir => return Err(FsError::IsDir),
             Some(r) => r.path.name().unwrap_or(name).to_string(),
             None => name.to_string(),
@@ -213,7 +214,7 @@ impl Mirror {
         let (ino, fh) = if direct {
             // An ignore list without `~$*` / `*.tmp` (--no-default-ignore): no staging name
             // would stay local, so the content goes into the target's working copy.
-            match self.existing(path).await? {
+            match target {
                 Some(r) => (r.ino, drive.open(r.ino, true, true).await?),
                 None => {
                     let (attr, fh) = drive.create(parent, &name, FILE_MODE).await?;

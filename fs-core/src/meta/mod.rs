@@ -206,13 +206,9 @@ impl Meta {
 
     /// The children of `parent`, by name.
     pub fn children(&self, parent: u64) -> Result<Vec<Entry>, MetaError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "{} WHERE parent = ?1 ORDER BY name",
-            entry::SELECT
-        ))?;
-        let rows = stmt.query_map(params![parent as i64], entry::from_row)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let mut out = Vec::new();
+        self.each_child(parent, |e| out.push(e))?;
+        Ok(out)
     }
 
     /// The remote path of `ino`, built from its ancestors.

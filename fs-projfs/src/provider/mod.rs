@@ -159,6 +159,14 @@ impl Shared {
         }
     }
 
+    /// Brings the placeholder of `path` in line with a server change, unless the tracker
+    /// says it has local changes.
+    async fn remote_changed(&self, path: &VirtPath, change: RemoteChange) -> Outcome {
+        let dirty = lock(&self.tracker).is_dirty(path);
+        self.apply(path, refresh::plan_remote_change(change, dirty))
+            .await
+    }
+
     /// Updates or deletes the placeholder of `path` per `plan`.
     async fn apply(&self, path: &VirtPath, plan: Plan) -> Outcome {
         match plan {
@@ -198,9 +206,7 @@ impl PlaceholderRefresh {
         };
         let rt = shared.rt.clone();
         rt.spawn(async move {
-            let dirty = lock(&shared.tracker).is_dirty(&path);
-            let plan = refresh::plan_remote_change(RemoteChange::Modified, dirty);
-            let outcome = shared.apply(&path, plan).await;
+            let outcome = shared.remote_changed(&path, RemoteChange::Modified).await;
             debug!(%path, ?outcome, "placeholder brought in line with the server");
         });
     }
@@ -399,10 +405,7 @@ impl Session {
     /// (`PrjUpdateFileIfNeeded`) or removed (`PrjDeleteFile`), never when it has local
     /// changes.
     pub async fn remote_changed(&self, path: &VirtPath, change: RemoteChange) -> Outcome {
-        let dirty = lock(&self.shared.tracker).is_dirty(path);
-        self.shared
-            .apply(path, refresh::plan_remote_change(change, dirty))
-            .await
+        self.shared.remote_changed(path, change).await
     }
 
     /// Frees the local space of `path`: the file becomes virtual again (re-projected from
