@@ -205,8 +205,19 @@ impl Instance {
         let mut out = BTreeMap::new();
         let mut stack = vec![(ROOT_INO, String::new())];
         while let Some((ino, path)) = stack.pop() {
+            // Paged as the kernel pages it, two entries at a time.
             let fh = self.rt.block_on(self.drive.opendir(ino)).expect("opendir");
-            let rows = self.drive.readdir(fh).expect("readdir");
+            let mut rows = Vec::new();
+            loop {
+                let after = rows
+                    .last()
+                    .map_or(0, |r: &edrive_fs_core::DirEntry| r.attr.ino);
+                let page = self.drive.readdir_page(fh, after, 2).expect("readdir");
+                if page.is_empty() {
+                    break;
+                }
+                rows.extend(page);
+            }
             self.drive.releasedir(fh);
             for row in rows.iter() {
                 let p = join(&path, &row.name);

@@ -365,6 +365,54 @@ fn odd_names_list_and_read_apache() {
     odd_names_list_and_read(Server::Apache);
 }
 
+/// Every name in `dir`, as many times as the listing gave it, sorted.
+fn listed_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A folder of several store batches and many kernel pages is listed whole, each name
+/// once, and relisted after the server changed it.
+fn a_large_folder_lists_each_entry_once(kind: Server) {
+    let data = tempdir();
+    let big = data.path().join("big");
+    let mut want: Vec<String> = (0..3000).map(|i| format!("f-{i:04}")).collect();
+    for n in &want {
+        write(&big.join(n), b"");
+    }
+    let server = start_server(kind, data.path());
+    let m = Mount::new(&server.url(), MountOpts::default().dir_cache_ttl("0s"));
+    assert_eq!(listed_names(&m.join("big")), want);
+
+    // On the server: ten removed, ten added, one renamed.
+    for i in 0..10 {
+        std::fs::remove_file(big.join(format!("f-{i:04}"))).unwrap();
+        write(&big.join(format!("g-{i:04}")), b"new");
+    }
+    std::fs::rename(big.join("f-0100"), big.join("h-0100")).unwrap();
+    want.retain(|n| !(n.as_str() < "f-0010" || n == "f-0100"));
+    want.extend((0..10).map(|i| format!("g-{i:04}")));
+    want.push("h-0100".into());
+    want.sort();
+    assert_eq!(listed_names(&m.join("big")), want);
+    assert_eq!(read_all(&m.join("big/g-0003")), b"new");
+    m.unmount();
+}
+
+#[test]
+fn a_large_folder_lists_each_entry_once_embedded() {
+    a_large_folder_lists_each_entry_once(Server::Embedded);
+}
+
+#[test]
+fn a_large_folder_lists_each_entry_once_apache() {
+    a_large_folder_lists_each_entry_once(Server::Apache);
+}
+
 /// The errno `getfattr -n name path` reports, as its message.
 fn getxattr_error(path: &Path, name: &str) -> String {
     let out = Command::new("getfattr")

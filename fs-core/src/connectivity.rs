@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::remote::{
-    ByteStream, Download, ETag, Listing, Precondition, Remote, RemoteEntry, RemoteError, RemotePath,
+    ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Remote, RemoteEntry,
+    RemoteError, RemotePath,
 };
 
 /// First wait before probing an unreachable server again; doubled up to [`PROBE_MAX`].
@@ -289,6 +290,17 @@ impl Remote for Watched {
     async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
         self.conn.gate()?;
         let r = self.remote.list(path).await;
+        self.conn.observe(&r);
+        r
+    }
+
+    async fn list_each(
+        &self,
+        path: &RemotePath,
+        sink: ChildSink,
+    ) -> Result<ListingHead, RemoteError> {
+        self.conn.gate()?;
+        let r = self.remote.list_each(path, sink).await;
         self.conn.observe(&r);
         r
     }

@@ -14,8 +14,9 @@ use tracing::{debug, info, info_span, warn};
 
 use crate::passthrough::Backings;
 
-/// Entries whose attributes are read in one query while a `readdirplus` reply fills.
-const PLUS_PAGE: usize = 64;
+/// Folder entries read from the store in one query while a listing reply fills (a
+/// 4 KiB `readdirplus` reply holds about 25).
+const LIST_PAGE: usize = 64;
 
 /// The drive as a FUSE filesystem.
 pub struct FuseFs {
@@ -140,24 +141,47 @@ impl FuseFs {
         }
     }
 
-    /// Row `i` of folder `ino`'s listing: `.`, `..`, then the snapshot's children.
-    /// Paging indexes into the snapshot; nothing is copied per call.
-    fn dir_row(
+    /// `.` or `..` of folder `ino` (`i` 0 or 1), the first two rows of every listing.
+    fn dot_row(&self, ino: u64, i: u64) -> Result<(&'static str, Attr), FsError> {
+        Ok(if i == 0 {
+            (".", self.drive.getattr(ino)?)
+        } else {
+            ("..", self.drive.getattr(self.drive.parent_of(ino)?)?)
+        })
+    }
+
+    /// Lists folder `ino` (open as `fh`) from position `offset` into `add`, which says
+    /// when the reply is full. Positions: 0 and 1 are `.` and `..`; after them a child's
+    /// is its inode number plus 2 (see [`Drive::readdir_page`]), so each call reads only
+    /// the page it replies with.
+    fn list_into(
         &self,
         ino: u64,
-        snapshot: &[edrive_fs_core::DirEntry],
-        i: usize,
-    ) -> Result<Option<(String, Attr)>, FsError> {
-        Ok(match i {
-            0 => Some((".".to_string(), self.drive.getattr(ino)?)),
-            1 => Some((
-                "..".to_string(),
-                self.drive.getattr(self.drive.parent_of(ino)?)?,
-            )),
-            _ => snapshot
-                .get(i - 2)
-                .map(|d| (d.name.clone(), d.attr.clone())),
-        })
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&str, &Attr, u64) -> bool,
+    ) -> Result<(), FsError> {
+        let mut next = offset;
+        while next < 2 {
+            let (name, attr) = self.dot_row(ino, next)?;
+            if add(name, &attr, next + 1) {
+                return Ok(());
+            }
+            next += 1;
+        }
+        let mut after = next - 2;
+        loop {
+            let page = self.drive.readdir_page(fh, after, LIST_PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.attr.ino;
+            for d in &page {
+                if add(&d.name, &d.attr, d.attr.ino.saturating_add(2)) {
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 
@@ -498,24 +522,13 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let snapshot = match self.drive.readdir(fh.0) {
-            Ok(s) => s,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        let mut i = offset as usize;
-        loop {
-            match self.dir_row(ino.0, &snapshot, i) {
-                Ok(Some((name, a))) => {
-                    if reply.add(INodeNo(a.ino), (i + 1) as u64, file_type(a.kind), &name) {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return reply.error(errno(&e)),
-            }
-            i += 1;
+        let listed = self.list_into(ino.0, fh.0, offset, |name, a, next| {
+            reply.add(INodeNo(a.ino), next, file_type(a.kind), name)
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -526,50 +539,20 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let snapshot = match self.drive.readdir(fh.0) {
-            Ok(s) => s,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        let mut i = offset as usize;
-        'pages: loop {
-            // The snapshot gives names and order; attributes are read now, a page at a
-            // time (see `Drive::attrs_now`).
-            let start = i.saturating_sub(2).min(snapshot.len());
-            let end = (start + PLUS_PAGE).min(snapshot.len());
-            let fresh = match self.drive.readdir_attrs(fh.0, start..end) {
-                Ok(f) => f,
-                Err(e) => return reply.error(errno(&e)),
-            };
-            loop {
-                let row = if i < 2 {
-                    self.dir_row(ino.0, &snapshot, i)
-                } else if i - 2 < end {
-                    Ok(snapshot
-                        .get(i - 2)
-                        .zip(fresh.get(i - 2 - start))
-                        .and_then(|(d, a)| a.clone().map(|a| (d.name.clone(), a))))
-                } else if i - 2 >= snapshot.len() {
-                    break 'pages;
-                } else {
-                    continue 'pages;
-                };
-                match row {
-                    Ok(Some((name, a))) => {
-                        let attr = file_attr(&a);
-                        let next = (i + 1) as u64;
-                        if reply.add(INodeNo(a.ino), next, &name, &self.ttl, &attr, Generation(0)) {
-                            break 'pages;
-                        }
-                    }
-                    // Deleted since the folder was opened: not listed.
-                    Ok(None) if i >= 2 && i - 2 < snapshot.len() => {}
-                    Ok(None) => break 'pages,
-                    Err(e) => return reply.error(errno(&e)),
-                }
-                i += 1;
-            }
+        let listed = self.list_into(ino.0, fh.0, offset, |name, a, next| {
+            reply.add(
+                INodeNo(a.ino),
+                next,
+                name,
+                &self.ttl,
+                &file_attr(a),
+                Generation(0),
+            )
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
         }
-        reply.ok();
     }
 
     fn fsyncdir(

@@ -89,11 +89,8 @@ impl Projection {
     }
 
     /// The entries of folder `dir`.
-    pub(crate) async fn children(&self, dir: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
-        let fh = self.drive.opendir(dir).await?;
-        let rows = self.drive.readdir(fh);
-        self.drive.releasedir(fh);
-        rows
+    pub(crate) async fn children(&self, dir: u64) -> Result<Vec<DirEntry>, FsError> {
+        self.drive.list_dir(dir).await
     }
 
     /// Resolves `path`, matching each component case-insensitively.

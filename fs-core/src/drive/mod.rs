@@ -17,7 +17,7 @@ use crate::error::FsError;
 use crate::hydrate::{Hydrator, Transfer};
 use crate::meta::{Entry, Kind, Meta, ROOT_INO};
 use crate::notify::Invalidations;
-use crate::remote::{validate_name, Remote, RemoteError, RemotePath};
+use crate::remote::{validate_name, ListingHead, Remote, RemoteError, RemotePath};
 use crate::state::EntryState;
 use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
@@ -174,9 +174,6 @@ impl OpenFile {
     }
 }
 
-/// A folder's rows as `opendir` found them, with the store's change count then.
-type DirSnapshot = (u64, Arc<Vec<DirEntry>>);
-
 /// A mounted drive.
 pub struct Drive {
     /// The server, through [`Watched`]: held back while offline.
@@ -189,8 +186,8 @@ pub struct Drive {
     hydrator: Arc<Hydrator>,
     options: DriveOptions,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
-    /// Folder snapshots by handle, with the store's change count when each was taken.
-    dirs: Mutex<HashMap<u64, DirSnapshot>>,
+    /// Open folders: the folder of each handle.
+    dirs: Mutex<HashMap<u64, u64>>,
     next_fh: AtomicU64,
     listing_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     /// Folders whose last revalidation failed, and when: their known listing is served
@@ -498,7 +495,7 @@ impl Drive {
             return Ok(None);
         };
         let mut path = path;
-        let mut result = self.remote.list(&path).await;
+        let mut result = self.list_staged(&path).await;
         for _ in 0..40 {
             // The write-back may be moving this folder (or one above it) on the server
             // right now: follow it rather than fail.
@@ -515,7 +512,7 @@ impl Drive {
                 }
                 _ => break,
             }
-            result = self.remote.list(&path).await;
+            result = self.list_staged(&path).await;
         }
         {
             let mut failures = lock(&self.listing_failures);
@@ -527,19 +524,21 @@ impl Drive {
         }
         lock(&self.listing_locks).remove(&ino);
         match result {
-            Ok(listing) => {
-                if !listing.dir.is_dir {
+            Ok((head, stage)) => {
+                if !head.dir.is_dir {
+                    self.meta.drop_stage(stage);
                     return Err(FsError::NotDir);
                 }
                 // Files open with a working copy may be written any moment: their base
                 // version stays until they are closed.
                 let held: std::collections::HashSet<u64> =
                     lock(&self.works).keys().copied().collect();
-                let changes = self.meta.apply_listing_holding(ino, &listing, &held)?;
-                debug!(ino, %path, children = listing.children.len(), ?changes, "listed");
+                let changes =
+                    self.meta
+                        .merge_staged(ino, stage, &head.dir, head.complete, &held)?;
+                debug!(ino, %path, children = head.children, ?changes, "listed");
                 drop(_tree);
-                if listing.children.len() >= LARGE_FOLDER {
-                    drop(listing);
+                if head.children >= LARGE_FOLDER {
                     // Not on a runtime worker: trimming holds the allocator a moment.
                     tokio::task::spawn_blocking(crate::memory::give_back);
                 }
@@ -555,6 +554,31 @@ impl Drive {
                 Err(e.into())
             }
         }
+    }
+
+    /// Lists server folder `path` into a stage of the store, its children stored in
+    /// batches as the reply is parsed (see [`crate::meta::Receiver`]).
+    async fn list_staged(
+        &self,
+        path: &RemotePath,
+    ) -> Result<(ListingHead, crate::meta::Stage), RemoteError> {
+        let receiver = crate::meta::Receiver::new(self.meta.clone())
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        let sink = receiver.clone();
+        let head = self
+            .remote
+            .list_each(
+                path,
+                Box::new(move |child| {
+                    sink.push(child)
+                        .map_err(|e| RemoteError::Local(e.to_string()))
+                }),
+            )
+            .await?;
+        let stage = receiver
+            .finish()
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        Ok((head, stage))
     }
 
     /// Finds `name` in folder `parent`.
@@ -608,8 +632,8 @@ impl Drive {
         }
     }
 
-    /// Opens folder `ino` for listing: fetches its children if needed and keeps a snapshot
-    /// under the returned handle, so paging through a large folder is consistent.
+    /// Opens folder `ino` for listing, fetching its children if needed; page through it
+    /// with [`Drive::readdir_page`].
     #[instrument(level = "debug", skip(self))]
     pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
         let e = self.entry(ino)?;
@@ -617,9 +641,45 @@ impl Drive {
             return Err(FsError::NotDir);
         }
         self.ensure_listed(ino).await?;
-        let taken_at = self.meta.change_count();
-        // Built row by row (never a second copy of a large folder in memory). What working
-        // copies say is read first: the store is locked while the rows are read.
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(fh, ino);
+        Ok(fh)
+    }
+
+    /// Up to `limit` children of the folder open as `fh` whose inode numbers are above
+    /// `after` (0: from the start), in inode order, read from the store at each call so
+    /// the attributes are current (the kernel keeps what a listing says for its TTL).
+    /// Nothing is held between calls, so a folder of any size costs one page: an entry
+    /// present from `opendir` to the last page is returned exactly once, whatever else
+    /// changes (a rename within the folder keeps its inode); one added or removed on the
+    /// way may or may not be, as POSIX allows.
+    pub fn readdir_page(
+        &self,
+        fh: u64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DirEntry>, FsError> {
+        let dir = *lock(&self.dirs).get(&fh).ok_or(FsError::BadHandle)?;
+        let rows = self.meta.children_after(dir, after, limit)?;
+        Ok(rows
+            .into_iter()
+            .map(|c| DirEntry {
+                attr: self.attr(&c),
+                name: c.name,
+            })
+            .collect())
+    }
+
+    /// Every child of folder `ino`, by name, fetched if needed (for callers that must
+    /// sort or search the whole folder: a ProjFS enumeration, tests).
+    pub async fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
+        let e = self.entry(ino)?;
+        if !e.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        self.ensure_listed(ino).await?;
+        // What working copies say is read first: the store is locked while the rows are
+        // read.
         let working: HashMap<u64, WorkingAttrs> = lock(&self.works)
             .iter()
             .map(|(ino, (w, _))| (*ino, w.attrs()))
@@ -629,40 +689,7 @@ impl Drive {
             let attr = self.attr_with(&c, working.get(&c.ino).copied());
             rows.push(DirEntry { name: c.name, attr });
         })?;
-        rows.shrink_to_fit();
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.dirs).insert(fh, (taken_at, Arc::new(rows)));
-        Ok(fh)
-    }
-
-    /// The current attributes of the rows `range` of folder handle `fh`'s snapshot,
-    /// `None` for entries gone since. A listing replies with these: the kernel keeps what
-    /// a listing says for the whole TTL, so it must not be older than what it already
-    /// has. The snapshot's own are current if nothing was written to the store since it
-    /// was taken and none of the entries is open with a working copy.
-    pub fn readdir_attrs(
-        &self,
-        fh: u64,
-        range: std::ops::Range<usize>,
-    ) -> Result<Vec<Option<Attr>>, FsError> {
-        let (taken_at, rows) = lock(&self.dirs)
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)?;
-        let page = rows.get(range).unwrap_or(&[]);
-        let unchanged = self.meta.change_count() == taken_at && {
-            let works = lock(&self.works);
-            !page.iter().any(|d| works.contains_key(&d.attr.ino))
-        };
-        if unchanged {
-            return Ok(page.iter().map(|d| Some(d.attr.clone())).collect());
-        }
-        let inos: Vec<u64> = page.iter().map(|d| d.attr.ino).collect();
-        let now = self.meta.get_many(&inos)?;
-        Ok(inos
-            .iter()
-            .map(|i| now.get(i).map(|e| self.attr(e)))
-            .collect())
+        Ok(rows)
     }
 
     /// Makes what was written in the tree durable (a folder's `fsync`): the metadata store
@@ -673,23 +700,9 @@ impl Drive {
         Ok(())
     }
 
-    /// The snapshot taken by [`Drive::opendir`].
-    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
-        lock(&self.dirs)
-            .get(&fh)
-            .map(|(_, rows)| rows.clone())
-            .ok_or(FsError::BadHandle)
-    }
-
     /// Forgets a folder handle.
     pub fn releasedir(&self, fh: u64) {
-        let gone = lock(&self.dirs).remove(&fh);
-        if let Some((_, rows)) = gone {
-            if Arc::strong_count(&rows) == 1 && rows.len() >= LARGE_FOLDER {
-                drop(rows);
-                crate::memory::give_back();
-            }
-        }
+        lock(&self.dirs).remove(&fh);
     }
 
     /// Whether files named `name` stay local (the ignore list): kept and shown, never

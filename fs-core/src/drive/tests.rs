@@ -197,3 +197,60 @@ async fn a_file_replaced_by_rename_keeps_its_attributes_while_open() {
     drive.release(fh).unwrap();
     assert!(matches!(drive.getattr(a.ino), Err(FsError::NotFound)));
 }
+
+#[tokio::test]
+async fn paging_a_folder_that_changes_lists_each_lasting_entry_once() {
+    let (_tmp, drive) = drive();
+    let d = drive.lookup(ROOT_INO, "d").await.unwrap().ino;
+    let mut inos = Vec::new();
+    for i in 0..10 {
+        let (a, fh) = drive.create(d, &format!("f{i}"), 0o644).await.unwrap();
+        drive.release(fh).unwrap();
+        inos.push(a.ino);
+    }
+    let fh = drive.opendir(d).await.unwrap();
+    let mut seen = drive.readdir_page(fh, 0, 3).unwrap();
+    assert_eq!(seen.len(), 3);
+
+    // Renames within the folder, on both sides of the position; a deletion ahead; a new
+    // file; a file replaced by a rename.
+    drive.rename(d, "f1", d, "renamed-1", false).await.unwrap();
+    drive.rename(d, "f8", d, "renamed-8", false).await.unwrap();
+    drive.unlink(d, "f5").await.unwrap();
+    let (added, h) = drive.create(d, "new", 0o644).await.unwrap();
+    drive.release(h).unwrap();
+    drive.rename(d, "f9", d, "f6", false).await.unwrap();
+
+    loop {
+        let after = seen.last().map_or(0, |e| e.attr.ino);
+        let page = drive.readdir_page(fh, after, 3).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(page);
+    }
+    drive.releasedir(fh);
+    let listed: Vec<u64> = seen.iter().map(|e| e.attr.ino).collect();
+    let mut unique = listed.clone();
+    unique.dedup();
+    assert_eq!(unique, listed, "in inode order, no entry twice");
+    // Every file present throughout: once each.
+    for (i, ino) in inos.iter().enumerate() {
+        let want = usize::from(![5, 6].contains(&i));
+        assert_eq!(
+            listed.iter().filter(|l| *l == ino).count(),
+            want,
+            "f{i} (ino {ino})"
+        );
+    }
+    assert!(listed.contains(&added.ino));
+    let names: Vec<&str> = seen.iter().map(|e| e.name.as_str()).collect();
+    assert!(
+        names.contains(&"renamed-8") && names.contains(&"f6"),
+        "{names:?}"
+    );
+    assert!(matches!(
+        drive.readdir_page(fh, 0, 3),
+        Err(FsError::BadHandle)
+    ));
+}

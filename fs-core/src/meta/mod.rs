@@ -6,6 +6,7 @@
 
 mod conflict;
 mod entry;
+mod listing;
 mod local;
 mod pins;
 mod schema;
@@ -13,6 +14,7 @@ mod writeback;
 
 pub use conflict::Event;
 pub use entry::{Entry, Kind};
+pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
 
 use std::collections::HashMap;
@@ -24,7 +26,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 use tracing::warn;
 
-use crate::remote::{validate_name, ETag, Listing, RemoteEntry, RemotePath};
+use crate::remote::{ETag, RemoteEntry, RemotePath};
 
 /// The root folder's inode number.
 pub const ROOT_INO: u64 = 1;
@@ -54,6 +56,8 @@ const STATEMENT_CACHE: usize = 128;
 /// The SQLite-backed metadata store. Cheap calls only; each holds the connection briefly.
 pub struct Meta {
     conn: Mutex<Connection>,
+    /// The next [`Stage`]'s number.
+    next_stage: std::sync::atomic::AtomicI64,
 }
 
 fn now_ms() -> i64 {
@@ -76,6 +80,7 @@ impl Meta {
         // before the WAL is first touched, which decides where its index lives.
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         schema::prepare(&conn)?;
+        listing::prepare(&conn)?;
         let found: Option<String> = conn
             .query_row(
                 "SELECT value FROM settings WHERE key = 'server_url'",
@@ -98,6 +103,7 @@ impl Meta {
         }
         Ok(Meta {
             conn: Mutex::new(conn),
+            next_stage: Default::default(),
         })
     }
 
@@ -127,8 +133,10 @@ impl Meta {
     pub fn in_memory() -> Result<Meta, MetaError> {
         let conn = Connection::open_in_memory()?;
         schema::prepare(&conn)?;
+        listing::prepare(&conn)?;
         Ok(Meta {
             conn: Mutex::new(conn),
+            next_stage: Default::default(),
         })
     }
 
@@ -136,11 +144,6 @@ impl Meta {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back),
         // so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A number that changes whenever a row is written (inserted, updated or deleted).
-    pub fn change_count(&self) -> u64 {
-        self.conn().total_changes()
     }
 
     /// The live entries among `inos` (one query), by inode.
@@ -204,6 +207,30 @@ impl Meta {
         Ok(())
     }
 
+    /// Up to `limit` children of folder `parent` with inode numbers above `after`, in
+    /// inode order: a position in a folder that stays valid however it changes.
+    pub fn children_after(
+        &self,
+        parent: u64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE parent = ?1 AND ino > ?2 ORDER BY ino LIMIT ?3",
+            entry::SELECT
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                parent as i64,
+                after.min(i64::MAX as u64) as i64,
+                limit as i64
+            ],
+            entry::from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The children of `parent`, by name.
     pub fn children(&self, parent: u64) -> Result<Vec<Entry>, MetaError> {
         let mut out = Vec::new();
@@ -255,266 +282,6 @@ impl Meta {
         Ok(())
     }
 
-    /// Merges a successful listing of the server folder that row `dir` stands for.
-    ///
-    /// Server children are matched to rows by their *server* location, so entries moved
-    /// or edited locally and not yet written back keep their local state: a dirty file's
-    /// base version is never advanced (its upload then detects the conflict), a tombstone
-    /// stays until its DELETE is done, and a new server name whose local slot is taken is
-    /// skipped. A new server version of an entry replaces its modification time and drops
-    /// its local change time. Names a complete listing lacks are removed with their
-    /// subtrees, unless something below holds local changes, which become local-only and
-    /// are written back.
-    /// Only ever called with a listing the server actually returned — an error is never a
-    /// deletion.
-    pub fn apply_listing(&self, dir: u64, listing: &Listing) -> Result<ListingChanges, MetaError> {
-        self.apply_listing_holding(dir, listing, &std::collections::HashSet::new())
-    }
-
-    /// [`Meta::apply_listing`], where the entries in `held` (files open with a working
-    /// copy, which may be written any moment) count as changed locally: their base
-    /// version stays, and a server deletion detaches them instead of removing them.
-    pub fn apply_listing_holding(
-        &self,
-        dir: u64,
-        listing: &Listing,
-        held: &std::collections::HashSet<u64>,
-    ) -> Result<ListingChanges, MetaError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut changes = ListingChanges::default();
-        let is_dir: Option<bool> = tx
-            .query_row(
-                "SELECT is_dir FROM entries WHERE ino = ?1",
-                params![dir as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if is_dir != Some(true) {
-            // Removed (or replaced by a file) while it was being listed.
-            return Ok(changes);
-        }
-        {
-            struct Known {
-                ino: i64,
-                is_dir: bool,
-                etag: Option<String>,
-                live: bool,
-                dirty: bool,
-                /// Being moved on the server right now: a listing may have been taken on
-                /// either side of that MOVE.
-                moving: bool,
-                /// Shown where the server has it (not renamed or moved locally).
-                at_home: bool,
-                size: i64,
-                mtime_ns: Option<i64>,
-            }
-            let mut existing: HashMap<String, Known> = HashMap::new();
-            let mut sel = tx.prepare_cached(
-                "SELECT remote_name, ino, is_dir, etag, parent IS NOT NULL, dirty,
-                        moving_parent IS NOT NULL,
-                        parent IS remote_parent AND name IS remote_name, size, mtime_ns
-                 FROM entries WHERE remote_parent = ?1",
-            )?;
-            let rows = sel.query_map(params![dir as i64], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Known {
-                        ino: r.get(1)?,
-                        is_dir: r.get(2)?,
-                        etag: r.get(3)?,
-                        live: r.get(4)?,
-                        dirty: r.get(5)?,
-                        moving: r.get(6)?,
-                        at_home: r.get(7)?,
-                        size: r.get(8)?,
-                        mtime_ns: r.get(9)?,
-                    },
-                ))
-            })?;
-            for row in rows {
-                let (name, v) = row?;
-                existing.insert(name, v);
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO entries(parent, name, is_dir, size, mtime_ns, etag,
-                     etag_weak, remote_parent, remote_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1, ?2)",
-            )?;
-            let mut update = tx.prepare_cached(
-                "UPDATE entries SET size = ?2,
-                     mtime_ns = CASE WHEN etag IS ?4 AND etag IS NOT NULL THEN mtime_ns
-                                     ELSE ?3 END,
-                     ctime_ns = CASE WHEN etag IS ?4 AND etag IS NOT NULL THEN ctime_ns
-                                     END,
-                     etag = ?4, etag_weak = ?5
-                 WHERE ino = ?1",
-            )?;
-            let mut rename = tx.prepare_cached(
-                "UPDATE OR IGNORE entries SET name = ?2, remote_name = ?2 WHERE ino = ?1",
-            )?;
-            let listed: std::collections::HashSet<&str> =
-                listing.children.iter().map(|c| c.name.as_str()).collect();
-            // How many children carry each version tag.
-            let mut new_tags: HashMap<&str, usize> = HashMap::new();
-            for c in &listing.children {
-                if let Some(t) = &c.etag {
-                    *new_tags.entry(t.value.as_str()).or_default() += 1;
-                }
-            }
-            for child in &listing.children {
-                if let Err(e) = validate_name(&child.name) {
-                    warn!(name = ?child.name, error = %e, "skipping entry with invalid name");
-                    continue;
-                }
-                let (etag, weak) = etag_cols(child.etag.as_ref());
-                let size = if child.is_dir { 0 } else { child.size as i64 };
-                match existing.remove(&child.name) {
-                    Some(k) if !k.live || k.dirty || k.moving || held.contains(&(k.ino as u64)) => {
-                        // Deleted or edited locally: the write-back decides; a remote
-                        // change shows up there as a failed precondition.
-                        if k.etag.as_deref() != etag {
-                            changes.changed.push(k.ino as u64);
-                        }
-                    }
-                    Some(k) if k.is_dir == child.is_dir => {
-                        // Without ETags, a new size or time is a new version.
-                        let changed = k.etag.as_deref() != etag
-                            || (etag.is_none()
-                                && !k.is_dir
-                                && (k.size != size || k.mtime_ns != mtime_ns(child.mtime)));
-                        if changed {
-                            changes.changed.push(k.ino as u64);
-                        }
-                        update.execute(params![k.ino, size, mtime_ns(child.mtime), etag, weak])?;
-                    }
-                    Some(k) => {
-                        // Kind changed (file became folder or back): a new identity.
-                        if held.contains(&(k.ino as u64)) || subtree_has_local_changes(&tx, k.ino)?
-                        {
-                            warn!(name = %child.name, "changed kind on the server; keeping the local copy");
-                            detach(&tx, k.ino)?;
-                        } else {
-                            delete_subtree(&tx, k.ino)?;
-                            changes.removed.push(k.ino as u64);
-                        }
-                        changes.names.push(child.name.clone());
-                        let n = insert.execute(params![
-                            dir as i64,
-                            child.name,
-                            child.is_dir,
-                            size,
-                            mtime_ns(child.mtime),
-                            etag,
-                            weak
-                        ])?;
-                        changes.added += n;
-                    }
-                    None => {
-                        // Renamed on the server within this folder? The same version under
-                        // a name the listing no longer has: the row (its cached content,
-                        // its pins) follows.
-                        // Only when that version is unambiguous on both sides: servers
-                        // that make ETags of size and time (Apache) give files written
-                        // in the same clock tick the same one.
-                        let renamed_from = etag
-                            .filter(|tag| listing.complete && new_tags.get(tag) == Some(&1))
-                            .and_then(|tag| {
-                                let mut found = existing.iter().filter(|(name, k)| {
-                                    k.etag.as_deref() == Some(tag)
-                                        && !listed.contains(name.as_str())
-                                });
-                                let (name, k) = found.next()?;
-                                let unique = found.next().is_none();
-                                (unique
-                                    && !held.contains(&(k.ino as u64))
-                                    && !child.etag.as_ref().is_some_and(|t| t.weak)
-                                    && (k.is_dir || k.mtime_ns == mtime_ns(child.mtime))
-                                    && k.live
-                                    && !k.dirty
-                                    && !k.moving
-                                    && k.at_home
-                                    && k.is_dir == child.is_dir
-                                    && (k.is_dir || k.size == size))
-                                    .then(|| name.clone())
-                            });
-                        if let Some(old) = renamed_from {
-                            if let Some(k) = existing.remove(&old) {
-                                let n = rename.execute(params![k.ino, child.name])?;
-                                if n > 0 {
-                                    changes.names.push(old);
-                                    changes.names.push(child.name.clone());
-                                    changes.renamed += 1;
-                                    continue;
-                                }
-                                existing.insert(old, k);
-                            }
-                        }
-                        let n = insert.execute(params![
-                            dir as i64,
-                            child.name,
-                            child.is_dir,
-                            size,
-                            mtime_ns(child.mtime),
-                            etag,
-                            weak
-                        ])?;
-                        if n == 0 {
-                            warn!(name = %child.name, "a local entry holds this name; the server's is not shown");
-                        }
-                        // A new name needs no invalidation (see `ListingChanges::names`).
-                        changes.added += n;
-                    }
-                }
-            }
-            if listing.complete {
-                for (name, k) in existing {
-                    if k.moving {
-                        // Gone from here because the write-back just moved it.
-                        continue;
-                    }
-                    if !k.live {
-                        // Deleted here and there: nothing left to do.
-                        delete_remote_subtree(&tx, k.ino)?;
-                    } else if held.contains(&(k.ino as u64))
-                        || subtree_has_local_changes(&tx, k.ino)?
-                    {
-                        warn!(
-                            ino = k.ino,
-                            "deleted on the server but changed here; keeping it"
-                        );
-                        detach(&tx, k.ino)?;
-                        changes.kept_local.push(k.ino as u64);
-                    } else {
-                        delete_subtree(&tx, k.ino)?;
-                        changes.removed.push(k.ino as u64);
-                        changes.names.push(name);
-                    }
-                }
-            } else if !existing.is_empty() {
-                warn!(
-                    dir,
-                    kept = existing.len(),
-                    "incomplete listing: keeping entries it lacks"
-                );
-            }
-            let (etag, weak) = etag_cols(listing.dir.etag.as_ref());
-            tx.prepare_cached(
-                "UPDATE entries SET listed_at_ms = ?2, etag = COALESCE(?3, etag),
-                 etag_weak = ?4, mtime_ns = COALESCE(?5, mtime_ns) WHERE ino = ?1",
-            )?
-            .execute(params![
-                dir as i64,
-                now_ms(),
-                etag,
-                weak,
-                mtime_ns(listing.dir.mtime)
-            ])?;
-        }
-        tx.commit()?;
-        Ok(changes)
-    }
-
     /// Records a file's size and version as a download found them (the server may have a
     /// newer version than the last listing said).
     pub fn set_version(&self, ino: u64, size: u64, etag: Option<&ETag>) -> Result<(), MetaError> {
@@ -561,34 +328,6 @@ impl Meta {
             out.push((e.ino, e.content_version()));
         }
         Ok(out)
-    }
-}
-
-/// What applying a listing changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ListingChanges {
-    /// New names.
-    pub added: usize,
-    /// Known entries whose version changed.
-    pub changed: Vec<u64>,
-    /// Entries removed (with their subtrees), by inode.
-    pub removed: Vec<u64>,
-    /// Entries deleted on the server but changed here: kept, and written back as new.
-    pub kept_local: Vec<u64>,
-    /// Entries renamed on the server within the folder (same version, new name).
-    pub renamed: usize,
-    /// Names in the folder that now mean something else (vanished, renamed from or to,
-    /// another kind), for dropping the kernel's cached lookups. Names that merely
-    /// appeared are left out: the kernel keeps no failed lookup (a FUSE `ENOENT` reply is
-    /// revalidated at the next access), so it holds nothing of them, and a first listing
-    /// of a large folder would otherwise send one notification per entry.
-    pub names: Vec<String>,
-}
-
-impl ListingChanges {
-    /// Whether the listing changed anything the user can see.
-    pub fn any(&self) -> bool {
-        self.added > 0 || !self.changed.is_empty() || !self.removed.is_empty() || self.renamed > 0
     }
 }
 

@@ -94,6 +94,7 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS entries({ENTRIES});
          CREATE INDEX IF NOT EXISTS entries_remote ON entries(remote_parent, remote_name);
+         CREATE INDEX IF NOT EXISTS entries_children ON entries(parent, ino);
          CREATE INDEX IF NOT EXISTS entries_pending ON entries(ino)
              WHERE parent IS NULL OR remote_parent IS NULL OR dirty = 1
                 OR remote_parent IS NOT parent OR remote_name IS NOT name;

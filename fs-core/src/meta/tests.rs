@@ -1,4 +1,6 @@
 use super::*;
+use crate::remote::Listing;
+use std::sync::Arc;
 
 fn file(name: &str, size: u64, etag: &str) -> RemoteEntry {
     RemoteEntry {
@@ -292,4 +294,100 @@ fn the_store_is_locked_while_open_and_close_leaves_the_log_to_recover() {
     assert!(m.get(e.ino).is_err(), "the closed store still answers");
     let again = Meta::open(&path, "http://x/").unwrap();
     assert_eq!(again.get(e.ino).unwrap().unwrap().name, "a.txt");
+}
+
+/// Rows a staged listing left in the store's temporary tables.
+fn staged_rows(m: &Meta) -> i64 {
+    let conn = m.conn();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM temp.sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables
+        .iter()
+        .map(|t| {
+            conn.query_row(&format!("SELECT COUNT(*) FROM temp.{t}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+        })
+        .sum::<i64>()
+        + tables.iter().filter(|t| t.starts_with("stage_")).count() as i64
+}
+
+#[test]
+fn a_folder_larger_than_a_batch_merges_renames_changes_and_removals() {
+    let m = Meta::in_memory().unwrap();
+    let n = 2_500; // more than two merge batches
+    let name = |i: usize| format!("f{i:05}");
+    let first: Vec<RemoteEntry> = (0..n)
+        .map(|i| file(&name(i), i as u64, &format!("\"t{i}\"")))
+        .collect();
+    assert_eq!(
+        m.apply_listing(ROOT_INO, &listing(first.clone()))
+            .unwrap()
+            .added,
+        n
+    );
+    let ino = |s: &str| m.child(ROOT_INO, s).unwrap().map(|e| e.ino);
+    let (renamed, removed, changed) = (ino(&name(7)), ino(&name(2_400)), ino(&name(1_500)));
+
+    // f00007 renamed to z-renamed (listed last, after its old name's batch), f02400
+    // deleted, f01500 changed, one new file; the rest as before, in another order.
+    let mut second: Vec<RemoteEntry> = first.iter().rev().cloned().collect();
+    second.retain(|e| e.name != name(7) && e.name != name(2_400));
+    if let Some(e) = second.iter_mut().find(|e| e.name == name(1_500)) {
+        e.etag = ETag::parse("\"new\"");
+    }
+    second.push(file("new", 1, "\"n\""));
+    let mut moved = file("z-renamed", 7, "\"t7\"");
+    moved.mtime = first[7].mtime;
+    second.push(moved);
+    let ch = m.apply_listing(ROOT_INO, &listing(second)).unwrap();
+    assert_eq!(ch.added, 1);
+    assert_eq!(ch.renamed, 1);
+    assert_eq!(ch.changed, vec![changed.unwrap()]);
+    assert_eq!(ch.removed, vec![removed.unwrap()]);
+    assert_eq!(ino("z-renamed"), renamed, "the row follows the rename");
+    assert_eq!(ino(&name(7)), None);
+    assert_eq!(m.children(ROOT_INO).unwrap().len(), n);
+    assert_eq!(staged_rows(&m), 0);
+}
+
+#[test]
+fn a_name_listed_twice_keeps_the_first_and_a_failed_listing_leaves_nothing_staged() {
+    let m = Arc::new(Meta::in_memory().unwrap());
+    m.apply_listing(
+        ROOT_INO,
+        &listing(vec![file("a", 1, "\"1\""), file("a", 2, "\"2\"")]),
+    )
+    .unwrap();
+    assert_eq!(m.child(ROOT_INO, "a").unwrap().unwrap().size, 1);
+
+    // Children received, then the listing fails: the receiver goes without `finish`.
+    let rx = Receiver::new(m.clone()).unwrap();
+    for i in 0..1_500 {
+        rx.push(file(&format!("x{i}"), 1, "\"x\"")).unwrap();
+    }
+    assert!(staged_rows(&m) > 0, "a full batch went to the store");
+    drop(rx);
+    assert_eq!(staged_rows(&m), 0);
+    assert!(m.child(ROOT_INO, "x0").unwrap().is_none());
+
+    // A finished one merges and leaves nothing behind either.
+    let rx = Receiver::new(m.clone()).unwrap();
+    rx.push(file("b", 1, "\"b\"")).unwrap();
+    let stage = rx.finish().unwrap();
+    drop(rx);
+    m.merge_staged(ROOT_INO, stage, &dir(""), true, &Default::default())
+        .unwrap();
+    assert!(m.child(ROOT_INO, "b").unwrap().is_some());
+    assert!(
+        m.child(ROOT_INO, "a").unwrap().is_none(),
+        "a complete listing without a"
+    );
+    assert_eq!(staged_rows(&m), 0);
 }

@@ -95,6 +95,21 @@ pub struct Listing {
     pub complete: bool,
 }
 
+/// Takes a listing's children one at a time as they are parsed (see
+/// [`Remote::list_each`]); an error stops the listing with it.
+pub type ChildSink = Box<dyn FnMut(RemoteEntry) -> Result<(), RemoteError> + Send>;
+
+/// A listing whose children went to a [`ChildSink`]: everything else about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListingHead {
+    /// The listed folder.
+    pub dir: RemoteEntry,
+    /// Whether the reply vouched for every child (see [`Listing::complete`]).
+    pub complete: bool,
+    /// How many children went to the sink.
+    pub children: usize,
+}
+
 /// A response body being downloaded.
 pub struct Download {
     /// Bytes the server promised (Content-Length, or the length of the served range).
@@ -125,6 +140,25 @@ pub enum Precondition {
 pub trait Remote: Send + Sync {
     /// Lists a folder and its direct children (WebDAV: PROPFIND Depth 1).
     async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError>;
+    /// Lists a folder like [`Remote::list`], handing each child to `sink` as soon as it is
+    /// parsed instead of collecting them, so a folder of any size costs bounded memory.
+    /// Names are valid, but one may come twice: the sink keeps the first.
+    async fn list_each(
+        &self,
+        path: &RemotePath,
+        mut sink: ChildSink,
+    ) -> Result<ListingHead, RemoteError> {
+        let listing = self.list(path).await?;
+        let children = listing.children.len();
+        for child in listing.children {
+            sink(child)?;
+        }
+        Ok(ListingHead {
+            dir: listing.dir,
+            complete: listing.complete,
+            children,
+        })
+    }
     /// Describes one entry (WebDAV: PROPFIND Depth 0).
     async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError>;
     /// Reads a file, the whole of it or one byte range, as a stream.

@@ -33,7 +33,8 @@ use reqwest::Method;
 use self::client::{Body, Call, Client, Deadline};
 pub use self::credentials::Credentials;
 use super::{
-    ByteStream, Download, ETag, Listing, Precondition, Remote, RemoteEntry, RemoteError, RemotePath,
+    ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Remote, RemoteEntry,
+    RemoteError, RemotePath,
 };
 
 /// How to reach a WebDAV server.
@@ -192,6 +193,26 @@ impl WebDav {
     }
 }
 
+impl WebDav {
+    /// The Depth 1 PROPFIND reply for `path`, its body still to come. A listing is parsed
+    /// as it arrives: a folder's reply grows with its entries (about 400 bytes each) and
+    /// is never held whole.
+    async fn listing_reply(&self, path: &RemotePath) -> Result<reqwest::Response, RemoteError> {
+        self.propfind_reply(path, "1", true, None, Deadline::Headers)
+            .await
+    }
+
+    /// How much of a listing reply is read. The request timeout bounds the wait for the
+    /// headers and each pause of the body, not the whole reply: a large folder on a slow
+    /// link takes as long as it takes.
+    fn listing_limits(&self) -> streamed::Limits {
+        streamed::Limits {
+            max_bytes: propfind::MAX_LISTING_REPLY,
+            idle: self.client.timeout(),
+        }
+    }
+}
+
 /// An HTTP method by name (the WebDAV ones have no constant).
 fn method(name: &str) -> Result<Method, RemoteError> {
     Method::from_bytes(name.as_bytes())
@@ -201,21 +222,25 @@ fn method(name: &str) -> Result<Method, RemoteError> {
 #[async_trait]
 impl Remote for WebDav {
     async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
-        // Parsed as it arrives: a folder's reply grows with its entries (about 400 bytes
-        // each) and is never held whole. The request timeout bounds the wait for the
-        // headers and each pause of the body, not the whole reply: a large folder on a
-        // slow link takes as long as it takes.
-        let resp = self
-            .propfind_reply(path, "1", true, None, Deadline::Headers)
-            .await?;
+        let resp = self.listing_reply(path).await?;
         let base = self.client.base_parts().to_vec();
         let dir = path.clone();
-        let limits = streamed::Limits {
-            max_bytes: propfind::MAX_LISTING_REPLY,
-            idle: self.client.timeout(),
-        };
-        streamed::parse_streamed(resp, limits, move |body| {
+        streamed::parse_streamed(resp, self.listing_limits(), move |body| {
             propfind::parse_listing_from(body, &base, &dir)
+        })
+        .await
+    }
+
+    async fn list_each(
+        &self,
+        path: &RemotePath,
+        sink: ChildSink,
+    ) -> Result<ListingHead, RemoteError> {
+        let resp = self.listing_reply(path).await?;
+        let base = self.client.base_parts().to_vec();
+        let dir = path.clone();
+        streamed::parse_streamed(resp, self.listing_limits(), move |body| {
+            propfind::each_child(body, &base, &dir, sink)
         })
         .await
     }

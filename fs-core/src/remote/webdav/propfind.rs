@@ -9,7 +9,9 @@ use tracing::warn;
 
 use super::href::href_to_parts;
 use super::xml::{walk_reader, Node, Tag as T};
-use crate::remote::{validate_name, ETag, Listing, RemoteEntry, RemoteError, RemotePath};
+use crate::remote::{
+    validate_name, ETag, Listing, ListingHead, RemoteEntry, RemoteError, RemotePath,
+};
 
 /// The PROPFIND request body: exactly the properties edrive uses.
 pub(crate) const REQUEST_BODY: &str = concat!(
@@ -223,10 +225,41 @@ pub(crate) fn parse_listing_from<R: BufRead>(
     base: &[String],
     dir: &RemotePath,
 ) -> Result<Listing, RemoteError> {
-    let dir_parts = dir.parts();
-    let mut dir_entry: Option<RemoteEntry> = None;
     let mut children = Vec::new();
     let mut names = HashSet::new();
+    let head = each_child(source, base, dir, |child| {
+        if names.insert(child.name.clone()) {
+            children.push(child);
+        } else {
+            warn!(name = ?child.name, "PROPFIND reply: skipping duplicate name");
+        }
+        Ok(())
+    })?;
+    Ok(Listing {
+        dir: head.dir,
+        children,
+        complete: head.complete,
+    })
+}
+
+/// Reads a Depth 1 reply for `dir` from `source`, handing each direct child to `on` as
+/// soon as its response is parsed; nothing is collected. Names are valid but not
+/// deduplicated. Entries that are not direct children of `dir`, have invalid names or
+/// unusable hrefs are skipped with a warning. If the folder itself is missing from the
+/// reply it is synthesized (a directory without etag).
+pub(crate) fn each_child<R, F>(
+    source: R,
+    base: &[String],
+    dir: &RemotePath,
+    mut on: F,
+) -> Result<ListingHead, RemoteError>
+where
+    R: BufRead,
+    F: FnMut(RemoteEntry) -> Result<(), RemoteError>,
+{
+    let dir_parts = dir.parts();
+    let mut dir_entry: Option<RemoteEntry> = None;
+    let mut children = 0usize;
     let mut complete = true;
     each_response(source, |r| {
         let Some(mut parts) = locate(&r, base, dir_parts) else {
@@ -257,17 +290,13 @@ pub(crate) fn parse_listing_from<R: BufRead>(
             warn!(href = ?href, "PROPFIND reply: skipping entry with invalid name: {e}");
             return Ok(());
         }
-        if !names.insert(name.clone()) {
-            warn!(href = ?href, name = ?name, "PROPFIND reply: skipping duplicate name");
-            return Ok(());
-        }
-        if children.len() >= MAX_ENTRIES {
+        if children >= MAX_ENTRIES {
             return Err(RemoteError::Malformed(format!(
                 "the folder has more than {MAX_ENTRIES} entries"
             )));
         }
-        children.push(r.props.into_entry(name));
-        Ok(())
+        children += 1;
+        on(r.props.into_entry(name))
     })?;
     let dir_entry = dir_entry.unwrap_or_else(|| {
         warn!(dir = %dir, "PROPFIND reply does not describe the listed folder; assuming a folder");
@@ -280,10 +309,10 @@ pub(crate) fn parse_listing_from<R: BufRead>(
             etag: None,
         }
     });
-    Ok(Listing {
+    Ok(ListingHead {
         dir: dir_entry,
-        children,
         complete,
+        children,
     })
 }
 

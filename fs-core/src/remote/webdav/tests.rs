@@ -620,6 +620,48 @@ async fn a_large_listing_is_parsed_as_it_arrives() {
 }
 
 #[tokio::test]
+async fn list_each_hands_over_children_as_parsed_and_stops_on_the_sinks_error() {
+    let body = big_listing(3000);
+    let ms = [("Content-Type", "application/xml")];
+    let (url, server) = serve(vec![reply("207 Multi-Status", &ms, body.as_bytes())]).await;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let head = within(dav(&url).list_each(
+        &path(&["big"]),
+        Box::new(move |c| {
+            sink.lock().unwrap().push(c.name);
+            Ok(())
+        }),
+    ))
+    .await
+    .unwrap();
+    assert!(head.complete && head.dir.is_dir);
+    assert_eq!(head.children, 3000);
+    assert_eq!(got.lock().unwrap()[2999], "file-002999.txt");
+    server.await.unwrap();
+
+    // The store failing mid-listing fails the listing with its error.
+    let (url, server) = serve(vec![reply("207 Multi-Status", &ms, body.as_bytes())]).await;
+    let mut n = 0;
+    let r = within(dav(&url).list_each(
+        &path(&["big"]),
+        Box::new(move |_| {
+            n += 1;
+            if n == 1000 {
+                return Err(RemoteError::Local("disk full".into()));
+            }
+            Ok(())
+        }),
+    ))
+    .await;
+    assert!(
+        matches!(&r, Err(RemoteError::Local(m)) if m == "disk full"),
+        "{r:?}"
+    );
+    let _ = server.await;
+}
+
+#[tokio::test]
 async fn a_listing_cut_short_is_an_error_never_a_shorter_listing() {
     // The document happens to be complete, but the body is shorter than announced.
     let body = big_listing(50);
