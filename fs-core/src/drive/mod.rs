@@ -562,8 +562,7 @@ impl Drive {
         &self,
         path: &RemotePath,
     ) -> Result<(ListingHead, crate::meta::Stage), RemoteError> {
-        let receiver = crate::meta::Receiver::new(self.meta.clone())
-            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        let receiver = crate::meta::Receiver::new(self.meta.clone());
         let sink = receiver.clone();
         let head = self
             .remote

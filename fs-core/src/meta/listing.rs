@@ -17,6 +17,10 @@ use super::{
 };
 use crate::remote::{validate_name, Listing, RemoteEntry};
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Rows read per step of a merge, and children staged per transaction.
 const BATCH: usize = 1000;
 
@@ -34,13 +38,21 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// A listing on its way into the store (see [`Meta::stage`]): a temporary table of its
-/// children in the order they came, indexed only when merged (one sort instead of an index
-/// kept up at every insert). Merged by [`Meta::merge_staged`] or forgotten by
-/// [`Meta::drop_stage`].
+/// children. Merged by [`Meta::merge_staged`] or forgotten by [`Meta::drop_stage`].
+///
+/// A small listing (one batch) uses one of a pool of indexed tables, created once and
+/// emptied by a whole-table `DELETE`: any schema change expires every prepared statement
+/// of the connection, so a table per listing would recompile the store's statements after
+/// each of the many small listings a tree walk makes. A large listing gets a table of its
+/// own, appended to in arrival order and indexed once when merged (one sort, instead of
+/// two indexes kept up at every insert, which made a 100,000-entry listing take twice as
+/// long), then dropped.
 #[derive(Debug)]
 pub struct Stage {
     /// The table's name.
     table: String,
+    /// One of the pool of indexed tables.
+    pooled: bool,
 }
 
 /// What applying a listing changed.
@@ -129,17 +141,31 @@ fn known_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<Known>> {
 }
 
 impl Meta {
-    /// Starts receiving a listing: children go in with [`Meta::stage_children`].
-    pub fn stage(&self) -> Result<Stage, MetaError> {
-        let stage = Stage {
-            table: format!("stage_{}", self.next_stage.fetch_add(1, Ordering::Relaxed)),
-        };
-        self.conn().execute_batch(&format!(
-            "CREATE TEMP TABLE {}(name TEXT NOT NULL, is_dir INTEGER NOT NULL,
-                 size INTEGER NOT NULL, mtime_ns INTEGER, etag TEXT, etag_weak INTEGER NOT NULL)",
-            stage.table
-        ))?;
-        Ok(stage)
+    /// Starts receiving a listing: children go in with [`Meta::stage_children`]. `large`:
+    /// more than one batch of them (see [`Stage`]).
+    pub fn stage(&self, large: bool) -> Result<Stage, MetaError> {
+        if !large {
+            let free = lock(&self.free_stages).pop();
+            if let Some(table) = free {
+                return Ok(Stage {
+                    table,
+                    pooled: true,
+                });
+            }
+        }
+        let table = format!("stage_{}", self.next_stage.fetch_add(1, Ordering::Relaxed));
+        let mut sql = format!(
+            "CREATE TEMP TABLE {table}(name TEXT NOT NULL, is_dir INTEGER NOT NULL,
+                 size INTEGER NOT NULL, mtime_ns INTEGER, etag TEXT, etag_weak INTEGER NOT NULL);"
+        );
+        if !large {
+            sql.push_str(&stage_indexes(&table));
+        }
+        self.conn().execute_batch(&sql)?;
+        Ok(Stage {
+            table,
+            pooled: !large,
+        })
     }
 
     /// Adds children to a staged listing. Invalid names are skipped with a warning.
@@ -180,10 +206,22 @@ impl Meta {
 
     /// Forgets a staged listing (one that failed: nothing of it is merged).
     pub fn drop_stage(&self, stage: Stage) {
-        let r = self
+        if stage.pooled {
+            let cleared = self
+                .conn()
+                .execute_batch(&format!("DELETE FROM temp.{}", stage.table));
+            match cleared {
+                Ok(()) => {
+                    lock(&self.free_stages).push(stage.table);
+                    return;
+                }
+                Err(e) => warn!(error = %e, "meta: cannot empty a staged listing; dropping it"),
+            }
+        }
+        let dropped = self
             .conn()
             .execute_batch(&format!("DROP TABLE IF EXISTS temp.{}", stage.table));
-        if let Err(e) = r {
+        if let Err(e) = dropped {
             warn!(error = %e, "meta: cannot forget a staged listing");
         }
     }
@@ -213,7 +251,7 @@ impl Meta {
         listing: &Listing,
         held: &HashSet<u64>,
     ) -> Result<ListingChanges, MetaError> {
-        let stage = self.stage()?;
+        let stage = self.stage(listing.children.len() > BATCH)?;
         if let Err(e) = self.stage_children(&stage, &listing.children) {
             self.drop_stage(stage);
             return Err(e);
@@ -232,20 +270,47 @@ impl Meta {
         complete: bool,
         held: &HashSet<u64>,
     ) -> Result<ListingChanges, MetaError> {
-        let merged = {
-            let mut conn = self.conn();
-            merge(
-                &mut conn,
-                dir as i64,
-                &stage.table,
-                dir_entry,
-                complete,
-                held,
-            )
+        // Given back also if the merge panics.
+        let stage = StageGuard {
+            meta: self,
+            stage: Some(stage),
         };
-        self.drop_stage(stage);
+        let (table, indexed) = stage
+            .stage
+            .as_ref()
+            .map(|s| (s.table.clone(), s.pooled))
+            .unwrap_or_default();
+        let mut conn = self.conn();
+        let merged = merge(
+            &mut conn, dir as i64, &table, indexed, dir_entry, complete, held,
+        );
+        // The store is unlocked before the guard gives the stage back.
+        drop(conn);
+        drop(stage);
         merged
     }
+}
+
+/// Gives a stage back to the pool when dropped.
+struct StageGuard<'a> {
+    meta: &'a Meta,
+    stage: Option<Stage>,
+}
+
+impl Drop for StageGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(stage) = self.stage.take() {
+            self.meta.drop_stage(stage);
+        }
+    }
+}
+
+/// The indexes a merge reads a stage by.
+fn stage_indexes(table: &str) -> String {
+    format!(
+        "CREATE INDEX temp.{table}_name ON {table}(name);
+         CREATE INDEX temp.{table}_etag ON {table}(etag);"
+    )
 }
 
 /// The merge of [`Meta::merge_staged`], in one transaction.
@@ -253,6 +318,7 @@ fn merge(
     conn: &mut Connection,
     dir: i64,
     stage: &str,
+    indexed: bool,
     dir_entry: &RemoteEntry,
     complete: bool,
     held: &HashSet<u64>,
@@ -269,11 +335,10 @@ fn merge(
         // Removed (or replaced by a file) while it was being listed.
         return Ok(ListingChanges::default());
     }
-    tx.execute_batch(&format!(
-        "CREATE INDEX temp.{stage}_name ON {stage}(name);
-         CREATE INDEX temp.{stage}_etag ON {stage}(etag);
-         DELETE FROM listing_gone;"
-    ))?;
+    if !indexed {
+        tx.execute_batch(&stage_indexes(stage))?;
+    }
+    tx.execute("DELETE FROM listing_gone", [])?;
     let gone = if complete {
         // Known here, missing there: deleted on the server, or renamed within the folder.
         tx.prepare(&format!(
@@ -289,7 +354,7 @@ fn merge(
         tx: &tx,
         dir,
         count_tag: tx.prepare(&format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM {stage} WHERE etag = ?1 LIMIT 2)"
+            "SELECT COUNT(*) FROM (SELECT DISTINCT name FROM {stage} WHERE etag = ?1 LIMIT 2)"
         ))?,
         complete,
         held,
@@ -404,12 +469,12 @@ fn staged_batch(
 struct Merge<'a, 'c> {
     tx: &'a Transaction<'c>,
     dir: i64,
-    /// Counts (up to 2) the staged children with a tag.
+    /// Counts (up to 2) the staged names with a tag (a name listed twice counts once).
     count_tag: rusqlite::Statement<'a>,
     complete: bool,
     held: &'a HashSet<u64>,
-    /// Rows the listing lacks. None on a first listing: then no new name is looked up
-    /// as a possible rename.
+    /// How many rows the listing lacks. 0 on a first listing: then no new name is looked
+    /// up as a possible rename.
     gone: usize,
     /// The statements run for most children, prepared once.
     insert: CachedStatement<'a>,
@@ -607,7 +672,10 @@ pub struct Receiver(Arc<Mutex<Receiving>>);
 
 struct Receiving {
     meta: Arc<Meta>,
+    /// Made at the first batch, when the listing's size is known to be small (all of it
+    /// in one batch) or not.
     stage: Option<Stage>,
+    finished: bool,
     batch: Vec<RemoteEntry>,
 }
 
@@ -621,17 +689,17 @@ impl Drop for Receiving {
 
 impl Receiver {
     /// Starts receiving a listing into `meta`.
-    pub fn new(meta: Arc<Meta>) -> Result<Receiver, MetaError> {
-        let stage = meta.stage()?;
-        Ok(Receiver(Arc::new(Mutex::new(Receiving {
+    pub fn new(meta: Arc<Meta>) -> Receiver {
+        Receiver(Arc::new(Mutex::new(Receiving {
             meta,
-            stage: Some(stage),
+            stage: None,
+            finished: false,
             batch: Vec::new(),
-        }))))
+        })))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Receiving> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.0)
     }
 
     /// Takes one child; every [`BATCH`] of them go to the store.
@@ -639,7 +707,7 @@ impl Receiver {
         let mut r = self.lock();
         r.batch.push(child);
         if r.batch.len() >= BATCH {
-            r.flush()?;
+            r.flush(true)?;
         }
         Ok(())
     }
@@ -647,7 +715,8 @@ impl Receiver {
     /// Stores what is left and hands over the stage, for [`Meta::merge_staged`].
     pub fn finish(&self) -> Result<Stage, MetaError> {
         let mut r = self.lock();
-        r.flush()?;
+        r.flush(false)?;
+        r.finished = true;
         r.stage
             .take()
             .ok_or_else(|| MetaError::Corrupt("a staged listing was finished twice".into()))
@@ -655,13 +724,19 @@ impl Receiver {
 }
 
 impl Receiving {
-    fn flush(&mut self) -> Result<(), MetaError> {
-        let Some(stage) = &self.stage else {
+    /// Stores the batch; `more` says whether more may follow (a large listing).
+    fn flush(&mut self, more: bool) -> Result<(), MetaError> {
+        if self.finished {
             return Err(MetaError::Corrupt(
                 "a staged listing is already finished".into(),
             ));
-        };
-        self.meta.stage_children(stage, &self.batch)?;
+        }
+        if self.stage.is_none() {
+            self.stage = Some(self.meta.stage(more)?);
+        }
+        if let Some(stage) = &self.stage {
+            self.meta.stage_children(stage, &self.batch)?;
+        }
         self.batch.clear();
         Ok(())
     }

@@ -58,6 +58,8 @@ pub struct Meta {
     conn: Mutex<Connection>,
     /// The next [`Stage`]'s number.
     next_stage: std::sync::atomic::AtomicI64,
+    /// Staging tables not in use (see [`Stage`]).
+    free_stages: Mutex<Vec<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -104,6 +106,7 @@ impl Meta {
         Ok(Meta {
             conn: Mutex::new(conn),
             next_stage: Default::default(),
+            free_stages: Default::default(),
         })
     }
 
@@ -137,6 +140,7 @@ impl Meta {
         Ok(Meta {
             conn: Mutex::new(conn),
             next_stage: Default::default(),
+            free_stages: Default::default(),
         })
     }
 

@@ -315,7 +315,36 @@ fn staged_rows(m: &Meta) -> i64 {
             .unwrap()
         })
         .sum::<i64>()
-        + tables.iter().filter(|t| t.starts_with("stage_")).count() as i64
+}
+
+/// How many staging tables the store has made.
+fn stage_tables(m: &Meta) -> i64 {
+    m.conn()
+        .query_row(
+            "SELECT COUNT(*) FROM temp.sqlite_master WHERE type = 'table' AND name LIKE 'stage_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn staging_tables_are_reused_and_a_name_listed_twice_does_not_hide_a_rename() {
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(ROOT_INO, &listing(vec![file("a", 1, "\"t\"")]))
+        .unwrap();
+    let a = m.child(ROOT_INO, "a").unwrap().unwrap();
+    // `a` renamed to `b`, and the reply names `b` twice.
+    let mut b = file("b", 1, "\"t\"");
+    b.mtime = file("a", 1, "").mtime;
+    let ch = m
+        .apply_listing(ROOT_INO, &listing(vec![b.clone(), b]))
+        .unwrap();
+    assert_eq!(ch.renamed, 1, "{ch:?}");
+    assert_eq!(m.child(ROOT_INO, "b").unwrap().unwrap().ino, a.ino);
+    // Listings one after the other share one table: no schema change per listing.
+    assert_eq!(stage_tables(&m), 1);
+    assert_eq!(staged_rows(&m), 0);
 }
 
 #[test]
@@ -368,7 +397,7 @@ fn a_name_listed_twice_keeps_the_first_and_a_failed_listing_leaves_nothing_stage
     assert_eq!(m.child(ROOT_INO, "a").unwrap().unwrap().size, 1);
 
     // Children received, then the listing fails: the receiver goes without `finish`.
-    let rx = Receiver::new(m.clone()).unwrap();
+    let rx = Receiver::new(m.clone());
     for i in 0..1_500 {
         rx.push(file(&format!("x{i}"), 1, "\"x\"")).unwrap();
     }
@@ -378,7 +407,7 @@ fn a_name_listed_twice_keeps_the_first_and_a_failed_listing_leaves_nothing_stage
     assert!(m.child(ROOT_INO, "x0").unwrap().is_none());
 
     // A finished one merges and leaves nothing behind either.
-    let rx = Receiver::new(m.clone()).unwrap();
+    let rx = Receiver::new(m.clone());
     rx.push(file("b", 1, "\"b\"")).unwrap();
     let stage = rx.finish().unwrap();
     drop(rx);
