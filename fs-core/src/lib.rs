@@ -25,3 +25,9 @@ pub use drive::{
 pub use error::FsError;
 pub use meta::{Kind, Meta, ROOT_INO};
 pub use state::EntryState;
+
+/// Locks `m`, also when a panic poisoned it: every state behind these locks stays
+/// consistent between statements (SQLite rolls back an unfinished transaction).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -15,6 +15,7 @@ use tracing::{debug, instrument, warn};
 use crate::connectivity::{Connectivity, NetState, Watched};
 use crate::error::FsError;
 use crate::hydrate::{Hydrator, Transfer};
+use crate::lock;
 use crate::meta::{Entry, Kind, Meta, ROOT_INO};
 use crate::notify::Invalidations;
 use crate::remote::{validate_name, ListingHead, Remote, RemoteError, RemotePath};
@@ -228,10 +229,6 @@ const SUSPENDED_OFFLINE: &str = "offline";
 
 /// How long a folder whose revalidation failed is served from what is known.
 const LISTING_RETRY: Duration = Duration::from_secs(15);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

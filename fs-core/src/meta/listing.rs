@@ -15,11 +15,8 @@ use super::{
     delete_remote_subtree, delete_subtree, detach, etag_cols, mtime_ns, now_ms,
     subtree_has_local_changes, Meta, MetaError,
 };
+use crate::lock;
 use crate::remote::{validate_name, Listing, RemoteEntry};
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Rows read per step of a merge, and children staged per transaction.
 const BATCH: usize = 1000;

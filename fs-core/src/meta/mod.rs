@@ -147,7 +147,7 @@ impl Meta {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back),
         // so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.conn)
     }
 
     /// The live entries among `inos` (one query), by inode.
