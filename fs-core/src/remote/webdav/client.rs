@@ -21,6 +21,9 @@ const USER_AGENT: &str = concat!("edrive/", env!("CARGO_PKG_VERSION"));
 /// Redirects followed per request (only for requests whose body can be sent again).
 const MAX_REDIRECTS: usize = 5;
 
+/// How long an idle pooled connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 /// A request body.
 pub(crate) enum Body {
     /// No body.
@@ -152,7 +155,9 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .tcp_keepalive(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the usual server keep-alive timeouts (Apache and lighttpd: 5 s), so a
+            // pooled connection is rarely one the server is closing as we send on it.
+            .pool_idle_timeout(POOL_IDLE)
             .build()
             .map_err(|e| RemoteError::Local(format!("cannot set up HTTP client: {}", chain(&e))))?;
         Ok(Client {
@@ -213,6 +218,7 @@ impl Client {
         credentials: &Credentials,
     ) -> Result<Response, RemoteError> {
         let mut hops = 0;
+        let mut retried = false;
         loop {
             let body = std::mem::replace(&mut call.body, Body::Empty);
             let replay = match &body {
@@ -247,7 +253,20 @@ impl Client {
             } else {
                 sent.await
             };
-            let resp = result.map_err(transport_error)?;
+            let resp = match result {
+                Ok(resp) => resp,
+                // A pooled connection the server closed as the request went out: a request
+                // that changes nothing is sent again at once, on a new connection.
+                Err(e) if !retried && is_safe(&call.method) && is_stale_connection(&e) => {
+                    debug!(method = %call.method, error = %chain(&e), "connection closed by the server; sending again");
+                    retried = true;
+                    if let Some(replay) = replay {
+                        call.body = replay;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(transport_error(e)),
+            };
             let next = match replay {
                 Some(replay) if hops < MAX_REDIRECTS => redirect_target(&resp).map(|u| (u, replay)),
                 _ => None,
@@ -283,6 +302,43 @@ impl Client {
         debug!(code, "request failed");
         Err(error_for_status(code, body.as_deref()))
     }
+}
+
+/// Whether a request with this method changes nothing on the server, so sending it twice
+/// is harmless.
+fn is_safe(method: &Method) -> bool {
+    matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS" | "PROPFIND")
+}
+
+/// Whether a failed request died with its connection (closed or reset by the server
+/// before any reply), as a kept-alive connection does when the server times it out just as
+/// the request is sent.
+fn is_stale_connection(e: &reqwest::Error) -> bool {
+    if e.is_connect() || e.is_timeout() || e.is_builder() {
+        return false;
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        let text = s.to_string();
+        if text.contains("connection closed before message completed")
+            || text.contains("connection reset")
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The absolute URL a 301/302/307/308 response points to, if any.
