@@ -22,6 +22,7 @@ mod tests;
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -103,6 +104,10 @@ fn redact_userinfo(url: &str) -> String {
 /// A WebDAV server as a [`Remote`].
 pub struct WebDav {
     client: Client,
+    /// The server wants a trailing `/` on a folder's URL (nginx answers MKCOL, MOVE and
+    /// DELETE of `/dir` with 400 or 409): learnt from the first folder request that needed
+    /// it, so later MKCOLs go out with the slash at once.
+    slash_first: AtomicBool,
 }
 
 impl fmt::Debug for WebDav {
@@ -119,6 +124,7 @@ impl WebDav {
     pub fn new(config: WebDavConfig) -> Result<WebDav, RemoteError> {
         Ok(WebDav {
             client: Client::new(&config)?,
+            slash_first: AtomicBool::new(false),
         })
     }
 
@@ -184,6 +190,27 @@ impl WebDav {
         }
     }
 
+    /// Sends `call` again, addressed as a folder (trailing `/`) after `first` refused the
+    /// plain URL; `first` stands if that fails too (the path was no folder, or the refusal
+    /// had another reason). Success teaches that the server wants the slash.
+    async fn retry_as_collection(&self, first: RemoteError, call: Call) -> Result<(), RemoteError> {
+        match self.simple(call).await {
+            Ok(()) => {
+                if !self.slash_first.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the server wants folder URLs to end with '/'");
+                }
+                Ok(())
+            }
+            Err(_) => Err(first),
+        }
+    }
+
+    /// Whether folder URLs are sent with a trailing `/` first (learnt; see
+    /// [`WebDav::retry_as_collection`]).
+    pub fn wants_folder_slash(&self) -> bool {
+        self.slash_first.load(Ordering::Relaxed)
+    }
+
     /// Sends a request without body and checks for a 2xx status.
     async fn simple(&self, call: Call) -> Result<(), RemoteError> {
         self.client
@@ -211,6 +238,12 @@ impl WebDav {
             idle: self.client.timeout(),
         }
     }
+}
+
+/// Whether a refusal of a folder request may mean "address a folder with a trailing `/`"
+/// (nginx: 400 for MOVE, 409 for MKCOL and DELETE; others redirect, which is followed).
+fn wants_slash(e: &RemoteError) -> bool {
+    matches!(e, RemoteError::Status(400 | 409))
 }
 
 /// An HTTP method by name (the WebDAV ones have no constant).
@@ -304,12 +337,18 @@ impl Remote for WebDav {
     }
 
     async fn mkdir(&self, path: &RemotePath) -> Result<(), RemoteError> {
-        self.simple(Call::new(
-            method("MKCOL")?,
-            self.client.url(path, false)?,
-            Deadline::Total,
-        ))
-        .await
+        let slash = self.slash_first.load(Ordering::Relaxed);
+        let call = |dir| -> Result<Call, RemoteError> {
+            Ok(Call::new(
+                method("MKCOL")?,
+                self.client.url(path, dir)?,
+                Deadline::Total,
+            ))
+        };
+        match self.simple(call(slash)?).await {
+            Err(e) if !slash && wants_slash(&e) => self.retry_as_collection(e, call(true)?).await,
+            other => other,
+        }
     }
 
     async fn rename(
@@ -318,18 +357,23 @@ impl Remote for WebDav {
         to: &RemotePath,
         overwrite: bool,
     ) -> Result<(), RemoteError> {
-        let destination = self.client.url(to, false)?;
-        let call = Call::new(
-            method("MOVE")?,
-            self.client.url(from, false)?,
-            Deadline::Total,
-        )
-        .header(HeaderName::from_static("destination"), destination.as_str())?
-        .header(
-            HeaderName::from_static("overwrite"),
-            if overwrite { "T" } else { "F" },
-        )?;
-        self.simple(call).await
+        let call = |dir| -> Result<Call, RemoteError> {
+            let destination = self.client.url(to, dir)?;
+            Call::new(
+                method("MOVE")?,
+                self.client.url(from, dir)?,
+                Deadline::Total,
+            )
+            .header(HeaderName::from_static("destination"), destination.as_str())?
+            .header(
+                HeaderName::from_static("overwrite"),
+                if overwrite { "T" } else { "F" },
+            )
+        };
+        match self.simple(call(false)?).await {
+            Err(e) if wants_slash(&e) => self.retry_as_collection(e, call(true)?).await,
+            other => other,
+        }
     }
 
     async fn delete(
@@ -337,13 +381,14 @@ impl Remote for WebDav {
         path: &RemotePath,
         precondition: Precondition,
     ) -> Result<(), RemoteError> {
-        let call = Call::new(
-            Method::DELETE,
-            self.client.url(path, false)?,
-            Deadline::Total,
-        )
-        .precondition(&precondition)?;
-        self.simple(call).await
+        let call = |dir| -> Result<Call, RemoteError> {
+            Call::new(Method::DELETE, self.client.url(path, dir)?, Deadline::Total)
+                .precondition(&precondition)
+        };
+        match self.simple(call(false)?).await {
+            Err(e) if wants_slash(&e) => self.retry_as_collection(e, call(true)?).await,
+            other => other,
+        }
     }
 
     fn describe(&self) -> String {
