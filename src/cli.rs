@@ -207,6 +207,10 @@ pub struct UnmountArgs {
     /// Do not wait for pending uploads; they stay in the cache for the next mount.
     #[arg(long)]
     pub force: bool,
+    /// How long to wait for pending uploads before unmounting anyway (what is left stays
+    /// in the cache for the next mount).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `edrive sync`.
@@ -214,6 +218,9 @@ pub struct UnmountArgs {
 pub struct SyncArgs {
     /// The mounted folder.
     pub mountpoint: PathBuf,
+    /// How long to wait for the uploads before giving up (they go on in the background).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `edrive suspend`.

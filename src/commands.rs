@@ -27,7 +27,7 @@ pub fn unmount(args: UnmountArgs) -> anyhow::Result<()> {
             }
         }
     } else if control::request(&mp, &Request::Status).is_ok() {
-        let left = wait_for_sync(&mp)?;
+        let left = wait_for_sync(&mp, args.timeout)?;
         if left.pending > 0 {
             eprintln!(
                 "edrive: warning: {} local change(s) could not be uploaded ({}); they stay in \
@@ -35,13 +35,24 @@ pub fn unmount(args: UnmountArgs) -> anyhow::Result<()> {
                 left.pending,
                 left.why()
             );
+            left.print_problems();
         }
     }
+    // The daemon's pid, to return only once it has exited (its cache is free again).
+    let pid = control::request(&mp, &Request::Status)
+        .ok()
+        .and_then(|s| s["pid"].as_u64())
+        .and_then(|p| i32::try_from(p).ok());
     match control::request(&mp, &Request::Unmount) {
         Ok(reply) if reply["ok"] == true => {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while paths::socket_path(&mp).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
+            while (paths::socket_path(&mp).exists() || pid.is_some_and(process_alive))
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if pid.is_some_and(process_alive) {
+                bail!("unmounted, but the daemon has not exited after 60 s");
             }
             Ok(())
         }
@@ -65,14 +76,35 @@ pub fn unmount(args: UnmountArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Whether process `pid` still runs (a zombie counts as gone: it holds no files).
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 /// What a sync left behind.
 struct Leftover {
     pending: u64,
     stuck: u64,
     last_error: Option<String>,
+    /// The changes that wait, each with why (as `edrive status` lists them).
+    problems: Vec<(String, String)>,
+    /// The wait ended at the timeout, not because nothing more could move.
+    timed_out: bool,
 }
 
 impl Leftover {
+    /// Prints each change that could not be uploaded, with why, one per line.
+    fn print_problems(&self) {
+        for (path, why) in &self.problems {
+            eprintln!("edrive:   {path}: {why}");
+        }
+    }
+
     fn why(&self) -> String {
         let mut parts = Vec::new();
         if self.stuck > 0 {
@@ -87,6 +119,9 @@ impl Leftover {
                 self.pending - self.stuck
             ));
         }
+        if self.timed_out {
+            parts.push("gave up waiting (--timeout); the uploads go on in the background".into());
+        }
         if let Some(e) = &self.last_error {
             parts.push(format!("last error: {e}"));
         }
@@ -96,7 +131,8 @@ impl Leftover {
 
 /// Asks the daemon to upload everything now and waits until it has done what it can,
 /// showing progress (a bar on a terminal, a line every few seconds otherwise).
-fn wait_for_sync(mp: &std::path::Path) -> anyhow::Result<Leftover> {
+fn wait_for_sync(mp: &std::path::Path, timeout: Duration) -> anyhow::Result<Leftover> {
+    let started = Instant::now();
     let reply = control::request(mp, &Request::Sync)?;
     if reply["ok"] != true {
         bail!("{}", reply["error"].as_str().unwrap_or("sync failed"));
@@ -134,14 +170,28 @@ fn wait_for_sync(mp: &std::path::Path) -> anyhow::Result<Leftover> {
                 );
             }
         }
-        if sync["syncing"] != true && up.is_null() {
+        let timed_out = started.elapsed() >= timeout;
+        if (sync["syncing"] != true && up.is_null()) || timed_out {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
+            let problems = sync["problems"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| {
+                            let text = |k: &str| p[k].as_str().unwrap_or("?").to_string();
+                            (text("path"), text("problem"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             return Ok(Leftover {
                 pending,
                 stuck,
                 last_error: sync["last_error"].as_str().map(str::to_string),
+                problems,
+                timed_out,
             });
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -152,8 +202,9 @@ fn wait_for_sync(mp: &std::path::Path) -> anyhow::Result<Leftover> {
 /// server; fails if some could not be.
 pub fn sync(args: SyncArgs) -> anyhow::Result<()> {
     let mp = paths::absolute_mountpoint(&args.mountpoint)?;
-    let left = wait_for_sync(&mp)?;
+    let left = wait_for_sync(&mp, args.timeout)?;
     if left.pending > 0 {
+        left.print_problems();
         bail!(
             "{} local change(s) are not on the server: {}",
             left.pending,

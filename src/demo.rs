@@ -112,6 +112,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let result = crate::commands::unmount(UnmountArgs {
         mountpoint,
         force: false,
+        timeout: std::time::Duration::from_secs(600),
     });
     let _ = server.kill();
     let _ = server.wait();
