@@ -53,6 +53,9 @@ impl EntryState {
             EntryState::Locked
         } else if problem == crate::sync::PROBLEM_NO_SPACE {
             EntryState::NoSpace
+        } else if problem.starts_with(crate::sync::PROBLEM_RETRY) {
+            // Still going: tried again with backoff (the reason is in `edrive status`).
+            EntryState::Dirty
         } else {
             EntryState::Error
         }

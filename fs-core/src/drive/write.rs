@@ -582,6 +582,7 @@ impl Drive {
         // for a person.
         self.meta.clear_problems(crate::sync::PROBLEM_ERROR)?;
         self.meta.clear_problems(crate::sync::PROBLEM_NO_SPACE)?;
+        self.meta.clear_problems(crate::sync::PROBLEM_RETRY)?;
         let (pending, stuck) = self.meta.pending_count()?;
         if pending > 0 {
             tracing::info!(

@@ -78,6 +78,8 @@ pub struct Uploader {
     pub(crate) remote_news: std::sync::atomic::AtomicU64,
     /// Some entry waits for a lock held by someone else on the server.
     locks_waiting: AtomicBool,
+    /// Some entry waits for another try after a refusal that may pass ([`PROBLEM_RETRY`]).
+    retries_waiting: AtomicBool,
     /// Files being uploaded now.
     in_flight: Mutex<std::collections::HashSet<u64>>,
 }
@@ -127,6 +129,10 @@ pub const PROBLEM_ERROR: &str = "error";
 /// Locked on the server by someone else (423): retried with backoff; `locked by OWNER`
 /// when the server names the lock's owner.
 pub const PROBLEM_LOCKED: &str = "locked";
+/// One change the server refused for a reason that may pass (409: its folder is not
+/// there; a 5xx for this path; the local copy could not be read): `retrying: REASON`. It
+/// is tried again with backoff while the rest of the queue goes on.
+pub const PROBLEM_RETRY: &str = "retrying";
 /// First and last wait before files locked on the server are tried again.
 const LOCK_RETRY_MIN: Duration = Duration::from_secs(2);
 const LOCK_RETRY_MAX: Duration = Duration::from_secs(60);
@@ -174,6 +180,7 @@ impl Uploader {
             remote_news: std::sync::atomic::AtomicU64::new(0),
             // A lock problem may be left from the last run.
             locks_waiting: AtomicBool::new(true),
+            retries_waiting: AtomicBool::new(true),
             in_flight: Mutex::new(std::collections::HashSet::new()),
         }
     }
@@ -287,6 +294,8 @@ impl Uploader {
         let mut last_no_space_retry = Instant::now();
         let mut lock_wait = LOCK_RETRY_MIN;
         let mut lock_retry_at = Instant::now() + lock_wait;
+        let mut retry_wait = LOCK_RETRY_MIN;
+        let mut retry_at = Instant::now() + retry_wait;
         loop {
             let gen = self.sync_gen.load(Ordering::SeqCst);
             if self.suspended.load(Ordering::SeqCst) {
@@ -332,6 +341,21 @@ impl Uploader {
                     Ok(_) => (lock_wait * 2).min(LOCK_RETRY_MAX),
                 };
                 lock_retry_at = Instant::now() + lock_wait;
+            }
+            if !self.retries_waiting.load(Ordering::SeqCst) {
+                retry_wait = LOCK_RETRY_MIN;
+                retry_at = Instant::now() + retry_wait;
+            } else if Instant::now() >= retry_at {
+                // Changes refused for a reason that may pass: tried again, less often the
+                // longer they keep failing; the rest of the queue never waits for them.
+                retry_wait = match self.meta.clear_problems(PROBLEM_RETRY) {
+                    Ok(0) | Err(_) => {
+                        self.retries_waiting.store(false, Ordering::SeqCst);
+                        LOCK_RETRY_MIN
+                    }
+                    Ok(_) => (retry_wait * 2).min(LOCK_RETRY_MAX),
+                };
+                retry_at = Instant::now() + retry_wait;
             }
             if let Err(e) = self.settle_moves().await {
                 let wait = jitter(backoff);
@@ -379,6 +403,9 @@ impl Uploader {
                     .min(NO_SPACE_RETRY);
                 if self.locks_waiting.load(Ordering::SeqCst) {
                     wait = wait.min(lock_retry_at.saturating_duration_since(Instant::now()));
+                }
+                if self.retries_waiting.load(Ordering::SeqCst) {
+                    wait = wait.min(retry_at.saturating_duration_since(Instant::now()));
                 }
                 let _ = tokio::time::timeout(wait, self.activity.woken()).await;
                 if !self.urgent.load(Ordering::SeqCst) {
@@ -744,12 +771,25 @@ impl Uploader {
                 self.locks_waiting.store(true, Ordering::SeqCst);
                 Outcome::Done
             }
-            // A local read failing (or cut short by shutdown) is retried like a network
-            // fault; it is never a reason to give up on the file.
-            e if e.is_transient() || matches!(e, RemoteError::Local(_)) => Outcome::Transient(e),
-            // 409: the parent is not (or no longer) there on the server; the local tree
-            // changed since the plan. The next plan orders it right.
-            RemoteError::Status(409) => Outcome::Transient(e),
+            // The server not reached, or asking everyone to slow down: the whole queue
+            // waits (every other request would fail the same way).
+            RemoteError::Unreachable(_)
+            | RemoteError::Transfer(_)
+            | RemoteError::ShortBody { .. }
+            | RemoteError::Status(429 | 503) => Outcome::Transient(e),
+            // A refusal of this one change that may pass: 409 (its folder is not, or no
+            // longer, there on the server), another 5xx, a local read that failed. It is
+            // retried with backoff, visibly, and never holds up the rest of the queue.
+            e if e.is_transient()
+                || matches!(e, RemoteError::Local(_) | RemoteError::Status(409)) =>
+            {
+                warn!(%path, error = %e, "write-back: this change is retried later; the rest goes on");
+                let _ = self
+                    .meta
+                    .set_problem(ino, Some(&format!("{PROBLEM_RETRY}: {e}")));
+                self.retries_waiting.store(true, Ordering::SeqCst);
+                Outcome::Done
+            }
             RemoteError::Auth(401) => Outcome::Auth(e),
             // 403 on one path: this entry is refused (a read-only share, a blocked name);
             // the rest of the queue goes on.
