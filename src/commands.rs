@@ -551,6 +551,28 @@ fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     println!("edrive mount at {}", mp.display());
     println!("  server:  {}", s["url"].as_str().unwrap_or("?"));
+    let srv = &s["server"];
+    if srv["probed"] == true {
+        let yn = |k: &str| match srv[k].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        println!(
+            "  guarantees: ETags {}, If-Match {}, If-None-Match {}, mtime {}, ranges {}",
+            yn("etags"),
+            yn("if_match"),
+            yn("if_none_match"),
+            yn("mtime"),
+            yn("ranges")
+        );
+    } else if let Some(note) = srv["note"].as_str() {
+        println!("  guarantees: unknown ({note})");
+    }
+    println!(
+        "  conflicts checked by: {}",
+        srv["write_check"].as_str().unwrap_or("?")
+    );
     let link = &s["link"];
     let state = s["state"].as_str().unwrap_or("?");
     let detail = match state {

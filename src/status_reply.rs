@@ -36,6 +36,7 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
             "ok": true,
             "pid": std::process::id(),
             "url": info.url,
+            "server": server_json(&drive.capabilities()),
             "mountpoint": info.mountpoint,
             "state": mount_state(drive, &s),
             "link": link_json(drive.net_state()),
@@ -95,6 +96,28 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
         }),
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     }
+}
+
+/// What was learnt about the server, and what the write-back does about it.
+fn server_json(c: &edrive_fs_core::remote::Capabilities) -> serde_json::Value {
+    json!({
+        "probed": c.probed,
+        "etags": c.etags,
+        "if_match": c.if_match,
+        "if_none_match": c.if_none_match,
+        "delete_if_match": c.delete_if_match,
+        "mtime": c.mtime,
+        "ranges": c.ranges,
+        "conditional_writes": c.conditional_writes(),
+        "note": c.note,
+        // What protects a change made on the server meanwhile from being overwritten.
+        "write_check": if c.conditional_writes() {
+            "server (If-Match / If-None-Match)"
+        } else {
+            "client: version compared before the upload and again before a staged upload \
+             is moved into place; unguarded for one round trip"
+        },
+    })
 }
 
 /// The mount in one word: `auth-required`, `offline`, `suspended`, `transferring` or

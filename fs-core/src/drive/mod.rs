@@ -230,6 +230,13 @@ const SUSPENDED_OFFLINE: &str = "offline";
 /// How long a folder whose revalidation failed is served from what is known.
 const LISTING_RETRY: Duration = Duration::from_secs(15);
 
+/// Whether `name` is one edrive gives a file only while it works on it (an upload's
+/// staging file, a probe of the server): never shown, whichever client made it.
+fn is_work_name(name: &str) -> bool {
+    name.starts_with(crate::sync::STAGING_PREFIX)
+        || name.starts_with(crate::remote::capabilities::PROBE_PREFIX)
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -401,6 +408,11 @@ impl Drive {
         Ok(out)
     }
 
+    /// What is known of the server's guarantees (learnt when the write-back starts).
+    pub fn capabilities(&self) -> crate::remote::Capabilities {
+        self.uploader.capabilities()
+    }
+
     /// Whether everything that can be written back has been (stuck entries aside).
     pub fn is_synced(&self) -> bool {
         self.uploader.is_idle()
@@ -566,6 +578,10 @@ impl Drive {
             .list_each(
                 path,
                 Box::new(move |child| {
+                    if is_work_name(&child.name) {
+                        // An upload being staged, or a probe, by some edrive client.
+                        return Ok(());
+                    }
                     sink.push(child)
                         .map_err(|e| RemoteError::Local(e.to_string()))
                 }),

@@ -4,11 +4,13 @@
 //! first implementation ([`webdav`]); an S3 backend implements the same trait later without
 //! touching the metadata store, the cache or the kernel adapters.
 
+pub mod capabilities;
 pub mod webdav;
 
 mod error;
 mod path;
 
+pub use capabilities::Capabilities;
 pub use error::RemoteError;
 pub use path::{validate_name, NameError, RemotePath};
 
@@ -23,7 +25,10 @@ use futures_util::Stream;
 /// A stream of body bytes; ends early with an error, never silently.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, RemoteError>> + Send>>;
 
-/// An entity tag as the server sent it.
+/// How a made-up version tag starts ([`ETag::synthetic`]).
+pub const SYNTHETIC_ETAG: &str = "edrive-mtime-size:";
+
+/// An entity tag as the server sent it, or one the client made up ([`ETag::synthetic`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ETag {
     /// The opaque value without `W/` and without quotes.
@@ -52,6 +57,25 @@ impl ETag {
             value: value.to_string(),
             weak,
         })
+    }
+
+    /// A version the client makes up from a file's modification time (whole seconds, as
+    /// HTTP dates have them) and size, for a server that sends no ETags (nginx). It tells
+    /// versions apart as well as those two do, and is never sent to the server.
+    pub fn synthetic(mtime: SystemTime, size: u64) -> ETag {
+        let secs = match mtime.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i128,
+            Err(e) => -(e.duration().as_secs() as i128),
+        };
+        ETag {
+            value: format!("{SYNTHETIC_ETAG}{secs}-{size}"),
+            weak: false,
+        }
+    }
+
+    /// Whether this tag was made up by the client ([`ETag::synthetic`]).
+    pub fn is_synthetic(&self) -> bool {
+        self.value.starts_with(SYNTHETIC_ETAG)
     }
 
     /// The value as an HTTP header expects it (`"abc"` or `W/"abc"`).

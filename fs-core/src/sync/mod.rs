@@ -20,5 +20,5 @@ pub use conflict::{conflict_name, host_name, local_date, ConflictPolicy};
 pub use ignore::{IgnoreList, DEFAULT_IGNORE};
 pub use uploader::{
     SyncProgress, Uploader, PROBLEM_CONFLICT, PROBLEM_ERROR, PROBLEM_LOCKED, PROBLEM_NO_SPACE,
-    PROBLEM_RETRY,
+    PROBLEM_RETRY, STAGING_PREFIX,
 };

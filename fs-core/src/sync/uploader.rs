@@ -20,7 +20,10 @@ use crate::notify::Invalidations;
 use crate::remote::{ByteStream, Precondition, Remote, RemoteError, RemotePath};
 
 use super::plan::{plan, still_current, Op};
+
+mod checked;
 use super::{conflict_name, host_name, Activity, ConflictPolicy, IgnoreList};
+pub use checked::STAGING_PREFIX;
 
 /// How the write-back is doing, for `edrive status` and `edrive sync`.
 #[derive(Clone, Debug, Default)]
@@ -82,6 +85,8 @@ pub struct Uploader {
     retries_waiting: AtomicBool,
     /// Files being uploaded now.
     in_flight: Mutex<std::collections::HashSet<u64>>,
+    /// What the server guarantees (learnt at the start of [`Uploader::run`]).
+    caps: Mutex<crate::remote::Capabilities>,
 }
 
 /// Marks a file as being uploaded for as long as it lives.
@@ -182,6 +187,7 @@ impl Uploader {
             locks_waiting: AtomicBool::new(true),
             retries_waiting: AtomicBool::new(true),
             in_flight: Mutex::new(std::collections::HashSet::new()),
+            caps: Mutex::new(crate::remote::Capabilities::default()),
         }
     }
 
@@ -296,6 +302,7 @@ impl Uploader {
         let mut lock_retry_at = Instant::now() + lock_wait;
         let mut retry_wait = LOCK_RETRY_MIN;
         let mut retry_at = Instant::now() + retry_wait;
+        let mut learnt = false;
         loop {
             let gen = self.sync_gen.load(Ordering::SeqCst);
             if self.suspended.load(Ordering::SeqCst) {
@@ -320,6 +327,16 @@ impl Uploader {
             if let Some(until) = paused {
                 if until > Instant::now() {
                     let _ = tokio::time::timeout_at(until.into(), self.activity.woken()).await;
+                    continue;
+                }
+            }
+            if !learnt {
+                // Before the first write: what the server guarantees, and staging files a
+                // crash left.
+                learnt = self.learn_server().await && self.remove_stale_staging().await;
+                if !learnt {
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
                 }
             }
@@ -511,7 +528,7 @@ impl Uploader {
                 let weak = etag.as_ref().is_some_and(|t| t.weak);
                 let strong_value = etag.as_ref().map(|t| t.value.clone());
                 let pre = etag.map_or(Precondition::None, Precondition::IfMatch);
-                let mut result = self.remote.delete(&path, pre).await;
+                let mut result = self.delete_checked(&path, pre).await;
                 if matches!(result, Err(RemoteError::PreconditionFailed)) && weak {
                     // A weak tag never matches If-Match; the same value means the same
                     // version.
@@ -942,7 +959,9 @@ impl Uploader {
                 Err(e) => return Outcome::Transient(RemoteError::Local(e.to_string())),
             }
         }
-        let mut result = self.put(&path, &file, len, precondition, entry.mtime).await;
+        let mut result = self
+            .write(ino, &path, &file, len, precondition, entry.mtime)
+            .await;
         if matches!(result, Err(RemoteError::PreconditionFailed)) && had_started {
             // A crash may have cut our own earlier upload short, which changed the
             // server's version. If the server has a prefix of exactly this content, it
@@ -960,7 +979,14 @@ impl Uploader {
                         return Outcome::Transient(RemoteError::Local(e.to_string()));
                     }
                     result = self
-                        .put(&path, &file, len, Precondition::IfMatch(tag), entry.mtime)
+                        .write(
+                            ino,
+                            &path,
+                            &file,
+                            len,
+                            Precondition::IfMatch(tag),
+                            entry.mtime,
+                        )
                         .await;
                     if matches!(result, Err(RemoteError::PreconditionFailed)) {
                         result = Err(still_arriving());
@@ -977,7 +1003,14 @@ impl Uploader {
             if let Err(RemoteError::NotFound) = self.remote.stat(&path).await {
                 info!(%path, "gone from the server; uploading the local version as new");
                 result = self
-                    .put(&path, &file, len, Precondition::IfNoneExists, entry.mtime)
+                    .write(
+                        ino,
+                        &path,
+                        &file,
+                        len,
+                        Precondition::IfNoneExists,
+                        entry.mtime,
+                    )
                     .await;
             }
         }
@@ -990,15 +1023,14 @@ impl Uploader {
                     if info.etag.as_ref().is_some_and(|t| t.value == b.value) {
                         debug!(%path, "weak ETag unchanged on the server; uploading without If-Match");
                         result = self
-                            .put(&path, &file, len, Precondition::None, entry.mtime)
+                            .write(ino, &path, &file, len, Precondition::None, entry.mtime)
                             .await;
                     }
                 }
             }
         }
         let etag = match result {
-            Ok(Some(tag)) => Some(tag),
-            Ok(None) => self.remote.stat(&path).await.ok().and_then(|e| e.etag),
+            Ok(tag) => tag,
             Err(e) => {
                 self.set(|p| p.current = None);
                 if matches!(

@@ -79,6 +79,9 @@ impl Call {
     pub(crate) fn precondition(self, p: &Precondition) -> Result<Call, RemoteError> {
         match p {
             Precondition::None => Ok(self),
+            // A made-up version means nothing to the server; the write-back checks it
+            // itself before writing (see `crate::sync`).
+            Precondition::IfMatch(etag) if etag.is_synthetic() => Ok(self),
             Precondition::IfMatch(etag) => self.header(IF_MATCH, &etag.to_header()),
             Precondition::IfNoneExists => self.header(IF_NONE_MATCH, "*"),
         }

@@ -89,13 +89,22 @@ pub(crate) fn plan(
 }
 
 /// Builds the download of a successful response.
+///
+/// With `synthetic_etags` (the server lists no ETags), the version is made up from
+/// `Last-Modified` and the file's whole size the way listings make it up, so it compares
+/// with the listed one.
 pub(crate) fn download(
     resp: Response,
     range: Option<&Range<u64>>,
     idle: Duration,
+    synthetic_etags: bool,
 ) -> Result<Download, RemoteError> {
     let plan = plan(resp.status().as_u16(), resp.headers(), range)?;
-    let etag = header_str(resp.headers(), ETAG.as_str()).and_then(ETag::parse);
+    let etag = if synthetic_etags {
+        synthetic_etag(resp.status().as_u16(), resp.headers())
+    } else {
+        header_str(resp.headers(), ETAG.as_str()).and_then(ETag::parse)
+    };
     let inner = Box::pin(resp.bytes_stream());
     Ok(Download {
         len: plan.promised,
@@ -113,6 +122,26 @@ pub(crate) fn empty() -> Download {
         skipped: 0,
         body: Box::pin(futures_util::stream::empty()),
     }
+}
+
+/// [`ETag::synthetic`] from a GET reply: `Last-Modified`, and the whole file's size
+/// (`Content-Length` of a 200, the total of a 206's `Content-Range`).
+fn synthetic_etag(status: u16, headers: &HeaderMap) -> Option<ETag> {
+    let mtime = httpdate::parse_http_date(header_str(headers, "last-modified")?).ok()?;
+    let size: u64 = if status == 206 {
+        header_str(headers, CONTENT_RANGE.as_str())?
+            .rsplit_once('/')?
+            .1
+            .trim()
+            .parse()
+            .ok()?
+    } else {
+        header_str(headers, CONTENT_LENGTH.as_str())?
+            .trim()
+            .parse()
+            .ok()?
+    };
+    Some(ETag::synthetic(mtime, size))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

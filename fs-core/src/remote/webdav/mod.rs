@@ -108,6 +108,9 @@ pub struct WebDav {
     /// DELETE of `/dir` with 400 or 409): learnt from the first folder request that needed
     /// it, so later MKCOLs go out with the slash at once.
     slash_first: AtomicBool,
+    /// The server lists files without ETags: versions are made up from time and size
+    /// ([`ETag::synthetic`]), also for downloads.
+    no_etags: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for WebDav {
@@ -125,6 +128,7 @@ impl WebDav {
         Ok(WebDav {
             client: Client::new(&config)?,
             slash_first: AtomicBool::new(false),
+            no_etags: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -205,6 +209,13 @@ impl WebDav {
         }
     }
 
+    /// Notes a server that lists files without ETags (see [`WebDav::no_etags`]).
+    fn learn_etags(&self, e: &RemoteEntry) {
+        if e.etag.as_ref().is_some_and(ETag::is_synthetic) {
+            self.no_etags.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Whether folder URLs are sent with a trailing `/` first (learnt; see
     /// [`WebDav::retry_as_collection`]).
     pub fn wants_folder_slash(&self) -> bool {
@@ -258,10 +269,14 @@ impl Remote for WebDav {
         let resp = self.listing_reply(path).await?;
         let base = self.client.base_parts().to_vec();
         let dir = path.clone();
-        streamed::parse_streamed(resp, self.listing_limits(), move |body| {
+        let listing = streamed::parse_streamed(resp, self.listing_limits(), move |body| {
             propfind::parse_listing_from(body, &base, &dir)
         })
-        .await
+        .await?;
+        for child in &listing.children {
+            self.learn_etags(child);
+        }
+        Ok(listing)
     }
 
     async fn list_each(
@@ -272,6 +287,14 @@ impl Remote for WebDav {
         let resp = self.listing_reply(path).await?;
         let base = self.client.base_parts().to_vec();
         let dir = path.clone();
+        let no_etags = self.no_etags.clone();
+        let mut sink = sink;
+        let sink: ChildSink = Box::new(move |child| {
+            if child.etag.as_ref().is_some_and(ETag::is_synthetic) {
+                no_etags.store(true, Ordering::Relaxed);
+            }
+            sink(child)
+        });
         streamed::parse_streamed(resp, self.listing_limits(), move |body| {
             propfind::each_child(body, &base, &dir, sink)
         })
@@ -280,7 +303,9 @@ impl Remote for WebDav {
 
     async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {
         let body = self.propfind(path, "0", false, None).await?;
-        propfind::parse_stat(&body, self.client.base_parts(), path)
+        let entry = propfind::parse_stat(&body, self.client.base_parts(), path)?;
+        self.learn_etags(&entry);
+        Ok(entry)
     }
 
     async fn read(
@@ -303,7 +328,8 @@ impl Remote for WebDav {
             )?;
         }
         let resp = self.client.check(self.client.send(call).await?).await?;
-        download::download(resp, range.as_ref(), self.client.timeout())
+        let synthetic = self.no_etags.load(Ordering::Relaxed);
+        download::download(resp, range.as_ref(), self.client.timeout(), synthetic)
     }
 
     async fn put(
@@ -327,6 +353,10 @@ impl Remote for WebDav {
             call = call.header(HeaderName::from_static("x-oc-mtime"), &secs.to_string())?;
         }
         let resp = self.client.check(self.client.send(call).await?).await?;
+        if self.no_etags.load(Ordering::Relaxed) {
+            // Listings make versions up; a tag from here would not compare with them.
+            return Ok(None);
+        }
         let headers = resp.headers();
         let etag = headers
             .get(ETAG)

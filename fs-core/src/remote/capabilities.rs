@@ -1,0 +1,236 @@
+//! What a server guarantees, learnt by trying it ([`probe`]) rather than assumed.
+//!
+//! The write-back decides by these, never by the kind of server: a server that enforces
+//! `If-Match` and `If-None-Match: *` and sends real ETags is trusted to refuse a write over
+//! a version it was not based on; any other gets a second check before each write (see
+//! `crate::sync`).
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::{ByteStream, ETag, Precondition, Remote, RemoteError, RemotePath};
+
+/// What was learnt about a server. `None`: not known (the probe could not try it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whether the probe ran to the end.
+    pub probed: bool,
+    /// The server sends an ETag for a file (not a version made up from time and size).
+    pub etags: Option<bool>,
+    /// A PUT with `If-Match` on another version is refused (412).
+    pub if_match: Option<bool>,
+    /// A PUT with `If-None-Match: *` over an existing file is refused (412).
+    pub if_none_match: Option<bool>,
+    /// A DELETE with `If-Match` on another version is refused (412).
+    pub delete_if_match: Option<bool>,
+    /// A modification time sent with a PUT is kept.
+    pub mtime: Option<bool>,
+    /// A ranged GET gets just the range.
+    pub ranges: Option<bool>,
+    /// Why the probe did not run or stopped, if it did not finish.
+    pub note: Option<String>,
+}
+
+/// A name the probe uses under the root; hidden from listings like every `.edrive-` name.
+pub const PROBE_PREFIX: &str = ".edrive-probe-";
+
+/// The time the probe sends with its file: any fixed time in the past will do.
+const PROBE_MTIME: Duration = Duration::from_secs(1_000_000_000);
+
+impl Capabilities {
+    /// Whether the server can be trusted to refuse a write over a version it was not based
+    /// on: real ETags, and both preconditions enforced on PUT. Unknown counts as no.
+    pub fn conditional_writes(&self) -> bool {
+        self.etags == Some(true) && self.if_match == Some(true) && self.if_none_match == Some(true)
+    }
+
+    /// As stored in the metadata store: `key=value` pairs separated by `;`.
+    pub fn encode(&self) -> String {
+        let b = |v: Option<bool>| match v {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        format!(
+            "probed={};etags={};if_match={};if_none_match={};delete_if_match={};mtime={};ranges={}",
+            b(Some(self.probed)),
+            b(self.etags),
+            b(self.if_match),
+            b(self.if_none_match),
+            b(self.delete_if_match),
+            b(self.mtime),
+            b(self.ranges),
+        )
+    }
+
+    /// Reads what [`Capabilities::encode`] wrote; unknown keys and values are ignored.
+    pub fn decode(s: &str) -> Capabilities {
+        let mut c = Capabilities::default();
+        for pair in s.split(';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let v = match v {
+                "yes" => Some(true),
+                "no" => Some(false),
+                _ => None,
+            };
+            match k {
+                "probed" => c.probed = v == Some(true),
+                "etags" => c.etags = v,
+                "if_match" => c.if_match = v,
+                "if_none_match" => c.if_none_match = v,
+                "delete_if_match" => c.delete_if_match = v,
+                "mtime" => c.mtime = v,
+                "ranges" => c.ranges = v,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = |v: Option<bool>| match v {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        write!(
+            f,
+            "ETags {}, If-Match {}, If-None-Match {}, DELETE If-Match {}, mtime {}, ranges {}",
+            b(self.etags),
+            b(self.if_match),
+            b(self.if_none_match),
+            b(self.delete_if_match),
+            b(self.mtime),
+            b(self.ranges)
+        )
+    }
+}
+
+fn body(data: &'static [u8]) -> ByteStream {
+    Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(data))]))
+}
+
+/// Learns what the server at `remote` guarantees by trying it in a folder of its own,
+/// `dir` (a name starting with [`PROBE_PREFIX`]), created and removed here: nothing of the
+/// user's is touched. Fails if the folder cannot be created (no write permission there);
+/// the caller then assumes nothing is guaranteed.
+pub async fn probe(remote: &dyn Remote, dir: &RemotePath) -> Result<Capabilities, RemoteError> {
+    match remote.mkdir(dir).await {
+        Ok(()) => {}
+        // Left by a probe a crash cut short: reused, and removed below.
+        Err(RemoteError::Status(405)) => {}
+        Err(e) => return Err(e),
+    }
+    let result = probe_in(remote, dir).await;
+    if let Err(e) = remote.delete(dir, Precondition::None).await {
+        tracing::warn!(%dir, error = %e, "could not remove the probe folder");
+    }
+    result
+}
+
+async fn probe_in(remote: &dyn Remote, dir: &RemotePath) -> Result<Capabilities, RemoteError> {
+    const ONE: &[u8] = b"edrive probe, version 1\n";
+    const TWO: &[u8] = b"edrive probe, version 2\n";
+    let file = dir
+        .join("probe.txt")
+        .map_err(|e| RemoteError::Local(e.to_string()))?;
+    let mut c = Capabilities::default();
+    let t0 = UNIX_EPOCH + PROBE_MTIME;
+    let _ = remote
+        .put(
+            &file,
+            body(ONE),
+            ONE.len() as u64,
+            Precondition::None,
+            Some(t0),
+        )
+        .await?;
+    let st = remote.stat(&file).await?;
+    c.etags = Some(st.etag.as_ref().is_some_and(|t| !t.is_synthetic()));
+    c.mtime = Some(st.mtime.is_some_and(|m| same_second(m, t0)));
+    let bogus = Precondition::IfMatch(ETag {
+        value: "edrive-probe-no-such-version".into(),
+        weak: false,
+    });
+    c.if_match = Some(
+        match remote
+            .put(&file, body(TWO), TWO.len() as u64, bogus.clone(), None)
+            .await
+        {
+            Err(RemoteError::PreconditionFailed) => true,
+            Ok(_) => false,
+            Err(e) => return Err(e),
+        },
+    );
+    c.if_none_match = Some(
+        match remote
+            .put(
+                &file,
+                body(ONE),
+                ONE.len() as u64,
+                Precondition::IfNoneExists,
+                None,
+            )
+            .await
+        {
+            Err(RemoteError::PreconditionFailed) => true,
+            Ok(_) => false,
+            Err(e) => return Err(e),
+        },
+    );
+    c.ranges = Some(match remote.read(&file, Some(1..4)).await {
+        Ok(dl) => {
+            let mut got = Vec::new();
+            let mut body = dl.body;
+            while let Some(chunk) = body.next().await {
+                got.extend_from_slice(&chunk?);
+            }
+            dl.skipped == 0 && got.len() == 3
+        }
+        Err(e) => return Err(e),
+    });
+    c.delete_if_match = Some(match remote.delete(&file, bogus).await {
+        Err(RemoteError::PreconditionFailed) => true,
+        Ok(()) => false,
+        Err(e) => return Err(e),
+    });
+    c.probed = true;
+    Ok(c)
+}
+
+fn same_second(a: SystemTime, b: SystemTime) -> bool {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
+    secs(a) == secs(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Capabilities;
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let c = Capabilities {
+            probed: true,
+            etags: Some(false),
+            if_match: Some(true),
+            if_none_match: None,
+            delete_if_match: Some(false),
+            mtime: Some(true),
+            ranges: Some(true),
+            note: None,
+        };
+        assert_eq!(Capabilities::decode(&c.encode()), c);
+        assert!(!c.conditional_writes());
+        assert_eq!(
+            Capabilities::decode("garbage;=;x=y"),
+            Capabilities::default()
+        );
+    }
+}
