@@ -4,6 +4,7 @@
 //! first implementation ([`webdav`]); an S3 backend implements the same trait later without
 //! touching the metadata store, the cache or the kernel adapters.
 
+pub mod memory;
 pub mod webdav;
 
 mod error;
