@@ -6,11 +6,14 @@
 //! the debounce, so each test still takes well under a second.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edrive_cache::Cache;
-use edrive_fs_core::remote::memory::{CallFilter, CallKind, Fault, FaultyRemote, MemRemote};
+use edrive_fs_core::remote::memory::{
+    CallFilter, CallKind, Fault, FaultyRemote, MemRemote, RemoteCall,
+};
 use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
 use edrive_fs_core::{Drive, DriveOptions, Meta, ROOT_INO};
 
@@ -291,4 +294,213 @@ async fn an_upload_whose_reply_was_lost_is_not_taken_for_a_conflict() {
         h.server.log_lines()
     );
     assert!(h.drive.problems(10).unwrap().is_empty());
+}
+
+/// What another user does to `doc.txt` during the upload of a local edit.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// Writes other content.
+    Edit,
+    /// Deletes it.
+    Delete,
+}
+
+/// How the server treats preconditions and ETags.
+#[derive(Clone, Copy, Debug)]
+struct Profile {
+    enforce_preconditions: bool,
+    send_etags: bool,
+    weak_etags: bool,
+}
+
+const ENFORCING: Profile = Profile {
+    enforce_preconditions: true,
+    send_etags: true,
+    weak_etags: false,
+};
+/// Apache for a file changed within the last second: weak ETags, so If-Match never
+/// matches and the client falls back to comparing tags itself.
+const WEAK_ETAGS: Profile = Profile {
+    enforce_preconditions: true,
+    send_etags: true,
+    weak_etags: true,
+};
+/// nginx: preconditions ignored, no ETags.
+const NGINX: Profile = Profile {
+    enforce_preconditions: false,
+    send_etags: false,
+    weak_etags: false,
+};
+/// Preconditions ignored, ETags sent.
+const IGNORES_PRECONDITIONS: Profile = Profile {
+    enforce_preconditions: false,
+    send_etags: true,
+    weak_etags: false,
+};
+
+const BASE: &[u8] = b"base version\n";
+const LOCAL: &[u8] = b"local edit, made on this machine\n";
+const THEIRS: &[u8] = b"server edit by someone else\n";
+
+/// What happened in one run of [`race`].
+struct Run {
+    /// The server's files after the sync.
+    tree: BTreeMap<String, Vec<u8>>,
+    /// The calls made from the sync request on.
+    calls: Vec<String>,
+    /// The call the change was made right before, if it came.
+    injected_before: Option<String>,
+    /// Whether the server had the local edit as `doc.txt` when the change came.
+    local_before: bool,
+}
+
+/// Edits `doc.txt` locally, then syncs; another user makes `change` right before call
+/// number `k` counted from the sync request (`None`: no change).
+async fn race(profile: Profile, change: Change, k: Option<u64>) -> Run {
+    let server = Arc::new(MemRemote::new());
+    server.set_enforce_preconditions(profile.enforce_preconditions);
+    server.set_send_etags(profile.send_etags);
+    server.set_weak_etags(profile.weak_etags);
+    server.server_put("doc.txt", BASE).unwrap();
+    // Only the sync starts the upload.
+    let h = Harness::new(server.clone(), Duration::from_secs(3600)).await;
+    assert_eq!(h.read("doc.txt").await, BASE);
+    h.write("doc.txt", LOCAL).await;
+
+    let armed = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let injected = Arc::new(Mutex::new(None));
+    let local_before = Arc::new(AtomicBool::new(false));
+    let weak = Arc::downgrade(&server);
+    {
+        let (armed, seen, calls, injected, local_before) = (
+            armed.clone(),
+            seen.clone(),
+            calls.clone(),
+            injected.clone(),
+            local_before.clone(),
+        );
+        server.set_hook(Box::new(move |call: &RemoteCall| {
+            if !armed.load(Ordering::SeqCst) {
+                return;
+            }
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            if Some(n) == k {
+                let Some(server) = weak.upgrade() else { return };
+                if server.server_read("doc.txt").as_deref() == Some(LOCAL) {
+                    local_before.store(true, Ordering::SeqCst);
+                }
+                match change {
+                    Change::Edit => server.server_put("doc.txt", THEIRS).unwrap(),
+                    Change::Delete => server.server_delete("doc.txt").unwrap(),
+                }
+                *injected.lock().unwrap() = Some(format!("#{n} {call}"));
+            }
+            calls.lock().unwrap().push(format!("#{n} {call}"));
+        }));
+    }
+    armed.store(true, Ordering::SeqCst);
+    h.sync().await;
+    server.clear_hook();
+    let calls = calls.lock().unwrap().clone();
+    let injected_before = injected.lock().unwrap().clone();
+    Run {
+        tree: h.tree(),
+        calls,
+        injected_before,
+        local_before: local_before.load(Ordering::SeqCst),
+    }
+}
+
+/// For every call of the upload, another user changes the file right before it; after
+/// the sync neither version may be lost. Panics naming every `k` that lost something.
+async fn no_version_lost(profile: Profile, change: Change) {
+    let dry = race(profile, change, None).await;
+    assert_eq!(
+        dry.tree,
+        tree_of(&[("doc.txt", LOCAL)]),
+        "without a concurrent change the edit is uploaded; calls: {:#?}",
+        dry.calls
+    );
+    let n = dry.calls.len() as u64;
+    assert!(n > 0, "the sync made no calls");
+    let mut failures = Vec::new();
+    for k in 0..n {
+        let run = race(profile, change, Some(k)).await;
+        let Some(before) = &run.injected_before else {
+            failures.push(format!(
+                "k={k}: the sync made only {} calls, the change never came; calls: {:?}",
+                run.calls.len(),
+                run.calls
+            ));
+            continue;
+        };
+        let has = |data: &[u8]| run.tree.values().any(|d| d == data);
+        let mut lost = Vec::new();
+        if matches!(change, Change::Edit) && !has(THEIRS) {
+            lost.push("the server's edit");
+        }
+        // Once the server has the local edit as `doc.txt`, another user may replace or
+        // delete it: that is theirs to do, not a loss.
+        let local_ok = run
+            .tree
+            .iter()
+            .any(|(name, d)| d == LOCAL && (name == "doc.txt" || is_conflict_copy(name)));
+        if !local_ok && !run.local_before {
+            lost.push("the local edit");
+        }
+        if !lost.is_empty() {
+            failures.push(format!(
+                "k={k} ({change:?} by another user right before call {before}): lost {}; \
+                 server has [{}]; calls: {:?}",
+                lost.join(" and "),
+                show(&run.tree),
+                run.calls
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{profile:?}, upload of {n} calls {:?}:\n{}",
+        dry.calls,
+        failures.join("\n")
+    );
+}
+
+/// Control: a server that honours If-Match never loses either version.
+#[tokio::test]
+async fn concurrent_server_edit_is_never_lost_on_an_enforcing_server() {
+    no_version_lost(ENFORCING, Change::Edit).await;
+}
+
+/// Control: a concurrent server-side delete on an enforcing server.
+#[tokio::test]
+async fn concurrent_server_delete_keeps_the_local_edit_on_an_enforcing_server() {
+    no_version_lost(ENFORCING, Change::Delete).await;
+}
+
+/// Issue 18: a server that ignores preconditions and sends no ETags (nginx).
+#[tokio::test]
+async fn concurrent_server_edit_is_never_lost_without_preconditions_or_etags() {
+    no_version_lost(NGINX, Change::Edit).await;
+}
+
+/// Issue 18, with a concurrent delete: the local edit must end up on the server.
+#[tokio::test]
+async fn concurrent_server_delete_keeps_the_local_edit_without_preconditions_or_etags() {
+    no_version_lost(NGINX, Change::Delete).await;
+}
+
+/// Issue 18 on a server that sends ETags but ignores If-Match.
+#[tokio::test]
+async fn concurrent_server_edit_is_never_lost_when_preconditions_are_ignored() {
+    no_version_lost(IGNORES_PRECONDITIONS, Change::Edit).await;
+}
+
+/// A server with weak ETags (If-Match never matches them): the client's own comparison
+/// must not open a window either.
+#[tokio::test]
+async fn concurrent_server_edit_is_never_lost_with_weak_etags() {
+    no_version_lost(WEAK_ETAGS, Change::Edit).await;
 }
