@@ -5,6 +5,7 @@
 //! touching the metadata store, the cache or the kernel adapters.
 
 pub mod capabilities;
+pub mod memory;
 pub mod webdav;
 
 mod error;

@@ -1,0 +1,506 @@
+//! The write-back end to end: a real [`Drive`] (metadata store, cache, uploader) over a
+//! [`MemRemote`], driven through the calls the FUSE adapter makes.
+//!
+//! Time is real, not tokio's paused clock: the debounce and the write-back's timers are
+//! measured with `std::time::Instant`, which a paused clock does not move. A sync skips
+//! the debounce, so each test still takes well under a second.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edrive_cache::Cache;
+use edrive_fs_core::remote::memory::{
+    CallFilter, CallKind, Fault, FaultyRemote, MemRemote, RemoteCall,
+};
+use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
+use edrive_fs_core::{Drive, DriveOptions, Meta, ROOT_INO};
+
+/// A drive over a [`MemRemote`], with the write-back running.
+struct Harness {
+    server: Arc<MemRemote>,
+    drive: Arc<Drive>,
+    _tmp: tempfile::TempDir,
+}
+
+/// How long a sync may take before a test gives up.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Harness {
+    /// A drive over `server` whose files are uploaded `upload_delay` after their last
+    /// close (or at once by [`Harness::sync`]), set up as the daemon does.
+    async fn new(server: Arc<MemRemote>, upload_delay: Duration) -> Harness {
+        Harness::over(server.clone(), server, upload_delay).await
+    }
+
+    /// A drive over `remote`, which leads to `server` (through a [`FaultyRemote`]).
+    async fn over(
+        server: Arc<MemRemote>,
+        remote: Arc<dyn Remote>,
+        upload_delay: Duration,
+    ) -> Harness {
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&tmp.path().join("meta.db"), "mem://").unwrap();
+        meta.update_root(&server.stat(&RemotePath::root()).await.unwrap())
+            .unwrap();
+        let cache = Cache::open(&tmp.path().join("content"), 1 << 30).unwrap();
+        let drive = Arc::new(Drive::new(
+            remote,
+            Arc::new(meta),
+            Arc::new(cache),
+            DriveOptions {
+                upload_debounce: upload_delay,
+                recovery_dir: Some(tmp.path().join("recovered")),
+                ..DriveOptions::default()
+            },
+        ));
+        drive.start_writeback().unwrap();
+        Harness {
+            server,
+            drive,
+            _tmp: tmp,
+        }
+    }
+
+    /// The inode of `path` (`a/b`), looked up as the kernel does.
+    async fn ino(&self, path: &str) -> u64 {
+        let mut ino = ROOT_INO;
+        for name in path.split('/') {
+            ino = self
+                .drive
+                .lookup(ino, name)
+                .await
+                .unwrap_or_else(|e| panic!("lookup {path}: {e}"))
+                .ino;
+        }
+        ino
+    }
+
+    /// The folder holding `path`, and the last name.
+    async fn parent<'a>(&self, path: &'a str) -> (u64, &'a str) {
+        match path.rsplit_once('/') {
+            Some((dir, name)) => (self.ino(dir).await, name),
+            None => (ROOT_INO, path),
+        }
+    }
+
+    /// Writes `data` as the whole content of file `path`, creating it if needed, the way
+    /// the FUSE adapter does for `open(O_WRONLY|O_CREAT|O_TRUNC)`, `write`, `close`.
+    async fn write(&self, path: &str, data: &[u8]) {
+        let (dir, name) = self.parent(path).await;
+        let fh = match self.drive.lookup(dir, name).await {
+            Ok(a) => self.drive.open(a.ino, true, true).await.unwrap(),
+            Err(_) => self.drive.create(dir, name, 0o644).await.unwrap().1,
+        };
+        let n = self.drive.write(fh, 0, data).unwrap();
+        assert_eq!(n as usize, data.len());
+        self.drive.flush(fh).unwrap();
+        self.drive.release(fh).unwrap();
+    }
+
+    /// The content of file `path` as the drive shows it (downloaded if need be).
+    async fn read(&self, path: &str) -> Vec<u8> {
+        let ino = self.ino(path).await;
+        let fh = self.drive.open(ino, false, false).await.unwrap();
+        let mut out = Vec::new();
+        loop {
+            let chunk = self
+                .drive
+                .read(fh, out.len() as u64, 1 << 16)
+                .await
+                .unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        self.drive.release(fh).unwrap();
+        out
+    }
+
+    async fn mkdir(&self, path: &str) {
+        let (dir, name) = self.parent(path).await;
+        self.drive.mkdir(dir, name, 0o755).await.unwrap();
+    }
+
+    async fn rename(&self, from: &str, to: &str) {
+        let (a, an) = self.parent(from).await;
+        let (b, bn) = self.parent(to).await;
+        self.drive.rename(a, an, b, bn, false).await.unwrap();
+    }
+
+    async fn unlink(&self, path: &str) {
+        let (dir, name) = self.parent(path).await;
+        self.drive.unlink(dir, name).await.unwrap();
+    }
+
+    /// Asks for a sync (as `edrive sync` does) and waits until the write-back is idle.
+    async fn sync(&self) {
+        self.drive.request_sync();
+        self.wait_idle(|| {
+            let p = self.drive.sync_progress();
+            !p.syncing && p.current.is_none()
+        })
+        .await;
+    }
+
+    /// Waits until nothing is left to upload, without asking for a sync.
+    async fn settle(&self) {
+        self.wait_idle(|| self.drive.is_synced()).await;
+    }
+
+    async fn wait_idle(&self, done: impl Fn() -> bool) {
+        let start = Instant::now();
+        // Give the write-back a moment to take the request or the change up.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        while !done() {
+            if start.elapsed() > SYNC_TIMEOUT {
+                panic!(
+                    "the write-back did not settle within {SYNC_TIMEOUT:?}: {:?}\nproblems: {:?}\ncalls: {:#?}",
+                    self.drive.sync_progress(),
+                    self.drive.problems(10),
+                    self.server.log_lines()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn tree(&self) -> BTreeMap<String, Vec<u8>> {
+        self.server.server_tree()
+    }
+}
+
+fn tree_of(files: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
+    files
+        .iter()
+        .map(|(p, d)| (p.to_string(), d.to_vec()))
+        .collect()
+}
+
+/// The tree with contents shown as text, for failure messages.
+fn show(tree: &BTreeMap<String, Vec<u8>>) -> String {
+    tree.iter()
+        .map(|(p, d)| format!("{p:?} = {:?}", String::from_utf8_lossy(d)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `name` is a conflict copy of `doc.txt`.
+fn is_conflict_copy(name: &str) -> bool {
+    name.starts_with("doc (conflict ") && name.ends_with(").txt")
+}
+
+#[tokio::test]
+async fn new_edit_rename_delete_and_mkdir_reach_the_server() {
+    let server = Arc::new(MemRemote::new());
+    server.server_put("doc.txt", &b"base"[..]).unwrap();
+    server.server_put("old.txt", &b"old"[..]).unwrap();
+    server.server_put("gone.txt", &b"gone"[..]).unwrap();
+    server.server_put("d/keep.txt", &b"keep"[..]).unwrap();
+    let h = Harness::new(server, Duration::from_millis(50)).await;
+
+    // A new file goes up by itself once the upload delay has passed.
+    h.write("new.txt", b"new file").await;
+    h.settle().await;
+    assert_eq!(
+        h.server.server_read("new.txt").as_deref(),
+        Some(&b"new file"[..])
+    );
+
+    assert_eq!(h.read("doc.txt").await, b"base");
+    h.write("doc.txt", b"edited here").await;
+    h.rename("old.txt", "d/moved.txt").await;
+    h.unlink("gone.txt").await;
+    h.mkdir("folder").await;
+    h.mkdir("folder/sub").await;
+    h.write("folder/sub/inner.txt", b"inner").await;
+    h.rename("d", "e").await;
+    h.sync().await;
+
+    assert_eq!(
+        h.tree(),
+        tree_of(&[
+            ("doc.txt", b"edited here"),
+            ("e/keep.txt", b"keep"),
+            ("e/moved.txt", b"old"),
+            ("folder/sub/inner.txt", b"inner"),
+            ("new.txt", b"new file"),
+        ]),
+        "calls: {:#?}",
+        h.server.log_lines()
+    );
+    let folders: Vec<String> = h.server.server_folders().into_iter().collect();
+    assert_eq!(folders, ["e", "folder", "folder/sub"]);
+    assert!(h.drive.problems(10).unwrap().is_empty());
+    // The edit was sent as a conditional write over the version it was based on.
+    assert!(
+        h.server
+            .log_lines()
+            .iter()
+            .any(|l| l.starts_with("PUT /doc.txt If-Match ")),
+        "{:#?}",
+        h.server.log_lines()
+    );
+}
+
+#[tokio::test]
+async fn a_file_changed_on_both_sides_keeps_both_on_an_enforcing_server() {
+    let server = Arc::new(MemRemote::new());
+    server.server_put("doc.txt", &b"base"[..]).unwrap();
+    let h = Harness::new(server, Duration::from_secs(3600)).await;
+    assert_eq!(h.read("doc.txt").await, b"base");
+
+    h.write("doc.txt", b"local edit").await;
+    h.server
+        .server_put("doc.txt", &b"server edit, longer"[..])
+        .unwrap();
+    h.sync().await;
+
+    let tree = h.tree();
+    assert_eq!(tree.len(), 2, "{}", show(&tree));
+    assert_eq!(tree["doc.txt"], b"server edit, longer", "{}", show(&tree));
+    let copy = tree
+        .keys()
+        .find(|n| is_conflict_copy(n))
+        .unwrap_or_else(|| panic!("no conflict copy: {}", show(&tree)));
+    assert_eq!(tree[copy], b"local edit");
+    // The drive shows the same.
+    assert_eq!(h.read("doc.txt").await, b"server edit, longer");
+    assert_eq!(h.read(copy).await, b"local edit");
+    assert!(h.drive.problems(10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_whose_reply_was_lost_is_not_taken_for_a_conflict() {
+    let server = Arc::new(MemRemote::new());
+    server.server_put("doc.txt", &b"base"[..]).unwrap();
+    let faulty = Arc::new(FaultyRemote::new(server.clone()));
+    let h = Harness::over(server, faulty.clone(), Duration::from_secs(3600)).await;
+    assert_eq!(h.read("doc.txt").await, b"base");
+    h.write("doc.txt", b"local edit").await;
+    // The server stores the edit, but the reply never arrives.
+    faulty.inject(
+        CallFilter::kind(CallKind::Put),
+        Fault::FailAfter(RemoteError::Transfer("connection reset".into())),
+        1,
+    );
+    h.sync().await;
+    assert_eq!(
+        h.tree(),
+        tree_of(&[("doc.txt", b"local edit")]),
+        "calls: {:#?}",
+        h.server.log_lines()
+    );
+    assert!(h.drive.problems(10).unwrap().is_empty());
+}
+
+/// What another user does to `doc.txt` during the upload of a local edit.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// Writes other content.
+    Edit,
+    /// Deletes it.
+    Delete,
+}
+
+/// How the server treats preconditions and ETags.
+#[derive(Clone, Copy, Debug)]
+struct Profile {
+    enforce_preconditions: bool,
+    send_etags: bool,
+    weak_etags: bool,
+}
+
+const ENFORCING: Profile = Profile {
+    enforce_preconditions: true,
+    send_etags: true,
+    weak_etags: false,
+};
+/// Apache for a file changed within the last second: weak ETags, so If-Match never
+/// matches and the client falls back to comparing tags itself.
+const WEAK_ETAGS: Profile = Profile {
+    enforce_preconditions: true,
+    send_etags: true,
+    weak_etags: true,
+};
+/// nginx: preconditions ignored, no ETags.
+const NGINX: Profile = Profile {
+    enforce_preconditions: false,
+    send_etags: false,
+    weak_etags: false,
+};
+/// Preconditions ignored, ETags sent.
+const IGNORES_PRECONDITIONS: Profile = Profile {
+    enforce_preconditions: false,
+    send_etags: true,
+    weak_etags: false,
+};
+
+const BASE: &[u8] = b"base version\n";
+const LOCAL: &[u8] = b"local edit, made on this machine\n";
+const THEIRS: &[u8] = b"server edit by someone else\n";
+
+/// What happened in one run of [`race`].
+struct Run {
+    /// The server's files after the sync.
+    tree: BTreeMap<String, Vec<u8>>,
+    /// The calls made from the sync request on.
+    calls: Vec<String>,
+    /// The call the change was made right before, if it came.
+    injected_before: Option<String>,
+    /// Whether the server had the local edit as `doc.txt` when the change came.
+    local_before: bool,
+}
+
+/// Edits `doc.txt` locally, then syncs; another user makes `change` right before call
+/// number `k` counted from the sync request (`None`: no change).
+async fn race(profile: Profile, change: Change, k: Option<u64>) -> Run {
+    let server = Arc::new(MemRemote::new());
+    server.set_enforce_preconditions(profile.enforce_preconditions);
+    server.set_send_etags(profile.send_etags);
+    server.set_weak_etags(profile.weak_etags);
+    server.server_put("doc.txt", BASE).unwrap();
+    // Only the sync starts the upload.
+    let h = Harness::new(server.clone(), Duration::from_secs(3600)).await;
+    assert_eq!(h.read("doc.txt").await, BASE);
+    h.write("doc.txt", LOCAL).await;
+
+    let armed = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let injected = Arc::new(Mutex::new(None));
+    let local_before = Arc::new(AtomicBool::new(false));
+    let weak = Arc::downgrade(&server);
+    {
+        let (armed, seen, calls, injected, local_before) = (
+            armed.clone(),
+            seen.clone(),
+            calls.clone(),
+            injected.clone(),
+            local_before.clone(),
+        );
+        server.set_hook(Box::new(move |call: &RemoteCall| {
+            if !armed.load(Ordering::SeqCst) {
+                return;
+            }
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            if Some(n) == k {
+                let Some(server) = weak.upgrade() else { return };
+                if server.server_read("doc.txt").as_deref() == Some(LOCAL) {
+                    local_before.store(true, Ordering::SeqCst);
+                }
+                match change {
+                    Change::Edit => server.server_put("doc.txt", THEIRS).unwrap(),
+                    Change::Delete => server.server_delete("doc.txt").unwrap(),
+                }
+                *injected.lock().unwrap() = Some(format!("#{n} {call}"));
+            }
+            calls.lock().unwrap().push(format!("#{n} {call}"));
+        }));
+    }
+    armed.store(true, Ordering::SeqCst);
+    h.sync().await;
+    server.clear_hook();
+    let calls = calls.lock().unwrap().clone();
+    let injected_before = injected.lock().unwrap().clone();
+    Run {
+        tree: h.tree(),
+        calls,
+        injected_before,
+        local_before: local_before.load(Ordering::SeqCst),
+    }
+}
+
+/// For every call of the upload, another user changes the file right before it; after
+/// the sync neither version may be lost. Panics naming every `k` that lost something.
+async fn no_version_lost(profile: Profile, change: Change) {
+    let dry = race(profile, change, None).await;
+    assert_eq!(
+        dry.tree,
+        tree_of(&[("doc.txt", LOCAL)]),
+        "without a concurrent change the edit is uploaded; calls: {:#?}",
+        dry.calls
+    );
+    let n = dry.calls.len() as u64;
+    assert!(n > 0, "the sync made no calls");
+    let mut failures = Vec::new();
+    for k in 0..n {
+        let run = race(profile, change, Some(k)).await;
+        let Some(before) = &run.injected_before else {
+            failures.push(format!(
+                "k={k}: the sync made only {} calls, the change never came; calls: {:?}",
+                run.calls.len(),
+                run.calls
+            ));
+            continue;
+        };
+        let has = |data: &[u8]| run.tree.values().any(|d| d == data);
+        let mut lost = Vec::new();
+        if matches!(change, Change::Edit) && !has(THEIRS) {
+            lost.push("the server's edit");
+        }
+        // Once the server has the local edit as `doc.txt`, another user may replace or
+        // delete it: that is theirs to do, not a loss.
+        let local_ok = run
+            .tree
+            .iter()
+            .any(|(name, d)| d == LOCAL && (name == "doc.txt" || is_conflict_copy(name)));
+        if !local_ok && !run.local_before {
+            lost.push("the local edit");
+        }
+        if !lost.is_empty() {
+            failures.push(format!(
+                "k={k} ({change:?} by another user right before call {before}): lost {}; \
+                 server has [{}]; calls: {:?}",
+                lost.join(" and "),
+                show(&run.tree),
+                run.calls
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{profile:?}, upload of {n} calls {:?}:\n{}",
+        dry.calls,
+        failures.join("\n")
+    );
+}
+
+/// Control: a server that honours If-Match never loses either version.
+#[tokio::test]
+async fn concurrent_server_edit_is_never_lost_on_an_enforcing_server() {
+    no_version_lost(ENFORCING, Change::Edit).await;
+}
+
+/// Control: a concurrent server-side delete on an enforcing server.
+#[tokio::test]
+async fn concurrent_server_delete_keeps_the_local_edit_on_an_enforcing_server() {
+    no_version_lost(ENFORCING, Change::Delete).await;
+}
+
+/// Issue 18: a server that ignores preconditions and sends no ETags (nginx).
+#[tokio::test]
+async fn concurrent_server_edit_is_never_lost_without_preconditions_or_etags() {
+    no_version_lost(NGINX, Change::Edit).await;
+}
+
+/// Issue 18, with a concurrent delete: the local edit must end up on the server.
+#[tokio::test]
+async fn concurrent_server_delete_keeps_the_local_edit_without_preconditions_or_etags() {
+    no_version_lost(NGINX, Change::Delete).await;
+}
+
+/// Issue 18 on a server that sends ETags but ignores If-Match.
+#[tokio::test]
+async fn concurrent_server_edit_is_never_lost_when_preconditions_are_ignored() {
+    no_version_lost(IGNORES_PRECONDITIONS, Change::Edit).await;
+}
+
+/// A server with weak ETags (If-Match never matches them): the client's own comparison
+/// must not open a window either.
+#[tokio::test]
+async fn concurrent_server_edit_is_never_lost_with_weak_etags() {
+    no_version_lost(WEAK_ETAGS, Change::Edit).await;
+}
