@@ -254,7 +254,9 @@ impl Drive {
     ) -> Drive {
         let conn = Arc::new(Connectivity::default());
         let raw_remote = remote;
-        let remote: Arc<dyn Remote> = Arc::new(Watched::new(raw_remote.clone(), conn.clone()));
+        let versioned: Arc<dyn Remote> =
+            Arc::new(crate::remote::versioned::Versioned(raw_remote.clone()));
+        let remote: Arc<dyn Remote> = Arc::new(Watched::new(versioned, conn.clone()));
         let hydrator = Arc::new(Hydrator::new(
             remote.clone(),
             cache.clone(),

@@ -26,6 +26,8 @@ pub struct Capabilities {
     pub if_none_match: Option<bool>,
     /// A DELETE with `If-Match` on another version is refused (412).
     pub delete_if_match: Option<bool>,
+    /// A MOVE that may not overwrite (`Overwrite: F`) onto an existing file is refused.
+    pub move_no_overwrite: Option<bool>,
     /// A modification time sent with a PUT is kept.
     pub mtime: Option<bool>,
     /// A ranged GET gets just the range.
@@ -55,12 +57,13 @@ impl Capabilities {
             None => "unknown",
         };
         format!(
-            "probed={};etags={};if_match={};if_none_match={};delete_if_match={};mtime={};ranges={}",
+            "probed={};etags={};if_match={};if_none_match={};delete_if_match={};move_no_overwrite={};mtime={};ranges={}",
             b(Some(self.probed)),
             b(self.etags),
             b(self.if_match),
             b(self.if_none_match),
             b(self.delete_if_match),
+            b(self.move_no_overwrite),
             b(self.mtime),
             b(self.ranges),
         )
@@ -84,6 +87,7 @@ impl Capabilities {
                 "if_match" => c.if_match = v,
                 "if_none_match" => c.if_none_match = v,
                 "delete_if_match" => c.delete_if_match = v,
+                "move_no_overwrite" => c.move_no_overwrite = v,
                 "mtime" => c.mtime = v,
                 "ranges" => c.ranges = v,
                 _ => {}
@@ -102,11 +106,12 @@ impl fmt::Display for Capabilities {
         };
         write!(
             f,
-            "ETags {}, If-Match {}, If-None-Match {}, DELETE If-Match {}, mtime {}, ranges {}",
+            "ETags {}, If-Match {}, If-None-Match {}, DELETE If-Match {}, MOVE Overwrite: F {}, mtime {}, ranges {}",
             b(self.etags),
             b(self.if_match),
             b(self.if_none_match),
             b(self.delete_if_match),
+            b(self.move_no_overwrite),
             b(self.mtime),
             b(self.ranges)
         )
@@ -196,6 +201,29 @@ async fn probe_in(remote: &dyn Remote, dir: &RemotePath) -> Result<Capabilities,
         }
         Err(e) => return Err(e),
     });
+    let other = dir
+        .join("probe-2.txt")
+        .map_err(|e| RemoteError::Local(e.to_string()))?;
+    let _ = remote
+        .put(
+            &other,
+            body(TWO),
+            TWO.len() as u64,
+            Precondition::None,
+            None,
+        )
+        .await?;
+    c.move_no_overwrite = Some(match remote.rename(&other, &file, false).await {
+        Err(RemoteError::PreconditionFailed) => true,
+        Ok(()) => {
+            // It replaced the probe file: put one back for the DELETE below.
+            let _ = remote
+                .put(&file, body(ONE), ONE.len() as u64, Precondition::None, None)
+                .await?;
+            false
+        }
+        Err(e) => return Err(e),
+    });
     c.delete_if_match = Some(match remote.delete(&file, bogus).await {
         Err(RemoteError::PreconditionFailed) => true,
         Ok(()) => false,
@@ -222,6 +250,7 @@ mod tests {
             if_match: Some(true),
             if_none_match: None,
             delete_if_match: Some(false),
+            move_no_overwrite: Some(true),
             mtime: Some(true),
             ranges: Some(true),
             note: None,

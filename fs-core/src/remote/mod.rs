@@ -6,6 +6,7 @@
 
 pub mod capabilities;
 pub mod memory;
+pub mod versioned;
 pub mod webdav;
 
 mod error;

@@ -1018,15 +1018,19 @@ impl Uploader {
             if let Some(b) = base.as_ref().filter(|b| b.weak) {
                 // If-Match compares strongly, so a weak tag (Apache gives one to a file
                 // changed within the last second) never matches. Same value on the
-                // server: the same version — not a conflict.
-                if let Ok(info) = self.remote.stat(&path).await {
-                    if info.etag.as_ref().is_some_and(|t| t.value == b.value) {
-                        debug!(%path, "weak ETag unchanged on the server; uploading without If-Match");
-                        result = self
-                            .write(ino, &path, &file, len, Precondition::None, entry.mtime)
-                            .await;
-                    }
-                }
+                // server: the same version — not a conflict. Checked by the client, with
+                // a staged upload, so a change landing meanwhile is not overwritten.
+                debug!(%path, "weak ETag; checking the server's version ourselves");
+                result = self
+                    .write_staged(
+                        ino,
+                        &path,
+                        &file,
+                        len,
+                        Precondition::IfMatch(b.clone()),
+                        entry.mtime,
+                    )
+                    .await;
             }
         }
         let etag = match result {

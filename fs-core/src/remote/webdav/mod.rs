@@ -108,8 +108,9 @@ pub struct WebDav {
     /// DELETE of `/dir` with 400 or 409): learnt from the first folder request that needed
     /// it, so later MKCOLs go out with the slash at once.
     slash_first: AtomicBool,
-    /// The server lists files without ETags: versions are made up from time and size
-    /// ([`ETag::synthetic`]), also for downloads.
+    /// The server lists files without ETags: fs-core makes their versions up from time
+    /// and size ([`ETag::synthetic`]), and downloads are given a version made up the same
+    /// way, from `Last-Modified` and the size, to compare with.
     no_etags: Arc<AtomicBool>,
 }
 
@@ -211,7 +212,7 @@ impl WebDav {
 
     /// Notes a server that lists files without ETags (see [`WebDav::no_etags`]).
     fn learn_etags(&self, e: &RemoteEntry) {
-        if e.etag.as_ref().is_some_and(ETag::is_synthetic) {
+        if lacks_etag(e) {
             self.no_etags.store(true, Ordering::Relaxed);
         }
     }
@@ -249,6 +250,11 @@ impl WebDav {
             idle: self.client.timeout(),
         }
     }
+}
+
+/// Whether `e` is a file listed without an ETag.
+fn lacks_etag(e: &RemoteEntry) -> bool {
+    !e.is_dir && e.etag.is_none()
 }
 
 /// Whether a refusal of a folder request may mean "address a folder with a trailing `/`"
@@ -290,7 +296,7 @@ impl Remote for WebDav {
         let no_etags = self.no_etags.clone();
         let mut sink = sink;
         let sink: ChildSink = Box::new(move |child| {
-            if child.etag.as_ref().is_some_and(ETag::is_synthetic) {
+            if lacks_etag(&child) {
                 no_etags.store(true, Ordering::Relaxed);
             }
             sink(child)

@@ -62,12 +62,7 @@ impl Props {
                 self.size.unwrap_or(0)
             },
             mtime: self.mtime,
-            // No ETag (nginx): a version from time and size, so that a change is still
-            // seen and an upload can still be checked against what it replaces.
-            etag: match (self.etag, self.is_dir, self.mtime, self.size) {
-                (None, false, Some(mtime), Some(size)) => Some(ETag::synthetic(mtime, size)),
-                (etag, ..) => etag,
-            },
+            etag: self.etag,
         }
     }
 }

@@ -2,13 +2,18 @@
 //! ignores `If-Match` / `If-None-Match: *`, or sends no ETags (see
 //! [`Capabilities::conditional_writes`]).
 //!
-//! Such a write is checked by the client itself: the server's current version (ETag, or
-//! time and size where it has none) is compared with the one the change was based on
-//! before the upload starts; the content goes to a staging name next to the target
-//! (`.edrive-up-…`, never listed); the version is compared once more, and only then is the
-//! staged file moved over the target in one MOVE. What remains unguarded is the time
-//! between that last comparison and the MOVE: one round trip. A staging name is journaled
-//! in the metadata store before its PUT, so one left by a crash is deleted by the next run.
+//! Such a write is checked by the client itself. The server's current version (its ETag,
+//! or one made up from time and size) is compared with the one the change was based on
+//! before the upload starts, and the content goes to a staging name next to the target
+//! (`.edrive-up-…`, never listed). Then, where the server refuses a MOVE onto an existing
+//! name (`Overwrite: F`, probed), the version at the target is moved aside to a hidden
+//! name, checked there, and the staged file is moved in with `Overwrite: F`: a change made
+//! by someone else at any moment is either set aside and put back, or refuses our MOVE;
+//! nothing is overwritten unseen. Where the server does not refuse that either, the
+//! version is compared once more right before one overwriting MOVE, and the time between
+//! the two (one round trip) is unguarded. The names are journaled in the metadata store
+//! before the first request, so the next run cleans up after a crash (see
+//! [`Uploader::remove_stale_staging`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -92,39 +97,136 @@ impl Uploader {
                 None => self.verify_stored(path, len).await.map(|e| e.etag),
             };
         }
+        self.write_staged(ino, path, file, len, pre, mtime).await
+    }
+
+    /// [`Uploader::write`] with the client's own check and a staging name, whatever the
+    /// server guarantees: also for a weak ETag, which `If-Match` never matches.
+    pub(super) async fn write_staged(
+        &self,
+        ino: u64,
+        path: &RemotePath,
+        file: &std::fs::File,
+        len: u64,
+        pre: Precondition,
+        mtime: Option<SystemTime>,
+    ) -> Result<Option<ETag>, RemoteError> {
         self.check_version(path, &pre).await?;
-        let Some(dir) = path.parent() else {
+        let (Some(dir), Some(name)) = (path.parent(), path.name()) else {
             return Err(RemoteError::Local("cannot upload over the root".into()));
         };
         let nonce = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let staging = dir
-            .join(&format!("{STAGING_PREFIX}{ino}-{nonce:08x}"))
-            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        let work = |suffix: &str| {
+            dir.join(&format!("{STAGING_PREFIX}{ino}-{nonce:08x}{suffix}"))
+                .map_err(|e| RemoteError::Local(e.to_string()))
+        };
+        let staging = work("")?;
+        let aside = work(".old")?;
+        // Journaled before any request: a crash leaves nothing the next run cannot find.
         let key = format!("{STAGING_KEY}{ino}");
+        let journal = format!("{staging}\t{aside}\t{path}");
         self.meta
-            .set_setting(&key, Some(&staging.to_string()))
+            .set_setting(&key, Some(&journal))
             .map_err(|e| RemoteError::Local(e.to_string()))?;
-        let moved = async {
+        let no_overwrite = crate::lock(&self.caps).move_no_overwrite == Some(true);
+        let placed = async {
             self.put(&staging, file, len, Precondition::None, mtime)
                 .await?;
-            self.check_version(path, &pre).await?;
-            self.remote.rename(&staging, path, true).await
+            match &pre {
+                // Refused by the server if someone created it meanwhile.
+                Precondition::IfNoneExists if no_overwrite => {
+                    self.remote.rename(&staging, path, false).await
+                }
+                Precondition::IfMatch(base) if no_overwrite => {
+                    self.swap_in(&staging, &aside, path, name, base).await
+                }
+                _ => {
+                    self.check_version(path, &pre).await?;
+                    self.remote.rename(&staging, path, true).await
+                }
+            }
         }
         .await;
-        if let Err(e) = &moved {
+        if let Err(e) = &placed {
             debug!(%path, error = %e, "staged upload not moved into place; removing the staging file");
             match self.remote.delete(&staging, Precondition::None).await {
                 Ok(()) | Err(RemoteError::NotFound) => {}
                 // Left journaled: the next run removes it.
-                Err(_) => return moved.map(|()| None),
+                Err(_) => return placed.map(|()| None),
             }
         }
         let _ = self.meta.set_setting(&key, None);
-        moved?;
+        placed?;
         self.verify_stored(path, len).await.map(|e| e.etag)
+    }
+
+    /// Puts the staged upload at `path` in place of version `base`, leaving no moment in
+    /// which a change made by someone else could be overwritten unseen: the version at
+    /// `path` is first moved aside (to `aside`, a hidden name nobody else writes to) and
+    /// checked there; the staged file then goes in with `Overwrite: F`, so a file someone
+    /// created meanwhile refuses it. A version that is not `base` goes back (or, should
+    /// its place be taken again, to a visible conflict name): never lost.
+    async fn swap_in(
+        &self,
+        staging: &RemotePath,
+        aside: &RemotePath,
+        path: &RemotePath,
+        name: &str,
+        base: &ETag,
+    ) -> Result<(), RemoteError> {
+        match self.remote.rename(path, aside, false).await {
+            Ok(()) => {}
+            Err(RemoteError::NotFound) => return Err(RemoteError::PreconditionFailed),
+            Err(e) => return Err(e),
+        }
+        let frozen = self.remote.stat(aside).await;
+        let same =
+            matches!(&frozen, Ok(e) if e.etag.as_ref().is_some_and(|t| t.value == base.value));
+        if !same {
+            self.put_back(aside, path, name).await;
+            return match frozen {
+                Ok(_) => Err(RemoteError::PreconditionFailed),
+                Err(e) => Err(e),
+            };
+        }
+        if let Err(e) = self.remote.rename(staging, path, false).await {
+            // Taken meanwhile by someone else: theirs stays, ours is a conflict; `base`,
+            // superseded, is not needed.
+            let _ = self.remote.delete(aside, Precondition::None).await;
+            return Err(e);
+        }
+        if let Err(e) = self.remote.delete(aside, Precondition::None).await {
+            warn!(%aside, error = %e, "could not remove the replaced version; the next run does");
+        }
+        Ok(())
+    }
+
+    /// Moves a version set aside at `aside` back to `path`, or, if `path` is taken again,
+    /// to a visible conflict name next to it.
+    async fn put_back(&self, aside: &RemotePath, path: &RemotePath, name: &str) {
+        match self.remote.rename(aside, path, false).await {
+            Ok(()) | Err(RemoteError::NotFound) => return,
+            Err(e) => debug!(%path, error = %e, "cannot put a version back in its place"),
+        }
+        let Some(dir) = path.parent() else { return };
+        for n in 1..20 {
+            let copy = super::super::conflict_name(name, &self.host, SystemTime::now(), n);
+            let Ok(to) = dir.join(&copy) else { return };
+            match self.remote.rename(aside, &to, false).await {
+                Ok(()) => {
+                    warn!(%path, copy = %copy, "a version changed on the server while ours went in is kept as a conflict copy");
+                    return;
+                }
+                Err(RemoteError::PreconditionFailed) => continue,
+                Err(e) => {
+                    warn!(%aside, error = %e, "cannot move a set-aside version to a visible name; the next run tries again");
+                    return;
+                }
+            }
+        }
     }
 
     /// Deletes what is at `path` if the server's version there is what `pre` says,
@@ -196,18 +298,37 @@ impl Uploader {
         }
     }
 
-    /// Deletes the staging files a crash left on the server (journaled before each
-    /// staged upload). Returns `false` if the server could not be reached.
+    /// Cleans up after staged uploads a crash cut short (journaled before each): the
+    /// staging file is deleted; a version that was set aside goes back to its place, or
+    /// to a visible conflict name if the place is taken. Returns `false` if the server
+    /// could not be reached.
     pub(super) async fn remove_stale_staging(&self) -> bool {
         let Ok(left) = self.meta.settings_with_prefix(STAGING_KEY) else {
             return true;
         };
-        for (key, path) in left {
-            let parts = path.split('/').filter(|p| !p.is_empty());
-            let Ok(staging) = RemotePath::from_parts(parts) else {
+        let parse = |p: &str| RemotePath::from_parts(p.split('/').filter(|s| !s.is_empty())).ok();
+        for (key, value) in left {
+            let mut parts = value.split('\t').map(parse);
+            let (Some(Some(staging)), aside, target) = (parts.next(), parts.next(), parts.next())
+            else {
                 let _ = self.meta.set_setting(&key, None);
                 continue;
             };
+            if let (Some(Some(aside)), Some(Some(target))) = (aside, target) {
+                match self.remote.stat(&aside).await {
+                    Ok(_) => {
+                        // Back in its place if that is free; if ours (or someone's) went in
+                        // already, kept under a visible conflict name: the crash may have
+                        // come before the set-aside version was checked.
+                        info!(%target, "putting back a version an interrupted upload had set aside");
+                        let name = target.name().unwrap_or_default().to_string();
+                        self.put_back(&aside, &target, &name).await;
+                    }
+                    Err(RemoteError::NotFound) => {}
+                    Err(e) if e.is_transient() => return false,
+                    Err(e) => warn!(%aside, error = %e, "cannot check a set-aside version"),
+                }
+            }
             match self.remote.delete(&staging, Precondition::None).await {
                 Ok(()) => info!(%staging, "removed a staging file an interrupted upload left"),
                 Err(RemoteError::NotFound) => {}
