@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{ByteStream, ETag, Precondition, Remote, RemoteError, RemotePath};
+use super::{again, ByteStream, ETag, Precondition, Remote, RemoteError, RemotePath};
 
 /// What was learnt about a server. `None`: not known (the probe could not try it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,14 +127,14 @@ fn body(data: &'static [u8]) -> ByteStream {
 /// user's is touched. Fails if the folder cannot be created (no write permission there);
 /// the caller then assumes nothing is guaranteed.
 pub async fn probe(remote: &dyn Remote, dir: &RemotePath) -> Result<Capabilities, RemoteError> {
-    match remote.mkdir(dir).await {
+    match again(|| remote.mkdir(dir)).await {
         Ok(()) => {}
         // Left by a probe a crash cut short: reused, and removed below.
         Err(RemoteError::Status(405)) => {}
         Err(e) => return Err(e),
     }
     let result = probe_in(remote, dir).await;
-    if let Err(e) = remote.delete(dir, Precondition::None).await {
+    if let Err(e) = again(|| remote.delete(dir, Precondition::None)).await {
         tracing::warn!(%dir, error = %e, "could not remove the probe folder");
     }
     result
@@ -148,16 +148,17 @@ async fn probe_in(remote: &dyn Remote, dir: &RemotePath) -> Result<Capabilities,
         .map_err(|e| RemoteError::Local(e.to_string()))?;
     let mut c = Capabilities::default();
     let t0 = UNIX_EPOCH + PROBE_MTIME;
-    let _ = remote
-        .put(
+    let _ = again(|| {
+        remote.put(
             &file,
             body(ONE),
             ONE.len() as u64,
             Precondition::None,
             Some(t0),
         )
-        .await?;
-    let st = remote.stat(&file).await?;
+    })
+    .await?;
+    let st = again(|| remote.stat(&file)).await?;
     c.etags = Some(st.etag.as_ref().is_some_and(|t| !t.is_synthetic()));
     c.mtime = Some(st.mtime.is_some_and(|m| same_second(m, t0)));
     let bogus = Precondition::IfMatch(ETag {
@@ -165,32 +166,30 @@ async fn probe_in(remote: &dyn Remote, dir: &RemotePath) -> Result<Capabilities,
         weak: false,
     });
     c.if_match = Some(
-        match remote
-            .put(&file, body(TWO), TWO.len() as u64, bogus.clone(), None)
-            .await
-        {
+        match again(|| remote.put(&file, body(TWO), TWO.len() as u64, bogus.clone(), None)).await {
             Err(RemoteError::PreconditionFailed) => true,
             Ok(_) => false,
             Err(e) => return Err(e),
         },
     );
     c.if_none_match = Some(
-        match remote
-            .put(
+        match again(|| {
+            remote.put(
                 &file,
                 body(ONE),
                 ONE.len() as u64,
                 Precondition::IfNoneExists,
                 None,
             )
-            .await
+        })
+        .await
         {
             Err(RemoteError::PreconditionFailed) => true,
             Ok(_) => false,
             Err(e) => return Err(e),
         },
     );
-    c.ranges = Some(match remote.read(&file, Some(1..4)).await {
+    c.ranges = Some(match again(|| remote.read(&file, Some(1..4))).await {
         Ok(dl) => {
             let mut got = Vec::new();
             let mut body = dl.body;
@@ -204,27 +203,28 @@ async fn probe_in(remote: &dyn Remote, dir: &RemotePath) -> Result<Capabilities,
     let other = dir
         .join("probe-2.txt")
         .map_err(|e| RemoteError::Local(e.to_string()))?;
-    let _ = remote
-        .put(
+    let _ = again(|| {
+        remote.put(
             &other,
             body(TWO),
             TWO.len() as u64,
             Precondition::None,
             None,
         )
-        .await?;
-    c.move_no_overwrite = Some(match remote.rename(&other, &file, false).await {
+    })
+    .await?;
+    c.move_no_overwrite = Some(match again(|| remote.rename(&other, &file, false)).await {
         Err(RemoteError::PreconditionFailed) => true,
         Ok(()) => {
             // It replaced the probe file: put one back for the DELETE below.
-            let _ = remote
-                .put(&file, body(ONE), ONE.len() as u64, Precondition::None, None)
-                .await?;
+            let _ =
+                again(|| remote.put(&file, body(ONE), ONE.len() as u64, Precondition::None, None))
+                    .await?;
             false
         }
         Err(e) => return Err(e),
     });
-    c.delete_if_match = Some(match remote.delete(&file, bogus).await {
+    c.delete_if_match = Some(match again(|| remote.delete(&file, bogus.clone())).await {
         Err(RemoteError::PreconditionFailed) => true,
         Ok(()) => false,
         Err(e) => return Err(e),

@@ -59,3 +59,24 @@ impl RemoteError {
         }
     }
 }
+
+/// Runs `request` again, up to twice, after a 5xx reply other than 501 and 505 (a server
+/// failing one request now and then): for requests that can be repeated without harm
+/// (PROPFIND, GET, a PUT of the same bytes, a DELETE of a work file).
+pub async fn again<T, F, Fut>(mut request: F) -> Result<T, RemoteError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RemoteError>>,
+{
+    let mut wait = std::time::Duration::from_millis(50);
+    for _ in 0..2 {
+        match request().await {
+            Err(RemoteError::Status(code)) if code >= 500 && code != 501 && code != 505 => {
+                tokio::time::sleep(wait).await;
+                wait *= 4;
+            }
+            other => return other,
+        }
+    }
+    request().await
+}

@@ -13,7 +13,7 @@ mod error;
 mod path;
 
 pub use capabilities::Capabilities;
-pub use error::RemoteError;
+pub use error::{again, RemoteError};
 pub use path::{validate_name, NameError, RemotePath};
 
 use std::ops::Range;

@@ -83,6 +83,11 @@ pub struct Uploader {
     locks_waiting: AtomicBool,
     /// Some entry waits for another try after a refusal that may pass ([`PROBLEM_RETRY`]).
     retries_waiting: AtomicBool,
+    /// Retries are still frequent (their backoff has not reached its longest wait): such
+    /// entries count as moving, not stuck, so a sync waits for them.
+    retries_early: AtomicBool,
+    /// A sync asked for the retries to start over now.
+    retries_reset: AtomicBool,
     /// Files being uploaded now.
     in_flight: Mutex<std::collections::HashSet<u64>>,
     /// What the server guarantees (learnt at the start of [`Uploader::run`]).
@@ -138,6 +143,8 @@ pub const PROBLEM_LOCKED: &str = "locked";
 /// there; a 5xx for this path; the local copy could not be read): `retrying: REASON`. It
 /// is tried again with backoff while the rest of the queue goes on.
 pub const PROBLEM_RETRY: &str = "retrying";
+/// How long after a probe of the server failed (not reached, 5xx) it is tried again.
+const PROBE_RETRY: Duration = Duration::from_secs(60);
 /// First and last wait before files locked on the server are tried again.
 const LOCK_RETRY_MIN: Duration = Duration::from_secs(2);
 const LOCK_RETRY_MAX: Duration = Duration::from_secs(60);
@@ -186,6 +193,8 @@ impl Uploader {
             // A lock problem may be left from the last run.
             locks_waiting: AtomicBool::new(true),
             retries_waiting: AtomicBool::new(true),
+            retries_early: AtomicBool::new(true),
+            retries_reset: AtomicBool::new(false),
             in_flight: Mutex::new(std::collections::HashSet::new()),
             caps: Mutex::new(crate::remote::Capabilities::default()),
         }
@@ -210,10 +219,14 @@ impl Uploader {
                 .iter()
                 .filter(|e| e.deleted || e.remote.is_some() || !self.ignore.matches(&e.name));
             let (mut n, mut stuck, mut bytes) = (0, 0, 0);
+            let early = self.retries_early.load(Ordering::SeqCst);
             for e in counted {
                 n += 1;
-                if e.problem.is_some() {
-                    stuck += 1;
+                match &e.problem {
+                    // Tried again soon: still moving.
+                    Some(p) if early && p.starts_with(PROBLEM_RETRY) => {}
+                    Some(_) => stuck += 1,
+                    None => {}
                 }
                 if !e.deleted && !e.is_dir() && (e.dirty || e.remote.is_none()) {
                     bytes += e.size;
@@ -281,6 +294,9 @@ impl Uploader {
         self.urgent.store(true, Ordering::SeqCst);
         *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
+        let _ = self.meta.clear_problems(PROBLEM_RETRY);
+        self.retries_reset.store(true, Ordering::SeqCst);
+        self.retries_early.store(true, Ordering::SeqCst);
         self.activity.wake();
     }
 
@@ -303,6 +319,7 @@ impl Uploader {
         let mut retry_wait = LOCK_RETRY_MIN;
         let mut retry_at = Instant::now() + retry_wait;
         let mut learnt = false;
+        let mut last_probe: Option<Instant> = None;
         loop {
             let gen = self.sync_gen.load(Ordering::SeqCst);
             if self.suspended.load(Ordering::SeqCst) {
@@ -330,15 +347,13 @@ impl Uploader {
                     continue;
                 }
             }
-            if !learnt {
+            if !learnt && last_probe.is_none_or(|t| t.elapsed() >= PROBE_RETRY) {
                 // Before the first write: what the server guarantees, and staging files a
-                // crash left.
-                learnt = self.learn_server().await && self.remove_stale_staging().await;
-                if !learnt {
-                    tokio::time::sleep(jitter(backoff)).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    continue;
-                }
+                // crash left. Neither holds up the queue if the server fails it: until the
+                // probe succeeds every write is checked by the client.
+                last_probe = Some(Instant::now());
+                learnt = self.learn_server().await;
+                learnt &= self.remove_stale_staging().await;
             }
             if last_no_space_retry.elapsed() >= NO_SPACE_RETRY {
                 last_no_space_retry = Instant::now();
@@ -359,7 +374,9 @@ impl Uploader {
                 };
                 lock_retry_at = Instant::now() + lock_wait;
             }
-            if !self.retries_waiting.load(Ordering::SeqCst) {
+            if self.retries_reset.swap(false, Ordering::SeqCst)
+                || !self.retries_waiting.load(Ordering::SeqCst)
+            {
                 retry_wait = LOCK_RETRY_MIN;
                 retry_at = Instant::now() + retry_wait;
             } else if Instant::now() >= retry_at {
@@ -374,6 +391,8 @@ impl Uploader {
                 };
                 retry_at = Instant::now() + retry_wait;
             }
+            self.retries_early
+                .store(retry_wait < LOCK_RETRY_MAX, Ordering::SeqCst);
             if let Err(e) = self.settle_moves().await {
                 let wait = jitter(backoff);
                 warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "write-back: checking an interrupted move failed; will retry");
@@ -409,7 +428,11 @@ impl Uploader {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
-                if self.sync_gen.load(Ordering::SeqCst) == gen {
+                // Changes tried again soon are still moving: a sync waits for them (until
+                // their retries slow down; then they count as stuck and are listed).
+                let retrying = self.retries_waiting.load(Ordering::SeqCst)
+                    && self.retries_early.load(Ordering::SeqCst);
+                if self.sync_gen.load(Ordering::SeqCst) == gen && !retrying {
                     self.urgent.store(false, Ordering::SeqCst);
                     self.set(|p| p.syncing = false);
                 }

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::Uploader;
 use crate::remote::capabilities::{probe, Capabilities, PROBE_PREFIX};
-use crate::remote::{ETag, Precondition, RemoteError, RemotePath};
+use crate::remote::{again, ETag, Precondition, RemoteError, RemotePath};
 
 /// Name prefix of an upload's staging file on the server.
 pub const STAGING_PREFIX: &str = ".edrive-up-";
@@ -133,8 +133,7 @@ impl Uploader {
             .map_err(|e| RemoteError::Local(e.to_string()))?;
         let no_overwrite = crate::lock(&self.caps).move_no_overwrite == Some(true);
         let placed = async {
-            self.put(&staging, file, len, Precondition::None, mtime)
-                .await?;
+            again(|| self.put(&staging, file, len, Precondition::None, mtime)).await?;
             match &pre {
                 // Refused by the server if someone created it meanwhile.
                 Precondition::IfNoneExists if no_overwrite => {
@@ -152,7 +151,7 @@ impl Uploader {
         .await;
         if let Err(e) = &placed {
             debug!(%path, error = %e, "staged upload not moved into place; removing the staging file");
-            match self.remote.delete(&staging, Precondition::None).await {
+            match again(|| self.remote.delete(&staging, Precondition::None)).await {
                 Ok(()) | Err(RemoteError::NotFound) => {}
                 // Left journaled: the next run removes it.
                 Err(_) => return placed.map(|()| None),
@@ -182,7 +181,7 @@ impl Uploader {
             Err(RemoteError::NotFound) => return Err(RemoteError::PreconditionFailed),
             Err(e) => return Err(e),
         }
-        let frozen = self.remote.stat(aside).await;
+        let frozen = again(|| self.remote.stat(aside)).await;
         let same =
             matches!(&frozen, Ok(e) if e.etag.as_ref().is_some_and(|t| t.value == base.value));
         if !same {
@@ -192,13 +191,20 @@ impl Uploader {
                 Err(e) => Err(e),
             };
         }
-        if let Err(e) = self.remote.rename(staging, path, false).await {
+        match self.remote.rename(staging, path, false).await {
+            Ok(()) => {}
             // Taken meanwhile by someone else: theirs stays, ours is a conflict; `base`,
-            // superseded, is not needed.
-            let _ = self.remote.delete(aside, Precondition::None).await;
-            return Err(e);
+            // superseded by theirs, is not needed.
+            Err(RemoteError::PreconditionFailed) => {
+                let _ = again(|| self.remote.delete(aside, Precondition::None)).await;
+                return Err(RemoteError::PreconditionFailed);
+            }
+            Err(e) => {
+                self.put_back(aside, path, name).await;
+                return Err(e);
+            }
         }
-        if let Err(e) = self.remote.delete(aside, Precondition::None).await {
+        if let Err(e) = again(|| self.remote.delete(aside, Precondition::None)).await {
             warn!(%aside, error = %e, "could not remove the replaced version; the next run does");
         }
         Ok(())
@@ -239,7 +245,10 @@ impl Uploader {
         if self.needs_check() {
             match self.check_version(path, &pre).await {
                 Err(RemoteError::PreconditionFailed)
-                    if matches!(self.remote.stat(path).await, Err(RemoteError::NotFound)) =>
+                    if matches!(
+                        again(|| self.remote.stat(path)).await,
+                        Err(RemoteError::NotFound)
+                    ) =>
                 {
                     return Err(RemoteError::NotFound)
                 }
@@ -258,12 +267,12 @@ impl Uploader {
     ) -> Result<(), RemoteError> {
         match pre {
             Precondition::None => Ok(()),
-            Precondition::IfNoneExists => match self.remote.stat(path).await {
+            Precondition::IfNoneExists => match again(|| self.remote.stat(path)).await {
                 Err(RemoteError::NotFound) => Ok(()),
                 Ok(_) => Err(RemoteError::PreconditionFailed),
                 Err(e) => Err(e),
             },
-            Precondition::IfMatch(base) => match self.remote.stat(path).await {
+            Precondition::IfMatch(base) => match again(|| self.remote.stat(path)).await {
                 Ok(e) if !e.is_dir && e.etag.as_ref().is_some_and(|t| t.value == base.value) => {
                     Ok(())
                 }
@@ -281,7 +290,7 @@ impl Uploader {
         path: &RemotePath,
         len: u64,
     ) -> Result<crate::remote::RemoteEntry, RemoteError> {
-        match self.remote.stat(path).await {
+        match again(|| self.remote.stat(path)).await {
             Ok(e) if !e.is_dir && e.size == len => Ok(e),
             Ok(e) => Err(RemoteError::Malformed(format!(
                 "the server accepted the upload but has {} there",
@@ -315,7 +324,7 @@ impl Uploader {
                 continue;
             };
             if let (Some(Some(aside)), Some(Some(target))) = (aside, target) {
-                match self.remote.stat(&aside).await {
+                match again(|| self.remote.stat(&aside)).await {
                     Ok(_) => {
                         // Back in its place if that is free; if ours (or someone's) went in
                         // already, kept under a visible conflict name: the crash may have
@@ -329,7 +338,7 @@ impl Uploader {
                     Err(e) => warn!(%aside, error = %e, "cannot check a set-aside version"),
                 }
             }
-            match self.remote.delete(&staging, Precondition::None).await {
+            match again(|| self.remote.delete(&staging, Precondition::None)).await {
                 Ok(()) => info!(%staging, "removed a staging file an interrupted upload left"),
                 Err(RemoteError::NotFound) => {}
                 Err(e) if e.is_transient() => return false,
