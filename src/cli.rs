@@ -122,6 +122,10 @@ pub struct ServeArgs {
     /// servers and proxies do.
     #[arg(long, hide = true)]
     pub ignore_range: bool,
+    /// Testing: ignore If-Match and If-None-Match (write whatever the version), as nginx
+    /// and `rclone serve webdav` do.
+    #[arg(long, hide = true)]
+    pub ignore_preconditions: bool,
 }
 
 /// `edrive mount`.

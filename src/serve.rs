@@ -70,6 +70,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         fail_every: args.fail_every.filter(|n| *n > 0),
         rate_limit: args.rate_limit.filter(|n| *n > 0),
         ignore_range: args.ignore_range,
+        ignore_preconditions: args.ignore_preconditions,
         writes: std::sync::atomic::AtomicU64::new(0),
     });
     let handler = DavHandler::builder()
@@ -182,6 +183,11 @@ async fn handle(
     if faults.ignore_range {
         req.headers_mut().remove(hyper::header::RANGE);
     }
+    if faults.ignore_preconditions {
+        let h = req.headers_mut();
+        h.remove(hyper::header::IF_MATCH);
+        h.remove(hyper::header::IF_NONE_MATCH);
+    }
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let resp = match auth {
@@ -224,7 +230,7 @@ fn throttled(
 }
 
 /// Server-side limits and injected failures (`--quota`, `--fail-every`, `--rate-limit`,
-/// `--ignore-range`).
+/// `--ignore-range`, `--ignore-preconditions`).
 struct Faults {
     root: std::path::PathBuf,
     quota: Option<u64>,
@@ -233,6 +239,8 @@ struct Faults {
     rate_limit: Option<u64>,
     /// Answer every GET whole, whatever its Range header asks.
     ignore_range: bool,
+    /// Write whatever the version (no If-Match / If-None-Match).
+    ignore_preconditions: bool,
     writes: std::sync::atomic::AtomicU64,
 }
 

@@ -455,7 +455,12 @@ fn a_full_server_keeps_the_file_dirty_with_a_clear_state() {
     let share = tmp.path().join("share");
     fs::create_dir(&share).expect("mkdir");
     let mut srv = EmbeddedServer::start_with(&share, None, &["--quota", "100K"]);
-    let m = Mount::new(&srv.url(), MountOpts::default().arg("--upload-delay=0s"));
+    let m = Mount::new(
+        &srv.url(),
+        MountOpts::default()
+            .arg("--upload-delay=0s")
+            .arg("--dir-cache-ttl=1s"),
+    );
     let data = pseudo_random_bytes(3, 300_000);
     write(&m.join("too-big.bin"), &data);
     write(&m.join("small.txt"), b"fits");
@@ -474,6 +479,18 @@ fn a_full_server_keeps_the_file_dirty_with_a_clear_state() {
     assert!(
         log.contains("server is full (507)") && log.contains("too-big.bin"),
         "the log says why:\n{log}"
+    );
+    // A relisting of the folder lacks the file the server never had: that is not "deleted
+    // on the server while changed here" (issue 18, point 10).
+    assert!(fs::read_dir(m.path()).expect("ls").count() >= 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(fs::read_dir(m.path()).expect("ls").count() >= 2);
+    let (_, out, _) = m.edrive(&["conflicts", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("conflicts --json");
+    let events = v["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        events.iter().all(|e| e["kind"] != "kept-local"),
+        "a refused new file is reported as deleted on the server: {out}"
     );
     // Room again: the next sync uploads it.
     srv.restart_with(&[]);
@@ -602,16 +619,27 @@ fn crash_writer(root: PathBuf, round: u64, acked: Arc<Mutex<Acked>>) {
 
 #[test]
 fn sigkill_at_many_moments_loses_nothing_that_was_acknowledged() {
+    sigkill_at_many_moments(&[], 22);
+}
+
+/// The same on a server that ignores If-Match and If-None-Match: every upload is checked
+/// by the client and staged under a temporary name, and a kill in the middle of that
+/// loses nothing and leaves no staging name behind, on the server or in the mount.
+#[test]
+fn sigkill_during_staged_uploads_loses_nothing_and_leaves_no_staging_name() {
+    sigkill_at_many_moments(&["--ignore-preconditions"], 14);
+}
+
+fn sigkill_at_many_moments(server_args: &[&str], rounds: u64) {
     let tmp = tempdir();
     let share = tmp.path().join("share");
     fs::create_dir(&share).expect("mkdir");
     let cache = tmp.path().join("cache");
-    let srv = EmbeddedServer::start(&share, None);
+    let srv = EmbeddedServer::start_with(&share, None, server_args);
     let opts = MountOpts::default()
         .cache_dir(&cache)
         .arg("--upload-delay=0s");
     let acked = Arc::new(Mutex::new(Acked::default()));
-    let rounds = 22u64;
     for round in 0..rounds {
         let m = Mount::new(&srv.url(), opts.clone());
         let pid = m.pid().expect("daemon pid");
@@ -675,6 +703,18 @@ fn sigkill_at_many_moments_loses_nothing_that_was_acknowledged() {
         assert!(
             server == local,
             "{rel}: server copy differs from the local one"
+        );
+    }
+    // No work name of edrive's is left anywhere.
+    for tree in [&share, &m.path().to_path_buf()] {
+        let stray: Vec<String> = walk(tree)
+            .into_keys()
+            .filter(|rel| rel.contains(".edrive-"))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "left behind in {}: {stray:?}",
+            tree.display()
         );
     }
     m.unmount();

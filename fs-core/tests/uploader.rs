@@ -296,6 +296,52 @@ async fn an_upload_whose_reply_was_lost_is_not_taken_for_a_conflict() {
     assert!(h.drive.problems(10).unwrap().is_empty());
 }
 
+/// A folder operation the server refuses over and over (nginx answered MKCOL without a
+/// trailing slash with 409) holds up no other upload, and a sync returns naming it.
+#[tokio::test]
+async fn a_refused_folder_operation_does_not_hold_up_other_uploads() {
+    let server = Arc::new(MemRemote::new());
+    server.server_mkdir("ok").unwrap();
+    let faulty = Arc::new(FaultyRemote::new(server.clone()));
+    faulty.inject(
+        CallFilter::kind(CallKind::Mkdir).at(RemotePath::from_parts(["blocked"]).unwrap()),
+        Fault::Fail(RemoteError::Status(409)),
+        usize::MAX,
+    );
+    let h = Harness::over(server, faulty.clone(), Duration::ZERO).await;
+    h.mkdir("blocked").await;
+    h.write("blocked/inner.txt", b"waits for its folder").await;
+    // Planned after the refused folder: must not wait for it.
+    h.write("ok/a.txt", b"a").await;
+    h.write("b.txt", b"b").await;
+    let start = Instant::now();
+    while h.tree() != tree_of(&[("ok/a.txt", b"a"), ("b.txt", b"b")]) {
+        assert!(
+            start.elapsed() < SYNC_TIMEOUT,
+            "unrelated uploads held up: server has {}; calls: {:#?}",
+            show(&h.tree()),
+            h.server.log_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A sync returns (after its short patience for retries) and names what waits.
+    h.drive.request_sync();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    while h.drive.sync_progress().syncing {
+        assert!(start.elapsed() < Duration::from_secs(40), "sync never ends");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let problems = h.drive.problems(10).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|(p, why)| p == "/blocked" && why.contains("409")),
+        "{problems:?}"
+    );
+    assert!(h.drive.sync_progress().stuck >= 1);
+}
+
 /// What another user does to `doc.txt` during the upload of a local edit.
 #[derive(Clone, Copy, Debug)]
 enum Change {

@@ -143,6 +143,12 @@ pub const PROBLEM_LOCKED: &str = "locked";
 /// there; a 5xx for this path; the local copy could not be read): `retrying: REASON`. It
 /// is tried again with backoff while the rest of the queue goes on.
 pub const PROBLEM_RETRY: &str = "retrying";
+/// First wait before a change refused for a passing reason is tried again (it doubles
+/// up to [`LOCK_RETRY_MAX`]).
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// While the retry wait is shorter than this (the first 15 s or so of failures), such a
+/// change counts as moving and a sync waits for it; then it counts as stuck.
+const RETRY_PATIENCE: Duration = Duration::from_secs(16);
 /// How long after a probe of the server failed (not reached, 5xx) it is tried again.
 const PROBE_RETRY: Duration = Duration::from_secs(60);
 /// First and last wait before files locked on the server are tried again.
@@ -316,7 +322,7 @@ impl Uploader {
         let mut last_no_space_retry = Instant::now();
         let mut lock_wait = LOCK_RETRY_MIN;
         let mut lock_retry_at = Instant::now() + lock_wait;
-        let mut retry_wait = LOCK_RETRY_MIN;
+        let mut retry_wait = RETRY_MIN;
         let mut retry_at = Instant::now() + retry_wait;
         let mut learnt = false;
         let mut last_probe: Option<Instant> = None;
@@ -377,7 +383,7 @@ impl Uploader {
             if self.retries_reset.swap(false, Ordering::SeqCst)
                 || !self.retries_waiting.load(Ordering::SeqCst)
             {
-                retry_wait = LOCK_RETRY_MIN;
+                retry_wait = RETRY_MIN;
                 retry_at = Instant::now() + retry_wait;
             } else if Instant::now() >= retry_at {
                 // Changes refused for a reason that may pass: tried again, less often the
@@ -385,14 +391,14 @@ impl Uploader {
                 retry_wait = match self.meta.clear_problems(PROBLEM_RETRY) {
                     Ok(0) | Err(_) => {
                         self.retries_waiting.store(false, Ordering::SeqCst);
-                        LOCK_RETRY_MIN
+                        RETRY_MIN
                     }
                     Ok(_) => (retry_wait * 2).min(LOCK_RETRY_MAX),
                 };
                 retry_at = Instant::now() + retry_wait;
             }
             self.retries_early
-                .store(retry_wait < LOCK_RETRY_MAX, Ordering::SeqCst);
+                .store(retry_wait < RETRY_PATIENCE, Ordering::SeqCst);
             if let Err(e) = self.settle_moves().await {
                 let wait = jitter(backoff);
                 warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "write-back: checking an interrupted move failed; will retry");
