@@ -645,16 +645,17 @@ impl Merge<'_, '_> {
                 } else if self.held.contains(&(k.ino as u64))
                     || subtree_has_local_changes(tx, k.ino)?
                 {
-                    detach(tx, k.ino)?;
-                    // A file the server never had (its upload refused, 507 or 423) was not
-                    // deleted there: nothing to report.
-                    if k.etag.is_some() || k.is_dir {
-                        warn!(
-                            ino = k.ino,
-                            "deleted on the server but changed here; keeping it"
-                        );
-                        self.changes.kept_local.push(k.ino as u64);
+                    if !k.is_dir && k.etag.is_none() {
+                        // A file the server never had (its upload refused, 507 or 423): not
+                        // deleted there, nothing to report, and its problem stays.
+                        continue;
                     }
+                    warn!(
+                        ino = k.ino,
+                        "deleted on the server but changed here; keeping it"
+                    );
+                    detach(tx, k.ino)?;
+                    self.changes.kept_local.push(k.ino as u64);
                 } else {
                     delete_subtree(tx, k.ino)?;
                     self.changes.removed.push(k.ino as u64);
