@@ -342,6 +342,60 @@ async fn a_refused_folder_operation_does_not_hold_up_other_uploads() {
     assert!(h.drive.sync_progress().stuck >= 1);
 }
 
+/// Issue 19, case 1: an edit inside a folder another client deleted. The edit is kept and
+/// written back again (its folder recreated), what the other client deleted next to it
+/// disappears here too, and nothing else waits for it.
+#[tokio::test]
+async fn an_edit_inside_a_folder_deleted_elsewhere_is_written_back_and_blocks_nothing() {
+    let server = Arc::new(MemRemote::new());
+    server.server_put("d/f.txt", &b"f v1\n"[..]).unwrap();
+    server.server_put("d/g.txt", &b"g v1\n"[..]).unwrap();
+    server.server_mkdir("other").unwrap();
+    let h = Harness::new(server.clone(), Duration::ZERO).await;
+    assert_eq!(h.read("d/f.txt").await, b"f v1\n");
+    let d = h.ino("d").await;
+    h.drive.set_suspended(true, false).unwrap();
+    server.server_delete("d").unwrap();
+    h.write("d/f.txt", b"f v2, edited while d was deleted elsewhere\n")
+        .await;
+    h.drive.set_suspended(false, false).unwrap();
+    h.write("other/new.txt", b"new").await;
+    let start = Instant::now();
+    loop {
+        // The poller's round, as often as a short --poll-interval would run it.
+        h.drive.poll_once(Duration::from_secs(3600)).await;
+        let tree = h.tree();
+        if tree
+            == tree_of(&[
+                ("d/f.txt", b"f v2, edited while d was deleted elsewhere\n"),
+                ("other/new.txt", b"new"),
+            ])
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < SYNC_TIMEOUT,
+            "server has {}; problems {:?}; progress {:?}; calls: {:#?}",
+            show(&tree),
+            h.drive.problems(10),
+            h.drive.sync_progress(),
+            h.server.log_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<String> = h
+        .drive
+        .list_dir(d)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["f.txt"], "g.txt was deleted elsewhere");
+    h.sync().await;
+    assert!(h.drive.problems(10).unwrap().is_empty());
+}
+
 /// What another user does to `doc.txt` during the upload of a local edit.
 #[derive(Clone, Copy, Debug)]
 enum Change {

@@ -89,7 +89,17 @@ impl Drive {
     /// ago); see the module documentation.
     pub async fn poll_once(&self, fresh: Duration) -> PollReport {
         let mut report = PollReport::default();
-        for ino in self.poll_set() {
+        // Folders the write-back found stale first, outermost first, whatever their age.
+        let wanted = self.activity.take_want_listed();
+        let wanted_len = wanted.len();
+        let mut set = wanted;
+        set.extend(self.poll_set());
+        for (i, ino) in set.into_iter().enumerate() {
+            let fresh = if i < wanted_len {
+                Duration::ZERO
+            } else {
+                fresh
+            };
             if self.suspended().is_some() || !self.conn.usable() {
                 break;
             }
@@ -161,6 +171,9 @@ impl Drive {
     pub(super) fn after_listing(&self, dir: u64, changes: &ListingChanges) {
         for name in &changes.names {
             self.inval.entry(dir, name);
+        }
+        for (folder, name) in &changes.names_below {
+            self.inval.entry(*folder, name);
         }
         let held: Vec<u64> = {
             let works = lock(&self.works);

@@ -71,6 +71,10 @@ pub struct ListingChanges {
     /// revalidated at the next access), so it holds nothing of them, and a first listing
     /// of a large folder would otherwise send one notification per entry.
     pub names: Vec<String>,
+    /// Names removed below the listed folder (folder inode, name): what a folder deleted
+    /// on the server held that was unchanged here, when the folder is kept for what did
+    /// change.
+    pub names_below: Vec<(u64, String)>,
 }
 
 impl ListingChanges {
@@ -654,7 +658,7 @@ impl Merge<'_, '_> {
                         ino = k.ino,
                         "deleted on the server but changed here; keeping it"
                     );
-                    detach(tx, k.ino)?;
+                    self.keep_changed(k.ino)?;
                     self.changes.kept_local.push(k.ino as u64);
                 } else {
                     delete_subtree(tx, k.ino)?;
@@ -663,6 +667,42 @@ impl Merge<'_, '_> {
                 }
             }
         }
+    }
+}
+
+impl Merge<'_, '_> {
+    /// Entry `ino`, deleted on the server while it (or something below it) changed here:
+    /// kept and detached, to be written back as new. Below a folder, what the server had
+    /// there goes the same way if it changed here and is removed if it did not (deleted
+    /// there, unchanged here); what was moved in locally from elsewhere keeps its place on
+    /// the server (the write-back moves it).
+    fn keep_changed(&mut self, ino: i64) -> Result<(), MetaError> {
+        let tx = self.tx;
+        let kids: Vec<(i64, String)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT ino, name FROM entries WHERE parent = ?1 AND remote_parent = ?1",
+            )?;
+            let rows = stmt.query_map(params![ino], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        // Deleted here too (tombstones below it): nothing left to do for them.
+        tx.prepare_cached(
+            "WITH RECURSIVE sub(ino) AS (
+                 SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.remote_parent = sub.ino)
+             DELETE FROM entries WHERE ino IN sub AND parent IS NULL",
+        )?
+        .execute(params![ino])?;
+        detach(tx, ino)?;
+        for (kid, name) in kids {
+            if self.held.contains(&(kid as u64)) || subtree_has_local_changes(tx, kid)? {
+                self.keep_changed(kid)?;
+            } else {
+                delete_subtree(tx, kid)?;
+                self.changes.removed.push(kid as u64);
+                self.changes.names_below.push((ino as u64, name));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -349,11 +349,13 @@ fn subtree_has_local_changes(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result
     Ok(n > 0)
 }
 
-/// Makes `ino` local-only (the server no longer has it): write-back recreates it.
+/// Makes `ino` local-only (the server no longer has it): write-back recreates it (a
+/// folder is marked dirty, as a new one is, until its MKCOL is confirmed).
 fn detach(tx: &rusqlite::Transaction<'_>, ino: i64) -> Result<(), MetaError> {
     tx.prepare_cached(
         "UPDATE entries SET remote_parent = NULL, remote_name = NULL, etag = NULL,
-             put_started = 0, problem = NULL WHERE ino = ?1",
+             put_started = 0, problem = NULL, dirty = CASE WHEN is_dir THEN 1 ELSE dirty END
+         WHERE ino = ?1",
     )?
     .execute(params![ino])?;
     Ok(())

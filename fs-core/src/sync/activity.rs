@@ -21,12 +21,30 @@ struct FileActivity {
 #[derive(Debug, Default)]
 pub struct Activity {
     files: Mutex<HashMap<u64, FileActivity>>,
+    /// Folders whose listing the write-back found stale (a 409: a folder is gone on the
+    /// server), to be listed again at the next poll, outermost first.
+    relist: Mutex<Vec<u64>>,
     wake: Notify,
     work: Mutex<()>,
     plan: Mutex<()>,
 }
 
 impl Activity {
+    /// Asks for folders to be listed again at the next poll (outermost first).
+    pub fn want_listed(&self, dirs: impl IntoIterator<Item = u64>) {
+        let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());
+        for d in dirs {
+            if !relist.contains(&d) {
+                relist.push(d);
+            }
+        }
+    }
+
+    /// The folders asked for by [`Activity::want_listed`] since the last call.
+    pub fn take_want_listed(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.relist.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn with<R>(&self, ino: u64, f: impl FnOnce(&mut FileActivity) -> R) -> R {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let a = files.entry(ino).or_insert(FileActivity {

@@ -829,6 +829,12 @@ impl Uploader {
             e if e.is_transient()
                 || matches!(e, RemoteError::Local(_) | RemoteError::Status(409)) =>
             {
+                if matches!(e, RemoteError::Status(409)) {
+                    // A folder on its way is not (or no longer) on the server: the folders
+                    // above it are listed again at the next poll, and the three-way rules
+                    // (kept and written back again, or gone) settle it.
+                    self.relist_ancestors(ino);
+                }
                 warn!(%path, error = %e, "write-back: this change is retried later; the rest goes on");
                 let _ = self
                     .meta
@@ -864,6 +870,20 @@ impl Uploader {
                 Outcome::Done
             }
         }
+    }
+
+    /// Asks for the folders above `ino` to be listed again at the next poll, outermost
+    /// first.
+    fn relist_ancestors(&self, ino: u64) {
+        let mut chain = Vec::new();
+        let mut at = self.meta.get_any(ino).ok().flatten().map(|e| e.parent);
+        while let Some(p) = at.filter(|p| *p != 0 && !chain.contains(p)) {
+            let _ = self.meta.expire_listing(p);
+            chain.push(p);
+            at = self.meta.get(p).ok().flatten().map(|e| e.parent);
+        }
+        chain.reverse();
+        self.activity.want_listed(chain);
     }
 
     #[allow(clippy::too_many_arguments)]
