@@ -333,3 +333,63 @@ fn credentials_in_the_url_never_show() {
     }
     m.unmount();
 }
+
+#[test]
+fn hrefs_to_another_server_or_with_a_query_are_skipped() {
+    let server = HostileServer::builder()
+        .file("/same.txt", b"same".to_vec(), "s1")
+        .file("/keep.txt", b"keep".to_vec(), "k1")
+        .build();
+    let own = format!("http://127.0.0.1:{}", server.port());
+    let listing = |hostile: bool, keep: bool| {
+        let mut entries = vec![
+            DavEntry::dir(&format!("{own}/")),
+            DavEntry::file(&format!("{own}/same.txt"), 4, "s1"),
+        ];
+        if keep {
+            entries.push(DavEntry::file("/keep.txt", 4, "k1"));
+        }
+        if hostile {
+            entries.extend([
+                DavEntry::file("http://evil.invalid/evil.txt", 4, "e1"),
+                DavEntry::file(
+                    &format!("https://127.0.0.1:{}/tls.txt", server.port()),
+                    4,
+                    "t1",
+                ),
+                DavEntry::file("/?q=1", 1, "q1"),
+                DavEntry::file("/page.txt?q=1", 1, "q2"),
+                DavEntry::file("/frag.txt#top", 1, "f1"),
+            ]);
+        }
+        Canned::multistatus(multistatus(&entries))
+    };
+    server.set_route("PROPFIND", "/", listing(true, true));
+    let m = Mount::new(&server.url(), MountOpts::default().dir_cache_ttl("1s"));
+    let want: BTreeSet<String> = ["keep.txt", "same.txt"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names(m.path()), want);
+    assert_eq!(std::fs::read(m.join("same.txt")).unwrap(), b"same");
+    assert!(!m.join("evil.txt").exists());
+    assert!(!m.join("?q=1").exists());
+    let log = daemon_log(&m);
+    for needle in ["evil.invalid", "tls.txt", "?q=1", "frag.txt#top"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains(needle)),
+            "the skipped href {needle:?} is logged:\n{log}"
+        );
+    }
+
+    // A listing that skipped something proves no deletion: keep.txt stays.
+    server.set_route("PROPFIND", "/", listing(true, false));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(names(m.path()), want);
+    // A listing without them does.
+    server.set_route("PROPFIND", "/", listing(false, false));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(names(m.path()), BTreeSet::from(["same.txt".to_string()]));
+    m.unmount();
+}

@@ -140,7 +140,7 @@ impl WebDav {
     ) -> Result<RemoteEntry, RemoteError> {
         let root = RemotePath::root();
         let body = self.propfind(&root, "0", false, Some(credentials)).await?;
-        propfind::parse_stat(&body, self.client.base_parts(), &root)
+        propfind::parse_stat(&body[..], &self.href_base(), &root)
     }
 
     /// PROPFIND with the given depth (and the given credentials instead of the current
@@ -156,6 +156,11 @@ impl WebDav {
             .propfind_reply(path, depth, dir, credentials, Deadline::Total)
             .await?;
         client::read_capped(resp, propfind::MAX_REPLY).await
+    }
+
+    /// The base URL as the hrefs of a reply are read against it.
+    fn href_base(&self) -> href::Base {
+        href::Base::new(self.client.base(), self.client.base_parts())
     }
 
     /// Sends a PROPFIND; the response, once it is known to carry a multistatus body.
@@ -223,7 +228,7 @@ fn method(name: &str) -> Result<Method, RemoteError> {
 impl Remote for WebDav {
     async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
         let resp = self.listing_reply(path).await?;
-        let base = self.client.base_parts().to_vec();
+        let base = self.href_base();
         let dir = path.clone();
         streamed::parse_streamed(resp, self.listing_limits(), move |body| {
             propfind::parse_listing_from(body, &base, &dir)
@@ -237,7 +242,7 @@ impl Remote for WebDav {
         sink: ChildSink,
     ) -> Result<ListingHead, RemoteError> {
         let resp = self.listing_reply(path).await?;
-        let base = self.client.base_parts().to_vec();
+        let base = self.href_base();
         let dir = path.clone();
         streamed::parse_streamed(resp, self.listing_limits(), move |body| {
             propfind::each_child(body, &base, &dir, sink)
@@ -247,7 +252,7 @@ impl Remote for WebDav {
 
     async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {
         let body = self.propfind(path, "0", false, None).await?;
-        propfind::parse_stat(&body, self.client.base_parts(), path)
+        propfind::parse_stat(&body[..], &self.href_base(), path)
     }
 
     async fn read(
