@@ -334,6 +334,144 @@ fn credentials_in_the_url_never_show() {
     m.unmount();
 }
 
+/// The daemon's peak resident memory so far (`VmHWM`), in MiB.
+fn peak_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status:\n{status}"));
+    kib >> 10
+}
+
+/// Lists `dir`, expecting the listing to fail with `EIO`.
+fn assert_listing_eio(dir: &Path) {
+    let err = std::fs::read_dir(dir)
+        .and_then(|mut d| d.next().transpose())
+        .err()
+        .unwrap_or_else(|| panic!("listing {} must fail", dir.display()));
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EIO),
+        "{}: {err}",
+        dir.display()
+    );
+}
+
+/// A multistatus whose folder response has a `D:displayname` of `len` bytes (sent as
+/// they stream, never held by the test).
+fn huge_displayname(folder: &str, len: u64) -> Canned {
+    let head = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">\
+         <D:response><D:href>{folder}</D:href><D:propstat><D:prop>\
+         <D:resourcetype><D:collection/></D:resourcetype><D:displayname>"
+    );
+    let tail = "</D:displayname></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>\
+                </D:response></D:multistatus>\n";
+    Canned::multistatus(format!("{head}{tail}")).fill(head.len(), b"x", len)
+}
+
+#[test]
+fn replies_of_any_size_or_shape_are_read_in_bounded_memory() {
+    const LIMIT_MIB: u64 = 64;
+    let root = multistatus(&[
+        DavEntry::dir("/"),
+        DavEntry::dir("/big/"),
+        DavEntry::dir("/deep/"),
+        DavEntry::dir("/bomb/"),
+        DavEntry::dir("/many/"),
+        DavEntry::file("/good.txt", 4, "g1"),
+    ]);
+    let deep_head = "<?xml version=\"1.0\"?><D:multistatus xmlns:D=\"DAV:\"><D:response>";
+    let bomb = concat!(
+        "<?xml version=\"1.0\"?><!DOCTYPE D:multistatus [",
+        "<!ENTITY a \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\">",
+        "<!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">",
+        "<!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">",
+        "<!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\">",
+        "<!ENTITY e \"&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;\">",
+        "<!ENTITY f \"&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;\">",
+        "]><D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/bomb/</D:href>",
+        "<D:propstat><D:prop><D:displayname>&f;&f;&f;&f;</D:displayname></D:prop>",
+        "</D:propstat></D:response></D:multistatus>"
+    );
+    let mut many = vec![DavEntry::dir("/many/")];
+    many.extend(
+        (0..200_000).map(|i| DavEntry::file(&format!("/many/f{i:06}"), i, &format!("m{i}"))),
+    );
+    let server = HostileServer::builder()
+        .propfind("/", 207, root.clone())
+        .route("PROPFIND", "/big/", huge_displayname("/big/", 200 << 20))
+        .route(
+            "PROPFIND",
+            "/deep/",
+            Canned::multistatus(deep_head).fill(deep_head.len(), b"<x>", 1 << 20),
+        )
+        .propfind("/bomb/", 207, bomb)
+        .propfind("/many/", 207, multistatus(&many))
+        .file("/good.txt", b"good".to_vec(), "g1")
+        .build();
+    drop(many);
+    let m = Mount::new(&server.url(), MountOpts::default().dir_cache_ttl("1s"));
+    let pid = m.pid().expect("daemon pid");
+    let want = names(m.path());
+    assert_eq!(want.len(), 5, "{want:?}");
+
+    // A 200 MB text is refused as it streams in: EIO for that folder, nothing else hurt.
+    assert_listing_eio(&m.join("big"));
+    let peak = peak_mib(pid);
+    assert!(
+        peak < LIMIT_MIB,
+        "peak {peak} MiB after a 200 MB displayname"
+    );
+    assert!(daemon_log(&m).contains("longer than 64 KiB"));
+
+    // The same in a folder listed before: the last listing stays, nothing is removed.
+    // 60 MB: under the most a Depth 0 reply may have, so `login` (a PROPFIND Depth 0 of
+    // the root) reads it too, and refuses it.
+    server.set_route("PROPFIND", "/", huge_displayname("/", 60 << 20));
+    let (status, _, err) = m.edrive_with_password(&["login", "--user", "someone"], "pw");
+    assert!(!status.success(), "login took a reply it cannot read");
+    assert!(err.contains("longer than 64 KiB"), "{err}");
+    let peak = peak_mib(pid);
+    assert!(
+        peak < LIMIT_MIB,
+        "peak {peak} MiB after a Depth 0 reply of 60 MB"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(names(m.path()), want);
+    assert!(
+        daemon_log(&m).contains("serving the last known listing"),
+        "the root was listed again (and failed)"
+    );
+    let peak = peak_mib(pid);
+    assert!(
+        peak < LIMIT_MIB,
+        "peak {peak} MiB after relisting with a 200 MB displayname"
+    );
+
+    // Nesting without end, and an entity bomb.
+    assert_listing_eio(&m.join("deep"));
+    assert_listing_eio(&m.join("bomb"));
+    let log = daemon_log(&m);
+    assert!(log.contains("nested deeper than"), "{log}");
+    assert!(log.contains("undefined entity"), "{log}");
+
+    // 200,000 entries are fine, in bounded memory too.
+    let listed = std::fs::read_dir(m.join("many")).unwrap().count();
+    assert_eq!(listed, 200_000);
+    let peak = peak_mib(pid);
+    assert!(
+        peak < LIMIT_MIB,
+        "peak {peak} MiB after listing 200,000 entries"
+    );
+
+    // The mount still works.
+    assert_eq!(std::fs::read(m.join("good.txt")).unwrap(), b"good");
+    m.unmount();
+}
+
 #[test]
 fn hrefs_to_another_server_or_with_a_query_are_skipped() {
     let server = HostileServer::builder()

@@ -138,24 +138,28 @@ impl WebDav {
         &self,
         credentials: &Credentials,
     ) -> Result<RemoteEntry, RemoteError> {
-        let root = RemotePath::root();
-        let body = self.propfind(&root, "0", false, Some(credentials)).await?;
-        propfind::parse_stat(&body[..], &self.href_base(), &root)
+        self.stat_as(&RemotePath::root(), Some(credentials)).await
     }
 
-    /// PROPFIND with the given depth (and the given credentials instead of the current
-    /// ones); returns the buffered multistatus body.
-    async fn propfind(
+    /// PROPFIND Depth 0 of `path` (with the given credentials instead of the current
+    /// ones), its reply parsed as it arrives.
+    async fn stat_as(
         &self,
         path: &RemotePath,
-        depth: &str,
-        dir: bool,
         credentials: Option<&Credentials>,
-    ) -> Result<Vec<u8>, RemoteError> {
+    ) -> Result<RemoteEntry, RemoteError> {
         let resp = self
-            .propfind_reply(path, depth, dir, credentials, Deadline::Total)
+            .propfind_reply(path, "0", false, credentials, Deadline::Total)
             .await?;
-        client::read_capped(resp, propfind::MAX_REPLY).await
+        let (base, path) = (self.href_base(), path.clone());
+        let limits = streamed::Limits {
+            max_bytes: propfind::MAX_REPLY,
+            idle: self.client.timeout(),
+        };
+        streamed::parse_streamed(resp, limits, move |body| {
+            propfind::parse_stat(body, &base, &path)
+        })
+        .await
     }
 
     /// The base URL as the hrefs of a reply are read against it.
@@ -251,8 +255,7 @@ impl Remote for WebDav {
     }
 
     async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {
-        let body = self.propfind(path, "0", false, None).await?;
-        propfind::parse_stat(&body[..], &self.href_base(), path)
+        self.stat_as(path, None).await
     }
 
     async fn read(

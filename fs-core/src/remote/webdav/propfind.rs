@@ -21,8 +21,9 @@ pub(crate) const REQUEST_BODY: &str = concat!(
     r#"</D:prop></D:propfind>"#,
 );
 
-/// Largest Depth 0 PROPFIND reply accepted (it is buffered whole).
-pub(crate) const MAX_REPLY: usize = 64 << 20;
+/// Largest Depth 0 PROPFIND reply accepted (parsed as it arrives; only the response
+/// that describes the path is kept).
+pub(crate) const MAX_REPLY: u64 = 64 << 20;
 
 /// Largest listing reply accepted (parsed as it arrives). Only the entries taken from it
 /// are kept; with [`MAX_ENTRIES`] and [`MAX_TEXT`] this bounds what a hostile server can
@@ -306,8 +307,8 @@ where
     })
 }
 
-/// Builds the entry for `path` from a Depth 0 PROPFIND reply read from `source` (only
-/// the response that describes `path` is kept).
+/// Builds the entry for `path` from a Depth 0 PROPFIND reply read from `source` as it
+/// arrives (only the response that describes `path` is kept).
 ///
 /// The response whose href is `path` is used; failing that, a reply with a single
 /// response is taken to describe `path` (with a warning), unless its href is on another
