@@ -415,9 +415,11 @@ fn etag_cols(etag: Option<&ETag>) -> (Option<&str>, bool) {
     }
 }
 
+/// A time as the store keeps it: nanoseconds since the epoch; `None` (unknown) for none,
+/// or for one the column cannot hold (before 1970, after 2262).
 fn mtime_ns(t: Option<SystemTime>) -> Option<i64> {
     t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
 }
 
 #[cfg(test)]

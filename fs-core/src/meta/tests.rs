@@ -420,3 +420,15 @@ fn a_name_listed_twice_keeps_the_first_and_a_failed_listing_leaves_nothing_stage
     );
     assert_eq!(staged_rows(&m), 0);
 }
+
+#[test]
+fn a_time_the_store_cannot_hold_is_unknown() {
+    let m = Meta::in_memory().unwrap();
+    let far = RemoteEntry {
+        // 2800-01-01: more nanoseconds since 1970 than an i64 holds.
+        mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(26_192_246_400)),
+        ..file("far", 1, "\"f\"")
+    };
+    m.apply_listing(ROOT_INO, &listing(vec![far])).unwrap();
+    assert_eq!(m.child(ROOT_INO, "far").unwrap().unwrap().mtime, None);
+}

@@ -34,7 +34,8 @@ pub struct ETag {
 
 impl ETag {
     /// Parses a header or property value: `"abc"`, `W/"abc"`, or unquoted `abc`.
-    /// Returns `None` for an empty value.
+    /// Returns `None` (no usable tag) for an empty value, and for one that could not be
+    /// sent back in an `If-Match`: characters other than visible ASCII, or a quote inside.
     pub fn parse(raw: &str) -> Option<ETag> {
         let raw = raw.trim();
         let (weak, rest) = match raw.strip_prefix("W/").or_else(|| raw.strip_prefix("w/")) {
@@ -45,7 +46,8 @@ impl ETag {
             .strip_prefix('"')
             .and_then(|r| r.strip_suffix('"'))
             .unwrap_or(rest);
-        if value.is_empty() {
+        let usable = |c: char| c.is_ascii_graphic() && c != '"';
+        if value.is_empty() || !value.chars().all(usable) {
             return None;
         }
         Some(ETag {
@@ -224,6 +226,11 @@ mod tests {
             })
         );
         assert_eq!(ETag::parse(" \"\" "), None);
+        for garbage in [
+            "W/", "\"", "\"a b\"", "\"a\nb\"", "\"a\"b\"", "\"abc", "\"é\"",
+        ] {
+            assert_eq!(ETag::parse(garbage), None, "{garbage:?}");
+        }
         assert_eq!(
             ETag::parse("W/\"x\"").map(|e| e.to_header()),
             Some("W/\"x\"".into())
