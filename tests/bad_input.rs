@@ -531,3 +531,144 @@ fn hrefs_to_another_server_or_with_a_query_are_skipped() {
     assert_eq!(names(m.path()), BTreeSet::from(["same.txt".to_string()]));
     m.unmount();
 }
+
+/// One `D:response` of a file with the properties' texts as given (not checked).
+fn raw_file(href: &str, size: &str, etag: &str, date: &str) -> String {
+    format!(
+        "<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>\
+         <D:getcontentlength>{size}</D:getcontentlength><D:getetag>{etag}</D:getetag>\
+         <D:getlastmodified>{date}</D:getlastmodified></D:prop>\
+         <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+    )
+}
+
+/// The body of the last PUT to `path`.
+fn last_put(server: &HostileServer, path: &str) -> Option<Vec<u8>> {
+    server
+        .recorded()
+        .into_iter()
+        .rev()
+        .find(|r| r.method == "PUT" && r.path == path)
+        .map(|r| r.body)
+}
+
+#[test]
+fn unparseable_sizes_times_and_etags_are_unknown_never_zero_or_now() {
+    const DATE: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
+    let data: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
+    let sizes = ["-5", "abc", "1e30", "-9223372036854775809", "1.5e3", ""];
+    let mut xml = String::from(
+        "<?xml version=\"1.0\"?><D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/</D:href>\
+         <D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop>\
+         <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>",
+    );
+    let mut builder = HostileServer::builder();
+    for (i, size) in sizes.iter().enumerate() {
+        xml.push_str(&raw_file(
+            &format!("/s{i}.bin"),
+            size,
+            &format!("\"s{i}\""),
+            DATE,
+        ));
+        builder = builder.file(&format!("/s{i}.bin"), data.clone(), &format!("s{i}"));
+    }
+    // Times that are garbage, or that no file can have.
+    for (name, date) in [
+        ("garbage-date.txt", "yesterday at noon"),
+        ("far-date.txt", "Sat, 01 Jan 2800 00:00:00 GMT"),
+    ] {
+        xml.push_str(&raw_file(
+            &format!("/{name}"),
+            "100",
+            &format!("\"{name}\""),
+            date,
+        ));
+        builder = builder.file(&format!("/{name}"), data.clone(), name);
+    }
+    // Tags that cannot be sent back in an If-Match.
+    for (name, etag) in [
+        ("tag-space.txt", "\"a b\""),
+        ("tag-newline.txt", "\"a&#10;b\""),
+    ] {
+        xml.push_str(&raw_file(&format!("/{name}"), "100", etag, DATE));
+        builder = builder.file(&format!("/{name}"), data.clone(), "served");
+    }
+    xml.push_str("</D:multistatus>");
+    for name in ["s1.bin", "s4.bin", "tag-space.txt", "tag-newline.txt"] {
+        builder = builder.route(
+            "PUT",
+            &format!("/{name}"),
+            Canned::new(201).header("ETag", &format!("\"put-{name}\"")),
+        );
+    }
+    let server = builder.propfind("/", 207, xml).build();
+    let m = Mount::new(&server.url(), MountOpts::default());
+    assert_eq!(names(m.path()).len(), sizes.len() + 4);
+
+    // Appending to a file whose size is unknown, before anything else touched it: the
+    // server keeps its 100 bytes, followed by the new ones.
+    for name in ["s1.bin", "s4.bin"] {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.join(name))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"APPENDED\n").unwrap();
+    }
+    m.edrive_ok(&["sync"]);
+    let mut want = data.clone();
+    want.extend_from_slice(b"APPENDED\n");
+    for name in ["s1.bin", "s4.bin"] {
+        let put = last_put(&server, &format!("/{name}")).expect("the append was uploaded");
+        assert_eq!(
+            String::from_utf8_lossy(&put),
+            String::from_utf8_lossy(&want),
+            "{name}: the upload must hold the server's bytes and the appended ones"
+        );
+        assert_eq!(std::fs::read(m.join(name)).unwrap(), want, "{name}");
+    }
+
+    // Reading one reads it to its real end; then stat shows the real size.
+    for (i, size) in sizes.iter().enumerate() {
+        let path = m.join(&format!("s{i}.bin"));
+        if i == 1 || i == 4 {
+            continue;
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), data, "size {size:?}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            100,
+            "size {size:?}"
+        );
+        assert_eq!(state_of(&path), "hydrated", "size {size:?}");
+    }
+
+    // An unknown time is shown as unknown (the epoch), never as now or a wrapped date.
+    for name in ["garbage-date.txt", "far-date.txt"] {
+        let mtime = std::fs::metadata(m.join(name)).unwrap().modified().unwrap();
+        assert_eq!(mtime, std::time::UNIX_EPOCH, "{name}");
+        assert_eq!(std::fs::read(m.join(name)).unwrap(), data, "{name}");
+    }
+
+    // A tag that cannot be a header is unknown: the file reads, and an edit uploads
+    // (unconditionally, as for a server without tags) instead of failing for good.
+    for name in ["tag-space.txt", "tag-newline.txt"] {
+        assert_eq!(std::fs::read(m.join(name)).unwrap(), data, "{name}");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.join(name))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"APPENDED\n").unwrap();
+    }
+    m.edrive_ok(&["sync"]);
+    for name in ["tag-space.txt", "tag-newline.txt"] {
+        let put = server
+            .recorded()
+            .into_iter()
+            .rev()
+            .find(|r| r.method == "PUT" && r.path == format!("/{name}"))
+            .unwrap_or_else(|| panic!("{name} was uploaded"));
+        assert_eq!(put.body, want, "{name}");
+        assert_eq!(put.header("if-match"), None, "{name}");
+    }
+    m.unmount();
+}

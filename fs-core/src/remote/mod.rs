@@ -74,8 +74,12 @@ pub struct RemoteEntry {
     pub name: String,
     /// Folder (collection) or file.
     pub is_dir: bool,
-    /// Content length in bytes; 0 for folders and when the server does not say.
+    /// Content length in bytes; 0 for folders, and 0 when `size_known` is false.
     pub size: u64,
+    /// Whether `size` is what the server said. False for a file whose length the server
+    /// did not give, or gave as something that is no length (`-5`, `1e30`, `abc`): the
+    /// size is then unknown (never taken as 0) until a download finds it.
+    pub size_known: bool,
     /// Last modification time, if the server sent a parseable one.
     pub mtime: Option<SystemTime>,
     /// The version tag, if the server sent one.

@@ -53,15 +53,14 @@ impl Props {
         self.etag = self.etag.clone().or(other.etag);
     }
 
+    /// The entry; a file's size is unknown if no successful propstat gave a usable one.
     fn into_entry(self, name: String) -> RemoteEntry {
+        let size = if self.is_dir { Some(0) } else { self.size };
         RemoteEntry {
             name,
             is_dir: self.is_dir,
-            size: if self.is_dir {
-                0
-            } else {
-                self.size.unwrap_or(0)
-            },
+            size: size.unwrap_or(0),
+            size_known: size.is_some(),
             mtime: self.mtime,
             etag: self.etag,
         }
@@ -156,7 +155,7 @@ where
                 Node::Close(_),
                 [T::Multistatus, T::Response, T::Propstat, T::Prop, T::ContentLength],
             ) => {
-                propstat.size = text.trim().parse().ok();
+                propstat.size = parse_size(&text);
             }
             (
                 Node::Close(_),
@@ -171,6 +170,16 @@ where
         }
         Ok(())
     })
+}
+
+/// A `getcontentlength`: decimal digits of a length a file can have (at most
+/// `i64::MAX`); anything else (`-5`, `1e30`, `1.5e3`, `abc`, empty) is no size.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<i64>().ok().and_then(|n| u64::try_from(n).ok())
 }
 
 /// The code of a status line such as `HTTP/1.1 200 OK`.
@@ -296,6 +305,7 @@ where
             name: String::new(),
             is_dir: true,
             size: 0,
+            size_known: true,
             mtime: None,
             etag: None,
         }
@@ -468,6 +478,7 @@ mod tests {
                 name: String::new(),
                 is_dir: true,
                 size: 0,
+                size_known: true,
                 mtime: t0(),
                 etag: etag("1000-5e2b7c3a1d2c0", false),
             }
@@ -479,6 +490,7 @@ mod tests {
                     name: "report 2024.pdf".into(),
                     is_dir: false,
                     size: 123456,
+                    size_known: true,
                     mtime: t0(),
                     etag: etag("1e240-5e2b7c3a1d2c0", true),
                 },
@@ -486,6 +498,7 @@ mod tests {
                     name: "sub".into(),
                     is_dir: true,
                     size: 0,
+                    size_known: true,
                     mtime: None,
                     etag: None
                 },
@@ -567,6 +580,7 @@ mod tests {
                 name: "notes.txt".into(),
                 is_dir: false,
                 size: 7,
+                size_known: true,
                 mtime: None,
                 etag: etag("abc123", false),
             }]
@@ -592,6 +606,7 @@ mod tests {
                 name: "f".into(),
                 is_dir: false,
                 size: 5,
+                size_known: true,
                 mtime: None,
                 etag: None
             }]
@@ -645,6 +660,7 @@ mod tests {
                 name: "f".into(),
                 is_dir: false,
                 size: 10,
+                size_known: true,
                 mtime: None,
                 etag: None
             }
@@ -726,6 +742,48 @@ mod tests {
     }
 
     #[test]
+    fn a_size_that_is_no_length_is_unknown() {
+        let entry = |size: &str| {
+            let body = ms(&format!(
+                "<D:response><D:href>/dav/f</D:href><D:propstat><D:prop><D:resourcetype/>\
+                 <D:getcontentlength>{size}</D:getcontentlength></D:prop>\
+                 <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+            ));
+            let e = parse_stat(&body, &base(), &path(&["f"])).unwrap();
+            (e.size_known.then_some(e.size), e.size)
+        };
+        for garbage in [
+            "-5",
+            "abc",
+            "1e30",
+            "-9223372036854775809",
+            "1.5e3",
+            "+5",
+            "0x10",
+            "9223372036854775808",
+            "18446744073709551616",
+            "",
+            " ",
+        ] {
+            assert_eq!(entry(garbage), (None, 0), "{garbage:?}");
+        }
+        assert_eq!(entry(" 100\n"), (Some(100), 100));
+        assert_eq!(entry("0"), (Some(0), 0));
+        assert_eq!(
+            entry("9223372036854775807"),
+            (Some(i64::MAX as u64), i64::MAX as u64)
+        );
+        // No size at all is unknown too; a folder's is 0.
+        let body = String::from_utf8(ms(&file("/dav/f")))
+            .unwrap()
+            .replace("<D:getcontentlength>1</D:getcontentlength>", "");
+        let e = parse_stat(body.as_bytes(), &base(), &path(&["f"])).unwrap();
+        assert!(!e.size_known && !e.is_dir && e.size == 0);
+        let e = parse_stat(&ms(&folder("/dav/d/")), &base(), &path(&["d"])).unwrap();
+        assert!(e.is_dir && e.size_known && e.size == 0);
+    }
+
+    #[test]
     fn duplicate_folder_entry_keeps_the_first() {
         let body = ms(&[folder("/dav/d/"), file("/dav/d"), file("/dav/d/x")].concat());
         let l = parse_listing(&body, &base(), &path(&["d"])).unwrap();
@@ -743,6 +801,7 @@ mod tests {
                 name: String::new(),
                 is_dir: true,
                 size: 0,
+                size_known: true,
                 mtime: None,
                 etag: None
             }
@@ -809,6 +868,7 @@ mod tests {
                 name: "a b".into(),
                 is_dir: true,
                 size: 0,
+                size_known: true,
                 mtime: None,
                 etag: None
             }
@@ -843,6 +903,7 @@ mod tests {
                 name: "c&d".into(),
                 is_dir: false,
                 size: 12,
+                size_known: true,
                 mtime: None,
                 etag: etag("xy", false)
             }
