@@ -333,3 +333,342 @@ fn credentials_in_the_url_never_show() {
     }
     m.unmount();
 }
+
+/// The daemon's peak resident memory so far (`VmHWM`), in MiB.
+fn peak_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status:\n{status}"));
+    kib >> 10
+}
+
+/// Lists `dir`, expecting the listing to fail with `EIO`.
+fn assert_listing_eio(dir: &Path) {
+    let err = std::fs::read_dir(dir)
+        .and_then(|mut d| d.next().transpose())
+        .err()
+        .unwrap_or_else(|| panic!("listing {} must fail", dir.display()));
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EIO),
+        "{}: {err}",
+        dir.display()
+    );
+}
+
+/// A multistatus whose folder response has a `D:displayname` of `len` bytes (sent as
+/// they stream, never held by the test).
+fn huge_displayname(folder: &str, len: u64) -> Canned {
+    let head = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">\
+         <D:response><D:href>{folder}</D:href><D:propstat><D:prop>\
+         <D:resourcetype><D:collection/></D:resourcetype><D:displayname>"
+    );
+    let tail = "</D:displayname></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>\
+                </D:response></D:multistatus>\n";
+    Canned::multistatus(format!("{head}{tail}")).fill(head.len(), b"x", len)
+}
+
+#[test]
+fn replies_of_any_size_or_shape_are_read_in_bounded_memory() {
+    const LIMIT_MIB: u64 = 64;
+    let root = multistatus(&[
+        DavEntry::dir("/"),
+        DavEntry::dir("/big/"),
+        DavEntry::dir("/deep/"),
+        DavEntry::dir("/bomb/"),
+        DavEntry::dir("/many/"),
+        DavEntry::file("/good.txt", 4, "g1"),
+    ]);
+    let deep_head = "<?xml version=\"1.0\"?><D:multistatus xmlns:D=\"DAV:\"><D:response>";
+    let bomb = concat!(
+        "<?xml version=\"1.0\"?><!DOCTYPE D:multistatus [",
+        "<!ENTITY a \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\">",
+        "<!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">",
+        "<!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">",
+        "<!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\">",
+        "<!ENTITY e \"&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;\">",
+        "<!ENTITY f \"&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;\">",
+        "]><D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/bomb/</D:href>",
+        "<D:propstat><D:prop><D:displayname>&f;&f;&f;&f;</D:displayname></D:prop>",
+        "</D:propstat></D:response></D:multistatus>"
+    );
+    let mut many = vec![DavEntry::dir("/many/")];
+    many.extend(
+        (0..200_000).map(|i| DavEntry::file(&format!("/many/f{i:06}"), i, &format!("m{i}"))),
+    );
+    let server = HostileServer::builder()
+        .propfind("/", 207, root.clone())
+        .route("PROPFIND", "/big/", huge_displayname("/big/", 200 << 20))
+        .route(
+            "PROPFIND",
+            "/deep/",
+            Canned::multistatus(deep_head).fill(deep_head.len(), b"<x>", 1 << 20),
+        )
+        .propfind("/bomb/", 207, bomb)
+        .propfind("/many/", 207, multistatus(&many))
+        .file("/good.txt", b"good".to_vec(), "g1")
+        .build();
+    drop(many);
+    let m = Mount::new(&server.url(), MountOpts::default().dir_cache_ttl("1s"));
+    let pid = m.pid().expect("daemon pid");
+    let want = names(m.path());
+    assert_eq!(want.len(), 5, "{want:?}");
+
+    // A 200 MB text is refused as it streams in: EIO for that folder, nothing else hurt.
+    assert_listing_eio(&m.join("big"));
+    let peak = peak_mib(pid);
+    assert!(
+        peak < LIMIT_MIB,
+        "peak {peak} MiB after a 200 MB displayname"
+    );
+    assert!(daemon_log(&m).contains("longer than 64 KiB"));
+
+    // The same in a folder listed before: the last listing stays, nothing is removed.
+    // 60 MB: under the most a Depth 0 reply may have, so `login` (a PROPFIND Depth 0 of
+    // the root) reads it too, and refuses it.
+    server.set_route("PROPFIND", "/", huge_displayname("/", 60 << 20));
+    let (status, _, err) = m.edrive_with_password(&["login", "--user", "someone"], "pw");
+    assert!(!status.success(), "login took a reply it cannot read");
+    assert!(err.contains("longer than 64 KiB"), "{err}");
+    let peak = peak_mib(pid);
+    assert!(
+        peak < LIMIT_MIB,
+        "peak {peak} MiB after a Depth 0 reply of 60 MB"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(names(m.path()), want);
+    assert!(
+        daemon_log(&m).contains("serving the last known listing"),
+        "the root was listed again (and failed)"
+    );
+    let peak = peak_mib(pid);
+    assert!(
+        peak < LIMIT_MIB,
+        "peak {peak} MiB after relisting with a 200 MB displayname"
+    );
+
+    // Nesting without end, and an entity bomb.
+    assert_listing_eio(&m.join("deep"));
+    assert_listing_eio(&m.join("bomb"));
+    let log = daemon_log(&m);
+    assert!(log.contains("nested deeper than"), "{log}");
+    assert!(log.contains("undefined entity"), "{log}");
+
+    // 200,000 entries are fine, in bounded memory too.
+    let listed = std::fs::read_dir(m.join("many")).unwrap().count();
+    assert_eq!(listed, 200_000);
+    let peak = peak_mib(pid);
+    assert!(
+        peak < LIMIT_MIB,
+        "peak {peak} MiB after listing 200,000 entries"
+    );
+
+    // The mount still works.
+    assert_eq!(std::fs::read(m.join("good.txt")).unwrap(), b"good");
+    m.unmount();
+}
+
+#[test]
+fn hrefs_to_another_server_or_with_a_query_are_skipped() {
+    let server = HostileServer::builder()
+        .file("/same.txt", b"same".to_vec(), "s1")
+        .file("/keep.txt", b"keep".to_vec(), "k1")
+        .build();
+    let own = format!("http://127.0.0.1:{}", server.port());
+    let listing = |hostile: bool, keep: bool| {
+        let mut entries = vec![
+            DavEntry::dir(&format!("{own}/")),
+            DavEntry::file(&format!("{own}/same.txt"), 4, "s1"),
+        ];
+        if keep {
+            entries.push(DavEntry::file("/keep.txt", 4, "k1"));
+        }
+        if hostile {
+            entries.extend([
+                DavEntry::file("http://evil.invalid/evil.txt", 4, "e1"),
+                DavEntry::file(
+                    &format!("https://127.0.0.1:{}/tls.txt", server.port()),
+                    4,
+                    "t1",
+                ),
+                DavEntry::file("/?q=1", 1, "q1"),
+                DavEntry::file("/page.txt?q=1", 1, "q2"),
+                DavEntry::file("/frag.txt#top", 1, "f1"),
+            ]);
+        }
+        Canned::multistatus(multistatus(&entries))
+    };
+    server.set_route("PROPFIND", "/", listing(true, true));
+    let m = Mount::new(&server.url(), MountOpts::default().dir_cache_ttl("1s"));
+    let want: BTreeSet<String> = ["keep.txt", "same.txt"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names(m.path()), want);
+    assert_eq!(std::fs::read(m.join("same.txt")).unwrap(), b"same");
+    assert!(!m.join("evil.txt").exists());
+    assert!(!m.join("?q=1").exists());
+    let log = daemon_log(&m);
+    for needle in ["evil.invalid", "tls.txt", "?q=1", "frag.txt#top"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains(needle)),
+            "the skipped href {needle:?} is logged:\n{log}"
+        );
+    }
+
+    // A listing that skipped something proves no deletion: keep.txt stays.
+    server.set_route("PROPFIND", "/", listing(true, false));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(names(m.path()), want);
+    // A listing without them does.
+    server.set_route("PROPFIND", "/", listing(false, false));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(names(m.path()), BTreeSet::from(["same.txt".to_string()]));
+    m.unmount();
+}
+
+/// One `D:response` of a file with the properties' texts as given (not checked).
+fn raw_file(href: &str, size: &str, etag: &str, date: &str) -> String {
+    format!(
+        "<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>\
+         <D:getcontentlength>{size}</D:getcontentlength><D:getetag>{etag}</D:getetag>\
+         <D:getlastmodified>{date}</D:getlastmodified></D:prop>\
+         <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+    )
+}
+
+/// The body of the last PUT to `path`.
+fn last_put(server: &HostileServer, path: &str) -> Option<Vec<u8>> {
+    server
+        .recorded()
+        .into_iter()
+        .rev()
+        .find(|r| r.method == "PUT" && r.path == path)
+        .map(|r| r.body)
+}
+
+#[test]
+fn unparseable_sizes_times_and_etags_are_unknown_never_zero_or_now() {
+    const DATE: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
+    let data: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
+    let sizes = ["-5", "abc", "1e30", "-9223372036854775809", "1.5e3", ""];
+    let mut xml = String::from(
+        "<?xml version=\"1.0\"?><D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/</D:href>\
+         <D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop>\
+         <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>",
+    );
+    let mut builder = HostileServer::builder();
+    for (i, size) in sizes.iter().enumerate() {
+        xml.push_str(&raw_file(
+            &format!("/s{i}.bin"),
+            size,
+            &format!("\"s{i}\""),
+            DATE,
+        ));
+        builder = builder.file(&format!("/s{i}.bin"), data.clone(), &format!("s{i}"));
+    }
+    // Times that are garbage, or that no file can have.
+    for (name, date) in [
+        ("garbage-date.txt", "yesterday at noon"),
+        ("far-date.txt", "Sat, 01 Jan 2800 00:00:00 GMT"),
+    ] {
+        xml.push_str(&raw_file(
+            &format!("/{name}"),
+            "100",
+            &format!("\"{name}\""),
+            date,
+        ));
+        builder = builder.file(&format!("/{name}"), data.clone(), name);
+    }
+    // Tags that cannot be sent back in an If-Match.
+    for (name, etag) in [
+        ("tag-space.txt", "\"a b\""),
+        ("tag-newline.txt", "\"a&#10;b\""),
+    ] {
+        xml.push_str(&raw_file(&format!("/{name}"), "100", etag, DATE));
+        builder = builder.file(&format!("/{name}"), data.clone(), "served");
+    }
+    xml.push_str("</D:multistatus>");
+    for name in ["s1.bin", "s4.bin", "tag-space.txt", "tag-newline.txt"] {
+        builder = builder.route(
+            "PUT",
+            &format!("/{name}"),
+            Canned::new(201).header("ETag", &format!("\"put-{name}\"")),
+        );
+    }
+    let server = builder.propfind("/", 207, xml).build();
+    let m = Mount::new(&server.url(), MountOpts::default());
+    assert_eq!(names(m.path()).len(), sizes.len() + 4);
+
+    // Appending to a file whose size is unknown, before anything else touched it: the
+    // server keeps its 100 bytes, followed by the new ones.
+    for name in ["s1.bin", "s4.bin"] {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.join(name))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"APPENDED\n").unwrap();
+    }
+    m.edrive_ok(&["sync"]);
+    let mut want = data.clone();
+    want.extend_from_slice(b"APPENDED\n");
+    for name in ["s1.bin", "s4.bin"] {
+        let put = last_put(&server, &format!("/{name}")).expect("the append was uploaded");
+        assert_eq!(
+            String::from_utf8_lossy(&put),
+            String::from_utf8_lossy(&want),
+            "{name}: the upload must hold the server's bytes and the appended ones"
+        );
+        assert_eq!(std::fs::read(m.join(name)).unwrap(), want, "{name}");
+    }
+
+    // Reading one reads it to its real end; then stat shows the real size.
+    for (i, size) in sizes.iter().enumerate() {
+        let path = m.join(&format!("s{i}.bin"));
+        if i == 1 || i == 4 {
+            continue;
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), data, "size {size:?}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            100,
+            "size {size:?}"
+        );
+        assert_eq!(state_of(&path), "hydrated", "size {size:?}");
+    }
+
+    // An unknown time is shown as unknown (the epoch), never as now or a wrapped date.
+    for name in ["garbage-date.txt", "far-date.txt"] {
+        let mtime = std::fs::metadata(m.join(name)).unwrap().modified().unwrap();
+        assert_eq!(mtime, std::time::UNIX_EPOCH, "{name}");
+        assert_eq!(std::fs::read(m.join(name)).unwrap(), data, "{name}");
+    }
+
+    // A tag that cannot be a header is unknown: the file reads, and an edit uploads
+    // (unconditionally, as for a server without tags) instead of failing for good.
+    for name in ["tag-space.txt", "tag-newline.txt"] {
+        assert_eq!(std::fs::read(m.join(name)).unwrap(), data, "{name}");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.join(name))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"APPENDED\n").unwrap();
+    }
+    m.edrive_ok(&["sync"]);
+    for name in ["tag-space.txt", "tag-newline.txt"] {
+        let put = server
+            .recorded()
+            .into_iter()
+            .rev()
+            .find(|r| r.method == "PUT" && r.path == format!("/{name}"))
+            .unwrap_or_else(|| panic!("{name} was uploaded"));
+        assert_eq!(put.body, want, "{name}");
+        assert_eq!(put.header("if-match"), None, "{name}");
+    }
+    m.unmount();
+}

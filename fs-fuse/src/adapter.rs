@@ -53,6 +53,18 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+impl FuseFs {
+    /// How long the kernel may keep `a`: not at all while the size is unknown, so that the
+    /// next access asks again (and finds it).
+    fn ttl_of(&self, a: &Attr) -> Duration {
+        if a.size_known {
+            self.ttl
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
 fn file_type(k: Kind) -> FileType {
     match k {
         Kind::Dir => FileType::Directory,
@@ -214,7 +226,7 @@ impl Filesystem for FuseFs {
             return reply.error(Errno::ENOENT);
         };
         match self.rt.block_on(self.drive.lookup(parent.0, name)) {
-            Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&self.ttl_of(&a), &file_attr(&a), Generation(0)),
             Err(e) => {
                 debug!(error = %e, "lookup failed");
                 reply.error(errno(&e))
@@ -224,7 +236,7 @@ impl Filesystem for FuseFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.drive.getattr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl_of(&a), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -363,7 +375,7 @@ impl Filesystem for FuseFs {
             mode,
         };
         match self.rt.block_on(self.drive.setattr(ino.0, set)) {
-            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl_of(&a), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -544,7 +556,7 @@ impl Filesystem for FuseFs {
                 INodeNo(a.ino),
                 next,
                 name,
-                &self.ttl,
+                &self.ttl_of(a),
                 &file_attr(a),
                 Generation(0),
             )

@@ -185,6 +185,7 @@ mod tests {
             ino: 42,
             kind,
             size,
+            size_known: true,
             mtime,
             atime: mtime,
             ctime: mtime,

@@ -76,6 +76,7 @@ impl MemRemote {
             name: k.rsplit('/').next().unwrap_or("").to_string(),
             is_dir: node.is_none(),
             size: node.as_ref().map_or(0, |c| c.len() as u64),
+            size_known: true,
             mtime: Some(mtime()),
             etag: node.as_ref().map(|c| ETag {
                 value: format!("len{}", c.len()),

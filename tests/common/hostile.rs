@@ -27,6 +27,20 @@ pub struct Canned {
     pub close: bool,
     /// Serve `body` as a file: honour `Range: bytes=A-B` with 206 and Content-Range.
     pub ranges: bool,
+    /// Bytes inserted into the body as it is sent (never held whole in memory).
+    pub filler: Option<Filler>,
+}
+
+/// `times` copies of `unit`, sent at byte `at` of a [`Canned`] body: a body of hundreds of
+/// megabytes that the server never holds (see [`Canned::fill`]).
+#[derive(Clone, Debug)]
+pub struct Filler {
+    /// Where in the body the copies go.
+    pub at: usize,
+    /// What is repeated.
+    pub unit: Vec<u8>,
+    /// How many times.
+    pub times: u64,
 }
 
 impl Canned {
@@ -40,6 +54,7 @@ impl Canned {
             delay: None,
             close: false,
             ranges: false,
+            filler: None,
         }
     }
 
@@ -91,6 +106,17 @@ impl Canned {
     pub fn truncate(mut self, n: usize) -> Canned {
         self.send_only = Some(n);
         self.close = true;
+        self
+    }
+
+    /// Sends `times` copies of `unit` at byte `at` of the body (`at` is clamped to the
+    /// body's length), streamed as they are sent. Ranges and `truncate` do not apply.
+    pub fn fill(mut self, at: usize, unit: &[u8], times: u64) -> Canned {
+        self.filler = Some(Filler {
+            at: at.min(self.body.len()),
+            unit: unit.to_vec(),
+            times,
+        });
         self
     }
 
@@ -349,7 +375,14 @@ fn serve_conn(
             head.push_str(&format!("{n}: {v}\r\n"));
         }
         if !has_len {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            let filled = canned
+                .filler
+                .as_ref()
+                .map_or(0, |f| f.unit.len() as u64 * f.times);
+            head.push_str(&format!(
+                "Content-Length: {}\r\n",
+                body.len() as u64 + filled
+            ));
         }
         let close = canned.close || close_req;
         if close {
@@ -358,8 +391,13 @@ fn serve_conn(
         head.push_str("\r\n");
         let mut ok = out.write_all(head.as_bytes()).is_ok();
         if ok && !is_head {
-            let n = canned.send_only.unwrap_or(body.len()).min(body.len());
-            ok = out.write_all(&body[..n]).is_ok();
+            ok = match &canned.filler {
+                Some(f) => send_filled(&mut out, &body, f).is_ok(),
+                None => {
+                    let n = canned.send_only.unwrap_or(body.len()).min(body.len());
+                    out.write_all(&body[..n]).is_ok()
+                }
+            };
         }
         let _ = out.flush();
         if !ok || close {
@@ -369,10 +407,26 @@ fn serve_conn(
     }
 }
 
+/// Writes `body` with `f`'s copies inserted, a block at a time.
+fn send_filled(out: &mut impl Write, body: &[u8], f: &Filler) -> std::io::Result<()> {
+    out.write_all(&body[..f.at])?;
+    if !f.unit.is_empty() {
+        let per_block = ((1usize << 16) / f.unit.len()).max(1);
+        let block = f.unit.repeat(per_block);
+        let mut left = f.times;
+        while left > 0 {
+            let n = left.min(per_block as u64) as usize;
+            out.write_all(&block[..n * f.unit.len()])?;
+            left -= n as u64;
+        }
+    }
+    out.write_all(&body[f.at..])
+}
+
 /// Applies a single `bytes=A-B` / `bytes=A-` / `bytes=-N` range to a file-like canned body.
 fn select_range(c: &Canned, range: Option<&str>) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let whole = (c.status, Vec::new(), c.body.clone());
-    let (true, Some(range)) = (c.ranges, range) else {
+    let (true, Some(range), None) = (c.ranges, range, &c.filler) else {
         return whole;
     };
     let Some(spec) = range.trim().strip_prefix("bytes=") else {

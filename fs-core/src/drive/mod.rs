@@ -84,8 +84,12 @@ pub struct Attr {
     pub ino: u64,
     /// File or folder.
     pub kind: Kind,
-    /// Size in bytes.
+    /// Size in bytes (0 while not known).
     pub size: u64,
+    /// Whether `size` is known. False for a file the server listed without a usable size
+    /// whose size no download has found yet: a kernel adapter must not keep such
+    /// attributes (the next access looks again, and finds the size).
+    pub size_known: bool,
     /// Modification time.
     pub mtime: SystemTime,
     /// Access time (the modification time unless set; reads do not change it).
@@ -437,14 +441,15 @@ impl Drive {
     /// The attributes of `e`, given what its working copy says, if it has one.
     fn attr_with(&self, e: &Entry, working: Option<WorkingAttrs>) -> Attr {
         let dir = e.is_dir();
-        let (size, mtime, work_ctime) = match working {
-            Some((size, mtime, ctime)) => (size, mtime, ctime),
-            None => (e.size, e.mtime.unwrap_or(UNIX_EPOCH), None),
+        let (size, size_known, mtime, work_ctime) = match working {
+            Some((size, mtime, ctime)) => (size, true, mtime, ctime),
+            None => (e.size, e.size_known, e.mtime.unwrap_or(UNIX_EPOCH), None),
         };
         Attr {
             ino: e.ino,
             kind: e.kind,
             size,
+            size_known,
             mtime,
             atime: e.atime.unwrap_or(mtime),
             ctime: e.ctime.max(work_ctime).unwrap_or(mtime),
@@ -605,7 +610,72 @@ impl Drive {
         }
         self.ensure_listed(parent).await?;
         let e = self.meta.child(parent, name)?.ok_or(FsError::NotFound)?;
+        // The kernel takes a file's size from here (an append writes at its end): find
+        // a size the listing did not give before it is shown.
+        let e = if e.size_known {
+            e
+        } else {
+            match self.with_size(e.clone()).await {
+                Ok(known) => known,
+                Err(err) => {
+                    debug!(ino = e.ino, error = %err, "size still unknown");
+                    e
+                }
+            }
+        };
         Ok(self.attr(&e))
+    }
+
+    /// `e` with its size known. A file the server listed without a usable size (see
+    /// [`crate::remote::RemoteEntry::size_known`]) is never taken to be empty: its size
+    /// is that of a cached copy of the same version, else what a GET finds (its
+    /// `Content-Length`, or where its body really ends), recorded in the store. Folders,
+    /// files with a known size and files with local changes come back as they are. Fails
+    /// if the size cannot be found, and with [`FsError::Stale`] if the server has another
+    /// version than the store (which then lists the folder again).
+    async fn with_size(&self, e: Entry) -> Result<Entry, FsError> {
+        use futures_util::StreamExt;
+        if e.size_known || e.is_dir() || e.dirty || self.has_working_copy(e.ino) {
+            return Ok(e);
+        }
+        let cached = self
+            .cache
+            .cached_len(&BlobKey::new(e.ino, e.content_version()));
+        let size = match cached {
+            Some(n) => n,
+            None => {
+                let path = self.server_path(e.ino)?;
+                let dl = self.remote.read(&path, None).await?;
+                if let (Some(want), Some(got)) = (&e.etag, &dl.etag) {
+                    if *want != got.value {
+                        let _ = self.meta.expire_listing(e.parent);
+                        return Err(FsError::Stale);
+                    }
+                }
+                match dl.len {
+                    Some(n) => n,
+                    None => {
+                        let mut body = dl.body;
+                        let mut n = 0u64;
+                        while let Some(chunk) = body.next().await {
+                            n += chunk?.len() as u64;
+                        }
+                        n
+                    }
+                }
+            }
+        };
+        if self.meta.learn_size(e.ino, size, &e)? {
+            debug!(ino = e.ino, size, "size found");
+            // Whatever the kernel holds of it said 0.
+            self.inval.inode(e.ino);
+        }
+        let now = self.entry(e.ino)?;
+        if !now.size_known && !now.dirty {
+            // Another version arrived meanwhile.
+            return Err(FsError::Stale);
+        }
+        Ok(now)
     }
 
     /// The attributes of `ino`. A file deleted while still open keeps its attributes,
@@ -750,6 +820,7 @@ impl Drive {
         if write || self.has_working_copy(ino) {
             return self.open_working(&e, write, truncate && write).await;
         }
+        let e = self.with_size(e).await?;
         let key = BlobKey::new(ino, e.content_version());
         let content = match self.cache.get(&key) {
             Some(blob) => Content::Cached(Arc::new(blob)),

@@ -208,6 +208,16 @@ impl Drive {
     }
 
     async fn hydrate_pinned(&self, e: &Entry) {
+        let e = &match self.with_size(e.clone()).await {
+            Ok(e) => e,
+            Err(err) => {
+                warn!(ino = e.ino, error = %err, "pins: cannot find the size of a file");
+                let mut p = lock(&self.pin_progress);
+                p.files += 1;
+                p.failed += 1;
+                return;
+            }
+        };
         {
             let mut p = lock(&self.pin_progress);
             p.files += 1;

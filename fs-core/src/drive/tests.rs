@@ -20,6 +20,7 @@ fn folder(name: &str) -> RemoteEntry {
         name: name.into(),
         is_dir: true,
         size: 0,
+        size_known: true,
         mtime: Some(old_time()),
         etag: Some(ETag {
             value: format!("dir-{name}"),
@@ -253,4 +254,158 @@ async fn paging_a_folder_that_changes_lists_each_lasting_entry_once() {
         drive.readdir_page(fh, 0, 3),
         Err(FsError::BadHandle)
     ));
+}
+
+/// A server whose listing gives no usable size for its files (as if it sent `-5` or
+/// `1e30`); its GETs tell the size (`a`), or only the body's end does (`b`, as with a
+/// chunked reply). `gone` cannot be read.
+struct UnknownSizes {
+    gets: std::sync::atomic::AtomicUsize,
+}
+
+const CONTENT: &[u8] = b"0123456789 the server's whole file";
+
+fn unknown(name: &str, etag: Option<&str>) -> RemoteEntry {
+    RemoteEntry {
+        name: name.into(),
+        is_dir: false,
+        size: 0,
+        size_known: false,
+        mtime: Some(old_time()),
+        etag: etag.map(|v| ETag {
+            value: v.into(),
+            weak: false,
+        }),
+    }
+}
+
+#[async_trait]
+impl Remote for UnknownSizes {
+    async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
+        Ok(Listing {
+            dir: folder(path.parts().last().map_or("", |s| s.as_str())),
+            children: vec![
+                unknown("a", Some("a1")),
+                unknown("b", None),
+                unknown("c", Some("c1")),
+                unknown("gone", Some("g1")),
+            ],
+            complete: true,
+        })
+    }
+    async fn stat(&self, _: &RemotePath) -> Result<RemoteEntry, RemoteError> {
+        Err(RemoteError::NotFound)
+    }
+    async fn read(
+        &self,
+        path: &RemotePath,
+        range: Option<Range<u64>>,
+    ) -> Result<Download, RemoteError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = path.name().unwrap_or_default();
+        if name == "gone" {
+            return Err(RemoteError::Status(503));
+        }
+        let r = range.unwrap_or(0..CONTENT.len() as u64);
+        let data = bytes::Bytes::copy_from_slice(&CONTENT[r.start as usize..r.end as usize]);
+        Ok(Download {
+            len: (name != "b").then_some(data.len() as u64),
+            etag: ETag::parse(&format!("\"{name}1\"")).filter(|_| name != "b"),
+            skipped: 0,
+            body: Box::pin(futures_util::stream::iter([Ok(data)])),
+        })
+    }
+    async fn put(
+        &self,
+        _: &RemotePath,
+        _: ByteStream,
+        _: u64,
+        _: Precondition,
+        _: Option<SystemTime>,
+    ) -> Result<Option<ETag>, RemoteError> {
+        Err(RemoteError::Status(405))
+    }
+    async fn mkdir(&self, _: &RemotePath) -> Result<(), RemoteError> {
+        Err(RemoteError::Status(405))
+    }
+    async fn rename(&self, _: &RemotePath, _: &RemotePath, _: bool) -> Result<(), RemoteError> {
+        Err(RemoteError::Status(405))
+    }
+    async fn delete(&self, _: &RemotePath, _: Precondition) -> Result<(), RemoteError> {
+        Err(RemoteError::Status(405))
+    }
+    fn describe(&self) -> String {
+        "mem://unknown-sizes".into()
+    }
+}
+
+#[tokio::test]
+async fn a_size_the_listing_does_not_give_is_found_never_taken_as_zero() {
+    use std::sync::atomic::Ordering;
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = Arc::new(UnknownSizes { gets: 0.into() });
+    let drive = Drive::new(
+        remote.clone(),
+        Arc::new(Meta::in_memory().unwrap()),
+        Arc::new(Cache::open(&tmp.path().join("cache"), 1 << 30).unwrap()),
+        DriveOptions::default(),
+    );
+    let len = CONTENT.len() as u64;
+    let fh = drive.opendir(ROOT_INO).await.unwrap();
+    let rows = drive.readdir_page(fh, 0, 10).unwrap();
+    drive.releasedir(fh);
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows.iter().all(|r| !r.attr.size_known && r.attr.size == 0),
+        "listed: unknown, for the kernel not to keep"
+    );
+    assert_eq!(
+        remote.gets.load(Ordering::SeqCst),
+        0,
+        "listing reads no content"
+    );
+
+    // A lookup finds the size (the kernel appends at the size it is told).
+    let a = drive.lookup(ROOT_INO, "a").await.unwrap();
+    assert_eq!((a.size, a.size_known), (len, true));
+    assert_eq!(drive.getattr(a.ino).unwrap().size, len);
+    // Reading reads it all.
+    let fh = drive.open(a.ino, false, false).await.unwrap();
+    assert_eq!(drive.read(fh, 0, 4096).await.unwrap(), CONTENT);
+    drive.release(fh).unwrap();
+
+    // Without a Content-Length, the body's end decides.
+    let b = drive.meta.child(ROOT_INO, "b").unwrap().unwrap();
+    let fh = drive.open(b.ino, false, false).await.unwrap();
+    assert_eq!(drive.read(fh, 0, 4096).await.unwrap(), CONTENT);
+    drive.release(fh).unwrap();
+    assert_eq!(drive.getattr(b.ino).unwrap().size, len);
+
+    // Opened for writing without a lookup first: the working copy holds the whole file.
+    let c = drive.meta.child(ROOT_INO, "c").unwrap().unwrap();
+    let fh = drive.open(c.ino, true, false).await.unwrap();
+    drive.write(fh, len, b"+more").unwrap();
+    drive.release(fh).unwrap();
+    let mut want = CONTENT.to_vec();
+    want.extend_from_slice(b"+more");
+    let fh = drive.open(c.ino, false, false).await.unwrap();
+    assert_eq!(drive.read(fh, 0, 4096).await.unwrap(), want);
+    drive.release(fh).unwrap();
+
+    // A size that cannot be found fails the open; it is never an empty file.
+    let gone = drive.meta.child(ROOT_INO, "gone").unwrap().unwrap();
+    assert!(drive.open(gone.ino, false, false).await.is_err());
+    assert!(drive.open(gone.ino, true, false).await.is_err());
+    let g = drive.lookup(ROOT_INO, "gone").await.unwrap();
+    assert!(
+        !g.size_known,
+        "a failed lookup of the size leaves it unknown"
+    );
+
+    // Relisting (sizes still unknown there) keeps what was found for the same version.
+    drive.meta.expire_listing(ROOT_INO).unwrap();
+    let fh = drive.opendir(ROOT_INO).await.unwrap();
+    drive.releasedir(fh);
+    assert_eq!(drive.getattr(a.ino).unwrap().size, len);
+    assert_eq!(drive.getattr(b.ino).unwrap().size, len);
 }

@@ -105,7 +105,19 @@ impl Drive {
         }
         for _attempt in 0..3 {
             // Read again each time: an upload may have just published a new version.
-            let e = &self.entry(e.ino)?;
+            let mut e = self.entry(e.ino)?;
+            if !truncate {
+                // Its content is kept: never taken to be empty for want of a size.
+                let parent = e.parent;
+                e = match self.with_size(e).await {
+                    Err(FsError::Stale) => {
+                        self.ensure_listed(parent).await?;
+                        continue;
+                    }
+                    r => r?,
+                };
+            }
+            let e = &e;
             let mtime = e.mtime.unwrap_or(SystemTime::UNIX_EPOCH);
             let needs_content = !truncate
                 && e.size > 0

@@ -4,7 +4,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{etag_cols, inos, mtime_ns, now_ms, Meta, MetaError};
+use super::{etag_cols, inos, mtime_ns, now_ms, size_col, Meta, MetaError};
 use crate::remote::{ETag, RemoteEntry};
 
 /// Events kept (the oldest go first).
@@ -68,7 +68,7 @@ impl Meta {
                 .execute(params![
                     rparent,
                     rname,
-                    server.size as i64,
+                    size_col(server),
                     mtime_ns(server.mtime),
                     etag,
                     weak
@@ -108,7 +108,7 @@ impl Meta {
             ino as i64,
             etag,
             weak,
-            server.size as i64,
+            size_col(server),
             mtime_ns(server.mtime)
         ])?;
         Ok(())

@@ -22,8 +22,12 @@ pub struct Entry {
     pub name: String,
     /// File or folder.
     pub kind: Kind,
-    /// Size in bytes (0 for folders).
+    /// Size in bytes (0 for folders, and 0 while `size_known` is false).
     pub size: u64,
+    /// Whether `size` is known. False for a server file whose listing gave no usable
+    /// length, until a download finds it (see [`super::Meta::learn_size`]); such a file
+    /// is never taken to be empty.
+    pub size_known: bool,
     /// Modification time, if known.
     pub mtime: Option<SystemTime>,
     /// Access time, if set locally (else shown as `mtime`).
@@ -65,7 +69,11 @@ impl Entry {
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map(|d| d.as_nanos())
                     .unwrap_or(0);
-                format!("m{m}-s{}", self.size)
+                if self.size_known {
+                    format!("m{m}-s{}", self.size)
+                } else {
+                    format!("m{m}-s?")
+                }
             }
         }
     }
@@ -105,6 +113,8 @@ pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let parent: Option<i64> = r.get(1)?;
     let remote_parent: Option<i64> = r.get(9)?;
     let remote_name: Option<String> = r.get(10)?;
+    // -1: unknown (see `size_col`).
+    let size: i64 = r.get(4)?;
     Ok(Entry {
         ino: r.get::<_, i64>(0)? as u64,
         parent: parent.unwrap_or(0) as u64,
@@ -114,7 +124,8 @@ pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         } else {
             Kind::File
         },
-        size: r.get::<_, i64>(4)?.max(0) as u64,
+        size: size.max(0) as u64,
+        size_known: size >= 0,
         mtime: time(r.get(5)?),
         atime: time(r.get(15)?),
         ctime: time(r.get(16)?),

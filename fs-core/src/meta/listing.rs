@@ -12,7 +12,7 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Row, Tran
 use tracing::warn;
 
 use super::{
-    delete_remote_subtree, delete_subtree, detach, etag_cols, mtime_ns, now_ms,
+    delete_remote_subtree, delete_subtree, detach, etag_cols, mtime_ns, now_ms, size_col,
     subtree_has_local_changes, Meta, MetaError,
 };
 use crate::lock;
@@ -89,6 +89,7 @@ struct Staged {
     id: i64,
     name: String,
     is_dir: bool,
+    /// -1: unknown.
     size: i64,
     mtime_ns: Option<i64>,
     etag: Option<String>,
@@ -186,15 +187,10 @@ impl Meta {
                     continue;
                 }
                 let (etag, weak) = etag_cols(c.etag.as_ref());
-                let size = if c.is_dir {
-                    0
-                } else {
-                    i64::try_from(c.size).unwrap_or(i64::MAX)
-                };
                 insert.execute(params![
                     c.name,
                     c.is_dir,
-                    size,
+                    size_col(c),
                     mtime_ns(c.mtime),
                     etag,
                     weak
@@ -510,25 +506,29 @@ impl Merge<'_, '_> {
                 }
             }
             Some(k) if k.is_dir == child.is_dir => {
+                // A size the listing does not know stays the one a download found for
+                // this version (the same tag, or without tags the same time).
+                let same_version = k.etag.as_deref() == etag
+                    && k.weak == child.weak
+                    && (etag.is_some() || k.mtime_ns == child.mtime_ns);
+                let size = if child.size < 0 && same_version {
+                    k.size
+                } else {
+                    child.size
+                };
                 // Without ETags, a new size or time is a new version.
                 let changed = k.etag.as_deref() != etag
                     || (etag.is_none()
                         && !k.is_dir
-                        && (k.size != child.size || k.mtime_ns != child.mtime_ns));
+                        && (k.size != size || k.mtime_ns != child.mtime_ns));
                 if changed {
                     self.changes.changed.push(k.ino as u64);
                 }
                 // The same tag and size: nothing to write (most of a relisting).
-                let same =
-                    etag.is_some() && !changed && k.size == child.size && k.weak == child.weak;
+                let same = etag.is_some() && !changed && k.size == size && k.weak == child.weak;
                 if !same {
-                    self.update.execute(params![
-                        k.ino,
-                        child.size,
-                        child.mtime_ns,
-                        etag,
-                        child.weak
-                    ])?;
+                    self.update
+                        .execute(params![k.ino, size, child.mtime_ns, etag, child.weak])?;
                 }
             }
             Some(k) => {

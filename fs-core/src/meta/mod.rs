@@ -286,6 +286,26 @@ impl Meta {
         Ok(())
     }
 
+    /// Records the size a download found for file `ino` whose size was unknown, if it still
+    /// is and the row still has the version `seen` had (its tag and time) and no local
+    /// change. Returns whether it was recorded.
+    pub fn learn_size(&self, ino: u64, size: u64, seen: &Entry) -> Result<bool, MetaError> {
+        let conn = self.conn();
+        let n = conn
+            .prepare_cached(
+                "UPDATE entries SET size = ?2 WHERE ino = ?1 AND size < 0 AND dirty = 0
+                 AND etag IS ?3 AND etag_weak = ?4 AND mtime_ns IS ?5",
+            )?
+            .execute(params![
+                ino as i64,
+                i64::try_from(size).unwrap_or(i64::MAX),
+                seen.etag,
+                seen.etag_weak,
+                mtime_ns(seen.mtime)
+            ])?;
+        Ok(n > 0)
+    }
+
     /// Records a file's size and version as a download found them (the server may have a
     /// newer version than the last listing said).
     pub fn set_version(&self, ino: u64, size: u64, etag: Option<&ETag>) -> Result<(), MetaError> {
@@ -417,9 +437,23 @@ fn etag_cols(etag: Option<&ETag>) -> (Option<&str>, bool) {
     }
 }
 
+/// A time as the store keeps it: nanoseconds since the epoch; `None` (unknown) for none,
+/// or for one the column cannot hold (before 1970, after 2262).
 fn mtime_ns(t: Option<SystemTime>) -> Option<i64> {
     t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+}
+
+/// A size as the store keeps it: -1 for a file whose size is unknown (see
+/// [`Entry::size_known`]), 0 for a folder.
+fn size_col(e: &RemoteEntry) -> i64 {
+    if e.is_dir {
+        0
+    } else if e.size_known {
+        i64::try_from(e.size).unwrap_or(i64::MAX)
+    } else {
+        -1
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ const ENTRIES: &str = "
 ///
 /// `moving_parent`/`moving_name` record a server MOVE that was sent and not confirmed: a
 /// crash (or a lost reply) leaves the server's location unknown until it is checked.
+/// `size` is -1 for a file whose size the server did not give in a usable form (older
+/// versions read it as 0, as they stored such sizes).
+///
 /// `atime_ns`/`ctime_ns` are local only: the access time set by `utimensat` and the time
 /// of the last local change (NULL: shown as the modification time).
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {

@@ -7,6 +7,7 @@ fn file(name: &str, size: u64, etag: &str) -> RemoteEntry {
         name: name.into(),
         is_dir: false,
         size,
+        size_known: true,
         mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)),
         etag: ETag::parse(etag),
     }
@@ -17,6 +18,7 @@ fn dir(name: &str) -> RemoteEntry {
         name: name.into(),
         is_dir: true,
         size: 0,
+        size_known: true,
         mtime: None,
         etag: None,
     }
@@ -419,4 +421,89 @@ fn a_name_listed_twice_keeps_the_first_and_a_failed_listing_leaves_nothing_stage
         "a complete listing without a"
     );
     assert_eq!(staged_rows(&m), 0);
+}
+
+/// A file whose size the listing did not give.
+fn unknown(name: &str, etag: &str, mtime_s: u64) -> RemoteEntry {
+    RemoteEntry {
+        size: 0,
+        size_known: false,
+        mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(mtime_s)),
+        ..file(name, 0, etag)
+    }
+}
+
+#[test]
+fn an_unknown_size_stays_unknown_until_found_and_found_for_its_version_only() {
+    let m = Meta::in_memory().unwrap();
+    let t = 1_700_000_000;
+    let list = |a: RemoteEntry, b: RemoteEntry| listing(vec![a, b]);
+    m.apply_listing(
+        ROOT_INO,
+        &list(unknown("a", "\"1\"", t), unknown("b", "", t)),
+    )
+    .unwrap();
+    let a = m.child(ROOT_INO, "a").unwrap().unwrap();
+    let b = m.child(ROOT_INO, "b").unwrap().unwrap();
+    for e in [&a, &b] {
+        assert_eq!((e.size, e.size_known), (0, false), "{}", e.name);
+    }
+    assert!(
+        b.content_version().ends_with("-s?"),
+        "{}",
+        b.content_version()
+    );
+    // A found size is recorded once; a known one is never replaced this way.
+    assert!(m.learn_size(a.ino, 100, &a).unwrap());
+    assert!(!m.learn_size(a.ino, 7, &a).unwrap());
+    assert!(m.learn_size(b.ino, 50, &b).unwrap());
+    let b_found = m.get(b.ino).unwrap().unwrap();
+    assert_eq!((b_found.size, b_found.size_known), (50, true));
+    assert!(b_found.content_version().ends_with("-s50"));
+
+    // Listed again, still without sizes: the same versions keep them, nothing changed.
+    let ch = m
+        .apply_listing(
+            ROOT_INO,
+            &list(unknown("a", "\"1\"", t), unknown("b", "", t)),
+        )
+        .unwrap();
+    assert!(ch.changed.is_empty(), "{ch:?}");
+    assert_eq!(m.get(a.ino).unwrap().unwrap().size, 100);
+    assert_eq!(m.get(b.ino).unwrap().unwrap().size, 50);
+
+    // New versions (a new tag; without tags a new time): unknown again.
+    let ch = m
+        .apply_listing(
+            ROOT_INO,
+            &list(unknown("a", "\"2\"", t), unknown("b", "", t + 1)),
+        )
+        .unwrap();
+    assert_eq!(ch.changed.len(), 2, "{ch:?}");
+    for ino in [a.ino, b.ino] {
+        let e = m.get(ino).unwrap().unwrap();
+        assert_eq!((e.size, e.size_known), (0, false), "{}", e.name);
+    }
+    // A size found for the version before is not taken for this one.
+    assert!(!m.learn_size(a.ino, 100, &a).unwrap());
+    // A listing with a size sets it.
+    m.apply_listing(
+        ROOT_INO,
+        &list(file("a", 9, "\"2\""), unknown("b", "", t + 1)),
+    )
+    .unwrap();
+    let a = m.get(a.ino).unwrap().unwrap();
+    assert_eq!((a.size, a.size_known), (9, true));
+}
+
+#[test]
+fn a_time_the_store_cannot_hold_is_unknown() {
+    let m = Meta::in_memory().unwrap();
+    let far = RemoteEntry {
+        // 2800-01-01: more nanoseconds since 1970 than an i64 holds.
+        mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(26_192_246_400)),
+        ..file("far", 1, "\"f\"")
+    };
+    m.apply_listing(ROOT_INO, &listing(vec![far])).unwrap();
+    assert_eq!(m.child(ROOT_INO, "far").unwrap().unwrap().mtime, None);
 }

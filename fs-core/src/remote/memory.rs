@@ -485,6 +485,7 @@ impl MemRemote {
                 Content::File(data) => data.len() as u64,
                 Content::Dir => 0,
             },
+            size_known: true,
             mtime: Some(node.mtime),
             etag: self.etag(node.tag),
         }

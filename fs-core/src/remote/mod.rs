@@ -41,7 +41,8 @@ pub struct ETag {
 
 impl ETag {
     /// Parses a header or property value: `"abc"`, `W/"abc"`, or unquoted `abc`.
-    /// Returns `None` for an empty value.
+    /// Returns `None` (no usable tag) for an empty value, and for one that could not be
+    /// sent back in an `If-Match`: characters other than visible ASCII, or a quote inside.
     pub fn parse(raw: &str) -> Option<ETag> {
         let raw = raw.trim();
         let (weak, rest) = match raw.strip_prefix("W/").or_else(|| raw.strip_prefix("w/")) {
@@ -52,7 +53,8 @@ impl ETag {
             .strip_prefix('"')
             .and_then(|r| r.strip_suffix('"'))
             .unwrap_or(rest);
-        if value.is_empty() {
+        let usable = |c: char| c.is_ascii_graphic() && c != '"';
+        if value.is_empty() || !value.chars().all(usable) {
             return None;
         }
         Some(ETag {
@@ -98,8 +100,12 @@ pub struct RemoteEntry {
     pub name: String,
     /// Folder (collection) or file.
     pub is_dir: bool,
-    /// Content length in bytes; 0 for folders and when the server does not say.
+    /// Content length in bytes; 0 for folders, and 0 when `size_known` is false.
     pub size: u64,
+    /// Whether `size` is what the server said. False for a file whose length the server
+    /// did not give, or gave as something that is no length (`-5`, `1e30`, `abc`): the
+    /// size is then unknown (never taken as 0) until a download finds it.
+    pub size_known: bool,
     /// Last modification time, if the server sent a parseable one.
     pub mtime: Option<SystemTime>,
     /// The version tag, if the server sent one.
@@ -250,6 +256,11 @@ mod tests {
             })
         );
         assert_eq!(ETag::parse(" \"\" "), None);
+        for garbage in [
+            "W/", "\"", "\"a b\"", "\"a\nb\"", "\"a\"b\"", "\"abc", "\"é\"",
+        ] {
+            assert_eq!(ETag::parse(garbage), None, "{garbage:?}");
+        }
         assert_eq!(
             ETag::parse("W/\"x\"").map(|e| e.to_header()),
             Some("W/\"x\"".into())

@@ -23,7 +23,7 @@ pub struct Versioned(pub Arc<dyn Remote>);
 
 /// `e` with a made-up tag if it is a file without one.
 pub fn versioned(mut e: RemoteEntry) -> RemoteEntry {
-    if e.etag.is_none() && !e.is_dir {
+    if e.etag.is_none() && !e.is_dir && e.size_known {
         e.etag = e.mtime.map(|m| ETag::synthetic(m, e.size));
     }
     e

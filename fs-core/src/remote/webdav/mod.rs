@@ -149,24 +149,33 @@ impl WebDav {
         &self,
         credentials: &Credentials,
     ) -> Result<RemoteEntry, RemoteError> {
-        let root = RemotePath::root();
-        let body = self.propfind(&root, "0", false, Some(credentials)).await?;
-        propfind::parse_stat(&body, self.client.base_parts(), &root)
+        self.stat_as(&RemotePath::root(), Some(credentials)).await
     }
 
-    /// PROPFIND with the given depth (and the given credentials instead of the current
-    /// ones); returns the buffered multistatus body.
-    async fn propfind(
+    /// PROPFIND Depth 0 of `path` (with the given credentials instead of the current
+    /// ones), its reply parsed as it arrives.
+    async fn stat_as(
         &self,
         path: &RemotePath,
-        depth: &str,
-        dir: bool,
         credentials: Option<&Credentials>,
-    ) -> Result<Vec<u8>, RemoteError> {
+    ) -> Result<RemoteEntry, RemoteError> {
         let resp = self
-            .propfind_reply(path, depth, dir, credentials, Deadline::Total)
+            .propfind_reply(path, "0", false, credentials, Deadline::Total)
             .await?;
-        client::read_capped(resp, propfind::MAX_REPLY).await
+        let (base, path) = (self.href_base(), path.clone());
+        let limits = streamed::Limits {
+            max_bytes: propfind::MAX_REPLY,
+            idle: self.client.timeout(),
+        };
+        streamed::parse_streamed(resp, limits, move |body| {
+            propfind::parse_stat(body, &base, &path)
+        })
+        .await
+    }
+
+    /// The base URL as the hrefs of a reply are read against it.
+    fn href_base(&self) -> href::Base {
+        href::Base::new(self.client.base(), self.client.base_parts())
     }
 
     /// Sends a PROPFIND; the response, once it is known to carry a multistatus body.
@@ -273,7 +282,7 @@ fn method(name: &str) -> Result<Method, RemoteError> {
 impl Remote for WebDav {
     async fn list(&self, path: &RemotePath) -> Result<Listing, RemoteError> {
         let resp = self.listing_reply(path).await?;
-        let base = self.client.base_parts().to_vec();
+        let base = self.href_base();
         let dir = path.clone();
         let listing = streamed::parse_streamed(resp, self.listing_limits(), move |body| {
             propfind::parse_listing_from(body, &base, &dir)
@@ -291,7 +300,7 @@ impl Remote for WebDav {
         sink: ChildSink,
     ) -> Result<ListingHead, RemoteError> {
         let resp = self.listing_reply(path).await?;
-        let base = self.client.base_parts().to_vec();
+        let base = self.href_base();
         let dir = path.clone();
         let no_etags = self.no_etags.clone();
         let mut sink = sink;
@@ -308,8 +317,7 @@ impl Remote for WebDav {
     }
 
     async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {
-        let body = self.propfind(path, "0", false, None).await?;
-        let entry = propfind::parse_stat(&body, self.client.base_parts(), path)?;
+        let entry = self.stat_as(path, None).await?;
         self.learn_etags(&entry);
         Ok(entry)
     }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use tracing::warn;
 
-use super::href::href_to_parts;
+use super::href::{href_to_parts, Base, HrefError};
 use super::xml::{walk_reader, Node, Tag as T};
 use crate::remote::{
     validate_name, ETag, Listing, ListingHead, RemoteEntry, RemoteError, RemotePath,
@@ -21,8 +21,9 @@ pub(crate) const REQUEST_BODY: &str = concat!(
     r#"</D:prop></D:propfind>"#,
 );
 
-/// Largest Depth 0 PROPFIND reply accepted (it is buffered whole).
-pub(crate) const MAX_REPLY: usize = 64 << 20;
+/// Largest Depth 0 PROPFIND reply accepted (parsed as it arrives; only the response
+/// that describes the path is kept).
+pub(crate) const MAX_REPLY: u64 = 64 << 20;
 
 /// Largest listing reply accepted (parsed as it arrives). Only the entries taken from it
 /// are kept; with [`MAX_ENTRIES`] and [`MAX_TEXT`] this bounds what a hostile server can
@@ -52,15 +53,14 @@ impl Props {
         self.etag = self.etag.clone().or(other.etag);
     }
 
+    /// The entry; a file's size is unknown if no successful propstat gave a usable one.
     fn into_entry(self, name: String) -> RemoteEntry {
+        let size = if self.is_dir { Some(0) } else { self.size };
         RemoteEntry {
             name,
             is_dir: self.is_dir,
-            size: if self.is_dir {
-                0
-            } else {
-                self.size.unwrap_or(0)
-            },
+            size: size.unwrap_or(0),
+            size_known: size.is_some(),
             mtime: self.mtime,
             etag: self.etag,
         }
@@ -86,16 +86,6 @@ impl DavResponse {
             None => Some(0),
         }
     }
-}
-
-/// Parses a multistatus document into its responses.
-fn parse_multistatus(body: &[u8]) -> Result<Vec<DavResponse>, RemoteError> {
-    let mut out = Vec::new();
-    each_response(body, |r| {
-        out.push(r);
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 /// Parses a multistatus document read from `source`, handing each response to `on` as
@@ -165,7 +155,7 @@ where
                 Node::Close(_),
                 [T::Multistatus, T::Response, T::Propstat, T::Prop, T::ContentLength],
             ) => {
-                propstat.size = text.trim().parse().ok();
+                propstat.size = parse_size(&text);
             }
             (
                 Node::Close(_),
@@ -182,6 +172,16 @@ where
     })
 }
 
+/// A `getcontentlength`: decimal digits of a length a file can have (at most
+/// `i64::MAX`); anything else (`-5`, `1e30`, `1.5e3`, `abc`, empty) is no size.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<i64>().ok().and_then(|n| u64::try_from(n).ok())
+}
+
 /// The code of a status line such as `HTTP/1.1 200 OK`.
 fn status_code(line: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
@@ -189,7 +189,7 @@ fn status_code(line: &str) -> Option<u16> {
 
 /// Maps a response's href to components below the base, warning and returning `None` when
 /// it cannot be used.
-fn locate(r: &DavResponse, base: &[String], relative_to: &[String]) -> Option<Vec<String>> {
+fn locate(r: &DavResponse, base: &Base, relative_to: &[String]) -> Option<Vec<String>> {
     let Some(href) = r.href.as_deref() else {
         warn!("PROPFIND reply: skipping a response without href");
         return None;
@@ -203,8 +203,8 @@ fn locate(r: &DavResponse, base: &[String], relative_to: &[String]) -> Option<Ve
     }
 }
 
-/// Builds the listing of `dir` from a Depth 1 PROPFIND reply. `base` holds the decoded
-/// components of the base URL's path.
+/// Builds the listing of `dir` from a Depth 1 PROPFIND reply against the base URL
+/// `base`.
 ///
 /// Entries that are not direct children of `dir`, have invalid or duplicate names, or
 /// unusable hrefs are skipped with a warning. If the folder itself is missing from the
@@ -212,7 +212,7 @@ fn locate(r: &DavResponse, base: &[String], relative_to: &[String]) -> Option<Ve
 #[cfg(test)]
 pub(crate) fn parse_listing(
     body: &[u8],
-    base: &[String],
+    base: &Base,
     dir: &RemotePath,
 ) -> Result<Listing, RemoteError> {
     parse_listing_from(body, base, dir)
@@ -222,7 +222,7 @@ pub(crate) fn parse_listing(
 /// never held whole, only the entries taken from it.
 pub(crate) fn parse_listing_from<R: BufRead>(
     source: R,
-    base: &[String],
+    base: &Base,
     dir: &RemotePath,
 ) -> Result<Listing, RemoteError> {
     let mut children = Vec::new();
@@ -249,7 +249,7 @@ pub(crate) fn parse_listing_from<R: BufRead>(
 /// reply it is synthesized (a directory without etag).
 pub(crate) fn each_child<R, F>(
     source: R,
-    base: &[String],
+    base: &Base,
     dir: &RemotePath,
     mut on: F,
 ) -> Result<ListingHead, RemoteError>
@@ -305,6 +305,7 @@ where
             name: String::new(),
             is_dir: true,
             size: 0,
+            size_known: true,
             mtime: None,
             etag: None,
         }
@@ -316,37 +317,54 @@ where
     })
 }
 
-/// Builds the entry for `path` from a Depth 0 PROPFIND reply.
+/// Builds the entry for `path` from a Depth 0 PROPFIND reply read from `source` as it
+/// arrives (only the response that describes `path` is kept).
 ///
 /// The response whose href is `path` is used; failing that, a reply with a single
-/// response is taken to describe `path` (with a warning). A failed response-level status
-/// is mapped like an HTTP status (404 gives [`RemoteError::NotFound`]).
-pub(crate) fn parse_stat(
-    body: &[u8],
-    base: &[String],
+/// response is taken to describe `path` (with a warning), unless its href is on another
+/// server or has a query. A failed response-level status is mapped like an HTTP status
+/// (404 gives [`RemoteError::NotFound`]).
+pub(crate) fn parse_stat<R: BufRead>(
+    source: R,
+    base: &Base,
     path: &RemotePath,
 ) -> Result<RemoteEntry, RemoteError> {
     let relative_to = path.parent().unwrap_or_default();
-    let mut responses = parse_multistatus(body)?;
-    let found = responses.iter().position(|r| {
-        r.href
-            .as_deref()
-            .and_then(|h| href_to_parts(h, base, relative_to.parts()).ok())
-            .is_some_and(|parts| parts == path.parts())
-    });
-    let index = match (found, responses.len()) {
-        (Some(i), _) => i,
-        (None, 1) => {
-            warn!(href = ?responses[0].href, path = %path, "PROPFIND reply names another href; using it");
-            0
+    let mut found: Option<DavResponse> = None;
+    // The first response, if its href may stand for the path.
+    let mut first: Option<DavResponse> = None;
+    let mut responses = 0usize;
+    each_response(source, |r| {
+        responses += 1;
+        if found.is_some() {
+            return Ok(());
         }
-        (None, _) => {
+        let parts = r
+            .href
+            .as_deref()
+            .map(|h| href_to_parts(h, base, relative_to.parts()));
+        match parts {
+            Some(Ok(parts)) if parts == path.parts() => found = Some(r),
+            Some(Err(e @ (HrefError::OtherServer | HrefError::QueryOrFragment))) => {
+                warn!(href = ?r.href, "PROPFIND reply: skipping entry: href {e}");
+            }
+            _ if responses == 1 => first = Some(r),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let r = match (found, first) {
+        (Some(r), _) => r,
+        (None, Some(r)) if responses == 1 => {
+            warn!(href = ?r.href, path = %path, "PROPFIND reply names another href; using it");
+            r
+        }
+        _ => {
             return Err(RemoteError::Malformed(format!(
                 "PROPFIND reply does not describe {path}"
             )))
         }
     };
-    let r = responses.swap_remove(index);
     if let Some(code) = r.failed_status() {
         return Err(super::status::error_for_status(code, None));
     }
@@ -360,8 +378,13 @@ mod tests {
 
     use super::*;
 
-    fn base() -> Vec<String> {
-        vec!["dav".to_string()]
+    fn base() -> Base {
+        Base::parse("http://h/dav/")
+    }
+
+    /// [`super::parse_stat`] of a whole body.
+    fn parse_stat(body: &[u8], base: &Base, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {
+        super::parse_stat(body, base, path)
     }
 
     fn path(parts: &[&str]) -> RemotePath {
@@ -455,6 +478,7 @@ mod tests {
                 name: String::new(),
                 is_dir: true,
                 size: 0,
+                size_known: true,
                 mtime: t0(),
                 etag: etag("1000-5e2b7c3a1d2c0", false),
             }
@@ -466,6 +490,7 @@ mod tests {
                     name: "report 2024.pdf".into(),
                     is_dir: false,
                     size: 123456,
+                    size_known: true,
                     mtime: t0(),
                     etag: etag("1e240-5e2b7c3a1d2c0", true),
                 },
@@ -473,6 +498,7 @@ mod tests {
                     name: "sub".into(),
                     is_dir: true,
                     size: 0,
+                    size_known: true,
                     mtime: None,
                     etag: None
                 },
@@ -524,10 +550,7 @@ mod tests {
   </d:propstat>
  </d:response>
 </d:multistatus>"#;
-        let base: Vec<String> = ["remote.php", "dav", "files", "alice"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let base = Base::parse("https://cloud.example.com/remote.php/dav/files/alice/");
         let l = parse_listing(body, &base, &RemotePath::root()).unwrap();
         assert!(l.dir.is_dir);
         assert_eq!(l.dir.etag, etag("65f1a2b3c4d5e", false));
@@ -540,6 +563,7 @@ mod tests {
 
     #[test]
     fn iis_default_namespace_and_absolute_urls() {
+        let base = || Base::parse("http://files.example.com:8080/dav/");
         let body = br#"<?xml version="1.0" encoding="utf-8"?>
 <multistatus xmlns="DAV:"><response><href>http://files.example.com:8080/dav/</href>
 <propstat><status>HTTP/1.1 200 OK</status><prop><resourcetype><collection/></resourcetype>
@@ -556,6 +580,7 @@ mod tests {
                 name: "notes.txt".into(),
                 is_dir: false,
                 size: 7,
+                size_known: true,
                 mtime: None,
                 etag: etag("abc123", false),
             }]
@@ -581,6 +606,7 @@ mod tests {
                 name: "f".into(),
                 is_dir: false,
                 size: 5,
+                size_known: true,
                 mtime: None,
                 etag: None
             }]
@@ -634,6 +660,7 @@ mod tests {
                 name: "f".into(),
                 is_dir: false,
                 size: 10,
+                size_known: true,
                 mtime: None,
                 etag: None
             }
@@ -668,6 +695,95 @@ mod tests {
     }
 
     #[test]
+    fn hrefs_to_another_server_or_with_a_query_are_skipped_and_prove_nothing() {
+        let body = ms(&[
+            folder("http://h/dav/d/"),
+            file("http://evil.invalid/dav/d/evil.txt"),
+            file("https://h/dav/d/other-scheme"),
+            file("http://h:8080/dav/d/other-port"),
+            file("//evil.invalid/dav/d/no-scheme"),
+            file("/dav/d/?q=1"),
+            file("/dav/d/x?q=1"),
+            file("/dav/d/y#frag"),
+            file("http://H:80/dav/d/same-server"),
+            file("/dav/d/q%3F1%23"),
+        ]
+        .concat());
+        let l = parse_listing(&body, &base(), &path(&["d"])).unwrap();
+        assert!(l.dir.is_dir);
+        assert_eq!(names(&l), ["same-server", "q?1#"]);
+        assert!(
+            !l.complete,
+            "a listing that skipped an entry proves no deletion"
+        );
+        // Without them, the same listing vouches for every child.
+        let body = ms(&[folder("/dav/d/"), file("http://h/dav/d/same-server")].concat());
+        assert!(
+            parse_listing(&body, &base(), &path(&["d"]))
+                .unwrap()
+                .complete
+        );
+
+        // A Depth 0 reply whose only response is elsewhere describes nothing.
+        for href in ["http://evil.invalid/dav/f", "/dav/f?q=1", "/dav/f#x"] {
+            assert!(
+                matches!(
+                    parse_stat(&ms(&file(href)), &base(), &path(&["f"])),
+                    Err(RemoteError::Malformed(_))
+                ),
+                "{href}"
+            );
+        }
+        let both = ms(&[file("http://evil.invalid/dav/f"), file("http://h/dav/f")].concat());
+        assert_eq!(
+            parse_stat(&both, &base(), &path(&["f"])).map(|e| e.size),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn a_size_that_is_no_length_is_unknown() {
+        let entry = |size: &str| {
+            let body = ms(&format!(
+                "<D:response><D:href>/dav/f</D:href><D:propstat><D:prop><D:resourcetype/>\
+                 <D:getcontentlength>{size}</D:getcontentlength></D:prop>\
+                 <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+            ));
+            let e = parse_stat(&body, &base(), &path(&["f"])).unwrap();
+            (e.size_known.then_some(e.size), e.size)
+        };
+        for garbage in [
+            "-5",
+            "abc",
+            "1e30",
+            "-9223372036854775809",
+            "1.5e3",
+            "+5",
+            "0x10",
+            "9223372036854775808",
+            "18446744073709551616",
+            "",
+            " ",
+        ] {
+            assert_eq!(entry(garbage), (None, 0), "{garbage:?}");
+        }
+        assert_eq!(entry(" 100\n"), (Some(100), 100));
+        assert_eq!(entry("0"), (Some(0), 0));
+        assert_eq!(
+            entry("9223372036854775807"),
+            (Some(i64::MAX as u64), i64::MAX as u64)
+        );
+        // No size at all is unknown too; a folder's is 0.
+        let body = String::from_utf8(ms(&file("/dav/f")))
+            .unwrap()
+            .replace("<D:getcontentlength>1</D:getcontentlength>", "");
+        let e = parse_stat(body.as_bytes(), &base(), &path(&["f"])).unwrap();
+        assert!(!e.size_known && !e.is_dir && e.size == 0);
+        let e = parse_stat(&ms(&folder("/dav/d/")), &base(), &path(&["d"])).unwrap();
+        assert!(e.is_dir && e.size_known && e.size == 0);
+    }
+
+    #[test]
     fn duplicate_folder_entry_keeps_the_first() {
         let body = ms(&[folder("/dav/d/"), file("/dav/d"), file("/dav/d/x")].concat());
         let l = parse_listing(&body, &base(), &path(&["d"])).unwrap();
@@ -685,6 +801,7 @@ mod tests {
                 name: String::new(),
                 is_dir: true,
                 size: 0,
+                size_known: true,
                 mtime: None,
                 etag: None
             }
@@ -751,6 +868,7 @@ mod tests {
                 name: "a b".into(),
                 is_dir: true,
                 size: 0,
+                size_known: true,
                 mtime: None,
                 etag: None
             }
@@ -785,6 +903,7 @@ mod tests {
                 name: "c&d".into(),
                 is_dir: false,
                 size: 12,
+                size_known: true,
                 mtime: None,
                 etag: etag("xy", false)
             }

@@ -735,7 +735,11 @@ fn an_endless_element_is_refused() {
     let body = format!(
         r#"<D:multistatus xmlns:D="DAV:"><D:response><D:href>/dav/big/{long}</D:href></D:response></D:multistatus>"#
     );
-    match super::propfind::parse_listing(body.as_bytes(), &["dav".into()], &path(&["big"])) {
+    match super::propfind::parse_listing(
+        body.as_bytes(),
+        &super::href::Base::parse("http://h/dav/"),
+        &path(&["big"]),
+    ) {
         Err(RemoteError::Malformed(m)) => assert!(m.contains("longer than"), "{m}"),
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -291,7 +291,8 @@ impl Uploader {
         len: u64,
     ) -> Result<crate::remote::RemoteEntry, RemoteError> {
         match again(|| self.remote.stat(path)).await {
-            Ok(e) if !e.is_dir && e.size == len => Ok(e),
+            // A size the server does not say (or garbles) cannot be checked.
+            Ok(e) if !e.is_dir && (e.size == len || !e.size_known) => Ok(e),
             Ok(e) => Err(RemoteError::Malformed(format!(
                 "the server accepted the upload but has {} there",
                 if e.is_dir {
