@@ -342,6 +342,36 @@ async fn a_refused_folder_operation_does_not_hold_up_other_uploads() {
     assert!(h.drive.sync_progress().stuck >= 1);
 }
 
+/// Issue 19, case 2: a rename onto a name another client has just taken on the server
+/// ends, with keep-both, with both files on the server under visible names and nothing
+/// waiting for a person.
+#[tokio::test]
+async fn a_rename_onto_a_name_taken_on_the_server_keeps_both() {
+    let server = Arc::new(MemRemote::new());
+    server.server_put("x1.txt", &b"ours\n"[..]).unwrap();
+    let h = Harness::new(server.clone(), Duration::ZERO).await;
+    assert_eq!(h.read("x1.txt").await, b"ours\n");
+    h.write("x1.txt", b"ours, edited before the rename\n").await;
+    server.server_put("t1.txt", &b"theirs\n"[..]).unwrap();
+    h.rename("x1.txt", "t1.txt").await;
+    h.sync().await;
+    let tree = h.tree();
+    assert_eq!(
+        tree.get("t1.txt").map(Vec::as_slice),
+        Some(&b"theirs\n"[..]),
+        "{}",
+        show(&tree)
+    );
+    let copies: Vec<_> = tree
+        .iter()
+        .filter(|(n, _)| n.starts_with("t1 (conflict "))
+        .collect();
+    assert_eq!(copies.len(), 1, "{}", show(&tree));
+    assert_eq!(copies[0].1, b"ours, edited before the rename\n");
+    assert!(!tree.contains_key("x1.txt"), "{}", show(&tree));
+    assert!(h.drive.problems(10).unwrap().is_empty());
+}
+
 /// Issue 19, case 1: an edit inside a folder another client deleted. The edit is kept and
 /// written back again (its folder recreated), what the other client deleted next to it
 /// disappears here too, and nothing else waits for it.

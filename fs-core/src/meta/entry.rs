@@ -61,7 +61,8 @@ impl Entry {
     /// gave one, else one made of mtime and size (so a change still changes the key).
     pub fn content_version(&self) -> String {
         match &self.etag {
-            Some(tag) if self.etag_weak => format!("W/{tag}"),
+            // By value alone: Apache marks a file's tag weak for a second after a change
+            // and strong later, with the same value; the content is the same.
             Some(tag) => tag.clone(),
             None => {
                 let m = self

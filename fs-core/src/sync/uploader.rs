@@ -697,6 +697,15 @@ impl Uploader {
                         warn!(%from, "gone from the server before its move; writing it back as new");
                         self.record(self.meta.detach(ino))
                     }
+                    // The name is taken on the server (someone else's new file): with
+                    // keep-both, this entry takes a conflict name there instead.
+                    Err(RemoteError::PreconditionFailed)
+                        if self.policy == ConflictPolicy::KeepBoth
+                            && !name.starts_with(super::plan::MOVE_ASIDE_PREFIX) =>
+                    {
+                        let _ = self.meta.end_move(ino);
+                        self.rename_to_conflict_copy(ino, parent, &name, &to)
+                    }
                     // No answer: the server may or may not have moved it; the next round
                     // checks (see `settle_moves`).
                     Err(e) if e.is_transient() => self.failed(ino, &to, e),
@@ -872,6 +881,41 @@ impl Uploader {
         }
     }
 
+    /// Entry `ino`, renamed here to `name` in folder `parent` where the server already has
+    /// something else (`to`): it takes a conflict name next to it instead (moved there by
+    /// the next round), and the server's entry shows up at the next listing. Nothing waits
+    /// for a person.
+    fn rename_to_conflict_copy(
+        &self,
+        ino: u64,
+        parent: u64,
+        name: &str,
+        to: &RemotePath,
+    ) -> Outcome {
+        let now = SystemTime::now();
+        let copy = (1..1000)
+            .map(|n| conflict_name(name, &self.host, now, n))
+            .find(|c| {
+                matches!(self.meta.child(parent, c), Ok(None))
+                    && matches!(self.meta.occupant(parent, c), Ok(None))
+            });
+        let Some(copy) = copy else {
+            return self.failed(ino, to, RemoteError::PreconditionFailed);
+        };
+        if let Err(e) = self.meta.rename_local(ino, parent, &copy, None) {
+            warn!(error = %e, "write-back: renaming to a conflict copy failed");
+            return Outcome::Transient(RemoteError::Local(e.to_string()));
+        }
+        warn!(%to, copy = %copy, "the name is taken on the server by someone else's file; this one is kept as a conflict copy next to it");
+        let _ = self.meta.record_event("kept-both", &to.to_string(), &copy);
+        let _ = self.meta.expire_listing(parent);
+        self.inval.entry(parent, name);
+        self.inval.entry(parent, &copy);
+        self.inval.inode(ino);
+        self.activity.wake();
+        Outcome::Done
+    }
+
     /// Asks for the folders above `ino` to be listed again at the next poll, outermost
     /// first.
     fn relist_ancestors(&self, ino: u64) {
@@ -1008,9 +1052,18 @@ impl Uploader {
                 Err(e) => return Outcome::Transient(RemoteError::Local(e.to_string())),
             }
         }
-        let mut result = self
-            .write(ino, &path, &file, len, precondition, entry.mtime)
-            .await;
+        let mut result = match &precondition {
+            // If-Match compares strongly: a weak tag (Apache's for a second after a
+            // change) would only cost a 412. Checked by the client instead.
+            Precondition::IfMatch(t) if t.weak => {
+                self.write_staged(ino, &path, &file, len, precondition, entry.mtime)
+                    .await
+            }
+            _ => {
+                self.write(ino, &path, &file, len, precondition, entry.mtime)
+                    .await
+            }
+        };
         if matches!(result, Err(RemoteError::PreconditionFailed)) && had_started {
             // A crash may have cut our own earlier upload short, which changed the
             // server's version. If the server has a prefix of exactly this content, it
@@ -1058,25 +1111,6 @@ impl Uploader {
                         &file,
                         len,
                         Precondition::IfNoneExists,
-                        entry.mtime,
-                    )
-                    .await;
-            }
-        }
-        if matches!(result, Err(RemoteError::PreconditionFailed)) {
-            if let Some(b) = base.as_ref().filter(|b| b.weak) {
-                // If-Match compares strongly, so a weak tag (Apache gives one to a file
-                // changed within the last second) never matches. Same value on the
-                // server: the same version — not a conflict. Checked by the client, with
-                // a staged upload, so a change landing meanwhile is not overwritten.
-                debug!(%path, "weak ETag; checking the server's version ourselves");
-                result = self
-                    .write_staged(
-                        ino,
-                        &path,
-                        &file,
-                        len,
-                        Precondition::IfMatch(b.clone()),
                         entry.mtime,
                     )
                     .await;
@@ -1161,7 +1195,6 @@ impl Uploader {
         info!(%path, bytes = len, "uploaded");
         if clean && self.cache.work_path(ino).exists() {
             let version = match &etag {
-                Some(t) if t.weak => format!("W/{}", t.value),
                 Some(t) => t.value.clone(),
                 None => match self.meta.get(ino) {
                     Ok(Some(e)) => e.content_version(),
