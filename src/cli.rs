@@ -6,11 +6,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use edrive_fs_core::remote::capabilities::WriteChecks;
 use edrive_fs_core::sync::ConflictPolicy;
 
 use crate::units::{parse_duration, parse_size};
 
 fn parse_policy(s: &str) -> Result<ConflictPolicy, String> {
+    s.parse()
+}
+
+fn parse_write_checks(s: &str) -> Result<WriteChecks, String> {
     s.parse()
 }
 
@@ -180,6 +185,12 @@ pub struct MountArgs {
     /// waits for `edrive resolve`).
     #[arg(long, default_value = "keep-both", value_parser = parse_policy)]
     pub on_conflict: ConflictPolicy,
+    /// Whether uploads rely on the server to refuse a write over another version: `auto`
+    /// (learn it by probing the server; check each write ourselves where it does not),
+    /// `trust` (no probe: the server is known to enforce If-Match and If-None-Match, e.g.
+    /// where the top of the share is read-only) or `check` (always check ourselves).
+    #[arg(long, default_value = "auto", value_parser = parse_write_checks)]
+    pub conditional_writes: WriteChecks,
     /// Let other users (root included) use the mount; file modes still decide what each
     /// may do. Unless run as root, needs `user_allow_other` in /etc/fuse.conf.
     #[arg(long)]

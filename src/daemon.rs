@@ -125,6 +125,8 @@ fn spawn_daemon(args: &MountArgs, handoff: &Handoff) -> anyhow::Result<()> {
         .arg(format!("{}ms", args.poll_interval.as_millis()))
         .arg("--on-conflict")
         .arg(args.on_conflict.as_str())
+        .arg("--conditional-writes")
+        .arg(args.conditional_writes.as_str())
         .arg("--download-streams")
         .arg(args.download_streams.to_string())
         .arg("--daemon-child")
@@ -424,6 +426,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
             on_conflict: args.on_conflict,
             recovery_dir: Some(cache_dir.join("recovered")),
             download_streams: args.download_streams.into(),
+            write_checks: args.conditional_writes,
         },
     ));
     rt.block_on(async { drive.start_writeback() })

@@ -79,6 +79,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         no_default_ignore: false,
         poll_interval: std::time::Duration::from_secs(30),
         on_conflict: Default::default(),
+        conditional_writes: Default::default(),
         allow_other: false,
         no_passthrough: false,
         download_streams: 4,

@@ -602,7 +602,12 @@ fn unparseable_sizes_times_and_etags_are_unknown_never_zero_or_now() {
         );
     }
     let server = builder.propfind("/", 207, xml).build();
-    let m = Mount::new(&server.url(), MountOpts::default());
+    // The canned server cannot be probed (nor take a staged upload): its PUTs are
+    // trusted to be conditional, so each append is one PUT whose body is checked below.
+    let m = Mount::new(
+        &server.url(),
+        MountOpts::default().arg("--conditional-writes=trust"),
+    );
     assert_eq!(names(m.path()).len(), sizes.len() + 4);
 
     // Appending to a file whose size is unknown, before anything else touched it: the
@@ -671,4 +676,35 @@ fn unparseable_sizes_times_and_etags_are_unknown_never_zero_or_now() {
         assert_eq!(put.header("if-match"), None, "{name}");
     }
     m.unmount();
+}
+
+/// Issue 18, point 7: a server that answers a PUT with 201 but then does not have the
+/// file. The upload counts as refused (state `error`, named by `edrive sync`), the local
+/// copy stays, and the next listing, which lacks the file, does not take it for a deletion.
+#[test]
+fn a_put_answered_201_that_stored_nothing_is_a_refused_upload() {
+    let server = HostileServer::builder()
+        .propfind("/", 207, multistatus_xml(&[("/", true, 0, "root")]))
+        .route("PUT", "/new.txt", Canned::new(201))
+        .build();
+    let m = Mount::new(
+        &server.url(),
+        MountOpts::default()
+            .arg("--conditional-writes=trust")
+            .arg("--upload-delay=0s")
+            .dir_cache_ttl("1s"),
+    );
+    std::fs::write(m.join("new.txt"), b"precious\n").unwrap();
+    let (status, _out, err) = m.edrive(&["sync"]);
+    assert!(!status.success(), "sync must say the upload did not stick");
+    assert!(
+        err.contains("new.txt") && err.contains("does not have the file"),
+        "{err}"
+    );
+    assert!(server.count_requests("PUT") >= 1);
+    // A relisting lacks the file: it stays, with its content and the error state.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(names(m.path()).contains("new.txt"));
+    assert_eq!(std::fs::read(m.join("new.txt")).unwrap(), b"precious\n");
+    assert_eq!(state_of(&m.join("new.txt")), "error");
 }

@@ -1054,7 +1054,8 @@ impl Hydrator {
         tx: &watch::Sender<Progress>,
     ) -> Result<(), FsError> {
         let dl = self.open_stream(path, Some(start..end), transfer).await?;
-        if dl.etag.is_none() {
+        let want = transfer.expected_etag.as_deref().unwrap_or_default();
+        if dl.version_for(want).is_none() {
             // Without a version on every piece, pieces of two versions could be mixed.
             return Err(FsError::Remote(RemoteError::Transfer(
                 "no ETag on a ranged reply".into(),
@@ -1169,7 +1170,13 @@ impl Hydrator {
                 r => break r?,
             }
         };
-        if let (Some(want), Some(got)) = (&transfer.expected_etag, &dl.etag) {
+        if let (Some(want), Some(got)) = (
+            &transfer.expected_etag,
+            transfer
+                .expected_etag
+                .as_deref()
+                .and_then(|w| dl.version_for(w)),
+        ) {
             if *want != got.value {
                 if let Ok(Some(entry)) = self.meta.get(transfer.key.entry) {
                     let _ = self.meta.expire_listing(entry.parent);

@@ -131,6 +131,7 @@ impl Remote for MemRemote {
         });
         let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(body)]));
         Ok(Download {
+            made_up: None,
             len: Some(len),
             etag,
             skipped: 0,

@@ -60,6 +60,9 @@ pub struct DriveOptions {
     pub recovery_dir: Option<std::path::PathBuf>,
     /// Most requests one file's download runs at once (see [`crate::hydrate`]).
     pub download_streams: usize,
+    /// Whether the server's guarantees for conditional writes are probed, trusted or
+    /// never relied on (see [`crate::remote::capabilities`]).
+    pub write_checks: crate::remote::capabilities::WriteChecks,
 }
 
 impl Default for DriveOptions {
@@ -73,6 +76,7 @@ impl Default for DriveOptions {
             on_conflict: ConflictPolicy::default(),
             recovery_dir: None,
             download_streams: 4,
+            write_checks: Default::default(),
         }
     }
 }
@@ -279,7 +283,8 @@ impl Drive {
                 options.upload_debounce,
                 conn.clone(),
             )
-            .with_conflicts(options.on_conflict, inval.clone()),
+            .with_conflicts(options.on_conflict, inval.clone())
+            .with_write_checks(options.write_checks),
         );
         Drive {
             remote,
@@ -646,7 +651,9 @@ impl Drive {
             None => {
                 let path = self.server_path(e.ino)?;
                 let dl = self.remote.read(&path, None).await?;
-                if let (Some(want), Some(got)) = (&e.etag, &dl.etag) {
+                if let (Some(want), Some(got)) =
+                    (&e.etag, e.etag.as_deref().and_then(|w| dl.version_for(w)))
+                {
                     if *want != got.value {
                         let _ = self.meta.expire_listing(e.parent);
                         return Err(FsError::Stale);

@@ -309,6 +309,7 @@ impl Remote for UnknownSizes {
         let r = range.unwrap_or(0..CONTENT.len() as u64);
         let data = bytes::Bytes::copy_from_slice(&CONTENT[r.start as usize..r.end as usize]);
         Ok(Download {
+            made_up: None,
             len: (name != "b").then_some(data.len() as u64),
             etag: ETag::parse(&format!("\"{name}1\"")).filter(|_| name != "b"),
             skipped: 0,

@@ -36,6 +36,43 @@ pub struct Capabilities {
     pub note: Option<String>,
 }
 
+/// Whether the client checks a write's base version itself (`--conditional-writes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteChecks {
+    /// Probe the server and check where it gives no guarantee.
+    #[default]
+    Auto,
+    /// Trust the server to enforce `If-Match` / `If-None-Match` without probing (for a
+    /// server known to, where the probe cannot write at the top of the share).
+    Trust,
+    /// Always check, whatever the server says it does.
+    Check,
+}
+
+impl WriteChecks {
+    /// The option's value on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteChecks::Auto => "auto",
+            WriteChecks::Trust => "trust",
+            WriteChecks::Check => "check",
+        }
+    }
+}
+
+impl std::str::FromStr for WriteChecks {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(WriteChecks::Auto),
+            "trust" => Ok(WriteChecks::Trust),
+            "check" => Ok(WriteChecks::Check),
+            other => Err(format!("unknown value {other:?} (auto, trust or check)")),
+        }
+    }
+}
+
 /// A name the probe uses under the root; hidden from listings like every `.edrive-` name.
 pub const PROBE_PREFIX: &str = ".edrive-probe-";
 

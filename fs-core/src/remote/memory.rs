@@ -572,6 +572,7 @@ impl Remote for MemRemote {
             .map(|at| Ok(body.slice(at..(at + READ_CHUNK).min(body.len()))))
             .collect();
         Ok(Download {
+            made_up: None,
             len: Some(span.end - span.start),
             etag: self.etag(tag),
             skipped: 0,

@@ -39,6 +39,19 @@ pub struct ETag {
     pub weak: bool,
 }
 
+impl Download {
+    /// The version this reply carries, as comparable with a listed version `want`: the
+    /// server's ETag, or for a made-up `want` ([`ETag::synthetic`]) the one made up from
+    /// the reply in the same way.
+    pub fn version_for(&self, want: &str) -> Option<&ETag> {
+        if want.starts_with(SYNTHETIC_ETAG) {
+            self.made_up.as_ref()
+        } else {
+            self.etag.as_ref()
+        }
+    }
+}
+
 impl ETag {
     /// Parses a header or property value: `"abc"`, `W/"abc"`, or unquoted `abc`.
     /// Returns `None` (no usable tag) for an empty value, and for one that could not be
@@ -148,6 +161,10 @@ pub struct Download {
     pub len: Option<u64>,
     /// The version the server is sending, if it said.
     pub etag: Option<ETag>,
+    /// The version made up from the reply's `Last-Modified` and the file's whole size
+    /// ([`ETag::synthetic`]), to compare with a listed version made up the same way (a
+    /// server that lists no ETags); `None` where the reply does not say both.
+    pub made_up: Option<ETag>,
     /// Bytes before the asked range that the server sends and the body drops (all of them
     /// when the server ignores Range and sends the whole file).
     pub skipped: u64,

@@ -92,6 +92,8 @@ pub struct Uploader {
     in_flight: Mutex<std::collections::HashSet<u64>>,
     /// What the server guarantees (learnt at the start of [`Uploader::run`]).
     caps: Mutex<crate::remote::Capabilities>,
+    /// Whether the server's guarantees are probed, trusted or never relied on.
+    write_checks: crate::remote::capabilities::WriteChecks,
 }
 
 /// Marks a file as being uploaded for as long as it lives.
@@ -203,6 +205,7 @@ impl Uploader {
             retries_reset: AtomicBool::new(false),
             in_flight: Mutex::new(std::collections::HashSet::new()),
             caps: Mutex::new(crate::remote::Capabilities::default()),
+            write_checks: Default::default(),
         }
     }
 
@@ -210,6 +213,12 @@ impl Uploader {
     pub fn with_conflicts(mut self, policy: ConflictPolicy, inval: Arc<Invalidations>) -> Self {
         self.policy = policy;
         self.inval = inval;
+        self
+    }
+
+    /// Sets whether the server's guarantees are probed, trusted or never relied on.
+    pub fn with_write_checks(mut self, checks: crate::remote::capabilities::WriteChecks) -> Self {
+        self.write_checks = checks;
         self
     }
 
@@ -1391,7 +1400,8 @@ impl Uploader {
             return Ok(None);
         }
         let dl = self.remote.read(path, None).await?;
-        if let (Some(a), Some(b)) = (&info.etag, &dl.etag) {
+        let got = info.etag.as_ref().and_then(|a| dl.version_for(&a.value));
+        if let (Some(a), Some(b)) = (&info.etag, got) {
             if a.value != b.value {
                 // Changed between the two requests: compare again next time.
                 return Err(still_arriving());

@@ -89,26 +89,19 @@ pub(crate) fn plan(
 }
 
 /// Builds the download of a successful response.
-///
-/// With `synthetic_etags` (the server lists no ETags), the version is made up from
-/// `Last-Modified` and the file's whole size the way listings make it up, so it compares
-/// with the listed one.
 pub(crate) fn download(
     resp: Response,
     range: Option<&Range<u64>>,
     idle: Duration,
-    synthetic_etags: bool,
 ) -> Result<Download, RemoteError> {
     let plan = plan(resp.status().as_u16(), resp.headers(), range)?;
-    let etag = if synthetic_etags {
-        synthetic_etag(resp.status().as_u16(), resp.headers())
-    } else {
-        header_str(resp.headers(), ETAG.as_str()).and_then(ETag::parse)
-    };
+    let etag = header_str(resp.headers(), ETAG.as_str()).and_then(ETag::parse);
+    let made_up = synthetic_etag(resp.status().as_u16(), resp.headers());
     let inner = Box::pin(resp.bytes_stream());
     Ok(Download {
         len: plan.promised,
         etag,
+        made_up,
         skipped: plan.skip,
         body: Box::pin(BodyStream::new(inner, plan, idle)),
     })
@@ -119,6 +112,7 @@ pub(crate) fn empty() -> Download {
     Download {
         len: Some(0),
         etag: None,
+        made_up: None,
         skipped: 0,
         body: Box::pin(futures_util::stream::empty()),
     }

@@ -108,10 +108,6 @@ pub struct WebDav {
     /// DELETE of `/dir` with 400 or 409): learnt from the first folder request that needed
     /// it, so later MKCOLs go out with the slash at once.
     slash_first: AtomicBool,
-    /// The server lists files without ETags: fs-core makes their versions up from time
-    /// and size ([`ETag::synthetic`]), and downloads are given a version made up the same
-    /// way, from `Last-Modified` and the size, to compare with.
-    no_etags: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for WebDav {
@@ -129,7 +125,6 @@ impl WebDav {
         Ok(WebDav {
             client: Client::new(&config)?,
             slash_first: AtomicBool::new(false),
-            no_etags: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -219,13 +214,6 @@ impl WebDav {
         }
     }
 
-    /// Notes a server that lists files without ETags (see [`WebDav::no_etags`]).
-    fn learn_etags(&self, e: &RemoteEntry) {
-        if lacks_etag(e) {
-            self.no_etags.store(true, Ordering::Relaxed);
-        }
-    }
-
     /// Whether folder URLs are sent with a trailing `/` first (learnt; see
     /// [`WebDav::retry_as_collection`]).
     pub fn wants_folder_slash(&self) -> bool {
@@ -261,11 +249,6 @@ impl WebDav {
     }
 }
 
-/// Whether `e` is a file listed without an ETag.
-fn lacks_etag(e: &RemoteEntry) -> bool {
-    !e.is_dir && e.etag.is_none()
-}
-
 /// Whether a refusal of a folder request may mean "address a folder with a trailing `/`"
 /// (nginx: 400 for MOVE, 409 for MKCOL and DELETE; others redirect, which is followed).
 fn wants_slash(e: &RemoteError) -> bool {
@@ -284,14 +267,10 @@ impl Remote for WebDav {
         let resp = self.listing_reply(path).await?;
         let base = self.href_base();
         let dir = path.clone();
-        let listing = streamed::parse_streamed(resp, self.listing_limits(), move |body| {
+        streamed::parse_streamed(resp, self.listing_limits(), move |body| {
             propfind::parse_listing_from(body, &base, &dir)
         })
-        .await?;
-        for child in &listing.children {
-            self.learn_etags(child);
-        }
-        Ok(listing)
+        .await
     }
 
     async fn list_each(
@@ -302,14 +281,6 @@ impl Remote for WebDav {
         let resp = self.listing_reply(path).await?;
         let base = self.href_base();
         let dir = path.clone();
-        let no_etags = self.no_etags.clone();
-        let mut sink = sink;
-        let sink: ChildSink = Box::new(move |child| {
-            if lacks_etag(&child) {
-                no_etags.store(true, Ordering::Relaxed);
-            }
-            sink(child)
-        });
         streamed::parse_streamed(resp, self.listing_limits(), move |body| {
             propfind::each_child(body, &base, &dir, sink)
         })
@@ -317,9 +288,7 @@ impl Remote for WebDav {
     }
 
     async fn stat(&self, path: &RemotePath) -> Result<RemoteEntry, RemoteError> {
-        let entry = self.stat_as(path, None).await?;
-        self.learn_etags(&entry);
-        Ok(entry)
+        self.stat_as(path, None).await
     }
 
     async fn read(
@@ -342,8 +311,7 @@ impl Remote for WebDav {
             )?;
         }
         let resp = self.client.check(self.client.send(call).await?).await?;
-        let synthetic = self.no_etags.load(Ordering::Relaxed);
-        download::download(resp, range.as_ref(), self.client.timeout(), synthetic)
+        download::download(resp, range.as_ref(), self.client.timeout())
     }
 
     async fn put(
@@ -367,10 +335,6 @@ impl Remote for WebDav {
             call = call.header(HeaderName::from_static("x-oc-mtime"), &secs.to_string())?;
         }
         let resp = self.client.check(self.client.send(call).await?).await?;
-        if self.no_etags.load(Ordering::Relaxed) {
-            // Listings make versions up; a tag from here would not compare with them.
-            return Ok(None);
-        }
         let headers = resp.headers();
         let etag = headers
             .get(ETAG)

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, warn};
 
 use super::Uploader;
-use crate::remote::capabilities::{probe, Capabilities, PROBE_PREFIX};
+use crate::remote::capabilities::{probe, Capabilities, WriteChecks, PROBE_PREFIX};
 use crate::remote::{again, ETag, Precondition, RemoteError, RemotePath};
 
 /// Name prefix of an upload's staging file on the server.
@@ -46,6 +46,21 @@ impl Uploader {
     /// Returns `false` if the probe should be tried again later (the server was not
     /// reached).
     pub(super) async fn learn_server(&self) -> bool {
+        match self.write_checks {
+            WriteChecks::Auto => {}
+            WriteChecks::Trust | WriteChecks::Check => {
+                let trust = self.write_checks == WriteChecks::Trust;
+                let mut caps = crate::lock(&self.caps);
+                caps.etags = Some(trust);
+                caps.if_match = Some(trust);
+                caps.if_none_match = Some(trust);
+                caps.note = Some(format!(
+                    "not probed: --conditional-writes {}",
+                    self.write_checks.as_str()
+                ));
+                return true;
+            }
+        }
         if let Ok(Some(stored)) = self.meta.setting(CAPABILITIES_KEY) {
             let mut caps = crate::lock(&self.caps);
             if !caps.probed {
