@@ -16,9 +16,10 @@ pub mod mount;
 pub mod server;
 pub mod tree;
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
@@ -52,6 +53,10 @@ pub trait TestServer {
     }
     /// Forgets the requests logged so far (later `requests()` start from here).
     fn reset_requests(&mut self);
+    /// Gives what the test itself wrote into the served folder to the server's user, so
+    /// that the server can change it over WebDAV. No-op unless the server runs as another
+    /// user (`www-data`).
+    fn chown_data(&self) {}
 }
 
 /// Which real server a test runs against.
@@ -212,4 +217,132 @@ pub fn xattr(path: &Path, name: &str) -> String {
         .output()
         .expect("getfattr (package attr) is needed");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Path of the harness's readiness probe request; access-log parsers leave it out.
+pub const PROBE_PATH: &str = "/__edrive_harness_probe__";
+
+/// Whether an HTTP server on `port` answers `HEAD PROBE_PATH` (with any status).
+pub fn http_answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("HEAD {PROBE_PATH} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && buf.starts_with(b"HTTP/"))
+}
+
+/// Parses `STATUS METHOD PATH PROTO` access-log lines (Apache `%>s %r`, nginx
+/// `$status $request`, lighttpd `%>s %r`, the WsgiDAV launcher's log) into (method, raw
+/// path, status); the query string is dropped and the harness's readiness probes are left
+/// out.
+pub fn parse_access_log(log: &str) -> Vec<(String, String, u16)> {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(status), Some(method)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(status) = status.parse::<u16>() else {
+            continue;
+        };
+        let path = parts.next().unwrap_or("-");
+        let path = path.split('?').next().unwrap_or(path);
+        if path.ends_with(PROBE_PATH) {
+            continue;
+        }
+        out.push((method.to_string(), path.to_string(), status));
+    }
+    out
+}
+
+/// Reads an access log from byte offset `from` once it has been quiet for 150 ms (at most
+/// 2 s): servers write the line after the response went out.
+pub fn read_settled_log(log: &Path, from: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut len = file_len(log);
+    loop {
+        std::thread::sleep(Duration::from_millis(150));
+        let now = file_len(log);
+        if now == len || Instant::now() >= deadline {
+            break;
+        }
+        len = now;
+    }
+    read_from(log, from)
+}
+
+/// Whether the test process runs as root (servers that can switch users then run as
+/// `www-data`, like a packaged server does).
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `chown -R www-data:www-data PATH`.
+pub fn chown_www_data(path: &Path) {
+    let out = Command::new("chown")
+        .arg("-R")
+        .arg("www-data:www-data")
+        .arg(path)
+        .output()
+        .expect("cannot run chown");
+    assert!(
+        out.status.success(),
+        "chown -R www-data {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a server's temp dir `conf_dir` and the data folder `root` usable by `www-data`:
+/// both are chowned to it, and 0700 temp-dir ancestors of `root` are made traversable
+/// (anything else that is not traversable is refused with a panic). `conf_dir` gets mode
+/// 0755 even when not running as root.
+pub fn give_to_www_data(conf_dir: &Path, root: &Path) {
+    set_mode(conf_dir, 0o755);
+    if !running_as_root() {
+        return;
+    }
+    chown_www_data(conf_dir);
+    chown_www_data(root);
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap_or_else(|_| "/tmp".into());
+    let mut cur = root.parent();
+    while let Some(p) = cur {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(p)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        if mode & 0o001 == 0 {
+            if p.starts_with(&tmp) && p != tmp {
+                set_mode(p, (mode & 0o7777) | 0o011);
+            } else {
+                panic!(
+                    "the server runs as www-data and cannot reach {}: {} is not traversable \
+                     (mode {:o}); put the data under {}",
+                    root.display(),
+                    p.display(),
+                    mode & 0o7777,
+                    tmp.display()
+                );
+            }
+        }
+        cur = p.parent();
+    }
+}
+
+/// `path` as text to put between double quotes in a server's config file; panics if it
+/// holds a character some config syntax would take specially (`"`, `'`, `\`, `$`, a
+/// line break).
+pub fn config_path(path: &Path) -> String {
+    let s = path.display().to_string();
+    assert!(
+        !s.contains(['"', '\'', '\\', '$', '\n', '\r']),
+        "path unusable in a server config: {s:?}"
+    );
+    s
 }
