@@ -275,12 +275,19 @@ fn check_file(share: &Path, rel: &str, want: &[u8], problems: &mut Vec<String>) 
     match fs::read(share.join(rel)) {
         Ok(got) if got == want => {}
         Ok(got) => problems.push(format!(
-            "{rel:?}: {} bytes on the server, want {} ({:?}…)",
-            got.len(),
-            want.len(),
-            String::from_utf8_lossy(&got[..got.len().min(40)])
+            "{rel:?}: {} on the server, want {}",
+            describe(&got),
+            describe(want)
         )),
         Err(e) => problems.push(format!("{rel:?}: not on the server ({e})")),
+    }
+}
+
+/// Content in a few words: its size and, for short text, the text.
+fn describe(data: &[u8]) -> String {
+    match std::str::from_utf8(data) {
+        Ok(text) if data.len() <= 60 => format!("{} bytes {text:?}", data.len()),
+        _ => format!("{} bytes, sha256 {:.12}…", data.len(), sha256_bytes(data)),
     }
 }
 
@@ -291,12 +298,23 @@ fn check_gone(share: &Path, rel: &str, problems: &mut Vec<String>) {
     }
 }
 
-/// `Err` listing the problems, if any.
+/// `Err` listing the problems (one per line, the first 20), if any.
 fn verdict(problems: Vec<String>) -> Result<(), String> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("; "))
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems[0].clone()),
+        n => {
+            let more = n.saturating_sub(20);
+            let tail = if more > 0 {
+                format!("\n  - … and {more} more")
+            } else {
+                String::new()
+            };
+            Err(format!(
+                "{n} problems:\n  - {}{tail}",
+                problems[..n - more].join("\n  - ")
+            ))
+        }
     }
 }
 
