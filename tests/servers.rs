@@ -1,5 +1,6 @@
-//! Proves the test harness itself: the embedded server, the private Apache, the hostile
-//! server, the demo tree and the tree helpers. No FUSE needed.
+//! Proves the test harness itself: the embedded server, the private Apache, nginx,
+//! lighttpd, WsgiDAV and rclone, the hostile server, the demo tree and the tree helpers. No
+//! FUSE needed.
 
 mod common;
 
@@ -468,4 +469,131 @@ fn embedded_server_serves_the_demo_tree() {
         .unwrap();
     assert_eq!(big.len(), 5 << 20);
     assert_eq!(srv.count_requests("GET"), 2);
+}
+
+/// Proves a server the harness runs with a [`DaemonServer`]: the WebDAV methods edrive uses
+/// work on its data folder (also on files the test wrote there itself, after `chown_data`),
+/// `requests()` logs them (with statuses when `logs_status`), and dropping it stops it.
+fn daemon_serves_dav(start: fn(&std::path::Path) -> DaemonServer, logs_status: bool) {
+    let (_tmp, root) = small_tree();
+    let mut srv = start(&root);
+    let port = srv.port();
+    assert_eq!(srv.url(), format!("http://127.0.0.1:{port}/"));
+    assert!(srv.requests().is_empty(), "{:?}", srv.requests());
+    let c = client();
+    let ok = |r: reqwest::blocking::Response, what: &str| {
+        assert!(r.status().is_success(), "{what}: {}", r.status());
+    };
+
+    let (status, body) = propfind(&srv.url(), "1", None);
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("file%200.bin"), "{body}");
+    let r = c.get(srv.url_of("file%201.bin")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.bytes().unwrap().as_ref(),
+        std::fs::read(root.join("file 1.bin")).unwrap()
+    );
+    let r = c
+        .put(srv.url_of("dir%200/uploaded.txt"))
+        .body("from the test")
+        .send()
+        .unwrap();
+    ok(r, "PUT");
+    assert_eq!(
+        std::fs::read(root.join("dir 0/uploaded.txt")).unwrap(),
+        b"from the test"
+    );
+    ok(
+        c.request(method("MKCOL"), srv.url_of("new%20dir/"))
+            .send()
+            .unwrap(),
+        "MKCOL",
+    );
+    assert!(root.join("new dir").is_dir());
+    ok(
+        c.request(method("COPY"), srv.url_of("dir%200/uploaded.txt"))
+            .header("Destination", srv.url_of("new%20dir/copy.txt"))
+            .send()
+            .unwrap(),
+        "COPY",
+    );
+    ok(
+        c.request(method("MOVE"), srv.url_of("new%20dir/copy.txt"))
+            .header("Destination", srv.url_of("moved.txt"))
+            .send()
+            .unwrap(),
+        "MOVE",
+    );
+    assert_eq!(
+        std::fs::read(root.join("moved.txt")).unwrap(),
+        b"from the test"
+    );
+    ok(c.delete(srv.url_of("moved.txt")).send().unwrap(), "DELETE");
+    assert!(!root.join("moved.txt").exists());
+    // A file the test writes itself can be replaced over WebDAV.
+    std::fs::create_dir(root.join("by test")).unwrap();
+    std::fs::write(root.join("by test/x.txt"), "x").unwrap();
+    srv.chown_data();
+    ok(
+        c.put(srv.url_of("by%20test/x.txt"))
+            .body("y")
+            .send()
+            .unwrap(),
+        "PUT over the test's file",
+    );
+    ok(
+        c.delete(srv.url_of("by%20test/")).send().unwrap(),
+        "DELETE the test's folder",
+    );
+    assert!(!root.join("by test").exists());
+
+    for m in ["PROPFIND", "GET", "PUT", "MKCOL", "COPY", "MOVE", "DELETE"] {
+        assert!(
+            srv.count_requests(m) >= 1,
+            "{m} not logged: {:?}",
+            srv.requests()
+        );
+    }
+    let get = srv
+        .requests()
+        .into_iter()
+        .find(|(m, _, _)| m == "GET")
+        .unwrap();
+    assert_eq!(get.1.replace("%20", " "), "/file 1.bin");
+    assert_eq!(get.2, if logs_status { 200 } else { 0 });
+    srv.reset_requests();
+    assert!(srv.requests().is_empty(), "{:?}", srv.requests());
+    let r = c.get(srv.url_of("missing")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let want_status = if logs_status { 404 } else { 0 };
+    assert_eq!(
+        srv.requests(),
+        vec![("GET".to_string(), "/missing".to_string(), want_status)]
+    );
+    drop(srv);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "still listening after drop"
+    );
+}
+
+#[test]
+fn nginx_serves_dav_and_logs_requests() {
+    daemon_serves_dav(nginx::start, true);
+}
+
+#[test]
+fn lighttpd_serves_dav_and_logs_requests() {
+    daemon_serves_dav(lighttpd::start, true);
+}
+
+#[test]
+fn wsgidav_serves_dav_and_logs_requests() {
+    daemon_serves_dav(wsgidav::start, true);
+}
+
+#[test]
+fn rclone_serves_dav_and_logs_requests() {
+    daemon_serves_dav(rclone::start, false);
 }

@@ -1,21 +1,20 @@
 //! [`ApacheServer`]: a private Apache httpd with mod_dav, configured entirely from a temp dir.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{file_len, find_in_path, free_port, read_from, set_mode, terminate_child, TestServer};
+use super::{
+    chown_www_data, config_path, file_len, find_in_path, free_port, give_to_www_data, http_answers,
+    parse_access_log, read_from, read_settled_log, running_as_root, terminate_child, TestServer,
+};
 
 /// The Apache binary (Debian's path).
 const APACHE_BIN: &str = "/usr/sbin/apache2";
 /// Where Debian keeps the loadable modules.
 const MODULE_DIR: &str = "/usr/lib/apache2/modules";
-/// Path of the readiness probe request; it is left out of `requests()`.
-const PROBE_PATH: &str = "/__edrive_harness_probe__";
 
 /// Apache httpd serving a data folder over WebDAV at `/dav/`, with its own config, logs,
 /// lock database and pid file in a temp dir (no system-wide config is read). Runs as
@@ -47,8 +46,7 @@ impl ApacheServer {
             .prefix("edrive-apache-")
             .tempdir()
             .expect("cannot create the Apache temp dir");
-        // SAFETY: geteuid has no preconditions.
-        let as_www_data = unsafe { libc::geteuid() } == 0;
+        let as_www_data = running_as_root();
         for sub in ["run", "logs", "lock", "htdocs"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("cannot create Apache dirs");
         }
@@ -83,7 +81,7 @@ impl ApacheServer {
             as_www_data,
             mark: 0,
         };
-        server.make_accessible();
+        give_to_www_data(server.dir.path(), &server.root);
         let mut last_err = String::new();
         for _ in 0..3 {
             server.port = free_port();
@@ -155,51 +153,10 @@ impl ApacheServer {
         self.dir.path().join("logs/access.log")
     }
 
-    /// Makes the temp dir and the data tree usable by www-data.
-    fn make_accessible(&self) {
-        set_mode(self.dir.path(), 0o755);
-        if !self.as_www_data {
-            return;
-        }
-        chown_www_data(self.dir.path());
-        chown_www_data(&self.root);
-        // www-data must be able to traverse every ancestor of the data dir. Temp dirs are
-        // created 0700: open those up, refuse to touch anything else.
-        let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap_or_else(|_| "/tmp".into());
-        let mut cur = self.root.parent();
-        while let Some(p) = cur {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(p)
-                .map(|m| m.permissions().mode())
-                .unwrap_or(0);
-            if mode & 0o001 == 0 {
-                if p.starts_with(&tmp) && p != tmp {
-                    set_mode(p, (mode & 0o7777) | 0o011);
-                } else {
-                    panic!(
-                        "Apache runs as www-data and cannot reach {}: {} is not traversable \
-                         (mode {:o}); put the data under {}",
-                        self.root.display(),
-                        p.display(),
-                        mode & 0o7777,
-                        tmp.display()
-                    );
-                }
-            }
-            cur = p.parent();
-        }
-    }
-
     /// Writes `httpd.conf` for the current port.
     fn write_config(&self, with_auth: bool) {
-        let t = self.dir.path().display().to_string();
-        let data = self.root.display().to_string();
-        for p in [&t, &data] {
-            assert!(
-                !p.contains('"') && !p.contains('\n'),
-                "path unusable in an Apache config: {p:?}"
-            );
-        }
+        let t = config_path(self.dir.path());
+        let data = config_path(&self.root);
         let mut c = String::new();
         let _ = writeln!(c, "ServerRoot \"{t}\"");
         let _ = writeln!(c, "ServerName 127.0.0.1");
@@ -288,7 +245,7 @@ impl ApacheServer {
             .map_err(|e| format!("cannot run {APACHE_BIN}: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if probe(self.port) {
+            if http_answers(self.port) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -313,58 +270,6 @@ impl ApacheServer {
     }
 }
 
-/// Whether the server answers an HTTP request on `port`.
-fn probe(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!("HEAD {PROBE_PATH} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if n >= 12 && buf.starts_with(b"HTTP/"))
-}
-
-/// `chown -R www-data:www-data PATH`.
-fn chown_www_data(path: &Path) {
-    let out = Command::new("chown")
-        .arg("-R")
-        .arg("www-data:www-data")
-        .arg(path)
-        .output()
-        .expect("cannot run chown");
-    assert!(
-        out.status.success(),
-        "chown -R www-data {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Parses `STATUS METHOD PATH PROTO` access-log lines; the query string is dropped and the
-/// harness's readiness probes are left out.
-pub fn parse_access_log(log: &str) -> Vec<(String, String, u16)> {
-    let mut out = Vec::new();
-    for line in log.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(status), Some(method)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let Ok(status) = status.parse::<u16>() else {
-            continue;
-        };
-        let path = parts.next().unwrap_or("-");
-        let path = path.split('?').next().unwrap_or(path);
-        if path == PROBE_PATH {
-            continue;
-        }
-        out.push((method.to_string(), path.to_string(), status));
-    }
-    out
-}
-
 impl TestServer for ApacheServer {
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}/dav/", self.port)
@@ -373,24 +278,17 @@ impl TestServer for ApacheServer {
     /// Apache writes the log line after the response went out, so this waits until the log
     /// has been quiet for 150 ms (at most 2 s) before reading it.
     fn requests(&self) -> Vec<(String, String, u16)> {
-        let log = self.access_log();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut len = file_len(&log);
-        loop {
-            std::thread::sleep(Duration::from_millis(150));
-            let now = file_len(&log);
-            if now == len || Instant::now() >= deadline {
-                break;
-            }
-            len = now;
-        }
-        parse_access_log(&read_from(&log, self.mark))
+        parse_access_log(&read_settled_log(&self.access_log(), self.mark))
     }
 
     fn reset_requests(&mut self) {
         // Let in-flight log lines land first.
         let _ = TestServer::requests(self);
         self.mark = file_len(&self.access_log());
+    }
+
+    fn chown_data(&self) {
+        ApacheServer::chown_data(self);
     }
 }
 
