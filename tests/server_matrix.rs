@@ -4,6 +4,8 @@
 //! cheroot and `rclone serve webdav`. Every result is checked on the server's own disk.
 //!
 //! The steps, on a fresh mount each time:
+//! 0. `guarantees`: the probe ran, and trusts exactly the servers that enforce If-Match
+//!    and If-None-Match and send ETags (not nginx, not rclone);
 //! 1. `listing`: walking the whole tree (names with spaces, `#`, `%`, `&`, `+`, é, 日本語, a
 //!    0-byte file, a large file) shows what the server has, and makes no GET request;
 //! 2. `reads`: every file reads back exactly (SHA-256 equal to the server's file);
@@ -15,7 +17,8 @@
 //! 5. `conflict`: a file edited in the (suspended) mount and changed on the server's disk
 //!    ends up as both versions on the server after `edrive resume` and `edrive sync`: the
 //!    server's under the name, the local one as `NAME (conflict …)`;
-//! 6. `unmount`: nothing is pending, and `edrive unmount` returns with the mount gone.
+//! 6. `unmount`: nothing is pending, `edrive unmount` returns with the mount gone, and the
+//!    same cache mounts again at once (the daemon has exited).
 //!
 //! A failed step does not stop the scenario (later steps use their own files); the test
 //! fails at the end naming every failed step, with the server's write requests and the
@@ -354,6 +357,24 @@ fn scenario(kind: Server) {
         steps: 0,
     };
 
+    // What the probe learnt: only servers that enforce both preconditions and send ETags
+    // are trusted to refuse a write over another version (README "Servers").
+    run.step("guarantees", |r| {
+        let m = r.mount();
+        let server = || m.status_json()["server"].clone();
+        if !wait_until(SETTLE, || server()["probed"] == true) {
+            return Err(format!("the server was not probed: {}", server()));
+        }
+        let trusted = !matches!(r.kind, Server::Nginx | Server::Rclone);
+        if server()["conditional_writes"] != trusted {
+            return Err(format!(
+                "expected conditional_writes={trusted}: {}",
+                server()
+            ));
+        }
+        Ok(())
+    });
+
     run.srv.reset_requests();
     run.step("listing", |r| {
         let seen = listing(r.mount().path());
@@ -592,6 +613,10 @@ fn scenario(kind: Server) {
         if is_mounted(&mp) {
             return Err(format!("{} still mounted", mp.display()));
         }
+        // unmount returns once the daemon is gone: the same cache mounts again at once.
+        let again = Mount::try_new(&r.srv.url(), MountOpts::default().cache_dir(&cache))
+            .map_err(|(_, err)| format!("mounting again right after unmount: {err}"))?;
+        again.unmount();
         Ok(())
     });
 
