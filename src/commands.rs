@@ -427,6 +427,20 @@ pub fn conflicts(args: ConflictsArgs) -> anyhow::Result<()> {
         }
         println!("settle each with: edrive resolve PATH --use-local | --use-remote | --keep-both");
     }
+    let stuck = r["stuck"].as_array().unwrap_or(&empty);
+    if !stuck.is_empty() {
+        println!("{} other change(s) do not reach the server:", stuck.len());
+        for c in stuck {
+            println!(
+                "  {}  ({})",
+                c["path"].as_str().unwrap_or("?"),
+                c["problem"].as_str().unwrap_or("?")
+            );
+        }
+        println!(
+            "try again now with: edrive resolve PATH --use-local; give the change up with --use-remote"
+        );
+    }
     let events = r["events"].as_array().unwrap_or(&empty);
     if !events.is_empty() {
         println!("recent events:");

@@ -241,7 +241,15 @@ pub async fn answer(
         }
         Ok(Request::Conflicts) => match drive.conflicts(50) {
             Ok((conflicts, events)) => {
-                json!({"ok": true, "conflicts": conflicts, "events": events})
+                // Every other change that does not move, with why: resolvable too.
+                let stuck: Vec<serde_json::Value> = drive
+                    .problems(1000)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, why)| why != edrive_fs_core::sync::PROBLEM_CONFLICT)
+                    .map(|(path, why)| json!({"path": path, "problem": why}))
+                    .collect();
+                json!({"ok": true, "conflicts": conflicts, "stuck": stuck, "events": events})
             }
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
@@ -252,7 +260,16 @@ pub async fn answer(
                 "keep-both" => Some(Choice::KeepBoth),
                 _ => None,
             };
-            match (choice, resolve(drive, &path).await) {
+            // A path the mount no longer shows may be a deletion the server did not take.
+            let target = match resolve(drive, &path).await {
+                Err(FsError::NotFound) => match drive.at_server_path(&path) {
+                    Ok(Some(ino)) => Ok(ino),
+                    Ok(None) => Err(FsError::NotFound),
+                    Err(e) => Err(e),
+                },
+                other => other,
+            };
+            match (choice, target) {
                 (None, _) => json!({"ok": false, "error": "unknown choice"}),
                 (Some(c), Ok(ino)) => match drive.resolve(ino, c).await {
                     Ok(said) => json!({"ok": true, "message": said}),

@@ -70,6 +70,16 @@ fn resolve_use_local_use_remote_keep_both() {
             == Some(&b"local a, edited"[..])),
         "a.txt: the local version reaches the server"
     );
+    // ... and the server's version it replaced is kept, as --use-remote keeps ours.
+    let kept = out
+        .split("kept at ")
+        .nth(1)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| panic!("resolve says where the server's version went: {out}"));
+    assert_eq!(
+        fs::read(&kept).expect("the kept server version"),
+        b"remote a"
+    );
 
     // --use-remote: the mount shows the server's version; the local bytes are kept.
     let b = m.join("b.txt");

@@ -639,3 +639,45 @@ async fn concurrent_server_edit_is_never_lost_when_preconditions_are_ignored() {
 async fn concurrent_server_edit_is_never_lost_with_weak_etags() {
     no_version_lost(WEAK_ETAGS, Change::Edit).await;
 }
+
+/// A change the server refuses (403) is listed with its reason and settled by
+/// `resolve`: `UseLocal` tries it again, `UseRemote` gives it up for the server's version
+/// and keeps the local bytes in the recovery folder.
+#[tokio::test]
+async fn a_refused_change_is_listed_and_resolvable() {
+    use edrive_fs_core::drive::Choice;
+    let server = Arc::new(MemRemote::new());
+    server.server_put("doc.txt", &b"base"[..]).unwrap();
+    let faulty = Arc::new(FaultyRemote::new(server.clone()));
+    let h = Harness::over(server, faulty.clone(), Duration::ZERO).await;
+    assert_eq!(h.read("doc.txt").await, b"base");
+    faulty.inject(
+        CallFilter::kind(CallKind::Put),
+        Fault::Fail(RemoteError::Auth(403)),
+        usize::MAX,
+    );
+    h.write("doc.txt", b"mine").await;
+    h.sync().await;
+    let problems = h.drive.problems(10).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|(p, why)| p == "/doc.txt" && why.contains("403")),
+        "{problems:?}"
+    );
+    let ino = h.ino("doc.txt").await;
+    // Tried again: still refused, still listed.
+    h.drive.resolve(ino, Choice::UseLocal).await.unwrap();
+    h.sync().await;
+    assert_eq!(h.drive.problems(10).unwrap().len(), 1);
+    // Given up: the server's version is back, ours is kept.
+    let said = h.drive.resolve(ino, Choice::UseRemote).await.unwrap();
+    assert!(h.drive.problems(10).unwrap().is_empty(), "{said}");
+    assert_eq!(h.read("doc.txt").await, b"base");
+    let kept = said
+        .split("kept at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(std::fs::read(kept.trim()).unwrap(), b"mine");
+    assert_eq!(h.tree(), tree_of(&[("doc.txt", b"base")]));
+}

@@ -57,15 +57,44 @@ impl Drive {
         Ok((out, self.meta.events(events)?))
     }
 
-    /// Settles the conflict of file `ino` as the user chose; returns a sentence saying
-    /// what was done (and where a discarded version went).
+    /// The entry the server has at `path` (its server location), also one deleted here
+    /// whose deletion has not reached the server (a tombstone): what `edrive resolve`
+    /// settles for a path the mount no longer shows.
+    pub fn at_server_path(&self, path: &[String]) -> Result<Option<u64>, FsError> {
+        let mut ino = crate::meta::ROOT_INO;
+        for name in path {
+            match self.meta.occupant(ino, name)? {
+                Some(e) => ino = e.ino,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(ino))
+    }
+
+    /// Settles entry `ino` as the user chose: a conflict (see [`Choice`]), or any other
+    /// change that does not move (refused, retried, waiting for a lock or for room, or a
+    /// deletion the server does not take): `UseLocal` tries it again now, `UseRemote`
+    /// gives it up for the server's version (a file's local bytes go to the recovery
+    /// folder). Returns a sentence saying what was done.
     pub async fn resolve(&self, ino: u64, choice: Choice) -> Result<String, FsError> {
-        let e = self.entry(ino)?;
+        let e = match self.meta.get_any(ino)? {
+            Some(e) => e,
+            None => return Err(FsError::NotFound),
+        };
+        match e.problem.as_deref() {
+            Some(crate::sync::PROBLEM_CONFLICT) => {}
+            Some(_) => return self.resolve_stuck(e, choice).await,
+            None => {
+                return Err(FsError::Invalid(
+                    "nothing waits here (see edrive conflicts)",
+                ))
+            }
+        }
+        if e.deleted {
+            return self.resolve_stuck(e, choice).await;
+        }
         if e.is_dir() {
             return Err(FsError::IsDir);
-        }
-        if e.problem.as_deref() != Some(crate::sync::PROBLEM_CONFLICT) {
-            return Err(FsError::Invalid("not in conflict (see edrive conflicts)"));
         }
         let local_path = self.meta.path_of(ino)?.to_string();
         let Some(server_path) = self.meta.remote_path_of(ino)? else {
@@ -80,8 +109,15 @@ impl Drive {
         let _tree = self.uploader.tree_lock.write().await;
         let said = match (choice, server) {
             (Choice::UseLocal, Some(s)) => {
+                // The server's version is not lost either: kept like a discarded local one.
+                drop(_tree);
+                let kept = self.keep_server_version(&server_path, &e.name).await?;
+                let _tree = self.uploader.tree_lock.write().await;
                 self.meta.overrule_server(ino, s.etag.as_ref())?;
-                format!("{local_path}: the local version replaces the server's")
+                format!(
+                    "{local_path}: the local version replaces the server's, which is kept at {}",
+                    kept.display()
+                )
             }
             (Choice::UseLocal, None) => {
                 // Detaching clears the conflict.
@@ -137,6 +173,124 @@ impl Drive {
         Ok(said)
     }
 
+    /// Settles a change that does not move for a reason other than a conflict.
+    async fn resolve_stuck(
+        &self,
+        e: crate::meta::Entry,
+        choice: Choice,
+    ) -> Result<String, FsError> {
+        let ino = e.ino;
+        let shown = if e.deleted {
+            self.meta
+                .remote_path_of(ino)?
+                .map(|p| format!("{p} (deleted here)"))
+                .unwrap_or_default()
+        } else {
+            self.meta.path_of(ino)?.to_string()
+        };
+        let said = match choice {
+            Choice::UseLocal => {
+                self.meta.set_problem(ino, None)?;
+                format!("{shown}: trying again now")
+            }
+            Choice::KeepBoth => {
+                return Err(FsError::Invalid(
+                    "keep-both is for conflicts; use --use-local to try again or --use-remote to give the change up",
+                ))
+            }
+            Choice::UseRemote if e.deleted => {
+                // The deletion is given up: the server's entry comes back at the next
+                // listing.
+                let parent = e.remote.as_ref().map(|(p, _)| *p);
+                self.meta.drop_tombstone(ino)?;
+                if let Some(p) = parent {
+                    self.meta.expire_listing(p)?;
+                    self.inval.inode(p);
+                }
+                format!("{shown}: the deletion is given up; the server's version comes back")
+            }
+            Choice::UseRemote if e.is_dir() => {
+                return Err(FsError::Invalid(
+                    "a folder: give up the changes of the files in it, or try again with --use-local",
+                ))
+            }
+            Choice::UseRemote => {
+                let server = match self.meta.remote_path_of(ino)? {
+                    Some(p) => match self.remote.stat(&p).await {
+                        Ok(s) if !s.is_dir => Some(s),
+                        Ok(_) | Err(RemoteError::NotFound) => None,
+                        Err(err) => return Err(err.into()),
+                    },
+                    None => None,
+                };
+                let _gate = self.work_gate.lock().await;
+                let _work = self.activity.lock_work();
+                if self.activity.has_handles(ino) || lock(&self.works).contains_key(&ino) {
+                    return Err(FsError::Invalid("the file is open; close it first"));
+                }
+                let kept = self.keep_discarded(ino, &e.name)?;
+                match &server {
+                    Some(s) => self.meta.take_server_version(ino, s)?,
+                    None => {
+                        self.meta.remove_local(ino)?;
+                        self.inval.entry(e.parent, &e.name);
+                    }
+                }
+                self.cache.work_remove(ino)?;
+                self.inval.inode(ino);
+                let kept = kept
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "nowhere (there was no local content)".into());
+                let _ = self.meta.record_event("used-remote", &shown, &kept);
+                match server {
+                    Some(_) => format!("{shown}: the server's version is back; the local one is kept at {kept}"),
+                    None => format!("{shown}: the local change is given up (the server has no such file); it is kept at {kept}"),
+                }
+            }
+        };
+        info!(path = %shown, ?choice, "stuck change resolved");
+        self.activity.wake();
+        self.uploader.request_sync();
+        Ok(said)
+    }
+
+    /// Downloads the server's version at `path` into a dated folder of the recovery store,
+    /// before the local version replaces it.
+    async fn keep_server_version(
+        &self,
+        path: &crate::remote::RemotePath,
+        name: &str,
+    ) -> Result<PathBuf, FsError> {
+        use futures_util::StreamExt;
+        use std::io::Write;
+        let dl = self.remote.read(path, None).await?;
+        let dest = self.recovery_path(&format!("{name} (server)"))?;
+        let mut out = std::fs::File::create(&dest)?;
+        let mut body = dl.body;
+        while let Some(chunk) = body.next().await {
+            out.write_all(&chunk?)?;
+        }
+        out.sync_all()?;
+        if let Some(d) = dest.parent().and_then(|d| std::fs::File::open(d).ok()) {
+            let _ = d.sync_all();
+        }
+        Ok(dest)
+    }
+
+    /// A free path for `name` in today's folder of the recovery store (created).
+    fn recovery_path(&self, name: &str) -> Result<PathBuf, FsError> {
+        let date = crate::sync::local_date(SystemTime::now());
+        let dir = self.recovery_dir().join(date);
+        std::fs::create_dir_all(&dir)?;
+        let mut dest = dir.join(name);
+        let mut n = 2;
+        while dest.exists() {
+            dest = dir.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        Ok(dest)
+    }
+
     /// Where discarded local versions go.
     fn recovery_dir(&self) -> PathBuf {
         match &self.options.recovery_dir {
@@ -157,18 +311,10 @@ impl Drive {
         if !src.exists() {
             return Ok(None);
         }
-        let date = crate::sync::local_date(SystemTime::now());
-        let dir = self.recovery_dir().join(date);
-        std::fs::create_dir_all(&dir)?;
-        let mut dest = dir.join(name);
-        let mut n = 2;
-        while dest.exists() {
-            dest = dir.join(format!("{name}.{n}"));
-            n += 1;
-        }
+        let dest = self.recovery_path(name)?;
         std::fs::copy(&src, &dest)?;
         std::fs::File::open(&dest)?.sync_all()?;
-        if let Ok(d) = std::fs::File::open(&dir) {
+        if let Some(d) = dest.parent().and_then(|d| std::fs::File::open(d).ok()) {
             let _ = d.sync_all();
         }
         Ok(Some(dest))
