@@ -516,7 +516,7 @@ impl Drive {
             return Ok(None);
         };
         let mut path = path;
-        let mut result = self.list_staged(&path).await;
+        let mut result = self.list_staged(ino, &path).await;
         for _ in 0..40 {
             // The write-back may be moving this folder (or one above it) on the server
             // right now: follow it rather than fail.
@@ -533,7 +533,7 @@ impl Drive {
                 }
                 _ => break,
             }
-            result = self.list_staged(&path).await;
+            result = self.list_staged(ino, &path).await;
         }
         {
             let mut failures = lock(&self.listing_failures);
@@ -581,10 +581,12 @@ impl Drive {
     /// batches as the reply is parsed (see [`crate::meta::Receiver`]).
     async fn list_staged(
         &self,
+        dir: u64,
         path: &RemotePath,
     ) -> Result<(ListingHead, crate::meta::Stage), RemoteError> {
         let receiver = crate::meta::Receiver::new(self.meta.clone());
         let sink = receiver.clone();
+        let meta = self.meta.clone();
         let head = self
             .remote
             .list_each(
@@ -592,6 +594,13 @@ impl Drive {
                 Box::new(move |child| {
                     if is_work_name(&child.name) {
                         // An upload being staged, or a probe, by some edrive client.
+                        return Ok(());
+                    }
+                    if child.name.starts_with(crate::sync::plan::MOVE_ASIDE_PREFIX)
+                        && matches!(meta.occupant(dir, &child.name), Ok(None))
+                    {
+                        // Some edrive client's entry moved aside for a moment (a rename
+                        // cycle): not shown; its maker knows it by this name.
                         return Ok(());
                     }
                     sink.push(child)
