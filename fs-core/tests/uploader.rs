@@ -10,187 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edrive_cache::Cache;
 use edrive_fs_core::remote::memory::{
     CallFilter, CallKind, Fault, FaultyRemote, MemRemote, RemoteCall,
 };
-use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
-use edrive_fs_core::{Drive, DriveOptions, Meta, ROOT_INO};
+use edrive_fs_core::remote::{RemoteError, RemotePath};
 
-/// A drive over a [`MemRemote`], with the write-back running.
-struct Harness {
-    server: Arc<MemRemote>,
-    drive: Arc<Drive>,
-    _tmp: tempfile::TempDir,
-}
-
-/// How long a sync may take before a test gives up.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl Harness {
-    /// A drive over `server` whose files are uploaded `upload_delay` after their last
-    /// close (or at once by [`Harness::sync`]), set up as the daemon does.
-    async fn new(server: Arc<MemRemote>, upload_delay: Duration) -> Harness {
-        Harness::over(server.clone(), server, upload_delay).await
-    }
-
-    /// A drive over `remote`, which leads to `server` (through a [`FaultyRemote`]).
-    async fn over(
-        server: Arc<MemRemote>,
-        remote: Arc<dyn Remote>,
-        upload_delay: Duration,
-    ) -> Harness {
-        let tmp = tempfile::tempdir().unwrap();
-        let meta = Meta::open(&tmp.path().join("meta.db"), "mem://").unwrap();
-        meta.update_root(&server.stat(&RemotePath::root()).await.unwrap())
-            .unwrap();
-        let cache = Cache::open(&tmp.path().join("content"), 1 << 30).unwrap();
-        let drive = Arc::new(Drive::new(
-            remote,
-            Arc::new(meta),
-            Arc::new(cache),
-            DriveOptions {
-                upload_debounce: upload_delay,
-                recovery_dir: Some(tmp.path().join("recovered")),
-                ..DriveOptions::default()
-            },
-        ));
-        drive.start_writeback().unwrap();
-        Harness {
-            server,
-            drive,
-            _tmp: tmp,
-        }
-    }
-
-    /// The inode of `path` (`a/b`), looked up as the kernel does.
-    async fn ino(&self, path: &str) -> u64 {
-        let mut ino = ROOT_INO;
-        for name in path.split('/') {
-            ino = self
-                .drive
-                .lookup(ino, name)
-                .await
-                .unwrap_or_else(|e| panic!("lookup {path}: {e}"))
-                .ino;
-        }
-        ino
-    }
-
-    /// The folder holding `path`, and the last name.
-    async fn parent<'a>(&self, path: &'a str) -> (u64, &'a str) {
-        match path.rsplit_once('/') {
-            Some((dir, name)) => (self.ino(dir).await, name),
-            None => (ROOT_INO, path),
-        }
-    }
-
-    /// Writes `data` as the whole content of file `path`, creating it if needed, the way
-    /// the FUSE adapter does for `open(O_WRONLY|O_CREAT|O_TRUNC)`, `write`, `close`.
-    async fn write(&self, path: &str, data: &[u8]) {
-        let (dir, name) = self.parent(path).await;
-        let fh = match self.drive.lookup(dir, name).await {
-            Ok(a) => self.drive.open(a.ino, true, true).await.unwrap(),
-            Err(_) => self.drive.create(dir, name, 0o644).await.unwrap().1,
-        };
-        let n = self.drive.write(fh, 0, data).unwrap();
-        assert_eq!(n as usize, data.len());
-        self.drive.flush(fh).unwrap();
-        self.drive.release(fh).unwrap();
-    }
-
-    /// The content of file `path` as the drive shows it (downloaded if need be).
-    async fn read(&self, path: &str) -> Vec<u8> {
-        let ino = self.ino(path).await;
-        let fh = self.drive.open(ino, false, false).await.unwrap();
-        let mut out = Vec::new();
-        loop {
-            let chunk = self
-                .drive
-                .read(fh, out.len() as u64, 1 << 16)
-                .await
-                .unwrap();
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
-        self.drive.release(fh).unwrap();
-        out
-    }
-
-    async fn mkdir(&self, path: &str) {
-        let (dir, name) = self.parent(path).await;
-        self.drive.mkdir(dir, name, 0o755).await.unwrap();
-    }
-
-    async fn rename(&self, from: &str, to: &str) {
-        let (a, an) = self.parent(from).await;
-        let (b, bn) = self.parent(to).await;
-        self.drive.rename(a, an, b, bn, false).await.unwrap();
-    }
-
-    async fn unlink(&self, path: &str) {
-        let (dir, name) = self.parent(path).await;
-        self.drive.unlink(dir, name).await.unwrap();
-    }
-
-    /// Asks for a sync (as `edrive sync` does) and waits until the write-back is idle.
-    async fn sync(&self) {
-        self.drive.request_sync();
-        self.wait_idle(|| {
-            let p = self.drive.sync_progress();
-            !p.syncing && p.current.is_none()
-        })
-        .await;
-    }
-
-    /// Waits until nothing is left to upload, without asking for a sync.
-    async fn settle(&self) {
-        self.wait_idle(|| self.drive.is_synced()).await;
-    }
-
-    async fn wait_idle(&self, done: impl Fn() -> bool) {
-        let start = Instant::now();
-        // Give the write-back a moment to take the request or the change up.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        while !done() {
-            if start.elapsed() > SYNC_TIMEOUT {
-                panic!(
-                    "the write-back did not settle within {SYNC_TIMEOUT:?}: {:?}\nproblems: {:?}\ncalls: {:#?}",
-                    self.drive.sync_progress(),
-                    self.drive.problems(10),
-                    self.server.log_lines()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn tree(&self) -> BTreeMap<String, Vec<u8>> {
-        self.server.server_tree()
-    }
-}
-
-fn tree_of(files: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
-    files
-        .iter()
-        .map(|(p, d)| (p.to_string(), d.to_vec()))
-        .collect()
-}
-
-/// The tree with contents shown as text, for failure messages.
-fn show(tree: &BTreeMap<String, Vec<u8>>) -> String {
-    tree.iter()
-        .map(|(p, d)| format!("{p:?} = {:?}", String::from_utf8_lossy(d)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Whether `name` is a conflict copy of `doc.txt`.
-fn is_conflict_copy(name: &str) -> bool {
-    name.starts_with("doc (conflict ") && name.ends_with(").txt")
-}
+mod harness;
+use harness::*;
 
 #[tokio::test]
 async fn new_edit_rename_delete_and_mkdir_reach_the_server() {
@@ -680,4 +506,49 @@ async fn a_refused_change_is_listed_and_resolvable() {
         .unwrap_or_else(|| panic!("{said}"));
     assert_eq!(std::fs::read(kept.trim()).unwrap(), b"mine");
     assert_eq!(h.tree(), tree_of(&[("doc.txt", b"base")]));
+}
+
+/// Client B renames a file onto a name client A has just created on the server; B's
+/// listing brings A's file in before B's MOVE runs. A's file must not be taken for one B
+/// meant to replace (B never saw it): both end up on the server.
+async fn rename_onto_a_name_that_arrives_before_the_move(nginx_like: bool) {
+    let server = Arc::new(MemRemote::new());
+    if nginx_like {
+        server.set_enforce_preconditions(false);
+        server.set_send_etags(false);
+    }
+    server
+        .server_put("d0/f0.txt", &b"B's file, to be renamed\n"[..])
+        .unwrap();
+    let a = Harness::new(server.clone(), Duration::from_secs(3600)).await;
+    let b = Harness::new(server.clone(), Duration::from_secs(3600)).await;
+    assert_eq!(b.read("d0/f0.txt").await, b"B's file, to be renamed\n");
+    let _ = a.drive.list_dir(edrive_fs_core::ROOT_INO).await.unwrap();
+    let _ = b.drive.list_dir(edrive_fs_core::ROOT_INO).await.unwrap();
+    a.write("f0.txt", b"A's new file\n").await;
+    a.sync().await;
+    b.rename("d0/f0.txt", "f0.txt").await;
+    b.drive.poll_once(Duration::ZERO).await;
+    b.sync().await;
+    b.drive.poll_once(Duration::ZERO).await;
+    b.sync().await;
+    let tree = b.tree();
+    let contents: Vec<&[u8]> = tree.values().map(Vec::as_slice).collect();
+    assert!(
+        contents.contains(&&b"A's new file\n"[..])
+            && contents.contains(&&b"B's file, to be renamed\n"[..]),
+        "server: {}",
+        show(&tree)
+    );
+    assert!(b.drive.problems(10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_rename_onto_a_name_that_arrives_before_the_move_keeps_both() {
+    rename_onto_a_name_that_arrives_before_the_move(false).await;
+}
+
+#[tokio::test]
+async fn a_rename_onto_a_name_that_arrives_before_the_move_keeps_both_without_preconditions() {
+    rename_onto_a_name_that_arrives_before_the_move(true).await;
 }

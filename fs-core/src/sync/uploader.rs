@@ -674,11 +674,39 @@ impl Uploader {
                 name,
                 replaces,
             } => {
+                // A file this one replaces (renamed over it here) goes only in the version
+                // it was seen in: deleted first, checked, and the MOVE then may not
+                // overwrite. Changed there meanwhile: it stays (and comes back here), and
+                // the MOVE is refused (this entry then takes a conflict name).
+                let mut overwrite = replaces.is_some();
+                if let Some(r) = replaces {
+                    let seen = self
+                        .meta
+                        .get_any(r)
+                        .ok()
+                        .flatten()
+                        .and_then(|o| o.base_etag());
+                    info!(%to, replaces = r, ?seen, "DEBUG move over");
+                    if let Some(tag) = seen {
+                        match self.delete_checked(&to, Precondition::IfMatch(tag)).await {
+                            Ok(()) | Err(RemoteError::NotFound) => overwrite = false,
+                            Err(RemoteError::PreconditionFailed) => {
+                                warn!(%to, "the file renamed over here changed on the server; keeping it");
+                                let _ = self.meta.record_event("restored", &to.to_string(), "");
+                                let _g = self.tree_lock.write().await;
+                                let _ = self.meta.drop_tombstone(r);
+                                let _ = self.meta.expire_listing(parent);
+                                overwrite = false;
+                            }
+                            Err(e) => return self.failed(ino, &to, e),
+                        }
+                    }
+                }
                 if let Err(e) = self.meta.start_move(ino, parent, &name) {
                     warn!(error = %e, "write-back: recording a move failed");
                     return Outcome::Transient(RemoteError::Local(e.to_string()));
                 }
-                let mut result = self.remote.rename(&from, &to, replaces.is_some()).await;
+                let mut result = self.remote.rename(&from, &to, overwrite).await;
                 if let Err(RemoteError::NotFound) = result {
                     // Cut short by a crash after the server moved it?
                     if let Ok(e) = self.remote.stat(&to).await {

@@ -200,7 +200,7 @@ impl Uploader {
         let same =
             matches!(&frozen, Ok(e) if e.etag.as_ref().is_some_and(|t| t.value == base.value));
         if !same {
-            self.put_back(aside, path, name).await;
+            let _ = self.put_back(aside, path, name).await;
             return match frozen {
                 Ok(_) => Err(RemoteError::PreconditionFailed),
                 Err(e) => Err(e),
@@ -215,7 +215,7 @@ impl Uploader {
                 return Err(RemoteError::PreconditionFailed);
             }
             Err(e) => {
-                self.put_back(aside, path, name).await;
+                let _ = self.put_back(aside, path, name).await;
                 return Err(e);
             }
         }
@@ -227,37 +227,55 @@ impl Uploader {
 
     /// Moves a version set aside at `aside` back to `path`, or, if `path` is taken again,
     /// to a visible conflict name next to it.
-    async fn put_back(&self, aside: &RemotePath, path: &RemotePath, name: &str) {
+    /// Returns whether the version is visible again (or gone already).
+    async fn put_back(&self, aside: &RemotePath, path: &RemotePath, name: &str) -> bool {
         match self.remote.rename(aside, path, false).await {
-            Ok(()) | Err(RemoteError::NotFound) => return,
+            Ok(()) | Err(RemoteError::NotFound) => return true,
             Err(e) => debug!(%path, error = %e, "cannot put a version back in its place"),
         }
-        let Some(dir) = path.parent() else { return };
+        let Some(dir) = path.parent() else {
+            return false;
+        };
         for n in 1..20 {
             let copy = super::super::conflict_name(name, &self.host, SystemTime::now(), n);
-            let Ok(to) = dir.join(&copy) else { return };
+            let Ok(to) = dir.join(&copy) else {
+                return false;
+            };
             match self.remote.rename(aside, &to, false).await {
                 Ok(()) => {
                     warn!(%path, copy = %copy, "a version changed on the server while ours went in is kept as a conflict copy");
-                    return;
+                    return true;
                 }
                 Err(RemoteError::PreconditionFailed) => continue,
                 Err(e) => {
                     warn!(%aside, error = %e, "cannot move a set-aside version to a visible name; the next run tries again");
-                    return;
+                    return false;
                 }
             }
         }
+        false
     }
 
-    /// Deletes what is at `path` if the server's version there is what `pre` says,
-    /// checking it first on a server that does not.
+    /// Deletes what is at `path` if the server's version there is what `pre` says. Where
+    /// the server cannot be trusted to check that itself (or the tag is weak, which
+    /// `If-Match` never matches), the client checks: the file is moved aside to a hidden
+    /// name (`Overwrite: F`), compared there, and deleted only if it is that version, else
+    /// put back. Without `Overwrite: F` on the server, it is compared and then deleted
+    /// (unguarded for one round trip).
     pub(super) async fn delete_checked(
         &self,
         path: &RemotePath,
         pre: Precondition,
     ) -> Result<(), RemoteError> {
-        if self.needs_check() {
+        let base = match &pre {
+            Precondition::IfMatch(t) if self.needs_check() || t.weak => t.clone(),
+            _ => return self.remote.delete(path, pre).await,
+        };
+        let no_overwrite = crate::lock(&self.caps).move_no_overwrite == Some(true);
+        let (Some(dir), Some(name)) = (path.parent(), path.name()) else {
+            return Err(RemoteError::Local("cannot delete the root".into()));
+        };
+        if !no_overwrite {
             match self.check_version(path, &pre).await {
                 Err(RemoteError::PreconditionFailed)
                     if matches!(
@@ -269,8 +287,36 @@ impl Uploader {
                 }
                 r => r?,
             }
+            return self.remote.delete(path, Precondition::None).await;
         }
-        self.remote.delete(path, pre).await
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let aside = dir
+            .join(&format!("{STAGING_PREFIX}del-{nonce:x}.old"))
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        let key = format!("{STAGING_KEY}del-{nonce:x}");
+        // The same journal as a staged upload's (no staging file of its own: the aside
+        // name stands in for it), so a crash puts the file back.
+        self.meta
+            .set_setting(&key, Some(&format!("{aside}\t{aside}\t{path}")))
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        let result = async {
+            self.remote.rename(path, &aside, false).await?;
+            let frozen = again(|| self.remote.stat(&aside)).await;
+            if matches!(&frozen, Ok(e) if e.etag.as_ref().is_some_and(|t| t.value == base.value)) {
+                again(|| self.remote.delete(&aside, Precondition::None)).await
+            } else {
+                let _ = self.put_back(&aside, path, name).await;
+                frozen.and(Err(RemoteError::PreconditionFailed))
+            }
+        }
+        .await;
+        if !matches!(result, Err(ref e) if e.is_transient()) {
+            let _ = self.meta.set_setting(&key, None);
+        }
+        result
     }
 
     /// `Ok` if the server's version at `path` is what `pre` asks for, else
@@ -339,6 +385,8 @@ impl Uploader {
                 let _ = self.meta.set_setting(&key, None);
                 continue;
             };
+            // A checked delete journals its set-aside name as both: nothing to delete.
+            let only_aside = matches!(&aside, Some(Some(a)) if *a == staging);
             if let (Some(Some(aside)), Some(Some(target))) = (aside, target) {
                 match again(|| self.remote.stat(&aside)).await {
                     Ok(_) => {
@@ -347,12 +395,19 @@ impl Uploader {
                         // come before the set-aside version was checked.
                         info!(%target, "putting back a version an interrupted upload had set aside");
                         let name = target.name().unwrap_or_default().to_string();
-                        self.put_back(&aside, &target, &name).await;
+                        if !self.put_back(&aside, &target, &name).await {
+                            // Journaled still: tried again by the next run.
+                            continue;
+                        }
                     }
                     Err(RemoteError::NotFound) => {}
                     Err(e) if e.is_transient() => return false,
                     Err(e) => warn!(%aside, error = %e, "cannot check a set-aside version"),
                 }
+            }
+            if only_aside {
+                let _ = self.meta.set_setting(&key, None);
+                continue;
             }
             match again(|| self.remote.delete(&staging, Precondition::None)).await {
                 Ok(()) => info!(%staging, "removed a staging file an interrupted upload left"),
