@@ -26,8 +26,6 @@ mod work;
 
 #[cfg(all(test, unix))]
 mod tests;
-#[cfg(all(test, unix))]
-mod work_tests;
 
 pub use blob::Blob;
 pub use budget::{CacheStats, FreeReport};
