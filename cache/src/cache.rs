@@ -10,6 +10,7 @@ use crate::fill::Fill;
 use crate::index::{Index, Row};
 use crate::key::{blob_file_generation, blob_file_name, BlobKey};
 use crate::partial::{self, Partial};
+use crate::sync::{SyncJob, SyncTarget, Syncer};
 use crate::work;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -53,35 +54,10 @@ pub(crate) struct Inner {
     filling: AtomicU64,
     /// Source of unique temp file names.
     tmp_seq: AtomicU64,
-    /// Blobs committed but not yet on disk (see [`Inner::index_when_synced`]).
-    syncer: Mutex<Option<std::sync::mpsc::Sender<SyncMsg>>>,
+    /// Syncs committed blobs to disk, then records them in the index.
+    syncer: Syncer,
     /// Holds the directory's `flock` for the cache's lifetime.
     _lock: File,
-}
-
-/// How long the sync thread collects committed blobs before syncing them together.
-const SYNC_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// What the sync thread is asked.
-pub(crate) enum SyncMsg {
-    /// Sync and index a committed blob.
-    Job(SyncJob),
-    /// Say when everything sent before is done.
-    Barrier(std::sync::mpsc::Sender<()>),
-}
-
-/// A committed blob to sync to disk, then record in the index. It holds no open file:
-/// blobs can queue up by the thousand while a sync is slow.
-pub(crate) struct SyncJob {
-    key: BlobKey,
-    /// The blob's file name in `blobs/` when committed.
-    file_name: String,
-}
-
-impl SyncJob {
-    pub(crate) fn new(key: BlobKey, file_name: String) -> SyncJob {
-        SyncJob { key, file_name }
-    }
 }
 
 /// Bookkeeping behind the mutex.
@@ -356,113 +332,14 @@ impl Inner {
 
     /// Waits until every blob committed so far is synced and indexed.
     pub(crate) fn wait_synced(&self) {
-        let syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(tx) = syncer.as_ref() else {
-            return;
-        };
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        if tx.send(SyncMsg::Barrier(done_tx)).is_ok() {
-            drop(syncer);
-            let _ = done_rx.recv();
-        }
+        self.syncer.wait();
     }
 
-    /// Syncs a committed blob (a download, or an uploaded working copy) to disk on a
-    /// thread of its own, then records it in the index (with its flags and recency as they
-    /// are then), if it is still cached under the same file. So a reader or an upload never
-    /// waits for the disk (behind whatever else the system is writing), and a crash before
-    /// the sync only loses the blob: an unindexed file is deleted at the next open, never
-    /// served. Blobs committed while the thread syncs are synced together next.
-    pub(crate) fn index_when_synced(self: &Arc<Self>, job: SyncJob) {
-        let mut syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
-        let job = match syncer.as_ref() {
-            Some(tx) => match tx.send(SyncMsg::Job(job)) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError(SyncMsg::Job(job))) => job,
-                Err(_) => return,
-            },
-            None => job,
-        };
-        let (tx, rx) = std::sync::mpsc::channel::<SyncMsg>();
-        let weak = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new()
-            .name("edrive-cache-sync".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    // What comes within SYNC_BATCH_WINDOW goes in the same batch: one
-                    // flush of the disk and one index transaction for all of it (an untar
-                    // uploads hundreds of files a second). Somebody waiting ends the
-                    // window.
-                    let mut jobs = Vec::new();
-                    let mut barriers = Vec::new();
-                    let window_end = std::time::Instant::now() + SYNC_BATCH_WINDOW;
-                    let mut next = Some(first);
-                    while let Some(msg) = next.take() {
-                        match msg {
-                            SyncMsg::Job(job) => jobs.push(job),
-                            SyncMsg::Barrier(done) => barriers.push(done),
-                        }
-                        next = match rx.try_recv() {
-                            Ok(msg) => Some(msg),
-                            Err(_) if !barriers.is_empty() => None,
-                            Err(_) => rx
-                                .recv_timeout(
-                                    window_end.saturating_duration_since(std::time::Instant::now()),
-                                )
-                                .ok(),
-                        };
-                    }
-                    if !jobs.is_empty() {
-                        let Some(inner) = weak.upgrade() else {
-                            return;
-                        };
-                        inner.record_synced(&jobs);
-                    }
-                    for done in barriers {
-                        let _ = done.send(());
-                    }
-                }
-            });
-        match spawned {
-            Ok(_) => {
-                let _ = tx.send(SyncMsg::Job(job));
-                *syncer = Some(tx);
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cache: no sync thread; syncing inline");
-                drop(syncer);
-                self.record_synced(std::slice::from_ref(&job));
-            }
-        }
-    }
-
-    /// Syncs the files of `jobs`, then writes the index rows of the synced ones with the
-    /// flags and recency they have now, if they are still cached under the same file.
-    fn record_synced(&self, jobs: &[SyncJob]) {
-        let synced = sync_files(&self.blobs_dir, jobs);
-        let mut st = self.lock();
-        let rows: Vec<Row> = jobs
-            .iter()
-            .zip(synced)
-            .filter(|(_, ok)| *ok)
-            .filter_map(|(job, _)| {
-                let meta = st
-                    .ledger
-                    .peek(&job.key)
-                    .filter(|m| m.file == job.file_name)?;
-                Some(Row {
-                    key: job.key.clone(),
-                    file: meta.file.clone(),
-                    len: meta.len,
-                    last_used: meta.last_used,
-                    pinned: meta.pinned,
-                    dirty: meta.dirty,
-                })
-            })
-            .collect();
-        if let Err(err) = st.index.upsert_many(&rows) {
-            tracing::warn!(%err, blobs = rows.len(), "cache: indexing synced blobs failed");
-        }
+    /// Has the committed blob `key` (in `blobs/` as `file_name`: a download, or an uploaded
+    /// working copy) synced to disk on the sync thread, then recorded in the index with its
+    /// flags and recency as they are then, if it is still cached under the same file.
+    pub(crate) fn index_when_synced(self: &Arc<Self>, key: BlobKey, file_name: String) {
+        self.syncer.submit(self, SyncJob { key, file_name });
     }
 
     /// Moves the blob `key` out of the cache to `dest` (a working copy) if nothing needs it in
@@ -485,7 +362,7 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(CacheError::io("stat", dest, e)),
         }
-        let opened = open_read_write(&src).and_then(|f| f.metadata().map(|m| (f, m.len())));
+        let opened = dir::open_read_write(&src).and_then(|f| f.metadata().map(|m| (f, m.len())));
         let file = match opened {
             Ok((file, actual)) if actual == len => file,
             other => {
@@ -514,41 +391,6 @@ impl Inner {
     }
 }
 
-/// Makes the files of `jobs` (in `blobs_dir`) durable; says which are. A batch of several
-/// is synced with one `syncfs` on Linux (one flush of the disk instead of one per file;
-/// they all live on the cache's file system), each file with `fsync` otherwise or if that
-/// fails. A file gone meanwhile (evicted, or moved out to be edited) counts as not synced.
-fn sync_files(blobs_dir: &Path, jobs: &[SyncJob]) -> Vec<bool> {
-    #[cfg(target_os = "linux")]
-    if jobs.len() > 1 {
-        use std::os::unix::io::AsRawFd;
-        match File::open(blobs_dir) {
-            // SAFETY: `syncfs` only reads the descriptor, which `dir` keeps open.
-            Ok(dir) if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 => {
-                return vec![true; jobs.len()];
-            }
-            Ok(_) => {
-                let err = io::Error::last_os_error();
-                tracing::debug!(%err, "cache: syncfs failed; syncing file by file");
-            }
-            Err(err) => tracing::debug!(%err, "cache: opening blobs/ failed; syncing file by file"),
-        }
-    }
-    jobs.iter()
-        .map(|job| {
-            let path = blobs_dir.join(&job.file_name);
-            match open_read_write(&path).and_then(|f| f.sync_all()) {
-                Ok(()) => true,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => false,
-                Err(err) => {
-                    tracing::warn!(%err, key = %job.key, "cache: syncing a blob failed; it is not kept across restarts");
-                    false
-                }
-            }
-        })
-        .collect()
-}
-
 /// What [`Inner::move_out`] did.
 pub(crate) enum MoveOut {
     /// The blob file now is the working copy; here it is, open read+write.
@@ -559,13 +401,32 @@ pub(crate) enum MoveOut {
     Missing,
 }
 
-/// Opens an existing regular file read+write, not following a symlink on Unix.
-pub(crate) fn open_read_write(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true);
-    #[cfg(unix)]
-    options.custom_flags(libc::O_NOFOLLOW);
-    options.open(path)
+impl SyncTarget for Inner {
+    /// Writes the index rows of the synced `jobs` with the flags and recency they have now,
+    /// if they are still cached under the same file.
+    fn record_synced(&self, jobs: &[SyncJob]) {
+        let mut st = self.lock();
+        let rows: Vec<Row> = jobs
+            .iter()
+            .filter_map(|job| {
+                let meta = st
+                    .ledger
+                    .peek(&job.key)
+                    .filter(|m| m.file == job.file_name)?;
+                Some(Row {
+                    key: job.key.clone(),
+                    file: meta.file.clone(),
+                    len: meta.len,
+                    last_used: meta.last_used,
+                    pinned: meta.pinned,
+                    dirty: meta.dirty,
+                })
+            })
+            .collect();
+        if let Err(err) = st.index.upsert_many(&rows) {
+            tracing::warn!(%err, blobs = rows.len(), "cache: indexing synced blobs failed");
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -730,6 +591,7 @@ impl Cache {
             last_flush: Instant::now(),
         };
         let evict = state.enforce_budget(0);
+        let syncer = Syncer::new(blobs_dir.clone());
         let inner = Inner {
             dir: dir.to_path_buf(),
             blobs_dir,
@@ -738,7 +600,7 @@ impl Cache {
             state: Mutex::new(state),
             filling: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
-            syncer: Mutex::new(None),
+            syncer,
             _lock: lock,
         };
         inner.unlink(evict);

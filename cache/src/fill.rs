@@ -178,7 +178,7 @@ impl Fill {
         ranges: &[(u64, u64)],
     ) -> Result<Fill, CacheError> {
         let file =
-            crate::cache::open_read_write(&path).map_err(|e| CacheError::io("open", &path, e))?;
+            crate::dir::open_read_write(&path).map_err(|e| CacheError::io("open", &path, e))?;
         let mut coverage = Coverage::default();
         let mut added = 0;
         for &(s, e) in ranges {
@@ -253,8 +253,7 @@ impl Fill {
             .inner
             .install(&self.key, &self.path, expected, covered, 1)?;
         self.committed = true;
-        self.inner
-            .index_when_synced(crate::cache::SyncJob::new(self.key.clone(), file_name));
+        self.inner.index_when_synced(self.key.clone(), file_name);
         Ok(Blob::new(
             self.inner.clone(),
             self.key.clone(),

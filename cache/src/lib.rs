@@ -22,6 +22,7 @@ mod fill;
 mod index;
 mod key;
 mod partial;
+mod sync;
 mod work;
 
 #[cfg(all(test, unix))]

@@ -8,7 +8,7 @@
 //! into an ordinary clean blob. Operations on one entry's working copy are expected to be
 //! serialized by the caller (per inode); different entries are independent.
 
-use crate::cache::{open_read_write, Cache, MoveOut};
+use crate::cache::{Cache, MoveOut};
 use crate::dir;
 use crate::error::CacheError;
 use crate::key::BlobKey;
@@ -89,7 +89,7 @@ impl Cache {
     /// `None` if it has none.
     pub fn work_open(&self, entry: u64) -> Result<Option<File>, CacheError> {
         let path = self.work_path(entry);
-        match open_read_write(&path) {
+        match dir::open_read_write(&path) {
             Ok(file) => Ok(Some(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(CacheError::io("open", &path, e)),
@@ -222,8 +222,7 @@ impl Cache {
         // Synced and indexed in the background, batched with others: a crash before that
         // loses the cached copy only (the server has the content; an unindexed blob is
         // deleted at the next open, and a working copy of a clean entry at recovery).
-        self.inner
-            .index_when_synced(crate::cache::SyncJob::new(key, file_name));
+        self.inner.index_when_synced(key, file_name);
         Ok(())
     }
 
