@@ -3,16 +3,16 @@
 //! [`crate::work`].
 
 use crate::blob::Blob;
-use crate::budget::{CacheStats, FreeReport, Ledger, Meta};
+use crate::budget::{CacheStats, FreeReport, Meta};
 use crate::dir;
 use crate::error::CacheError;
 use crate::fill::Fill;
-use crate::index::{Index, Row};
-use crate::key::{blob_file_generation, blob_file_name, BlobKey};
-use crate::partial::{self, Partial};
+use crate::index::Index;
+use crate::key::{blob_file_name, BlobKey};
+use crate::partial::PresentRanges;
+use crate::state::State;
 use crate::sync::{SyncJob, SyncTarget, Syncer};
 use crate::work;
-use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 #[cfg(unix)]
@@ -20,10 +20,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-
-/// How often recorded uses are written to the index at most (besides on drop and `flush`).
-const USE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A bounded on-disk cache of remote file content, keyed by [`BlobKey`].
 ///
@@ -58,96 +54,6 @@ pub(crate) struct Inner {
     syncer: Syncer,
     /// Holds the directory's `flock` for the cache's lifetime.
     _lock: File,
-}
-
-/// Bookkeeping behind the mutex.
-pub(crate) struct State {
-    pub(crate) index: Index,
-    ledger: Ledger,
-    /// Partial downloads kept for later (see [`crate::partial`]).
-    pub(crate) partials: HashMap<BlobKey, Partial>,
-    /// Bytes present in `partials`.
-    pub(crate) partial_bytes: u64,
-    /// The use counter: every use and commit takes the next value.
-    clock: u64,
-    /// Source of blob file generations and handle tokens.
-    next_id: u64,
-    /// Keys whose `last_used` changed since the last write to the index.
-    pending_uses: HashSet<BlobKey>,
-    last_flush: Instant,
-}
-
-impl State {
-    pub(crate) fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
-    pub(crate) fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Drops the rows and bookkeeping of `keys`; returns their file names to unlink once the
-    /// lock is released. Index failures are logged: a row whose file is gone is dropped at the
-    /// next open anyway.
-    fn drop_blobs(&mut self, keys: &[BlobKey]) -> Vec<String> {
-        if keys.is_empty() {
-            return Vec::new();
-        }
-        if let Err(err) = self.index.delete_many(keys) {
-            tracing::warn!(%err, count = keys.len(), "cache: deleting index rows failed");
-        }
-        keys.iter()
-            .filter_map(|key| {
-                self.pending_uses.remove(key);
-                self.ledger.remove(key).map(|meta| meta.file)
-            })
-            .collect()
-    }
-
-    /// Evicts partial downloads, then least recently used evictable blobs, until the
-    /// budget holds (counting `filling_bytes` of fills in progress); returns file names to
-    /// unlink.
-    pub(crate) fn enforce_budget(&mut self, filling_bytes: u64) -> Vec<String> {
-        let budgeted = self.ledger.budgeted().saturating_add(filling_bytes);
-        let mut files = self.evict_partials(budgeted, self.ledger.limit());
-        let filling_bytes = filling_bytes.saturating_add(self.partial_bytes);
-        let victims = self.ledger.victims(filling_bytes);
-        files.extend(self.drop_blobs(&victims));
-        if !victims.is_empty() {
-            tracing::debug!(
-                count = victims.len(),
-                "cache: evicted least recently used blobs"
-            );
-        }
-        let used = self.ledger.used().saturating_add(filling_bytes);
-        if used > self.ledger.limit() {
-            tracing::debug!(
-                used,
-                limit = self.ledger.limit(),
-                "cache: over limit; the remaining blobs are open, pinned or dirty"
-            );
-        }
-        files
-    }
-
-    /// Writes pending `last_used` values to the index.
-    fn flush_uses(&mut self) -> Result<(), CacheError> {
-        self.last_flush = Instant::now();
-        if self.pending_uses.is_empty() {
-            return Ok(());
-        }
-        let uses: Vec<(BlobKey, u64)> = self
-            .pending_uses
-            .drain()
-            .filter_map(|key| {
-                let last_used = self.ledger.peek(&key)?.last_used;
-                Some((key, last_used))
-            })
-            .collect();
-        self.index.touch_many(&uses)
-    }
 }
 
 impl Inner {
@@ -238,16 +144,7 @@ impl Inner {
         handles: u32,
     ) -> Result<(u64, String), CacheError> {
         let mut st = self.lock();
-        let pinned = match st.ledger.peek(key) {
-            Some(old) if old.dirty => {
-                return Err(CacheError::Dirty {
-                    entry: key.entry,
-                    version: key.version.clone(),
-                })
-            }
-            Some(old) => old.pinned,
-            None => false,
-        };
+        let pinned = st.pin_to_keep(key)?;
         let (file, path) = loop {
             let generation = st.next_id();
             let file = blob_file_name(key, generation);
@@ -280,50 +177,9 @@ impl Inner {
             open: handles,
             last_used,
         };
-        // A complete version makes every partial download of the entry useless.
-        let mut unlink = st.drop_partials_of(key.entry);
-        st.pending_uses.remove(key);
-        if let Some(old) = st.ledger.insert(key.clone(), meta) {
-            unlink.push(old.file);
-        }
+        let mut unlink = st.insert_blob(key, meta);
         self.sub_filling(fill_bytes);
-
-        // A pin belongs to the file, not to one version: the new version takes it over
-        // from the ones it replaces, which become ordinary stale versions.
-        let mut pinned_before = Vec::new();
-        for version in st.ledger.versions(key.entry) {
-            let other = BlobKey::new(key.entry, version);
-            if other != *key && st.ledger.peek(&other).is_some_and(|m| m.pinned) {
-                pinned_before.push(other);
-            }
-        }
-        if !pinned_before.is_empty() {
-            st.index.set_pinned(key, true)?;
-            st.ledger.set_pinned(key, true);
-            for other in &pinned_before {
-                st.index.set_pinned(other, false)?;
-                st.ledger.set_pinned(other, false);
-            }
-        }
-
-        // Other versions of the entry are stale: drop the ones nothing needs, and make the
-        // open-but-clean ones the first to go once closed.
-        let mut stale = Vec::new();
-        for version in st.ledger.versions(key.entry) {
-            if version == key.version {
-                continue;
-            }
-            let other = BlobKey::new(key.entry, version);
-            let Some(meta) = st.ledger.peek(&other) else {
-                continue;
-            };
-            if meta.evictable() {
-                stale.push(other);
-            } else if !meta.pinned && !meta.dirty {
-                st.ledger.demote(&other);
-            }
-        }
-        unlink.extend(st.drop_blobs(&stale));
+        unlink.extend(st.settle_versions(key)?);
         unlink.extend(st.enforce_budget(self.filling()));
         drop(st);
         self.unlink(unlink);
@@ -402,30 +258,8 @@ pub(crate) enum MoveOut {
 }
 
 impl SyncTarget for Inner {
-    /// Writes the index rows of the synced `jobs` with the flags and recency they have now,
-    /// if they are still cached under the same file.
     fn record_synced(&self, jobs: &[SyncJob]) {
-        let mut st = self.lock();
-        let rows: Vec<Row> = jobs
-            .iter()
-            .filter_map(|job| {
-                let meta = st
-                    .ledger
-                    .peek(&job.key)
-                    .filter(|m| m.file == job.file_name)?;
-                Some(Row {
-                    key: job.key.clone(),
-                    file: meta.file.clone(),
-                    len: meta.len,
-                    last_used: meta.last_used,
-                    pinned: meta.pinned,
-                    dirty: meta.dirty,
-                })
-            })
-            .collect();
-        if let Err(err) = st.index.upsert_many(&rows) {
-            tracing::warn!(%err, blobs = rows.len(), "cache: indexing synced blobs failed");
-        }
+        self.lock().index_synced(jobs);
     }
 }
 
@@ -480,116 +314,8 @@ impl Cache {
 
         let db_path = dir.join("index.db");
         dir::ensure_private_file(&db_path)?;
-        let mut index = Index::open(&db_path)?;
-
-        let mut ledger = Ledger::new(limit_bytes);
-        let mut bad = Vec::new();
-        let mut files = HashSet::new();
-        let mut rows = Vec::new();
-        for row in index.load()? {
-            match row {
-                Ok(row) if Self::row_is_valid(&blobs_dir, &row, &files) => {
-                    files.insert(row.file.clone());
-                    rows.push(row);
-                }
-                Ok(row) => bad.push(row.key),
-                Err(key) => bad.push(key),
-            }
-        }
-        if !bad.is_empty() {
-            tracing::warn!(
-                count = bad.len(),
-                "cache: dropping index rows without a valid blob"
-            );
-            index.delete_many(&bad)?;
-        }
-        // Rows come least recently used first, so inserting in order restores the recency.
-        let clock = rows.iter().map(|r| r.last_used).max().unwrap_or(0);
-        let mut next_id = rows
-            .iter()
-            .filter_map(|r| blob_file_generation(&r.file))
-            .max()
-            .unwrap_or(0);
-        for row in rows {
-            next_id += 1;
-            ledger.insert(
-                row.key,
-                Meta {
-                    len: row.len,
-                    file: row.file,
-                    token: next_id,
-                    pinned: row.pinned,
-                    dirty: row.dirty,
-                    open: 0,
-                    last_used: row.last_used,
-                },
-            );
-        }
-
-        let mut partials = HashMap::new();
-        let mut partial_bytes = 0;
-        let mut bad = Vec::new();
-        for row in index.load_partials()? {
-            match row {
-                Ok(row)
-                    if !files.contains(&row.file)
-                        && partial::partial_row_is_valid(&blobs_dir, &row) =>
-                {
-                    files.insert(row.file.clone());
-                    let covered = partial::covered(&row.ranges);
-                    partial_bytes += covered;
-                    partials.insert(
-                        row.key,
-                        Partial {
-                            file: row.file,
-                            len: row.len,
-                            ranges: row.ranges,
-                            covered,
-                            last_used: row.last_used,
-                        },
-                    );
-                }
-                Ok(row) => bad.push(row.key),
-                Err(key) => bad.push(key),
-            }
-        }
-        if !bad.is_empty() {
-            tracing::warn!(
-                count = bad.len(),
-                "cache: dropping partial download rows without a valid file"
-            );
-            index.delete_partials(&bad)?;
-        }
-
-        let mut orphans = 0;
-        for entry in fs::read_dir(&blobs_dir).map_err(|e| CacheError::io("list", &blobs_dir, e))? {
-            let entry = entry.map_err(|e| CacheError::io("list", &blobs_dir, e))?;
-            let known = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|name| files.contains(name));
-            if !known {
-                dir::remove_any(&entry.path())?;
-                orphans += 1;
-            }
-        }
-        if orphans > 0 {
-            tracing::warn!(
-                count = orphans,
-                "cache: deleted blob files without an index row"
-            );
-        }
-
-        let mut state = State {
-            index,
-            ledger,
-            partials,
-            partial_bytes,
-            clock,
-            next_id,
-            pending_uses: HashSet::new(),
-            last_flush: Instant::now(),
-        };
+        let index = Index::open(&db_path)?;
+        let mut state = State::recover(index, limit_bytes, &blobs_dir)?;
         let evict = state.enforce_budget(0);
         let syncer = Syncer::new(blobs_dir.clone());
         let inner = Inner {
@@ -607,17 +333,6 @@ impl Cache {
         Ok(Cache {
             inner: Arc::new(inner),
         })
-    }
-
-    /// Whether `row` names a plain file in `blobs/` of the recorded length, not already claimed.
-    fn row_is_valid(blobs_dir: &Path, row: &Row, claimed: &HashSet<String>) -> bool {
-        if blob_file_generation(&row.file).is_none() || claimed.contains(&row.file) {
-            return false;
-        }
-        match fs::symlink_metadata(blobs_dir.join(&row.file)) {
-            Ok(meta) => meta.is_file() && meta.len() == row.len,
-            Err(_) => false,
-        }
     }
 
     /// The complete blob for `key`, opened for reading; counts as a use.
@@ -641,12 +356,7 @@ impl Cache {
                 meta.open += 1;
                 meta.last_used = now;
                 let token = meta.token;
-                st.pending_uses.insert(key.clone());
-                if st.last_flush.elapsed() >= USE_FLUSH_INTERVAL {
-                    if let Err(err) = st.flush_uses() {
-                        tracing::warn!(%err, "cache: saving recency failed");
-                    }
-                }
+                st.record_use(key);
                 drop(st);
                 Some(Blob::new(self.inner.clone(), key.clone(), token, file, len))
             }
@@ -695,6 +405,21 @@ impl Cache {
         Fill::create(self.inner.clone(), key, expected_len)
     }
 
+    /// Takes `key`'s partial download, if there is one of `len` bytes, back into a fill
+    /// (to be completed, or parked again); returns it with the ranges it holds.
+    pub fn resume_fill(
+        &self,
+        key: &BlobKey,
+        len: u64,
+    ) -> Result<Option<(Fill, PresentRanges)>, CacheError> {
+        Fill::resume(&self.inner, key, len)
+    }
+
+    /// Bytes present of `key`'s partial download, if there is one.
+    pub fn partial_bytes(&self, key: &BlobKey) -> Option<u64> {
+        self.inner.lock().partials.get(key).map(|p| p.covered)
+    }
+
     /// Sets whether `key` is pinned (never evicted by the budget). Returns whether the blob
     /// exists. Unpinning re-checks the budget.
     pub fn set_pinned(&self, key: &BlobKey, pinned: bool) -> Result<bool, CacheError> {
@@ -719,20 +444,14 @@ impl Cache {
             self.inner.wait_synced();
         }
         let mut st = self.inner.lock();
-        let Some(meta) = st.ledger.peek_mut(key) else {
+        let Some(changed) = st.set_flag(key, value, field, persist)? else {
             return Ok(false);
         };
-        if *field(meta) == value {
-            return Ok(true);
+        if changed && !value {
+            let unlink = st.enforce_budget(self.inner.filling());
+            drop(st);
+            self.inner.unlink(unlink);
         }
-        persist(&st.index, key, value)?;
-        st.ledger.update(key, |meta| *field(meta) = value);
-        if value {
-            return Ok(true);
-        }
-        let unlink = st.enforce_budget(self.inner.filling());
-        drop(st);
-        self.inner.unlink(unlink);
         Ok(true)
     }
 
@@ -740,7 +459,7 @@ impl Cache {
     ///
     /// Refuses a dirty blob with [`CacheError::Dirty`]. Open handles keep reading the unlinked file.
     pub fn remove(&self, key: &BlobKey) -> Result<bool, CacheError> {
-        let st = self.inner.lock();
+        let mut st = self.inner.lock();
         let Some(meta) = st.ledger.peek(key) else {
             return Ok(false);
         };
@@ -750,7 +469,9 @@ impl Cache {
                 version: key.version.clone(),
             });
         }
-        self.remove_locked(st, std::slice::from_ref(key))?;
+        let unlink = st.remove_blobs(std::slice::from_ref(key))?;
+        drop(st);
+        self.inner.unlink(unlink);
         Ok(true)
     }
 
@@ -758,84 +479,20 @@ impl Cache {
     ///
     /// If any version is dirty nothing is deleted and [`CacheError::Dirty`] is returned.
     pub fn remove_entry(&self, entry: u64) -> Result<usize, CacheError> {
-        let st = self.inner.lock();
-        let keys: Vec<BlobKey> = st
-            .ledger
-            .versions(entry)
-            .into_iter()
-            .map(|version| BlobKey::new(entry, version))
-            .collect();
-        if let Some(dirty) = keys
-            .iter()
-            .find(|k| st.ledger.peek(k).is_some_and(|m| m.dirty))
-        {
-            return Err(CacheError::Dirty {
-                entry,
-                version: dirty.version.clone(),
-            });
-        }
-        let mut st = st;
+        let mut st = self.inner.lock();
+        let keys = st.clean_keys_of(entry)?;
         let partials = st.drop_partials_of(entry);
         self.inner.unlink(partials);
-        self.remove_locked(st, &keys)?;
-        Ok(keys.len())
-    }
-
-    /// Deletes `keys` (index first, so a failure changes nothing), then unlinks their files.
-    fn remove_locked(
-        &self,
-        mut st: MutexGuard<'_, State>,
-        keys: &[BlobKey],
-    ) -> Result<(), CacheError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        st.index.delete_many(keys)?;
-        let unlink: Vec<String> = keys
-            .iter()
-            .filter_map(|key| {
-                st.pending_uses.remove(key);
-                st.ledger.remove(key).map(|m| m.file)
-            })
-            .collect();
+        let unlink = st.remove_blobs(&keys)?;
         drop(st);
         self.inner.unlink(unlink);
-        Ok(())
+        Ok(keys.len())
     }
 
     /// Frees the cached content of `entries`: deletes their blobs unless dirty or open, and
     /// pinned ones only if `include_pinned`. Reports what was freed and what was kept.
     pub fn free(&self, entries: &[u64], include_pinned: bool) -> FreeReport {
-        let mut st = self.inner.lock();
-        let mut report = FreeReport::default();
-        let mut victims = Vec::new();
-        let mut seen = HashSet::new();
-        for &entry in entries {
-            if !seen.insert(entry) {
-                continue;
-            }
-            for version in st.ledger.versions(entry) {
-                let key = BlobKey::new(entry, version);
-                let Some(meta) = st.ledger.peek(&key) else {
-                    continue;
-                };
-                if meta.dirty {
-                    report.kept_dirty_bytes += meta.len;
-                } else if meta.open > 0 {
-                    report.kept_open_bytes += meta.len;
-                } else if meta.pinned && !include_pinned {
-                    report.kept_pinned_bytes += meta.len;
-                } else {
-                    report.freed_bytes += meta.len;
-                    victims.push(key);
-                }
-            }
-        }
-        let mut unlink = st.drop_blobs(&victims);
-        for &entry in &seen {
-            unlink.extend(st.drop_partials_of(entry));
-        }
-        drop(st);
+        let (report, unlink) = self.inner.lock().free(entries, include_pinned);
         self.inner.unlink(unlink);
         report
     }
@@ -852,11 +509,7 @@ impl Cache {
     /// A snapshot of sizes and counts.
     pub fn stats(&self) -> CacheStats {
         let filling = self.inner.filling();
-        let st = self.inner.lock();
-        let mut stats = st.ledger.stats(filling.saturating_add(st.partial_bytes));
-        stats.filling_bytes = filling;
-        stats.partial_bytes = st.partial_bytes;
-        stats
+        self.inner.lock().stats(filling)
     }
 
     /// Syncs and indexes the downloads committed so far and writes recorded uses to the
@@ -873,7 +526,7 @@ impl Cache {
     }
 
     #[cfg(test)]
-    pub(crate) fn index_row(&self, key: &BlobKey) -> Option<Row> {
+    pub(crate) fn index_row(&self, key: &BlobKey) -> Option<crate::index::Row> {
         self.inner.lock().index.row(key).ok().flatten()
     }
 

@@ -3,8 +3,10 @@
 
 use crate::blob::Blob;
 use crate::cache::Inner;
+use crate::dir;
 use crate::error::CacheError;
 use crate::key::BlobKey;
+use crate::partial::{self, Partial, PresentRanges};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 #[cfg(unix)]
@@ -152,33 +154,52 @@ impl Fill {
         self.write_at(data, offset)
     }
 
-    /// The temp file and its path (for parking).
-    pub(crate) fn parts(&self) -> (&File, PathBuf) {
-        (&self.file, self.path.clone())
-    }
-
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
-    }
-
     /// The temp file has been moved elsewhere: dropping the fill leaves it alone.
-    pub(crate) fn mark_kept(&mut self) {
+    fn mark_kept(&mut self) {
         let covered = self.coverage().covered;
         self.inner.sub_filling(covered);
         self.committed = true;
     }
 
+    /// Takes `key`'s partial download, if there is one of `len` bytes, back into a fill
+    /// (to be completed, or parked again); returns it with the ranges it holds.
+    pub(crate) fn resume(
+        inner: &Arc<Inner>,
+        key: &BlobKey,
+        len: u64,
+    ) -> Result<Option<(Fill, PresentRanges)>, CacheError> {
+        let mut st = inner.lock();
+        let Some(p) = st.take_partial(key) else {
+            return Ok(None);
+        };
+        if p.len != len {
+            drop(st);
+            inner.unlink(vec![p.file]);
+            return Ok(None);
+        }
+        let tmp = Self::tmp_path(inner);
+        let src = inner.blobs_dir().join(&p.file);
+        if let Err(e) = fs::rename(&src, &tmp) {
+            tracing::warn!(path = %src.display(), err = %e, "cache: partial download unusable");
+            drop(st);
+            inner.unlink(vec![p.file]);
+            return Ok(None);
+        }
+        drop(st);
+        let fill = Fill::over_partial(inner.clone(), key.clone(), len, tmp, &p.ranges)?;
+        Ok(Some((fill, p.ranges)))
+    }
+
     /// A fill over an existing file at `path` in `tmp/` (a partial download moved back),
     /// with `ranges` already written.
-    pub(crate) fn resume(
+    fn over_partial(
         inner: Arc<Inner>,
         key: BlobKey,
         expected_len: u64,
         path: PathBuf,
         ranges: &[(u64, u64)],
     ) -> Result<Fill, CacheError> {
-        let file =
-            crate::dir::open_read_write(&path).map_err(|e| CacheError::io("open", &path, e))?;
+        let file = dir::open_read_write(&path).map_err(|e| CacheError::io("open", &path, e))?;
         let mut coverage = Coverage::default();
         let mut added = 0;
         for &(s, e) in ranges {
@@ -197,7 +218,7 @@ impl Fill {
     }
 
     /// A new name in `tmp/` (unique: process id and a sequence number).
-    pub(crate) fn tmp_path(inner: &Inner) -> PathBuf {
+    fn tmp_path(inner: &Inner) -> PathBuf {
         inner.tmp_dir().join(format!(
             "fill-{}-{:x}",
             std::process::id(),
@@ -261,6 +282,54 @@ impl Fill {
             read,
             expected,
         ))
+    }
+
+    /// Keeps what this fill holds as a partial download of its key: `ranges` (sorted,
+    /// disjoint, within the expected length) are the bytes known to be written. The file is
+    /// synced first, so a crash never leaves ranges recorded whose bytes are not on disk.
+    /// Nothing is kept for empty `ranges`.
+    pub fn park(mut self, ranges: &[(u64, u64)]) -> Result<(), CacheError> {
+        let len = self.expected_len;
+        let ranges: Vec<(u64, u64)> = ranges
+            .iter()
+            .map(|&(s, e)| (s, e.min(len)))
+            .filter(|&(s, e)| s < e)
+            .collect();
+        let bytes = partial::covered(&ranges);
+        if bytes == 0 || bytes >= len {
+            return Ok(());
+        }
+        self.file
+            .set_len(len)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| CacheError::io("fsync", &self.path, e))?;
+        let inner = self.inner.clone();
+        let mut st = inner.lock();
+        let name = partial::file_name(&self.key, st.next_id());
+        let dest = inner.blobs_dir().join(&name);
+        fs::rename(&self.path, &dest).map_err(|e| CacheError::io("rename", &self.path, e))?;
+        self.mark_kept();
+        let last_used = st.tick();
+        let partial = Partial {
+            file: name,
+            len,
+            ranges,
+            covered: bytes,
+            last_used,
+        };
+        let replaced = match st.keep_partial(self.key.clone(), partial) {
+            Ok(replaced) => replaced,
+            Err(err) => {
+                drop(st);
+                let _ = fs::remove_file(&dest);
+                return Err(err);
+            }
+        };
+        let mut unlink: Vec<String> = replaced.into_iter().collect();
+        unlink.extend(st.enforce_budget(inner.filling()));
+        drop(st);
+        inner.unlink(unlink);
+        Ok(())
     }
 }
 
