@@ -2,11 +2,11 @@
 //! published into the cache only when complete.
 
 use crate::blob::Blob;
-use crate::cache::Inner;
 use crate::dir;
 use crate::error::CacheError;
 use crate::key::BlobKey;
 use crate::partial::{self, Partial, PresentRanges};
+use crate::shared::Shared;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 #[cfg(unix)]
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 ///
 /// It counts toward the cache's used bytes with what it has written so far, and is never evicted.
 pub struct Fill {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     key: BlobKey,
     expected_len: u64,
     file: File,
@@ -79,12 +79,12 @@ impl Coverage {
 impl Fill {
     /// Creates a unique temp file under `tmp/`.
     pub(crate) fn create(
-        inner: Arc<Inner>,
+        shared: Arc<Shared>,
         key: BlobKey,
         expected_len: u64,
     ) -> Result<Fill, CacheError> {
         let (file, path) = loop {
-            let path = Self::tmp_path(&inner);
+            let path = Self::tmp_path(&shared);
             let mut options = OpenOptions::new();
             options.read(true).write(true).create_new(true);
             #[cfg(unix)]
@@ -96,7 +96,7 @@ impl Fill {
             }
         };
         Ok(Fill {
-            inner,
+            shared,
             key,
             expected_len,
             file,
@@ -144,7 +144,7 @@ impl Fill {
         #[cfg(windows)]
         write_all_at(&self.file, data, offset)?;
         let added = self.coverage().add(offset, end);
-        self.inner.add_filling(added);
+        self.shared.add_filling(added);
         Ok(())
     }
 
@@ -157,43 +157,43 @@ impl Fill {
     /// The temp file has been moved elsewhere: dropping the fill leaves it alone.
     fn mark_kept(&mut self) {
         let covered = self.coverage().covered;
-        self.inner.sub_filling(covered);
+        self.shared.sub_filling(covered);
         self.committed = true;
     }
 
     /// Takes `key`'s partial download, if there is one of `len` bytes, back into a fill
     /// (to be completed, or parked again); returns it with the ranges it holds.
     pub(crate) fn resume(
-        inner: &Arc<Inner>,
+        shared: &Arc<Shared>,
         key: &BlobKey,
         len: u64,
     ) -> Result<Option<(Fill, PresentRanges)>, CacheError> {
-        let mut st = inner.lock();
+        let mut st = shared.lock();
         let Some(p) = st.take_partial(key) else {
             return Ok(None);
         };
         if p.len != len {
             drop(st);
-            inner.unlink(vec![p.file]);
+            shared.unlink(vec![p.file]);
             return Ok(None);
         }
-        let tmp = Self::tmp_path(inner);
-        let src = inner.blobs_dir().join(&p.file);
+        let tmp = Self::tmp_path(shared);
+        let src = shared.blobs_dir().join(&p.file);
         if let Err(e) = fs::rename(&src, &tmp) {
             tracing::warn!(path = %src.display(), err = %e, "cache: partial download unusable");
             drop(st);
-            inner.unlink(vec![p.file]);
+            shared.unlink(vec![p.file]);
             return Ok(None);
         }
         drop(st);
-        let fill = Fill::over_partial(inner.clone(), key.clone(), len, tmp, &p.ranges)?;
+        let fill = Fill::over_partial(shared.clone(), key.clone(), len, tmp, &p.ranges)?;
         Ok(Some((fill, p.ranges)))
     }
 
     /// A fill over an existing file at `path` in `tmp/` (a partial download moved back),
     /// with `ranges` already written.
     fn over_partial(
-        inner: Arc<Inner>,
+        shared: Arc<Shared>,
         key: BlobKey,
         expected_len: u64,
         path: PathBuf,
@@ -205,9 +205,9 @@ impl Fill {
         for &(s, e) in ranges {
             added += coverage.add(s, e);
         }
-        inner.add_filling(added);
+        shared.add_filling(added);
         Ok(Fill {
-            inner,
+            shared,
             key,
             expected_len,
             file,
@@ -218,11 +218,11 @@ impl Fill {
     }
 
     /// A new name in `tmp/` (unique: process id and a sequence number).
-    fn tmp_path(inner: &Inner) -> PathBuf {
-        inner.tmp_dir().join(format!(
+    fn tmp_path(shared: &Shared) -> PathBuf {
+        shared.tmp_dir().join(format!(
             "fill-{}-{:x}",
             std::process::id(),
-            inner.next_tmp_seq()
+            shared.next_tmp_seq()
         ))
     }
 
@@ -271,12 +271,12 @@ impl Fill {
             });
         }
         let (token, file_name) = self
-            .inner
+            .shared
             .install(&self.key, &self.path, expected, covered, 1)?;
         self.committed = true;
-        self.inner.index_when_synced(self.key.clone(), file_name);
+        self.shared.index_when_synced(self.key.clone(), file_name);
         Ok(Blob::new(
-            self.inner.clone(),
+            self.shared.clone(),
             self.key.clone(),
             token,
             read,
@@ -303,10 +303,10 @@ impl Fill {
             .set_len(len)
             .and_then(|()| self.file.sync_all())
             .map_err(|e| CacheError::io("fsync", &self.path, e))?;
-        let inner = self.inner.clone();
-        let mut st = inner.lock();
+        let shared = self.shared.clone();
+        let mut st = shared.lock();
         let name = partial::file_name(&self.key, st.next_id());
-        let dest = inner.blobs_dir().join(&name);
+        let dest = shared.blobs_dir().join(&name);
         fs::rename(&self.path, &dest).map_err(|e| CacheError::io("rename", &self.path, e))?;
         self.mark_kept();
         let last_used = st.tick();
@@ -326,9 +326,9 @@ impl Fill {
             }
         };
         let mut unlink: Vec<String> = replaced.into_iter().collect();
-        unlink.extend(st.enforce_budget(inner.filling()));
+        unlink.extend(st.enforce_budget(shared.filling()));
         drop(st);
-        inner.unlink(unlink);
+        shared.unlink(unlink);
         Ok(())
     }
 }
@@ -349,7 +349,7 @@ impl Drop for Fill {
             return;
         }
         let covered = self.coverage().covered;
-        self.inner.sub_filling(covered);
+        self.shared.sub_filling(covered);
         if let Err(err) = fs::remove_file(&self.path) {
             if err.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %self.path.display(), %err, "cache: deleting partial fill failed");

@@ -22,6 +22,7 @@ mod fill;
 mod index;
 mod key;
 mod partial;
+mod shared;
 mod state;
 mod sync;
 mod work;

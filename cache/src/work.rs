@@ -8,10 +8,11 @@
 //! into an ordinary clean blob. Operations on one entry's working copy are expected to be
 //! serialized by the caller (per inode); different entries are independent.
 
-use crate::cache::{Cache, MoveOut};
+use crate::cache::Cache;
 use crate::dir;
 use crate::error::CacheError;
 use crate::key::BlobKey;
+use crate::shared::MoveOut;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 #[cfg(unix)]
@@ -82,7 +83,7 @@ fn ensure_absent(path: &Path, entry: u64) -> Result<(), CacheError> {
 impl Cache {
     /// The path of `entry`'s working copy (whether or not it exists).
     pub fn work_path(&self, entry: u64) -> PathBuf {
-        self.inner.work_dir().join(file_name(entry))
+        self.shared.work_dir().join(file_name(entry))
     }
 
     /// Opens `entry`'s existing working copy read+write (not following a symlink on Unix);
@@ -99,7 +100,7 @@ impl Cache {
     /// Makes the working copies' directory entries durable (for an application's `fsync`:
     /// a working copy created since is then found after a power loss).
     pub fn work_sync_dir(&self) -> Result<(), CacheError> {
-        dir::sync_dir(self.inner.work_dir())
+        dir::sync_dir(self.shared.work_dir())
     }
 
     /// Creates `entry`'s working copy empty (truncating an existing one) and returns it open
@@ -133,9 +134,9 @@ impl Cache {
             entry: key.entry,
             version: key.version.clone(),
         };
-        match self.inner.move_out(key, &path)? {
+        match self.shared.move_out(key, &path)? {
             MoveOut::Moved(file) => {
-                dir::sync_dir(self.inner.work_dir())?;
+                dir::sync_dir(self.shared.work_dir())?;
                 return Ok(file);
             }
             MoveOut::Missing => return Err(not_found()),
@@ -158,7 +159,7 @@ impl Cache {
             tmp.sync_all()
                 .map_err(|e| CacheError::io("fsync", &tmp_path, e))?;
             // Under the cache lock, so a concurrent checkout's move cannot slip in between.
-            let _st = self.inner.lock();
+            let _st = self.shared.lock();
             ensure_absent(&path, key.entry)?;
             fs::rename(&tmp_path, &path).map_err(|e| CacheError::io("rename", &tmp_path, e))
         })();
@@ -169,7 +170,7 @@ impl Cache {
             }
             return Err(err);
         }
-        dir::sync_dir(self.inner.work_dir())?;
+        dir::sync_dir(self.shared.work_dir())?;
         tmp.seek(SeekFrom::Start(0))
             .map_err(|e| CacheError::io("seek", &path, e))?;
         Ok(tmp)
@@ -178,10 +179,10 @@ impl Cache {
     /// Creates a unique temp file in `work/`, open read+write.
     fn create_work_temp(&self) -> Result<(File, PathBuf), CacheError> {
         loop {
-            let path = self.inner.work_dir().join(format!(
+            let path = self.shared.work_dir().join(format!(
                 "{TMP_PREFIX}{}-{:x}",
                 std::process::id(),
-                self.inner.next_tmp_seq()
+                self.shared.next_tmp_seq()
             ));
             let mut options = OpenOptions::new();
             options.read(true).write(true).create_new(true);
@@ -218,16 +219,16 @@ impl Cache {
             Err(e) => return Err(CacheError::io("stat", &path, e)),
         };
         let key = BlobKey::new(entry, version);
-        let (_, file_name) = self.inner.install(&key, &path, len, 0, 0)?;
+        let (_, file_name) = self.shared.install(&key, &path, len, 0, 0)?;
         // Synced and indexed in the background, batched with others: a crash before that
         // loses the cached copy only (the server has the content; an unindexed blob is
         // deleted at the next open, and a working copy of a clean entry at recovery).
-        self.inner.index_when_synced(key, file_name);
+        self.shared.index_when_synced(key, file_name);
         Ok(())
     }
 
     fn base_path(&self, entry: u64) -> PathBuf {
-        self.inner
+        self.shared
             .work_dir()
             .join(format!("{}{BASE_SUFFIX}", file_name(entry)))
     }
@@ -280,7 +281,7 @@ impl Cache {
         if !same_file(&w, &b) {
             return Ok(false);
         }
-        let tmp = self.inner.work_dir().join(format!(
+        let tmp = self.shared.work_dir().join(format!(
             "{TMP_PREFIX}fork-{}-{}",
             std::process::id(),
             file_name(entry)
@@ -297,7 +298,7 @@ impl Cache {
         let f = File::open(&tmp).map_err(|e| CacheError::io("open", &tmp, e))?;
         f.sync_all().map_err(|e| CacheError::io("fsync", &tmp, e))?;
         fs::rename(&tmp, &work).map_err(|e| CacheError::io("rename", &work, e))?;
-        dir::sync_dir(self.inner.work_dir())?;
+        dir::sync_dir(self.shared.work_dir())?;
         Ok(true)
     }
 
@@ -314,7 +315,7 @@ impl Cache {
         let path = self.work_path(entry);
         match fs::remove_file(&path) {
             Ok(()) => {
-                dir::sync_dir(self.inner.work_dir())?;
+                dir::sync_dir(self.shared.work_dir())?;
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -343,7 +344,7 @@ impl Cache {
 
     /// Lists `work/`; `warn` logs names that are not working copies.
     fn scan_work(&self, warn: bool) -> Result<Vec<(u64, u64)>, CacheError> {
-        let work_dir = self.inner.work_dir();
+        let work_dir = self.shared.work_dir();
         let mut out = Vec::new();
         for item in fs::read_dir(work_dir).map_err(|e| CacheError::io("list", work_dir, e))? {
             let item = item.map_err(|e| CacheError::io("list", work_dir, e))?;
