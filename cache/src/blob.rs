@@ -1,4 +1,5 @@
-//! [`Blob`]: an open, read-only handle on one complete cached blob.
+//! [`Blob`]: an open, read-only handle on one complete cached blob. Opening one counts as a
+//! use; while one is open the blob is never evicted.
 
 use crate::key::BlobKey;
 use crate::shared::Shared;

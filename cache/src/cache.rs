@@ -1,5 +1,5 @@
-//! The [`Cache`] itself: opening the directory, lookups, flags, removal and the budget, done
-//! on the [`Shared`] state; working copies through [`crate::work`].
+//! The [`Cache`] itself: opening the directory, and the public operations, done on the
+//! shared state ([`Shared`], [`State`]) and the working copies ([`WorkCopies`]).
 
 use crate::blob::Blob;
 use crate::budget::{CacheStats, FreeReport, Meta};
@@ -11,10 +11,9 @@ use crate::key::BlobKey;
 use crate::partial::PresentRanges;
 use crate::shared::Shared;
 use crate::state::State;
-use crate::work;
-use std::path::Path;
-#[cfg(test)]
-use std::path::PathBuf;
+use crate::work::WorkCopies;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A bounded on-disk cache of remote file content, keyed by [`BlobKey`].
@@ -23,7 +22,8 @@ use std::sync::Arc;
 /// blob data is read or written. The directory stays locked against other caches until the
 /// `Cache` and every [`Blob`] and [`Fill`] it handed out are dropped.
 pub struct Cache {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
+    work: WorkCopies,
 }
 
 impl std::fmt::Debug for Cache {
@@ -63,21 +63,16 @@ impl Cache {
         if wiped > 0 {
             tracing::info!(count = wiped, "cache: discarded partial downloads");
         }
-        let wiped = work::remove_temps(&work_dir)?;
-        if wiped > 0 {
-            tracing::info!(
-                count = wiped,
-                "cache: discarded interrupted working copy copies"
-            );
-        }
+        let work = WorkCopies::recover(work_dir)?;
 
         let db_path = dir.join("index.db");
         dir::ensure_private_file(&db_path)?;
         let index = Index::open(&db_path)?;
         let state = State::recover(index, limit_bytes, &blobs_dir)?;
-        let shared = Shared::new(dir, blobs_dir, tmp_dir, work_dir, state, lock);
+        let shared = Shared::new(dir, blobs_dir, tmp_dir, state, lock);
         Ok(Cache {
             shared: Arc::new(shared),
+            work,
         })
     }
 
@@ -233,6 +228,106 @@ impl Cache {
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         self.shared.dir()
+    }
+
+    /// The path of `entry`'s working copy (whether or not it exists).
+    pub fn work_path(&self, entry: u64) -> PathBuf {
+        self.work.path(entry)
+    }
+
+    /// Opens `entry`'s existing working copy read+write (not following a symlink on Unix);
+    /// `None` if it has none.
+    pub fn work_open(&self, entry: u64) -> Result<Option<File>, CacheError> {
+        self.work.open(entry)
+    }
+
+    /// Makes the working copies' directory entries durable (for an application's `fsync`:
+    /// a working copy created since is then found after a power loss).
+    pub fn work_sync_dir(&self) -> Result<(), CacheError> {
+        self.work.sync_dir()
+    }
+
+    /// Creates `entry`'s working copy empty (truncating an existing one) and returns it open
+    /// read+write. Nothing is synced: an empty file holds nothing to lose, a crash of the
+    /// daemon keeps it anyway, and an application's `fsync` syncs it with its directory
+    /// entry (see [`Cache::work_sync_dir`]); untarring thousands of files does not pay two
+    /// disk flushes per file.
+    pub fn work_create_empty(&self, entry: u64) -> Result<File, CacheError> {
+        self.work.create_empty(entry)
+    }
+
+    /// Turns the complete blob `key` into the working copy of `key.entry` and returns it open
+    /// read+write, positioned at the start.
+    ///
+    /// A blob that is not open, pinned or dirty is moved: it leaves the cache (no longer counts
+    /// as used). Otherwise it is copied (through a synced temp file) and stays cached. Fails
+    /// with [`CacheError::WorkExists`] if the entry already has a working copy (use
+    /// [`Cache::work_open`]) and with [`CacheError::NotFound`] if the blob is not cached.
+    pub fn checkout(&self, key: &BlobKey) -> Result<File, CacheError> {
+        self.work.checkout(&self.shared, key)
+    }
+
+    /// Publishes `entry`'s uploaded working copy as the clean complete blob `(entry, version)`.
+    ///
+    /// Moves the file into the cache as the most recently used blob (keeping the
+    /// pin of a same-key blob it replaces), drops other versions of the entry that are not open,
+    /// pinned or dirty, and enforces the budget (so the new blob may be evicted at once if it
+    /// does not fit). Afterwards the entry has no working copy. Handles already open on the
+    /// working copy keep reading the same file, but must not write to it any more. Fails with
+    /// [`CacheError::NoWorkingCopy`] if there is none and with [`CacheError::Dirty`] if a dirty
+    /// blob with the same key exists (the working copy then stays).
+    pub fn adopt(&self, entry: u64, version: &str) -> Result<(), CacheError> {
+        self.work.adopt(&self.shared, entry, version)
+    }
+
+    /// Starts an upload of `entry`'s working copy: gives it a second name (its base) and
+    /// returns the base opened for reading. A writer that comes during the upload calls
+    /// [`Cache::work_fork`] and writes to a copy, so the upload's content never changes under
+    /// it. A base left by an earlier, interrupted upload is replaced.
+    pub fn work_link_base(&self, entry: u64) -> Result<File, CacheError> {
+        self.work.link_base(entry)
+    }
+
+    /// The base an upload of `entry` left (running, or cut short by a crash), if any.
+    pub fn work_base(&self, entry: u64) -> Result<Option<File>, CacheError> {
+        self.work.base(entry)
+    }
+
+    /// Forgets `entry`'s upload base (the upload ended).
+    pub fn work_remove_base(&self, entry: u64) -> Result<(), CacheError> {
+        self.work.remove_base(entry)
+    }
+
+    /// If the working copy of `entry` is still the file an upload reads (its base), replaces
+    /// it with a copy, so writes from now on leave the upload's content alone. Returns whether
+    /// it copied.
+    pub fn work_fork(&self, entry: u64) -> Result<bool, CacheError> {
+        self.work.fork(entry)
+    }
+
+    /// Deletes `entry`'s working copy; returns whether it existed. Open handles keep working
+    /// on the unlinked file (on Unix).
+    pub fn work_remove(&self, entry: u64) -> Result<bool, CacheError> {
+        self.work.remove(entry)
+    }
+
+    /// Deletes `entry`'s working copy but keeps an upload's base (what a crash-cut upload
+    /// was sending, still needed to recognise it on the server).
+    pub fn work_remove_keep_base(&self, entry: u64) -> Result<bool, CacheError> {
+        self.work.remove_keep_base(entry)
+    }
+
+    /// Every working copy as `(entry, length in bytes)`, sorted by entry (for recovery at
+    /// mount time). Names that are not working copies are skipped with a warning; temp files
+    /// of a copy in progress are ignored.
+    pub fn work_entries(&self) -> Result<Vec<(u64, u64)>, CacheError> {
+        self.work.entries()
+    }
+
+    /// Total length of all working copies in bytes. Lists the directory, so it is meant for
+    /// status output, not hot paths; a failure to list is logged and counts as 0.
+    pub fn work_bytes(&self) -> u64 {
+        self.work.bytes()
     }
 
     #[cfg(test)]

@@ -1,5 +1,6 @@
 //! [`Fill`]: a blob being written (downloaded) into `tmp/`, readable while in progress and
-//! published into the cache only when complete.
+//! published into the cache only when complete; or parked as a partial download, and resumed
+//! from one.
 
 use crate::blob::Blob;
 use crate::dir;

@@ -3,8 +3,7 @@
 //! resumed by the next download of the same version, also after a restart. They count
 //! toward the budget and are the first to be evicted.
 //!
-//! [`Partials`] is the in-memory set; its index rows are kept in step by
-//! [`crate::state::State`].
+//! [`Partials`] is the in-memory set; the caller keeps its index rows in step.
 
 use crate::error::CacheError;
 use crate::index::{Index, PartialRow};

@@ -19,8 +19,6 @@ pub(crate) struct Shared {
     dir: PathBuf,
     blobs_dir: PathBuf,
     tmp_dir: PathBuf,
-    /// Working copies of entries being edited (outside the budget, never evicted).
-    work_dir: PathBuf,
     state: Mutex<State>,
     /// Bytes written so far by fills in progress.
     filling: AtomicU64,
@@ -39,7 +37,6 @@ impl Shared {
         dir: &Path,
         blobs_dir: PathBuf,
         tmp_dir: PathBuf,
-        work_dir: PathBuf,
         mut state: State,
         lock: File,
     ) -> Shared {
@@ -49,7 +46,6 @@ impl Shared {
             dir: dir.to_path_buf(),
             blobs_dir,
             tmp_dir,
-            work_dir,
             state: Mutex::new(state),
             filling: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
@@ -79,10 +75,6 @@ impl Shared {
 
     pub(crate) fn tmp_dir(&self) -> &Path {
         &self.tmp_dir
-    }
-
-    pub(crate) fn work_dir(&self) -> &Path {
-        &self.work_dir
     }
 
     pub(crate) fn next_tmp_seq(&self) -> u64 {

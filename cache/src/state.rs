@@ -1,7 +1,8 @@
 //! [`State`]: the cache's bookkeeping behind its one mutex. The persisted index, the ledger
 //! of complete blobs and the partial downloads are kept in step here; rebuilding them when
-//! the cache opens is the recovery. It touches no blob data: operations return the files
-//! to delete, for the caller to unlink once the lock is released.
+//! the cache opens is the recovery. Apart from the recovery, which deletes orphan files, it
+//! deletes no files: operations return the ones to delete, for the caller to unlink once the
+//! lock is released.
 
 use crate::budget::{CacheStats, FreeReport, Ledger, Meta};
 use crate::dir;
