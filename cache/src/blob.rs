@@ -1,11 +1,12 @@
-//! [`Blob`]: an open, read-only handle on one complete cached blob.
+//! [`Blob`]: an open, read-only handle on one complete cached blob. Opening one counts as a
+//! use; while one is open the blob is never evicted.
 
-use crate::cache::Inner;
 use crate::key::BlobKey;
-use std::fs::File;
+use crate::shared::Shared;
+use std::fs::{File, OpenOptions};
 use std::io;
 #[cfg(unix)]
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 #[cfg(windows)]
 use std::os::windows::fs::FileExt;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 /// drops, the cache re-checks its budget. A handle keeps working even if the blob is removed
 /// meanwhile (the file is unlinked, the open descriptor stays valid).
 pub struct Blob {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     key: BlobKey,
     token: u64,
     file: File,
@@ -24,13 +25,55 @@ pub struct Blob {
 }
 
 impl Blob {
-    pub(crate) fn new(inner: Arc<Inner>, key: BlobKey, token: u64, file: File, len: u64) -> Blob {
+    pub(crate) fn new(shared: Arc<Shared>, key: BlobKey, token: u64, file: File, len: u64) -> Blob {
         Blob {
-            inner,
+            shared,
             key,
             token,
             file,
             len,
+        }
+    }
+
+    /// The complete blob for `key`, opened for reading; counts as a use. A blob whose file
+    /// is unreadable or has the wrong length is dropped from the cache.
+    pub(crate) fn open(shared: &Arc<Shared>, key: &BlobKey) -> Option<Blob> {
+        let mut st = shared.lock();
+        let now = st.tick();
+        let meta = st.ledger.touch(key)?;
+        let path = shared.blobs_dir().join(&meta.file);
+        let len = meta.len;
+        let mut options = OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        options.custom_flags(libc::O_NOFOLLOW);
+        let opened = options
+            .open(&path)
+            .and_then(|f| f.metadata().map(|m| (f, m.len())));
+        match opened {
+            Ok((file, actual)) if actual == len => {
+                meta.open += 1;
+                meta.last_used = now;
+                let token = meta.token;
+                st.record_use(key);
+                drop(st);
+                Some(Blob::new(shared.clone(), key.clone(), token, file, len))
+            }
+            other => {
+                match other {
+                    Ok((_, actual)) => tracing::warn!(
+                        path = %path.display(), expected = len, actual,
+                        "cache: blob has the wrong length; dropping it"
+                    ),
+                    Err(err) => tracing::warn!(
+                        path = %path.display(), %err, "cache: blob unreadable; dropping it"
+                    ),
+                }
+                let unlink = st.drop_blobs(std::slice::from_ref(key));
+                drop(st);
+                shared.unlink(unlink);
+                None
+            }
         }
     }
 
@@ -92,7 +135,21 @@ impl std::fmt::Debug for Blob {
 }
 
 impl Drop for Blob {
+    /// One fewer open handle on the blob; after the last one, the budget is re-checked.
     fn drop(&mut self) {
-        self.inner.release(&self.key, self.token);
+        let mut st = self.shared.lock();
+        let Some(meta) = st.ledger.peek_mut(&self.key) else {
+            return;
+        };
+        if meta.token != self.token {
+            return;
+        }
+        meta.open = meta.open.saturating_sub(1);
+        if meta.open > 0 {
+            return;
+        }
+        let files = st.enforce_budget(self.shared.filling());
+        drop(st);
+        self.shared.unlink(files);
     }
 }

@@ -1,4 +1,6 @@
-//! The cache directory layout (`index.db`, `blobs/`, `tmp/`, `work/`, `lock`) and its housekeeping.
+//! The cache directory layout (`index.db`, `blobs/`, `tmp/`, `work/`, `lock`) and its
+//! housekeeping: private modes, the lock, emptying, removing, syncing, and opening files
+//! without following symlinks.
 
 use crate::error::CacheError;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -127,4 +129,13 @@ pub(crate) fn sync_dir(path: &Path) -> Result<(), CacheError> {
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
+}
+
+/// Opens an existing regular file read+write, not following a symlink on Unix.
+pub(crate) fn open_read_write(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NOFOLLOW);
+    options.open(path)
 }

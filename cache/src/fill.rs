@@ -1,10 +1,13 @@
 //! [`Fill`]: a blob being written (downloaded) into `tmp/`, readable while in progress and
-//! published into the cache only when complete.
+//! published into the cache only when complete; or parked as a partial download, and resumed
+//! from one.
 
 use crate::blob::Blob;
-use crate::cache::Inner;
+use crate::dir;
 use crate::error::CacheError;
 use crate::key::BlobKey;
+use crate::partial::{self, Partial, PresentRanges};
+use crate::shared::Shared;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 #[cfg(unix)]
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 ///
 /// It counts toward the cache's used bytes with what it has written so far, and is never evicted.
 pub struct Fill {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     key: BlobKey,
     expected_len: u64,
     file: File,
@@ -77,12 +80,12 @@ impl Coverage {
 impl Fill {
     /// Creates a unique temp file under `tmp/`.
     pub(crate) fn create(
-        inner: Arc<Inner>,
+        shared: Arc<Shared>,
         key: BlobKey,
         expected_len: u64,
     ) -> Result<Fill, CacheError> {
         let (file, path) = loop {
-            let path = Self::tmp_path(&inner);
+            let path = Self::tmp_path(&shared);
             let mut options = OpenOptions::new();
             options.read(true).write(true).create_new(true);
             #[cfg(unix)]
@@ -94,7 +97,7 @@ impl Fill {
             }
         };
         Ok(Fill {
-            inner,
+            shared,
             key,
             expected_len,
             file,
@@ -142,7 +145,7 @@ impl Fill {
         #[cfg(windows)]
         write_all_at(&self.file, data, offset)?;
         let added = self.coverage().add(offset, end);
-        self.inner.add_filling(added);
+        self.shared.add_filling(added);
         Ok(())
     }
 
@@ -152,41 +155,60 @@ impl Fill {
         self.write_at(data, offset)
     }
 
-    /// The temp file and its path (for parking).
-    pub(crate) fn parts(&self) -> (&File, PathBuf) {
-        (&self.file, self.path.clone())
-    }
-
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
-    }
-
     /// The temp file has been moved elsewhere: dropping the fill leaves it alone.
-    pub(crate) fn mark_kept(&mut self) {
+    fn mark_kept(&mut self) {
         let covered = self.coverage().covered;
-        self.inner.sub_filling(covered);
+        self.shared.sub_filling(covered);
         self.committed = true;
+    }
+
+    /// Takes `key`'s partial download, if there is one of `len` bytes, back into a fill
+    /// (to be completed, or parked again); returns it with the ranges it holds.
+    pub(crate) fn resume(
+        shared: &Arc<Shared>,
+        key: &BlobKey,
+        len: u64,
+    ) -> Result<Option<(Fill, PresentRanges)>, CacheError> {
+        let mut st = shared.lock();
+        let Some(p) = st.take_partial(key) else {
+            return Ok(None);
+        };
+        if p.len != len {
+            drop(st);
+            shared.unlink(vec![p.file]);
+            return Ok(None);
+        }
+        let tmp = Self::tmp_path(shared);
+        let src = shared.blobs_dir().join(&p.file);
+        if let Err(e) = fs::rename(&src, &tmp) {
+            tracing::warn!(path = %src.display(), err = %e, "cache: partial download unusable");
+            drop(st);
+            shared.unlink(vec![p.file]);
+            return Ok(None);
+        }
+        drop(st);
+        let fill = Fill::over_partial(shared.clone(), key.clone(), len, tmp, &p.ranges)?;
+        Ok(Some((fill, p.ranges)))
     }
 
     /// A fill over an existing file at `path` in `tmp/` (a partial download moved back),
     /// with `ranges` already written.
-    pub(crate) fn resume(
-        inner: Arc<Inner>,
+    fn over_partial(
+        shared: Arc<Shared>,
         key: BlobKey,
         expected_len: u64,
         path: PathBuf,
         ranges: &[(u64, u64)],
     ) -> Result<Fill, CacheError> {
-        let file =
-            crate::cache::open_read_write(&path).map_err(|e| CacheError::io("open", &path, e))?;
+        let file = dir::open_read_write(&path).map_err(|e| CacheError::io("open", &path, e))?;
         let mut coverage = Coverage::default();
         let mut added = 0;
         for &(s, e) in ranges {
             added += coverage.add(s, e);
         }
-        inner.add_filling(added);
+        shared.add_filling(added);
         Ok(Fill {
-            inner,
+            shared,
             key,
             expected_len,
             file,
@@ -197,11 +219,11 @@ impl Fill {
     }
 
     /// A new name in `tmp/` (unique: process id and a sequence number).
-    pub(crate) fn tmp_path(inner: &Inner) -> PathBuf {
-        inner.tmp_dir().join(format!(
+    fn tmp_path(shared: &Shared) -> PathBuf {
+        shared.tmp_dir().join(format!(
             "fill-{}-{:x}",
             std::process::id(),
-            inner.next_tmp_seq()
+            shared.next_tmp_seq()
         ))
     }
 
@@ -250,18 +272,65 @@ impl Fill {
             });
         }
         let (token, file_name) = self
-            .inner
+            .shared
             .install(&self.key, &self.path, expected, covered, 1)?;
         self.committed = true;
-        self.inner
-            .index_when_synced(crate::cache::SyncJob::new(self.key.clone(), file_name));
+        self.shared.index_when_synced(self.key.clone(), file_name);
         Ok(Blob::new(
-            self.inner.clone(),
+            self.shared.clone(),
             self.key.clone(),
             token,
             read,
             expected,
         ))
+    }
+
+    /// Keeps what this fill holds as a partial download of its key: `ranges` (sorted,
+    /// disjoint, within the expected length) are the bytes known to be written. The file is
+    /// synced first, so a crash never leaves ranges recorded whose bytes are not on disk.
+    /// Nothing is kept for empty `ranges`.
+    pub fn park(mut self, ranges: &[(u64, u64)]) -> Result<(), CacheError> {
+        let len = self.expected_len;
+        let ranges: Vec<(u64, u64)> = ranges
+            .iter()
+            .map(|&(s, e)| (s, e.min(len)))
+            .filter(|&(s, e)| s < e)
+            .collect();
+        let bytes = partial::covered(&ranges);
+        if bytes == 0 || bytes >= len {
+            return Ok(());
+        }
+        self.file
+            .set_len(len)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| CacheError::io("fsync", &self.path, e))?;
+        let shared = self.shared.clone();
+        let mut st = shared.lock();
+        let name = partial::file_name(&self.key, st.next_id());
+        let dest = shared.blobs_dir().join(&name);
+        fs::rename(&self.path, &dest).map_err(|e| CacheError::io("rename", &self.path, e))?;
+        self.mark_kept();
+        let last_used = st.tick();
+        let partial = Partial {
+            file: name,
+            len,
+            ranges,
+            covered: bytes,
+            last_used,
+        };
+        let replaced = match st.keep_partial(self.key.clone(), partial) {
+            Ok(replaced) => replaced,
+            Err(err) => {
+                drop(st);
+                let _ = fs::remove_file(&dest);
+                return Err(err);
+            }
+        };
+        let mut unlink: Vec<String> = replaced.into_iter().collect();
+        unlink.extend(st.enforce_budget(shared.filling()));
+        drop(st);
+        shared.unlink(unlink);
+        Ok(())
     }
 }
 
@@ -281,7 +350,7 @@ impl Drop for Fill {
             return;
         }
         let covered = self.coverage().covered;
-        self.inner.sub_filling(covered);
+        self.shared.sub_filling(covered);
         if let Err(err) = fs::remove_file(&self.path) {
             if err.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %self.path.display(), %err, "cache: deleting partial fill failed");

@@ -2,12 +2,13 @@
 //! ranges are present when the last reader closes before the file was complete, and
 //! resumed by the next download of the same version, also after a restart. They count
 //! toward the budget and are the first to be evicted.
+//!
+//! [`Partials`] is the in-memory set; the caller keeps its index rows in step.
 
-use crate::cache::{Cache, State};
 use crate::error::CacheError;
-use crate::fill::Fill;
-use crate::index::PartialRow;
+use crate::index::{Index, PartialRow};
 use crate::key::{blob_file_name, BlobKey};
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -32,67 +33,135 @@ pub(crate) struct Partial {
     pub last_used: u64,
 }
 
+impl Partial {
+    /// Its index row as `key`'s partial download.
+    pub(crate) fn row(&self, key: &BlobKey) -> PartialRow {
+        PartialRow {
+            key: key.clone(),
+            file: self.file.clone(),
+            len: self.len,
+            ranges: self.ranges.clone(),
+            last_used: self.last_used,
+        }
+    }
+}
+
 /// Bytes in `ranges`.
 pub(crate) fn covered(ranges: &[(u64, u64)]) -> u64 {
     ranges.iter().map(|&(s, e)| e - s).sum()
 }
 
+/// The file name in `blobs/` of a partial download of `key`, made unique by `generation`.
+pub(crate) fn file_name(key: &BlobKey, generation: u64) -> String {
+    format!("{}{PARTIAL_SUFFIX}", blob_file_name(key, generation))
+}
+
 /// Whether `name` is a partial download's file name.
-pub(crate) fn is_partial_file(name: &str) -> bool {
+fn is_partial_file(name: &str) -> bool {
     name.ends_with(PARTIAL_SUFFIX)
 }
 
-impl State {
+/// The partial downloads kept, by key, and the bytes they hold.
+#[derive(Default)]
+pub(crate) struct Partials {
+    by_key: HashMap<BlobKey, Partial>,
+    /// Bytes present in all of them.
+    bytes: u64,
+}
+
+impl Partials {
+    /// Loads the partial downloads recorded in `index` whose file in `blobs_dir` is valid and
+    /// not in `files` (the complete blobs' files), adding their files to `files`; drops the
+    /// rows of the others.
+    pub(crate) fn load(
+        index: &mut Index,
+        blobs_dir: &Path,
+        files: &mut HashSet<String>,
+    ) -> Result<Partials, CacheError> {
+        let mut partials = Partials::default();
+        let mut bad = Vec::new();
+        for row in index.load_partials()? {
+            match row {
+                Ok(row) if !files.contains(&row.file) && row_is_valid(blobs_dir, &row) => {
+                    files.insert(row.file.clone());
+                    let covered = covered(&row.ranges);
+                    partials.insert(
+                        row.key,
+                        Partial {
+                            file: row.file,
+                            len: row.len,
+                            ranges: row.ranges,
+                            covered,
+                            last_used: row.last_used,
+                        },
+                    );
+                }
+                Ok(row) => bad.push(row.key),
+                Err(key) => bad.push(key),
+            }
+        }
+        if !bad.is_empty() {
+            tracing::warn!(
+                count = bad.len(),
+                "cache: dropping partial download rows without a valid file"
+            );
+            index.delete_partials(&bad)?;
+        }
+        Ok(partials)
+    }
+
+    /// Bytes present in all partial downloads.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// `key`'s partial download, if there is one.
+    pub(crate) fn get(&self, key: &BlobKey) -> Option<&Partial> {
+        self.by_key.get(key)
+    }
+
     /// Adds `partial` as `key`'s partial download (replacing one); returns the file of the
     /// one it replaced.
-    pub(crate) fn add_partial(&mut self, key: BlobKey, partial: Partial) -> Option<String> {
-        self.partial_bytes += partial.covered;
-        let old = self.partials.insert(key, partial)?;
-        self.partial_bytes -= old.covered;
+    pub(crate) fn insert(&mut self, key: BlobKey, partial: Partial) -> Option<String> {
+        self.bytes += partial.covered;
+        let old = self.by_key.insert(key, partial)?;
+        self.bytes -= old.covered;
         Some(old.file)
     }
 
-    /// Forgets the partial downloads `keys` (rows first); returns their files to unlink.
-    pub(crate) fn drop_partials(&mut self, keys: &[BlobKey]) -> Vec<String> {
-        if keys.is_empty() {
-            return Vec::new();
-        }
-        if let Err(err) = self.index.delete_partials(keys) {
-            tracing::warn!(%err, "cache: deleting partial download rows failed");
-        }
+    /// Forgets the partial downloads `keys`; returns their files.
+    pub(crate) fn remove(&mut self, keys: &[BlobKey]) -> Vec<String> {
         keys.iter()
             .filter_map(|key| {
-                let p = self.partials.remove(key)?;
-                self.partial_bytes -= p.covered;
+                let p = self.by_key.remove(key)?;
+                self.bytes -= p.covered;
                 Some(p.file)
             })
             .collect()
     }
 
-    /// Forgets every partial download of `entry`; returns their files to unlink.
-    pub(crate) fn drop_partials_of(&mut self, entry: u64) -> Vec<String> {
-        let keys: Vec<BlobKey> = self
-            .partials
+    /// The keys of `entry`'s partial downloads.
+    pub(crate) fn keys_of(&self, entry: u64) -> Vec<BlobKey> {
+        self.by_key
             .keys()
             .filter(|k| k.entry == entry)
             .cloned()
-            .collect();
-        self.drop_partials(&keys)
+            .collect()
     }
 
-    /// Drops partial downloads, least recently used first, while the budgeted bytes
-    /// (`budgeted` plus the partials) exceed `limit`; returns files to unlink.
-    pub(crate) fn evict_partials(&mut self, budgeted: u64, limit: u64) -> Vec<String> {
-        if budgeted.saturating_add(self.partial_bytes) <= limit {
+    /// The partial downloads to drop, least recently used first, while the budgeted bytes
+    /// (`budgeted` plus the partials) exceed `limit`.
+    pub(crate) fn victims(&self, budgeted: u64, limit: u64) -> Vec<BlobKey> {
+        if budgeted.saturating_add(self.bytes) <= limit {
             return Vec::new();
         }
         let mut order: Vec<(u64, BlobKey, u64)> = self
-            .partials
+            .by_key
             .iter()
             .map(|(k, p)| (p.last_used, k.clone(), p.covered))
             .collect();
         order.sort_by_key(|(used, _, _)| *used);
-        let mut total = budgeted.saturating_add(self.partial_bytes);
+        let mut total = budgeted.saturating_add(self.bytes);
         let mut victims = Vec::new();
         for (_, key, bytes) in order {
             if total <= limit {
@@ -101,109 +170,12 @@ impl State {
             total -= bytes;
             victims.push(key);
         }
-        self.drop_partials(&victims)
-    }
-}
-
-impl Fill {
-    /// Keeps what this fill holds as a partial download of its key: `ranges` (sorted,
-    /// disjoint, within the expected length) are the bytes known to be written. The file is
-    /// synced first, so a crash never leaves ranges recorded whose bytes are not on disk.
-    /// Nothing is kept for empty `ranges`.
-    pub fn park(mut self, ranges: &[(u64, u64)]) -> Result<(), CacheError> {
-        let len = self.expected_len();
-        let ranges: Vec<(u64, u64)> = ranges
-            .iter()
-            .map(|&(s, e)| (s, e.min(len)))
-            .filter(|&(s, e)| s < e)
-            .collect();
-        let bytes = covered(&ranges);
-        if bytes == 0 || bytes >= len {
-            return Ok(());
-        }
-        let (file, path) = self.parts();
-        file.set_len(len)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| CacheError::io("fsync", &path, e))?;
-        let inner = self.inner().clone();
-        let key = self.key().clone();
-        let mut st = inner.lock();
-        let name = format!("{}{PARTIAL_SUFFIX}", blob_file_name(&key, st.next_id()));
-        let dest = inner.blobs_dir().join(&name);
-        fs::rename(&path, &dest).map_err(|e| CacheError::io("rename", &path, e))?;
-        self.mark_kept();
-        let last_used = st.tick();
-        let row = PartialRow {
-            key: key.clone(),
-            file: name.clone(),
-            len,
-            ranges: ranges.clone(),
-            last_used,
-        };
-        if let Err(err) = st.index.upsert_partial(&row) {
-            drop(st);
-            let _ = fs::remove_file(&dest);
-            return Err(err);
-        }
-        let mut unlink: Vec<String> = st
-            .add_partial(
-                key,
-                Partial {
-                    file: name,
-                    len,
-                    ranges,
-                    covered: bytes,
-                    last_used,
-                },
-            )
-            .into_iter()
-            .collect();
-        unlink.extend(st.enforce_budget(inner.filling()));
-        drop(st);
-        inner.unlink(unlink);
-        Ok(())
-    }
-}
-
-impl Cache {
-    /// Takes `key`'s partial download, if there is one of `len` bytes, back into a fill
-    /// (to be completed, or parked again); returns it with the ranges it holds.
-    pub fn resume_fill(
-        &self,
-        key: &BlobKey,
-        len: u64,
-    ) -> Result<Option<(Fill, PresentRanges)>, CacheError> {
-        let mut st = self.inner.lock();
-        let Some(p) = st.partials.get(key).cloned() else {
-            return Ok(None);
-        };
-        let unlink = st.drop_partials(std::slice::from_ref(key));
-        if p.len != len {
-            drop(st);
-            self.inner.unlink(unlink);
-            return Ok(None);
-        }
-        let tmp = Fill::tmp_path(&self.inner);
-        let src = self.inner.blobs_dir().join(&p.file);
-        if let Err(e) = fs::rename(&src, &tmp) {
-            tracing::warn!(path = %src.display(), err = %e, "cache: partial download unusable");
-            drop(st);
-            self.inner.unlink(unlink);
-            return Ok(None);
-        }
-        drop(st);
-        let fill = Fill::resume(self.inner.clone(), key.clone(), len, tmp, &p.ranges)?;
-        Ok(Some((fill, p.ranges)))
-    }
-
-    /// Bytes present of `key`'s partial download, if there is one.
-    pub fn partial_bytes(&self, key: &BlobKey) -> Option<u64> {
-        self.inner.lock().partials.get(key).map(|p| p.covered)
+        victims
     }
 }
 
 /// Whether `row` names a plain file in `blobs/` of the recorded length.
-pub(crate) fn partial_row_is_valid(blobs_dir: &Path, row: &PartialRow) -> bool {
+fn row_is_valid(blobs_dir: &Path, row: &PartialRow) -> bool {
     if !is_partial_file(&row.file) || row.ranges.is_empty() {
         return false;
     }

@@ -1,22 +1,24 @@
 //! Working copies: the mutable local content of entries being edited, one file per entry in
 //! `work/<entry as 16 hex digits>`.
 //!
-//! Working copies are outside the byte budget: eviction, [`Cache::free`] and
-//! [`Cache::remove_entry`] never touch them, and opening the cache keeps them (they hold changes
-//! not uploaded yet). [`Cache::checkout`] makes one from a cached blob,
-//! [`Cache::work_create_empty`] makes an empty one, and [`Cache::adopt`] turns an uploaded one
-//! into an ordinary clean blob. Operations on one entry's working copy are expected to be
+//! Working copies are outside the byte budget: eviction, [`crate::Cache::free`] and
+//! [`crate::Cache::remove_entry`] never touch them, and opening the cache keeps them (they hold
+//! changes not uploaded yet). [`WorkCopies::checkout`] makes one from a cached blob,
+//! [`WorkCopies::create_empty`] makes an empty one, and [`WorkCopies::adopt`] turns an uploaded
+//! one into an ordinary clean blob. Operations on one entry's working copy are expected to be
 //! serialized by the caller (per inode); different entries are independent.
 
-use crate::cache::{open_read_write, Cache, MoveOut};
+use crate::blob::Blob;
 use crate::dir;
 use crate::error::CacheError;
 use crate::key::BlobKey;
+use crate::shared::{MoveOut, Shared};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 #[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Name prefix of temp files in `work/` (copies in progress); deleted when the cache opens.
 const TMP_PREFIX: &str = ".tmp-";
@@ -40,7 +42,7 @@ fn parse_name(name: &str) -> Option<u64> {
 }
 
 /// Deletes temp files left in `work_dir` by an interrupted copy; returns how many.
-pub(crate) fn remove_temps(work_dir: &Path) -> Result<usize, CacheError> {
+fn remove_temps(work_dir: &Path) -> Result<usize, CacheError> {
     let mut removed = 0;
     for entry in fs::read_dir(work_dir).map_err(|e| CacheError::io("list", work_dir, e))? {
         let entry = entry.map_err(|e| CacheError::io("list", work_dir, e))?;
@@ -79,36 +81,50 @@ fn ensure_absent(path: &Path, entry: u64) -> Result<(), CacheError> {
     }
 }
 
-impl Cache {
+/// The working copies in `work/`.
+pub(crate) struct WorkCopies {
+    dir: PathBuf,
+}
+
+impl WorkCopies {
+    /// The working copies in `dir` (which exists); deletes the temp files of an interrupted
+    /// copy.
+    pub(crate) fn recover(dir: PathBuf) -> Result<WorkCopies, CacheError> {
+        let wiped = remove_temps(&dir)?;
+        if wiped > 0 {
+            tracing::info!(
+                count = wiped,
+                "cache: discarded interrupted working copy copies"
+            );
+        }
+        Ok(WorkCopies { dir })
+    }
+
     /// The path of `entry`'s working copy (whether or not it exists).
-    pub fn work_path(&self, entry: u64) -> PathBuf {
-        self.inner.work_dir().join(file_name(entry))
+    pub(crate) fn path(&self, entry: u64) -> PathBuf {
+        self.dir.join(file_name(entry))
     }
 
     /// Opens `entry`'s existing working copy read+write (not following a symlink on Unix);
     /// `None` if it has none.
-    pub fn work_open(&self, entry: u64) -> Result<Option<File>, CacheError> {
-        let path = self.work_path(entry);
-        match open_read_write(&path) {
+    pub(crate) fn open(&self, entry: u64) -> Result<Option<File>, CacheError> {
+        let path = self.path(entry);
+        match dir::open_read_write(&path) {
             Ok(file) => Ok(Some(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(CacheError::io("open", &path, e)),
         }
     }
 
-    /// Makes the working copies' directory entries durable (for an application's `fsync`:
-    /// a working copy created since is then found after a power loss).
-    pub fn work_sync_dir(&self) -> Result<(), CacheError> {
-        dir::sync_dir(self.inner.work_dir())
+    /// Makes the working copies' directory entries durable.
+    pub(crate) fn sync_dir(&self) -> Result<(), CacheError> {
+        dir::sync_dir(&self.dir)
     }
 
-    /// Creates `entry`'s working copy empty (truncating an existing one) and returns it open
-    /// read+write. Nothing is synced: an empty file holds nothing to lose, a crash of the
-    /// daemon keeps it anyway, and an application's `fsync` syncs it with its directory
-    /// entry (see [`Cache::work_sync_dir`]); untarring thousands of files does not pay two
-    /// disk flushes per file.
-    pub fn work_create_empty(&self, entry: u64) -> Result<File, CacheError> {
-        let path = self.work_path(entry);
+    /// Creates `entry`'s working copy empty (truncating an existing one), open read+write and
+    /// not synced (see [`crate::Cache::work_create_empty`]).
+    pub(crate) fn create_empty(&self, entry: u64) -> Result<File, CacheError> {
+        let path = self.path(entry);
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -119,30 +135,25 @@ impl Cache {
         Ok(file)
     }
 
-    /// Turns the complete blob `key` into the working copy of `key.entry` and returns it open
-    /// read+write, positioned at the start.
-    ///
-    /// A blob that is not open, pinned or dirty is moved: it leaves the cache (no longer counts
-    /// as used). Otherwise it is copied (through a synced temp file) and stays cached. Fails
-    /// with [`CacheError::WorkExists`] if the entry already has a working copy (use
-    /// [`Cache::work_open`]) and with [`CacheError::NotFound`] if the blob is not cached.
-    pub fn checkout(&self, key: &BlobKey) -> Result<File, CacheError> {
-        let path = self.work_path(key.entry);
+    /// Turns the complete blob `key` into the working copy of `key.entry`: moved out of the
+    /// cache if nothing needs it there, else copied (see [`crate::Cache::checkout`]).
+    pub(crate) fn checkout(&self, shared: &Arc<Shared>, key: &BlobKey) -> Result<File, CacheError> {
+        let path = self.path(key.entry);
         ensure_absent(&path, key.entry)?;
         let not_found = || CacheError::NotFound {
             entry: key.entry,
             version: key.version.clone(),
         };
-        match self.inner.move_out(key, &path)? {
+        match shared.move_out(key, &path)? {
             MoveOut::Moved(file) => {
-                dir::sync_dir(self.inner.work_dir())?;
+                dir::sync_dir(&self.dir)?;
                 return Ok(file);
             }
             MoveOut::Missing => return Err(not_found()),
             MoveOut::InUse => {}
         }
-        let blob = self.get(key).ok_or_else(not_found)?;
-        let (mut tmp, tmp_path) = self.create_work_temp()?;
+        let blob = Blob::open(shared, key).ok_or_else(not_found)?;
+        let (mut tmp, tmp_path) = self.create_temp(shared)?;
         let copied = (|| {
             let mut src: &File = blob.file();
             src.seek(SeekFrom::Start(0))
@@ -158,7 +169,7 @@ impl Cache {
             tmp.sync_all()
                 .map_err(|e| CacheError::io("fsync", &tmp_path, e))?;
             // Under the cache lock, so a concurrent checkout's move cannot slip in between.
-            let _st = self.inner.lock();
+            let _st = shared.lock();
             ensure_absent(&path, key.entry)?;
             fs::rename(&tmp_path, &path).map_err(|e| CacheError::io("rename", &tmp_path, e))
         })();
@@ -169,19 +180,19 @@ impl Cache {
             }
             return Err(err);
         }
-        dir::sync_dir(self.inner.work_dir())?;
+        dir::sync_dir(&self.dir)?;
         tmp.seek(SeekFrom::Start(0))
             .map_err(|e| CacheError::io("seek", &path, e))?;
         Ok(tmp)
     }
 
     /// Creates a unique temp file in `work/`, open read+write.
-    fn create_work_temp(&self) -> Result<(File, PathBuf), CacheError> {
+    fn create_temp(&self, shared: &Shared) -> Result<(File, PathBuf), CacheError> {
         loop {
-            let path = self.inner.work_dir().join(format!(
+            let path = self.dir.join(format!(
                 "{TMP_PREFIX}{}-{:x}",
                 std::process::id(),
-                self.inner.next_tmp_seq()
+                shared.next_tmp_seq()
             ));
             let mut options = OpenOptions::new();
             options.read(true).write(true).create_new(true);
@@ -195,17 +206,15 @@ impl Cache {
         }
     }
 
-    /// Publishes `entry`'s uploaded working copy as the clean complete blob `(entry, version)`.
-    ///
-    /// Moves the file into the cache as the most recently used blob (keeping the
-    /// pin of a same-key blob it replaces), drops other versions of the entry that are not open,
-    /// pinned or dirty, and enforces the budget (so the new blob may be evicted at once if it
-    /// does not fit). Afterwards the entry has no working copy. Handles already open on the
-    /// working copy keep reading the same file, but must not write to it any more. Fails with
-    /// [`CacheError::NoWorkingCopy`] if there is none and with [`CacheError::Dirty`] if a dirty
-    /// blob with the same key exists (the working copy then stays).
-    pub fn adopt(&self, entry: u64, version: &str) -> Result<(), CacheError> {
-        let path = self.work_path(entry);
+    /// Moves `entry`'s uploaded working copy into the cache as the clean complete blob
+    /// `(entry, version)` (see [`crate::Cache::adopt`]).
+    pub(crate) fn adopt(
+        &self,
+        shared: &Arc<Shared>,
+        entry: u64,
+        version: &str,
+    ) -> Result<(), CacheError> {
+        let path = self.path(entry);
         let len = match fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => m.len(),
             Ok(_) => {
@@ -218,39 +227,35 @@ impl Cache {
             Err(e) => return Err(CacheError::io("stat", &path, e)),
         };
         let key = BlobKey::new(entry, version);
-        let (_, file_name) = self.inner.install(&key, &path, len, 0, 0)?;
+        let (_, file_name) = shared.install(&key, &path, len, 0, 0)?;
         // Synced and indexed in the background, batched with others: a crash before that
         // loses the cached copy only (the server has the content; an unindexed blob is
         // deleted at the next open, and a working copy of a clean entry at recovery).
-        self.inner
-            .index_when_synced(crate::cache::SyncJob::new(key, file_name));
+        shared.index_when_synced(key, file_name);
         Ok(())
     }
 
+    /// The path of `entry`'s upload base.
     fn base_path(&self, entry: u64) -> PathBuf {
-        self.inner
-            .work_dir()
-            .join(format!("{}{BASE_SUFFIX}", file_name(entry)))
+        self.dir.join(format!("{}{BASE_SUFFIX}", file_name(entry)))
     }
 
-    /// Starts an upload of `entry`'s working copy: gives it a second name (its base) and
-    /// returns the base opened for reading. A writer that comes during the upload calls
-    /// [`Cache::work_fork`] and writes to a copy, so the upload's content never changes under
-    /// it. A base left by an earlier, interrupted upload is replaced.
-    pub fn work_link_base(&self, entry: u64) -> Result<File, CacheError> {
+    /// Gives `entry`'s working copy a second name, its upload's base, and returns the base
+    /// open for reading (see [`crate::Cache::work_link_base`]).
+    pub(crate) fn link_base(&self, entry: u64) -> Result<File, CacheError> {
         let base = self.base_path(entry);
         match fs::remove_file(&base) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(CacheError::io("remove", &base, e)),
         }
-        let work = self.work_path(entry);
+        let work = self.path(entry);
         fs::hard_link(&work, &base).map_err(|e| CacheError::io("link", &base, e))?;
         File::open(&base).map_err(|e| CacheError::io("open", &base, e))
     }
 
     /// The base an upload of `entry` left (running, or cut short by a crash), if any.
-    pub fn work_base(&self, entry: u64) -> Result<Option<File>, CacheError> {
+    pub(crate) fn base(&self, entry: u64) -> Result<Option<File>, CacheError> {
         let base = self.base_path(entry);
         match File::open(&base) {
             Ok(f) => Ok(Some(f)),
@@ -260,7 +265,7 @@ impl Cache {
     }
 
     /// Forgets `entry`'s upload base (the upload ended).
-    pub fn work_remove_base(&self, entry: u64) -> Result<(), CacheError> {
+    pub(crate) fn remove_base(&self, entry: u64) -> Result<(), CacheError> {
         let base = self.base_path(entry);
         match fs::remove_file(&base) {
             Ok(()) => Ok(()),
@@ -269,11 +274,10 @@ impl Cache {
         }
     }
 
-    /// If the working copy of `entry` is still the file an upload reads (its base), replaces
-    /// it with a copy, so writes from now on leave the upload's content alone. Returns whether
-    /// it copied.
-    pub fn work_fork(&self, entry: u64) -> Result<bool, CacheError> {
-        let work = self.work_path(entry);
+    /// Replaces `entry`'s working copy with a copy if it is still the file an upload reads;
+    /// returns whether it copied.
+    pub(crate) fn fork(&self, entry: u64) -> Result<bool, CacheError> {
+        let work = self.path(entry);
         let base = self.base_path(entry);
         let (Ok(w), Ok(b)) = (fs::metadata(&work), fs::metadata(&base)) else {
             return Ok(false);
@@ -281,7 +285,7 @@ impl Cache {
         if !same_file(&w, &b) {
             return Ok(false);
         }
-        let tmp = self.inner.work_dir().join(format!(
+        let tmp = self.dir.join(format!(
             "{TMP_PREFIX}fork-{}-{}",
             std::process::id(),
             file_name(entry)
@@ -298,24 +302,22 @@ impl Cache {
         let f = File::open(&tmp).map_err(|e| CacheError::io("open", &tmp, e))?;
         f.sync_all().map_err(|e| CacheError::io("fsync", &tmp, e))?;
         fs::rename(&tmp, &work).map_err(|e| CacheError::io("rename", &work, e))?;
-        dir::sync_dir(self.inner.work_dir())?;
+        dir::sync_dir(&self.dir)?;
         Ok(true)
     }
 
-    /// Deletes `entry`'s working copy; returns whether it existed. Open handles keep working
-    /// on the unlinked file (on Unix).
-    pub fn work_remove(&self, entry: u64) -> Result<bool, CacheError> {
-        self.work_remove_base(entry)?;
-        self.work_remove_keep_base(entry)
+    /// Deletes `entry`'s working copy and its upload base; returns whether the copy existed.
+    pub(crate) fn remove(&self, entry: u64) -> Result<bool, CacheError> {
+        self.remove_base(entry)?;
+        self.remove_keep_base(entry)
     }
 
-    /// Deletes `entry`'s working copy but keeps an upload's base (what a crash-cut upload
-    /// was sending, still needed to recognise it on the server).
-    pub fn work_remove_keep_base(&self, entry: u64) -> Result<bool, CacheError> {
-        let path = self.work_path(entry);
+    /// Deletes `entry`'s working copy but keeps an upload's base.
+    pub(crate) fn remove_keep_base(&self, entry: u64) -> Result<bool, CacheError> {
+        let path = self.path(entry);
         match fs::remove_file(&path) {
             Ok(()) => {
-                dir::sync_dir(self.inner.work_dir())?;
+                dir::sync_dir(&self.dir)?;
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -323,17 +325,15 @@ impl Cache {
         }
     }
 
-    /// Every working copy as `(entry, length in bytes)`, sorted by entry (for recovery at
-    /// mount time). Names that are not working copies are skipped with a warning; temp files
-    /// of a copy in progress are ignored.
-    pub fn work_entries(&self) -> Result<Vec<(u64, u64)>, CacheError> {
-        self.scan_work(true)
+    /// Every working copy as `(entry, length in bytes)`, sorted by entry; other names are
+    /// skipped with a warning.
+    pub(crate) fn entries(&self) -> Result<Vec<(u64, u64)>, CacheError> {
+        self.scan(true)
     }
 
-    /// Total length of all working copies in bytes. Lists the directory, so it is meant for
-    /// status output, not hot paths; a failure to list is logged and counts as 0.
-    pub fn work_bytes(&self) -> u64 {
-        match self.scan_work(false) {
+    /// Total length of all working copies in bytes (0 if `work/` cannot be listed).
+    pub(crate) fn bytes(&self) -> u64 {
+        match self.scan(false) {
             Ok(entries) => entries.iter().map(|&(_, len)| len).sum(),
             Err(err) => {
                 tracing::warn!(%err, "cache: listing working copies failed");
@@ -343,8 +343,8 @@ impl Cache {
     }
 
     /// Lists `work/`; `warn` logs names that are not working copies.
-    fn scan_work(&self, warn: bool) -> Result<Vec<(u64, u64)>, CacheError> {
-        let work_dir = self.inner.work_dir();
+    fn scan(&self, warn: bool) -> Result<Vec<(u64, u64)>, CacheError> {
+        let work_dir = &self.dir;
         let mut out = Vec::new();
         for item in fs::read_dir(work_dir).map_err(|e| CacheError::io("list", work_dir, e))? {
             let item = item.map_err(|e| CacheError::io("list", work_dir, e))?;

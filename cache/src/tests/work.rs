@@ -1,38 +1,16 @@
-//! Behaviour tests of working copies against real temp directories.
+//! Working copies: create, checkout, adopt, upload bases, and what they survive.
 
-use crate::{Blob, BlobKey, Cache, CacheError};
+use super::{content, key, put, read_all};
+use crate::{Cache, CacheError};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
-
-fn key(entry: u64, version: &str) -> BlobKey {
-    BlobKey::new(entry, version)
-}
-
-fn content(entry: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u64 * 13 + entry * 5) as u8)
-        .collect()
-}
-
-/// Fills and commits `key` with `data`, returning the open handle.
-fn put(cache: &Cache, key: &BlobKey, data: &[u8]) -> Blob {
-    let mut fill = cache.begin_fill(key.clone(), data.len() as u64).unwrap();
-    fill.append(data).unwrap();
-    fill.commit().unwrap()
-}
 
 fn read_file(file: &mut File) -> Vec<u8> {
     file.seek(SeekFrom::Start(0)).unwrap();
     let mut out = Vec::new();
     file.read_to_end(&mut out).unwrap();
     out
-}
-
-fn read_blob(blob: &Blob) -> Vec<u8> {
-    let mut buf = vec![0; blob.len() as usize];
-    assert_eq!(blob.read_at(&mut buf, 0).unwrap() as u64, blob.len());
-    buf
 }
 
 #[test]
@@ -139,9 +117,9 @@ fn checkout_copies_an_open_or_pinned_blob() {
     assert_eq!(read_file(&mut file), data);
     // Editing the working copy leaves the cached blob alone.
     file.write_all_at(b"EDIT", 0).unwrap();
-    assert_eq!(read_blob(&blob), data);
+    assert_eq!(read_all(&blob), data);
     drop(blob);
-    assert_eq!(read_blob(&cache.get(&k).unwrap()), data);
+    assert_eq!(read_all(&cache.get(&k).unwrap()), data);
     assert_eq!(cache.stats().used_bytes, 3000);
     assert_eq!(cache.work_entries().unwrap(), vec![(6, 3000)]);
     assert_eq!(fs::read_dir(dir.path().join("work")).unwrap().count(), 1);
@@ -185,7 +163,7 @@ fn adopt_publishes_a_clean_blob() {
     assert_eq!(cache.work_bytes(), 0);
     assert!(!cache.contains(&old), "the stale version is dropped");
     assert_eq!(cache.versions_of(11), vec!["v2".to_string()]);
-    assert_eq!(read_blob(&cache.get(&new).unwrap()), data);
+    assert_eq!(read_all(&cache.get(&new).unwrap()), data);
     // Indexed once synced, in the background.
     cache.flush().unwrap();
     let row = cache.index_row(&new).unwrap();
@@ -226,7 +204,7 @@ fn adopt_after_checkout_round_trip() {
     let blob = cache.get(&key(12, "v2")).unwrap();
     let mut expected = content(12, 500);
     expected[..7].copy_from_slice(b"changed");
-    assert_eq!(read_blob(&blob), expected);
+    assert_eq!(read_all(&blob), expected);
     assert_eq!(cache.stats().used_bytes, 500);
 }
 
@@ -247,7 +225,7 @@ fn adopt_refuses_to_replace_a_dirty_blob() {
         Err(CacheError::Dirty { entry: 13, .. })
     ));
     assert_eq!(cache.work_entries().unwrap(), vec![(13, 3)]);
-    assert_eq!(read_blob(&cache.get(&k).unwrap()), content(13, 10));
+    assert_eq!(read_all(&cache.get(&k).unwrap()), content(13, 10));
 }
 
 #[test]
@@ -353,7 +331,7 @@ fn adopted_blobs_are_synced_in_batches_and_kept_across_a_restart() {
         let blob = cache
             .get(&k)
             .unwrap_or_else(|| panic!("entry {entry} lost"));
-        assert_eq!(read_blob(&blob), *data);
+        assert_eq!(read_all(&blob), *data);
         assert_eq!(cache.index_row(&k).unwrap().len, data.len() as u64);
     }
     assert!(cache.work_entries().unwrap().is_empty());
