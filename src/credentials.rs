@@ -262,60 +262,20 @@ fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Asks for a secret on the terminal (`/dev/tty`) with echo off.
-#[cfg(unix)]
+/// Asks for a secret on the terminal with echo off (`/dev/tty` on Unix, the console on
+/// Windows); Ctrl-C restores the terminal before the process stops.
 pub fn prompt_hidden(prompt: &str) -> Result<Secret, CredentialsError> {
-    use std::io::{BufRead, BufReader};
-    use std::os::fd::AsRawFd;
+    prompt_with(prompt, rpassword::ConfigBuilder::new().build())
+}
 
-    /// Puts the terminal settings back, whatever happens while reading.
-    struct Restore {
-        fd: libc::c_int,
-        saved: libc::termios,
-    }
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: fd is the open terminal; saved came from tcgetattr on it.
-            unsafe { libc::tcsetattr(self.fd, libc::TCSAFLUSH, &self.saved) };
-        }
-    }
-
-    let no_tty = |e: std::io::Error| CredentialsError::NoTerminal(format!("no terminal ({e})"));
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(no_tty)?;
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios is plain old data; tcgetattr fills it for a valid fd.
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {
-        return Err(no_tty(std::io::Error::last_os_error()));
-    }
-    let restore = Restore { fd, saved: term };
-    term.c_lflag &= !libc::ECHO;
-    term.c_lflag |= libc::ECHONL;
-    // SAFETY: fd is valid and term a termios read from it.
-    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &term) } != 0 {
-        return Err(no_tty(std::io::Error::last_os_error()));
-    }
-    (&tty).write_all(prompt.as_bytes()).map_err(no_tty)?;
-    let mut line = String::new();
-    BufReader::new(&tty).read_line(&mut line).map_err(no_tty)?;
-    drop(restore);
-    let line = line.trim_end_matches(['\r', '\n']);
+/// [`prompt_hidden`] on the input and output `config` names.
+fn prompt_with(prompt: &str, config: rpassword::Config) -> Result<Secret, CredentialsError> {
+    let line = rpassword::prompt_password_with_config(prompt, config)
+        .map_err(|e| CredentialsError::NoTerminal(format!("no terminal ({e})")))?;
     if line.is_empty() {
         return Err(CredentialsError::NoTerminal("nothing was typed".into()));
     }
-    Ok(Secret(line.to_string()))
-}
-
-/// Asks for a secret on the terminal (not available on this platform).
-#[cfg(not(unix))]
-pub fn prompt_hidden(_prompt: &str) -> Result<Secret, CredentialsError> {
-    Err(CredentialsError::NoTerminal(
-        "no hidden prompt on this platform".into(),
-    ))
+    Ok(Secret(line))
 }
 
 /// The daemon's keeper of its mount's credentials: shows what kind they are, and checks,
@@ -472,6 +432,30 @@ mod tests {
             e.contains("not an edrive credentials file") && !e.contains("Zq9-secret-Xv"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn prompts_read_one_line() {
+        let typed = |input: &str| {
+            let config = rpassword::ConfigBuilder::new()
+                .input_data(input)
+                .output_discard()
+                .build();
+            prompt_with("Password: ", config)
+        };
+        assert_eq!(
+            typed("s3cret\r\nmore\n").ok().map(|s| s.0),
+            Some("s3cret".into())
+        );
+        assert!(matches!(typed("\n"), Err(CredentialsError::NoTerminal(_))));
+        let no_tty = rpassword::ConfigBuilder::new()
+            .input_file_path("/nonexistent/tty")
+            .output_discard()
+            .build();
+        let e = prompt_with("Password: ", no_tty)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("--password-file")));
     }
 
     #[test]
