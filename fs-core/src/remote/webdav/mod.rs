@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use reqwest::Method;
+use secrecy::SecretString;
 
 use self::client::{Body, Call, Client, Deadline};
 pub use self::credentials::Credentials;
@@ -47,9 +48,9 @@ pub struct WebDavConfig {
     /// User name for HTTP Basic authentication; none means no authentication.
     pub user: Option<String>,
     /// Password for HTTP Basic authentication.
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     /// A bearer token (`Authorization: Bearer ...`) instead of a user and password.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<SecretString>,
     /// Limit for establishing a connection.
     pub connect_timeout: Duration,
     /// Limit for a metadata request as a whole, and for waiting on a download's headers or
@@ -76,11 +77,8 @@ impl fmt::Debug for WebDavConfig {
         f.debug_struct("WebDavConfig")
             .field("url", &redact_userinfo(&self.url))
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("password", &self.password)
+            .field("bearer_token", &self.bearer_token)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .finish()
