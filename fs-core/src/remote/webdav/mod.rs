@@ -31,6 +31,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use reqwest::Method;
 use secrecy::SecretString;
+use url::{Position, Url};
 
 use self::client::{Body, Call, Client, Deadline};
 pub use self::credentials::Credentials;
@@ -85,18 +86,20 @@ impl fmt::Debug for WebDavConfig {
     }
 }
 
-/// `url` with any `user:password@` replaced by `<redacted>@`.
+/// `url` as parsed, with any `user:password@` replaced by `<redacted>@`; `<invalid URL>`
+/// if it does not parse (it may still carry credentials).
 fn redact_userinfo(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
+    let Ok(parsed) = Url::parse(url.trim()) else {
+        return "<invalid URL>".into();
     };
-    let authority_len = url[start..]
-        .find(['/', '?', '#'])
-        .unwrap_or(url.len() - start);
-    match url[start..start + authority_len].rfind('@') {
-        Some(at) => format!("{}<redacted>{}", &url[..start], &url[start + at..]),
-        None => url.to_string(),
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return parsed.into();
     }
+    format!(
+        "{}<redacted>@{}",
+        &parsed[..Position::BeforeUsername],
+        &parsed[Position::BeforeHost..]
+    )
 }
 
 /// A WebDAV server as a [`Remote`].
