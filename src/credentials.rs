@@ -3,7 +3,8 @@
 //! 0600) for later mounts, and the daemon's side of `edrive login`.
 //!
 //! A secret never reaches a command line, a log line, status output or an error message:
-//! [`Secret`] prints as `<redacted>`, and errors name files and HTTP statuses only.
+//! [`Secret`] prints as `<redacted>` and is zeroed when dropped, and errors name files and
+//! HTTP statuses only.
 
 use std::fmt;
 use std::io::Write;
@@ -14,7 +15,9 @@ use std::time::Duration;
 use edrive_fs_core::remote::webdav::{Credentials, WebDav};
 use edrive_fs_core::remote::RemoteError;
 use edrive_fs_core::Drive;
-use serde::{Deserialize, Serialize};
+use secrecy::zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -22,20 +25,33 @@ use tracing::{info, warn};
 const CHECK_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// A password or token: serialized as the plain string (only into pipes, the control
-/// socket and the 0600 credentials file), printed as `<redacted>`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// socket and the 0600 credentials file), printed as `<redacted>`, zeroed when dropped.
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(SecretString);
 
 impl Secret {
-    /// Wraps a secret string.
+    /// Takes over a secret string (copied into a buffer of its own, the original zeroed).
     pub fn new(s: String) -> Secret {
-        Secret(s)
+        let s = Zeroizing::new(s);
+        Secret(SecretString::from(s.as_str()))
     }
 
     /// The secret itself, to send it.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
+    }
+}
+
+impl From<Secret> for SecretString {
+    fn from(s: Secret) -> SecretString {
+        s.0
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose())
     }
 }
 
@@ -103,33 +119,22 @@ pub fn first_line(path: &Path) -> Result<Secret, CredentialsError> {
         path: path.to_path_buf(),
         source,
     })?;
+    let text = Zeroizing::new(text);
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if line.is_empty() {
         return Err(CredentialsError::Empty(path.to_path_buf()));
     }
-    Ok(Secret(line.to_string()))
+    Ok(Secret(line.into()))
 }
 
 /// What `edrive mount` hands its daemon on standard input (one JSON line): never on the
 /// command line, never in the environment.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Handoff {
     /// The Basic auth password, if one was given.
     pub password: Option<Secret>,
     /// The bearer token, if one was given.
     pub bearer_token: Option<Secret>,
-}
-
-impl fmt::Debug for Handoff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handoff")
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
 }
 
 /// The stored credentials file: for one server URL.
@@ -174,7 +179,7 @@ pub fn load(path: &Path, url: &str) -> Result<Option<Credentials>, CredentialsEr
             )));
         }
     }
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
     // Not the parser's message: it may quote part of the file.
     let stored: Stored =
         serde_json::from_str(&text).map_err(|_| bad("not an edrive credentials file".into()))?;
@@ -219,6 +224,7 @@ pub fn store(path: &Path, url: &str, credentials: &Credentials) -> Result<(), Cr
         },
     };
     let text = serde_json::to_string(&stored).map_err(|e| fail(std::io::Error::other(e)))?;
+    let text = Zeroizing::new(text);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(fail)?;
@@ -262,60 +268,20 @@ fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Asks for a secret on the terminal (`/dev/tty`) with echo off.
-#[cfg(unix)]
+/// Asks for a secret on the terminal with echo off (`/dev/tty` on Unix, the console on
+/// Windows); Ctrl-C restores the terminal before the process stops.
 pub fn prompt_hidden(prompt: &str) -> Result<Secret, CredentialsError> {
-    use std::io::{BufRead, BufReader};
-    use std::os::fd::AsRawFd;
+    prompt_with(prompt, rpassword::ConfigBuilder::new().build())
+}
 
-    /// Puts the terminal settings back, whatever happens while reading.
-    struct Restore {
-        fd: libc::c_int,
-        saved: libc::termios,
-    }
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: fd is the open terminal; saved came from tcgetattr on it.
-            unsafe { libc::tcsetattr(self.fd, libc::TCSAFLUSH, &self.saved) };
-        }
-    }
-
-    let no_tty = |e: std::io::Error| CredentialsError::NoTerminal(format!("no terminal ({e})"));
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(no_tty)?;
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios is plain old data; tcgetattr fills it for a valid fd.
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {
-        return Err(no_tty(std::io::Error::last_os_error()));
-    }
-    let restore = Restore { fd, saved: term };
-    term.c_lflag &= !libc::ECHO;
-    term.c_lflag |= libc::ECHONL;
-    // SAFETY: fd is valid and term a termios read from it.
-    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &term) } != 0 {
-        return Err(no_tty(std::io::Error::last_os_error()));
-    }
-    (&tty).write_all(prompt.as_bytes()).map_err(no_tty)?;
-    let mut line = String::new();
-    BufReader::new(&tty).read_line(&mut line).map_err(no_tty)?;
-    drop(restore);
-    let line = line.trim_end_matches(['\r', '\n']);
+/// [`prompt_hidden`] on the input and output `config` names.
+fn prompt_with(prompt: &str, config: rpassword::Config) -> Result<Secret, CredentialsError> {
+    let line = rpassword::prompt_password_with_config(prompt, config)
+        .map_err(|e| CredentialsError::NoTerminal(format!("no terminal ({e})")))?;
     if line.is_empty() {
         return Err(CredentialsError::NoTerminal("nothing was typed".into()));
     }
-    Ok(Secret(line.to_string()))
-}
-
-/// Asks for a secret on the terminal (not available on this platform).
-#[cfg(not(unix))]
-pub fn prompt_hidden(_prompt: &str) -> Result<Secret, CredentialsError> {
-    Err(CredentialsError::NoTerminal(
-        "no hidden prompt on this platform".into(),
-    ))
+    Ok(Secret::new(line))
 }
 
 /// The daemon's keeper of its mount's credentials: shows what kind they are, and checks,
@@ -417,6 +383,23 @@ impl Keeper {
 mod tests {
     use super::*;
 
+    /// Credentials spelt out, secrets included, to compare them.
+    fn plain(c: &Credentials) -> String {
+        match c {
+            Credentials::None => "none".into(),
+            Credentials::Basic { user, password } => format!(
+                "basic {user} {:?}",
+                password.as_ref().map(|p| p.expose_secret())
+            ),
+            Credentials::Bearer(token) => format!("bearer {}", token.expose_secret()),
+        }
+    }
+
+    /// The credentials stored in `path` for `url`, spelt out.
+    fn loaded(path: &Path, url: &str) -> Option<String> {
+        load(path, url).ok().flatten().as_ref().map(plain)
+    }
+
     #[test]
     fn secrets_never_print() {
         let h = Handoff {
@@ -449,12 +432,12 @@ mod tests {
             let mode = std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777);
             assert_eq!(mode.ok(), Some(0o600));
         }
-        assert_eq!(load(&file, url).ok().flatten(), Some(basic));
-        assert_eq!(load(&file, "http://other/").ok().flatten(), None);
+        assert_eq!(loaded(&file, url), Some(plain(&basic)));
+        assert_eq!(loaded(&file, "http://other/"), None);
         let bearer = Credentials::Bearer("t".into());
         store(&file, url, &bearer).unwrap();
-        assert_eq!(load(&file, url).ok().flatten(), Some(bearer));
-        assert_eq!(load(&dir.path().join("none"), url).ok().flatten(), None);
+        assert_eq!(loaded(&file, url), Some(plain(&bearer)));
+        assert_eq!(loaded(&dir.path().join("none"), url), None);
         #[cfg(unix)]
         {
             set_mode(&file, 0o644).unwrap();
@@ -475,11 +458,38 @@ mod tests {
     }
 
     #[test]
+    fn prompts_read_one_line() {
+        let typed = |input: &str| {
+            let config = rpassword::ConfigBuilder::new()
+                .input_data(input)
+                .output_discard()
+                .build();
+            prompt_with("Password: ", config)
+        };
+        assert_eq!(
+            typed("s3cret\r\nmore\n").ok().as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert!(matches!(typed("\n"), Err(CredentialsError::NoTerminal(_))));
+        let no_tty = rpassword::ConfigBuilder::new()
+            .input_file_path("/nonexistent/tty")
+            .output_discard()
+            .build();
+        let e = prompt_with("Password: ", no_tty)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("--password-file")));
+    }
+
+    #[test]
     fn first_line_of_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p");
         std::fs::write(&f, "s3cret\r\nsecond\n").unwrap();
-        assert_eq!(first_line(&f).ok().map(|s| s.0), Some("s3cret".into()));
+        assert_eq!(
+            first_line(&f).ok().as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
         std::fs::write(&f, "\n").unwrap();
         assert!(matches!(first_line(&f), Err(CredentialsError::Empty(_))));
     }

@@ -13,6 +13,7 @@ use edrive_cache::Cache;
 use edrive_fs_core::remote::webdav::{Credentials, WebDav, WebDavConfig};
 use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
 use edrive_fs_core::{Drive, DriveOptions, Meta};
+use secrecy::zeroize::Zeroizing;
 #[cfg(unix)]
 use tracing::warn;
 use tracing::{error, info};
@@ -37,7 +38,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
         args.credentials_file = Some(std::path::absolute(f)?);
     }
     if args.daemon_child {
-        let mut line = String::new();
+        let mut line = Zeroizing::new(String::new());
         std::io::stdin().read_line(&mut line)?;
         // Not the parser's message: it would quote the secrets.
         let handoff: Handoff = serde_json::from_str(line.trim_end())
@@ -176,7 +177,7 @@ fn spawn_daemon(args: &MountArgs, handoff: &Handoff) -> anyhow::Result<()> {
     }
     let mut child = cmd.spawn().context("cannot start the mount daemon")?;
     if let Some(mut stdin) = child.stdin.take() {
-        let mut line = serde_json::to_string(handoff)?;
+        let mut line = Zeroizing::new(serde_json::to_string(handoff)?);
         line.push('\n');
         let _ = stdin.write_all(line.as_bytes());
     }
@@ -348,11 +349,11 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
         Handoff {
             bearer_token: Some(token),
             ..
-        } => config.bearer_token = Some(token.expose().to_string()),
+        } => config.bearer_token = Some(token.into()),
         Handoff {
             password: Some(password),
             ..
-        } => config.password = Some(password.expose().to_string()),
+        } => config.password = Some(password.into()),
         _ => match credentials::load(&credentials_file, &args.url) {
             Ok(Some(Credentials::Bearer(token))) if args.user.is_none() => {
                 config.bearer_token = Some(token);

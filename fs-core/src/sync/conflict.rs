@@ -3,6 +3,10 @@
 
 use std::time::SystemTime;
 
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
 /// How a conflict is settled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConflictPolicy {
@@ -45,7 +49,7 @@ pub fn conflict_name(name: &str, host: &str, at: SystemTime, n: u32) -> String {
         Some(i) if i > 0 => name.split_at(i),
         _ => (name, ""),
     };
-    let (y, mo, d, h, mi, s) = local_time(at);
+    let at = local_time(at).strftime("%Y-%m-%d %H%M%S");
     let nth = if n > 1 {
         format!(" {n}")
     } else {
@@ -57,7 +61,7 @@ pub fn conflict_name(name: &str, host: &str, at: SystemTime, n: u32) -> String {
         .take(64)
         .collect();
     let host = if host.is_empty() { "here".into() } else { host };
-    let tag = format!(" (conflict {host} {y:04}-{mo:02}-{d:02} {h:02}{mi:02}{s:02}{nth})");
+    let tag = format!(" (conflict {host} {at}{nth})");
     // A name has at most 255 bytes: the stem (then the extension) gives way.
     let mut ext = ext;
     if tag.len() + ext.len() > MAX_NAME / 2 {
@@ -76,8 +80,7 @@ const MAX_NAME: usize = 255;
 
 /// `YYYY-MM-DD` of `t` in local time.
 pub fn local_date(t: SystemTime) -> String {
-    let (y, mo, d, ..) = local_time(t);
-    format!("{y:04}-{mo:02}-{d:02}")
+    local_time(t).date().to_string()
 }
 
 /// This machine's name, for conflict copies.
@@ -103,55 +106,15 @@ pub fn host_name() -> String {
     }
 }
 
-/// (year, month, day, hour, minute, second) of `t` in local time (UTC where the platform
-/// has no `localtime_r`).
-fn local_time(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    #[cfg(unix)]
-    {
-        // SAFETY: `tm` is plain data; localtime_r only writes into it.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        let tt = secs as libc::time_t;
-        // SAFETY: both pointers are valid for the call.
-        if !unsafe { libc::localtime_r(&tt, &mut tm) }.is_null() {
-            return (
-                tm.tm_year as i64 + 1900,
-                (tm.tm_mon + 1) as u32,
-                tm.tm_mday as u32,
-                tm.tm_hour as u32,
-                tm.tm_min as u32,
-                tm.tm_sec as u32,
-            );
-        }
-    }
-    utc(secs)
+/// `t` in the system's time zone (`TZ`, else the system setting), or in UTC if that cannot
+/// be determined.
+fn local_time(t: SystemTime) -> DateTime {
+    civil(t, &TimeZone::try_system().unwrap_or(TimeZone::UTC))
 }
 
-/// Civil date and time of `secs` since the epoch, in UTC.
-fn utc(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        ((rem % 3600) / 60) as u32,
-        (rem % 60) as u32,
-    )
+/// `t` as a date and time in `tz` (the epoch for a time out of range).
+fn civil(t: SystemTime, tz: &TimeZone) -> DateTime {
+    tz.to_datetime(Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 #[cfg(test)]
@@ -159,22 +122,50 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
     #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(utc(1_795_000_000), (2026, 11, 18, 11, 6, 40));
-        assert_eq!(utc(951_782_400), (2000, 2, 29, 0, 0, 0));
+    fn civil_dates_and_times() {
+        let utc = |secs| civil(at(secs), &TimeZone::UTC).to_string();
+        assert_eq!(utc(0), "1970-01-01T00:00:00");
+        assert_eq!(utc(1_795_000_000), "2026-11-18T11:06:40");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00");
+        // Central Europe by its POSIX rule (no time zone database needed): +1 in
+        // winter, +2 in summer.
+        let cet = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").ok();
+        let local = |secs| cet.as_ref().map(|tz| civil(at(secs), tz).to_string());
+        assert_eq!(local(1_795_000_000).as_deref(), Some("2026-11-18T12:06:40"));
+        assert_eq!(local(1_780_000_000).as_deref(), Some("2026-05-28T22:26:40"));
+        let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(86_400);
+        assert_eq!(
+            civil(before_1970, &TimeZone::UTC).to_string(),
+            "1969-12-31T00:00:00"
+        );
+    }
+
+    #[test]
+    fn local_dates_have_the_iso_form() {
+        let d = local_date(at(1_795_000_000));
+        assert!(d.starts_with("2026-11-1") && d.len() == 10, "{d}");
     }
 
     #[test]
     fn names_keep_the_extension() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let t = at(1_795_000_000);
         let n = conflict_name("report.final.docx", "lap/top", t, 1);
         assert!(
             n.starts_with("report.final (conflict laptop 2026-11-"),
             "{n}"
         );
         assert!(n.ends_with(").docx"), "{n}");
+        let stamp = &n["report.final (conflict laptop ".len()..n.len() - ").docx".len()];
+        let shape: String = stamp
+            .chars()
+            .map(|c| if c.is_ascii_digit() { 'D' } else { c })
+            .collect();
+        assert_eq!(shape, "DDDD-DD-DD DDDDDD", "{n}");
         let dot = conflict_name(".bashrc", "h", t, 2);
         assert!(dot.starts_with(".bashrc (conflict h "), "{dot}");
         assert!(dot.ends_with(" 2)"), "{dot}");

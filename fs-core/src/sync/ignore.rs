@@ -1,6 +1,8 @@
 //! Names that stay local: editors' lock, swap and temp files are kept in the cache and
 //! shown in the mount, but never uploaded.
 
+use wildmatch::WildMatch;
+
 /// The default list: Office and LibreOffice lock files, vim swap files, backups, macOS and
 /// Windows folder metadata, partial downloads and temp files.
 pub const DEFAULT_IGNORE: &[&str] = &[
@@ -16,10 +18,11 @@ pub const DEFAULT_IGNORE: &[&str] = &[
     "*.tmp",
 ];
 
-/// Glob patterns (`*` any run of characters, `?` one character) matched against a name.
+/// Wildcard patterns (`*` any run of characters, `?` one character, nothing else special)
+/// matched against a whole name, case-sensitively.
 #[derive(Clone, Debug, Default)]
 pub struct IgnoreList {
-    patterns: Vec<Vec<char>>,
+    patterns: Vec<WildMatch>,
 }
 
 impl IgnoreList {
@@ -28,7 +31,7 @@ impl IgnoreList {
         IgnoreList {
             patterns: patterns
                 .iter()
-                .map(|p| p.as_ref().chars().collect())
+                .map(|p| WildMatch::new(p.as_ref()))
                 .collect(),
         }
     }
@@ -40,34 +43,8 @@ impl IgnoreList {
 
     /// Whether `name` matches any pattern.
     pub fn matches(&self, name: &str) -> bool {
-        let name: Vec<char> = name.chars().collect();
-        self.patterns.iter().any(|p| glob(p, &name))
+        self.patterns.iter().any(|p| p.matches(name))
     }
-}
-
-/// Iterative wildcard match with single-star backtracking (linear in practice).
-fn glob(p: &[char], s: &[char]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
 }
 
 #[cfg(test)]
@@ -103,5 +80,25 @@ mod tests {
         assert!(l.matches("aXXbYc"));
         assert!(l.matches("abbbzc"));
         assert!(!l.matches("abc"));
+        assert!(IgnoreList::new(&["*ab"]).matches("aab"));
+        assert!(!IgnoreList::new(&[""]).matches("a"));
+    }
+
+    #[test]
+    fn question_mark_is_one_character_not_one_byte() {
+        let l = IgnoreList::new(&["Entw?rfe", "?"]);
+        assert!(l.matches("Entwürfe"));
+        assert!(l.matches("é"));
+        assert!(!l.matches("Entwrfe"));
+        assert!(!l.matches("éé"));
+    }
+
+    #[test]
+    fn only_star_and_question_mark_are_special() {
+        let l = IgnoreList::new(&["notes[1].txt", "{a,b}", "\\x", "*.TMP"]);
+        assert!(l.matches("notes[1].txt") && !l.matches("notes1.txt"));
+        assert!(l.matches("{a,b}") && !l.matches("a"));
+        assert!(l.matches("\\x") && !l.matches("x"));
+        assert!(!l.matches("a.tmp"));
     }
 }

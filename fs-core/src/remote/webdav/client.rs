@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, IF_MATCH, IF_NONE_MATCH, LOCATION};
 use reqwest::{Method, Response, Url};
+use secrecy::SecretString;
 use tracing::debug;
 
 use super::href::{join_url, path_parts};
@@ -136,7 +137,7 @@ impl Client {
                 user: decode_userinfo(base.username()),
                 password: base
                     .password()
-                    .map(decode_userinfo)
+                    .map(|p| SecretString::from(decode_userinfo(p)))
                     .or_else(|| config.password.clone()),
             },
             (None, None) => Credentials::None,

@@ -1,11 +1,12 @@
 //! What the client authenticates with: nothing, HTTP Basic, or a bearer token. The secret
-//! parts never show in `Debug` output, and every header carrying them is marked sensitive.
+//! parts are [`SecretString`]s: redacted in `Debug` output, zeroed when dropped; every
+//! header carrying them is marked sensitive.
 
-use std::fmt;
+use secrecy::{ExposeSecret, SecretString};
 
 /// How requests authenticate. Swappable while the drive runs
 /// ([`super::WebDav::set_credentials`]).
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum Credentials {
     /// No `Authorization` header.
     #[default]
@@ -15,10 +16,10 @@ pub enum Credentials {
         /// The user name.
         user: String,
         /// The password (none sends `user:`).
-        password: Option<String>,
+        password: Option<SecretString>,
     },
     /// `Authorization: Bearer <token>`.
-    Bearer(String),
+    Bearer(SecretString),
 }
 
 impl Credentials {
@@ -43,22 +44,28 @@ impl Credentials {
     pub(crate) fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self {
             Credentials::None => req,
-            Credentials::Basic { user, password } => req.basic_auth(user, password.as_ref()),
-            Credentials::Bearer(token) => req.bearer_auth(token),
+            Credentials::Basic { user, password } => {
+                req.basic_auth(user, password.as_ref().map(|p| p.expose_secret()))
+            }
+            Credentials::Bearer(token) => req.bearer_auth(token.expose_secret()),
         }
     }
 }
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Credentials::None => f.write_str("None"),
-            Credentials::Basic { user, password } => f
-                .debug_struct("Basic")
-                .field("user", user)
-                .field("password", &password.as_ref().map(|_| "<redacted>"))
-                .finish(),
-            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let basic = Credentials::Basic {
+            user: "bob".into(),
+            password: Some("hunter2".into()),
+        };
+        let shown = format!("{basic:?} {:?}", Credentials::Bearer("tok-xyz".into()));
+        assert!(
+            shown.contains("bob") && !shown.contains("hunter2") && !shown.contains("tok-xyz"),
+            "{shown}"
+        );
     }
 }

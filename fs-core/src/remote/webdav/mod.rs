@@ -30,6 +30,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use reqwest::Method;
+use secrecy::SecretString;
+use url::{Position, Url};
 
 use self::client::{Body, Call, Client, Deadline};
 pub use self::credentials::Credentials;
@@ -47,9 +49,9 @@ pub struct WebDavConfig {
     /// User name for HTTP Basic authentication; none means no authentication.
     pub user: Option<String>,
     /// Password for HTTP Basic authentication.
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     /// A bearer token (`Authorization: Bearer ...`) instead of a user and password.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<SecretString>,
     /// Limit for establishing a connection.
     pub connect_timeout: Duration,
     /// Limit for a metadata request as a whole, and for waiting on a download's headers or
@@ -76,29 +78,28 @@ impl fmt::Debug for WebDavConfig {
         f.debug_struct("WebDavConfig")
             .field("url", &redact_userinfo(&self.url))
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("password", &self.password)
+            .field("bearer_token", &self.bearer_token)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
 
-/// `url` with any `user:password@` replaced by `<redacted>@`.
+/// `url` as parsed, with any `user:password@` replaced by `<redacted>@`; `<invalid URL>`
+/// if it does not parse (it may still carry credentials).
 fn redact_userinfo(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
+    let Ok(parsed) = Url::parse(url.trim()) else {
+        return "<invalid URL>".into();
     };
-    let authority_len = url[start..]
-        .find(['/', '?', '#'])
-        .unwrap_or(url.len() - start);
-    match url[start..start + authority_len].rfind('@') {
-        Some(at) => format!("{}<redacted>{}", &url[..start], &url[start + at..]),
-        None => url.to_string(),
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return parsed.into();
     }
+    format!(
+        "{}<redacted>@{}",
+        &parsed[..Position::BeforeUsername],
+        &parsed[Position::BeforeHost..]
+    )
 }
 
 /// A WebDAV server as a [`Remote`].

@@ -535,6 +535,20 @@ fn config_and_description_hide_credentials() {
         "http://<redacted>@h:1/a@b"
     );
     assert_eq!(super::redact_userinfo("http://h/a@b"), "http://h/a@b");
+    for (url, shown) in [
+        ("https://bob@H/dav/", "https://<redacted>@h/dav/"),
+        ("http://:pw@h/", "http://<redacted>@h/"),
+        (
+            "http://u:p%40ss@h/x?q=a@b#c",
+            "http://<redacted>@h/x?q=a@b#c",
+        ),
+        (" http://u:p@h ", "http://<redacted>@h/"),
+        ("http://u:p@h:99999/", "<invalid URL>"),
+        ("no url u:p@h", "<invalid URL>"),
+        ("file://u:p@h/x", "<invalid URL>"),
+    ] {
+        assert_eq!(super::redact_userinfo(url), shown, "{url}");
+    }
 }
 
 #[tokio::test]
