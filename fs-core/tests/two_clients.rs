@@ -38,8 +38,8 @@ impl Rng {
         self.next() % n
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+    fn pick(&mut self, items: &[&'static str]) -> &'static str {
+        items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -156,15 +156,15 @@ async fn write_over(
 
 /// One random operation of client `side` (0 or 1), number `seq`.
 async fn step(drive: &Drive, side: usize, seq: usize, rng: &mut Rng, rec: &mut Record) {
-    let folder = *rng.pick(&FOLDERS);
-    let file = |f: &str, name: &str| {
-        if f.is_empty() {
+    let folder = rng.pick(&FOLDERS);
+    fn file(folder: &str, name: &str) -> String {
+        if folder.is_empty() {
             name.to_string()
         } else {
-            format!("{f}/{name}")
+            format!("{folder}/{name}")
         }
-    };
-    let path = file(folder, *rng.pick(&FILES));
+    }
+    let path = file(folder, rng.pick(&FILES));
     // Each version a size of its own: without ETags a version is told by its time (whole
     // seconds) and size, and two versions of one file written in the same second with the
     // same size look alike (README, "Servers"): outside what the client can see.
@@ -203,7 +203,7 @@ async fn step(drive: &Drive, side: usize, seq: usize, rng: &mut Rng, rec: &mut R
         // Rename within or across folders, never over another file (that case has tests
         // of its own; here what it destroys could not be told exactly).
         6 | 7 => {
-            let to = file(*rng.pick(&FOLDERS), *rng.pick(&FILES));
+            let to = file(rng.pick(&FOLDERS), rng.pick(&FILES));
             if to == path {
                 return;
             }
