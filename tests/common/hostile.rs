@@ -304,13 +304,15 @@ impl TestServer for HostileServer {
     }
 
     fn requests(&self) -> Vec<(String, String, u16)> {
-        self.recorded()
-            .into_iter()
-            .map(|r| {
-                let path = r.path.split('?').next().unwrap_or("").to_string();
-                (r.method, path, r.status)
-            })
-            .collect()
+        super::without_probe(
+            self.recorded()
+                .into_iter()
+                .map(|r| {
+                    let path = r.path.split('?').next().unwrap_or("").to_string();
+                    (r.method, path, r.status)
+                })
+                .collect(),
+        )
     }
 
     fn reset_requests(&mut self) {

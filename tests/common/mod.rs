@@ -48,7 +48,9 @@ pub trait TestServer {
     /// The share's root URL, ending in `/` (e.g. `http://127.0.0.1:PORT/`).
     fn url(&self) -> String;
     /// Every request answered so far (since the last `reset_requests`), in order, as
-    /// (method, raw request path without query, status).
+    /// (method, raw request path without query, status). The requests of edrive's probe
+    /// of the server (under `.edrive-probe-*`, see README "Servers") are left out: they
+    /// touch no content of the share.
     fn requests(&self) -> Vec<(String, String, u16)>;
     /// How many requests with this method (e.g. `"GET"`) were answered.
     fn count_requests(&self, method: &str) -> usize {
@@ -92,6 +94,14 @@ pub fn start_server(kind: Server, root: &std::path::Path) -> Box<dyn TestServer>
         Server::Wsgidav => Box::new(wsgidav::start(root)),
         Server::Rclone => Box::new(rclone::start(root)),
     }
+}
+
+/// `requests` without those of edrive's probe of the server (see [`TestServer::requests`]).
+pub fn without_probe(requests: Vec<(String, String, u16)>) -> Vec<(String, String, u16)> {
+    requests
+        .into_iter()
+        .filter(|(_, path, _)| !path.contains(".edrive-probe-"))
+        .collect()
 }
 
 /// A fresh temporary directory (mode 0755, so a server running as `www-data` can traverse
@@ -536,7 +546,10 @@ impl TestServer for DaemonServer {
     }
 
     fn requests(&self) -> Vec<(String, String, u16)> {
-        (self.spec.parse_log)(&read_settled_log(&self.access_log(), self.mark))
+        without_probe((self.spec.parse_log)(&read_settled_log(
+            &self.access_log(),
+            self.mark,
+        )))
     }
 
     fn reset_requests(&mut self) {

@@ -236,7 +236,7 @@ impl TestServer for EmbeddedServer {
     }
 
     fn requests(&self) -> Vec<(String, String, u16)> {
-        parse_request_log(&read_from(&self.log_path(), self.mark))
+        super::without_probe(parse_request_log(&read_from(&self.log_path(), self.mark)))
     }
 
     fn reset_requests(&mut self) {

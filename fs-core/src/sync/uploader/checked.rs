@@ -25,7 +25,8 @@ use crate::remote::{again, ETag, Precondition, RemoteError, RemotePath};
 
 /// Name prefix of an upload's staging file on the server.
 pub const STAGING_PREFIX: &str = ".edrive-up-";
-/// Settings key prefix of journaled staging files (`staging/INO` → server path).
+/// Settings key prefix of journaled staging files (`staging/INO-N` → the staging file,
+/// the set-aside name and the target, tab-separated).
 const STAGING_KEY: &str = "staging/";
 /// Settings key of what was learnt about the server.
 pub(crate) const CAPABILITIES_KEY: &str = "server_capabilities";
@@ -141,7 +142,7 @@ impl Uploader {
         let staging = work("")?;
         let aside = work(".old")?;
         // Journaled before any request: a crash leaves nothing the next run cannot find.
-        let key = format!("{STAGING_KEY}{ino}");
+        let key = format!("{STAGING_KEY}{ino}-{nonce:08x}");
         let journal = format!("{staging}\t{aside}\t{path}");
         self.meta
             .set_setting(&key, Some(&journal))
