@@ -6,7 +6,9 @@
 //! - a file edited inside a folder the other side deleted (and a new file elsewhere
 //!   uploads meanwhile);
 //! - a rename onto a name the other side has just taken;
-//! - the same file renamed to two different names (x→y on A, x→z on B).
+//! - the same file renamed to two different names (x→y on A, x→z on B);
+//! - the same new name created on both sides;
+//! - a file edited on one side while the other renames it.
 //!
 //! Afterwards: both `edrive sync` succeed, every version a close produced is on the server
 //! under a visible name (or was deleted or overwritten by its own side after), no
@@ -52,6 +54,7 @@ fn scenario(kind: Server) {
         ("d/g.txt", "base d/g\n"),
         ("x1.txt", "base x1\n"),
         ("x2.txt", "base x2\n"),
+        ("r.txt", "base r\n"),
     ] {
         fs::write(share.join(rel), data).unwrap();
     }
@@ -96,6 +99,11 @@ fn scenario(kind: Server) {
     fs::rename(b.join("x1.txt"), b.join("t1.txt")).unwrap();
     fs::rename(a.join("x2.txt"), a.join("y.txt")).unwrap();
     fs::rename(b.join("x2.txt"), b.join("z.txt")).unwrap();
+    // The same new name on both sides; an edit while the other side renames the file.
+    w(&a, "new.txt", "A's new.txt\n");
+    w(&b, "new.txt", "B's new.txt, longer\n");
+    w(&a, "r.txt", "A's edit of r\n");
+    fs::rename(b.join("r.txt"), b.join("r2.txt")).unwrap();
     written.insert(b"base x1\n".to_vec());
     written.insert(b"base x2\n".to_vec());
     // B goes first, then A: A's changes meet B's on the server.

@@ -105,7 +105,7 @@ async fn write_over(
 ) -> Result<(Option<Vec<u8>>, Vec<u8>), FsError> {
     let (dir, name) = split(path);
     let dir = find(drive, dir).await?;
-    let (fh, old) = match drive.lookup(dir, name).await {
+    let (ino, fh, old) = match drive.lookup(dir, name).await {
         Ok(a) if a.kind == edrive_fs_core::Kind::Dir => return Err(FsError::IsDir),
         Ok(a) => {
             let fh = drive.open(a.ino, true, false).await?;
@@ -120,31 +120,31 @@ async fn write_over(
                     }
                 }
             }
-            (fh, Some(old))
+            (a.ino, fh, Some(old))
         }
-        Err(FsError::NotFound) => (drive.create(dir, name, 0o644).await?.1, None),
+        Err(FsError::NotFound) => {
+            let (attr, fh) = drive.create(dir, name, 0o644).await?;
+            (attr.ino, fh, None)
+        }
         Err(e) => return Err(e),
     };
     let Some(data) = f(old.as_deref()) else {
         let _ = drive.release(fh);
         return Err(FsError::Invalid("nothing to write"));
     };
-    let ino = drive.lookup(dir, name).await.map(|a| a.ino);
-    let truncated = match ino {
-        Ok(ino) => drive
-            .setattr(
-                ino,
-                edrive_fs_core::drive::SetAttr {
-                    size: Some(0),
-                    mtime: None,
-                    atime: None,
-                    mode: None,
-                },
-            )
-            .await
-            .map(drop),
-        Err(e) => Err(e),
-    };
+    // The open file's own inode: the name may stand for another file by now.
+    let truncated = drive
+        .setattr(
+            ino,
+            edrive_fs_core::drive::SetAttr {
+                size: Some(0),
+                mtime: None,
+                atime: None,
+                mode: None,
+            },
+        )
+        .await
+        .map(drop);
     let written = truncated.and_then(|()| drive.write(fh, 0, &data).map(drop));
     let flushed = drive.flush(fh);
     let released = drive.release(fh);
@@ -165,14 +165,17 @@ async fn step(drive: &Drive, side: usize, seq: usize, rng: &mut Rng, rec: &mut R
         }
     }
     let path = file(folder, rng.pick(&FILES));
-    // Each version a size of its own: without ETags a version is told by its time (whole
-    // seconds) and size, and two versions of one file written in the same second with the
-    // same size look alike (README, "Servers"): outside what the client can see.
-    let fresh = format!(
-        "client {side} version {seq}{}\n",
-        ".".repeat(2 * seq + side)
-    )
-    .into_bytes();
+    // Each version a size of its own (1000 × (seq + 1) + 500 × side bytes, appends
+    // included): without ETags a version is told by its time (whole seconds) and size, and
+    // two versions of one file written in the same second with the same size look alike
+    // (README, "Servers"): outside what the client can see.
+    let size = 1000 * (seq + 1) + 500 * side;
+    let pad = |mut v: Vec<u8>| {
+        v.resize(size.max(v.len()), b'.');
+        v
+    };
+    let line = format!("client {side} version {seq}\n").into_bytes();
+    let fresh = pad(line.clone());
     match rng.below(10) {
         // Create or overwrite.
         0..=3 => {
@@ -189,8 +192,15 @@ async fn step(drive: &Drive, side: usize, seq: usize, rng: &mut Rng, rec: &mut R
         }
         // Append (as an editor saves: the whole file again).
         4 | 5 => {
-            let written =
-                write_over(drive, &path, |old| old.map(|o| [o, &fresh[..]].concat())).await;
+            let written = write_over(drive, &path, |old| {
+                old.map(|o| {
+                    let kept = o.trim_ascii_end();
+                    let kept =
+                        &kept[..kept.len() - kept.iter().rev().take_while(|b| **b == b'.').count()];
+                    pad([kept, b"\n", &line[..]].concat())
+                })
+            })
+            .await;
             rec.trace.push(format!(
                 "{seq} c{side} append {path}: {:?}",
                 written.as_ref().map(|(old, _)| old.as_deref().map(label))
