@@ -76,6 +76,8 @@ fn scenario(kind: Server) {
         }
     }
     let mut written: BTreeSet<Vec<u8>> = BTreeSet::new();
+    written.insert(b"base x1\n".to_vec());
+    written.insert(b"base x2\n".to_vec());
     let mut w = |m: &Mount, rel: &str, data: &str| {
         fs::write(m.join(rel), data).unwrap_or_else(|e| panic!("write {rel}: {e}"));
         written.insert(data.as_bytes().to_vec());
@@ -104,8 +106,6 @@ fn scenario(kind: Server) {
     w(&b, "new.txt", "B's new.txt, longer\n");
     w(&a, "r.txt", "A's edit of r\n");
     fs::rename(b.join("r.txt"), b.join("r2.txt")).unwrap();
-    written.insert(b"base x1\n".to_vec());
-    written.insert(b"base x2\n".to_vec());
     // B goes first, then A: A's changes meet B's on the server.
     b.edrive_ok(&["resume"]);
     b.edrive_ok(&["sync"]);
