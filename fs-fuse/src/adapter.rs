@@ -1,9 +1,11 @@
 //! The `fuser::Filesystem` implementation: one short method per kernel request.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use edrive_fs_core::meta::XattrMode;
 use edrive_fs_core::{Attr, Drive, FsError, Kind, ReadPath, SetAttr};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -613,10 +615,7 @@ impl Filesystem for FuseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENODATA);
-        };
-        match self.drive.getxattr(ino.0, name) {
+        match self.drive.getxattr(ino.0, name.as_bytes()) {
             Ok(v) => reply_xattr(reply, size, &v),
             Err(e) => reply.error(errno(&e)),
         }
@@ -628,14 +627,15 @@ impl Filesystem for FuseFs {
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
-        _flags: i32,
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if name.to_str() != Some(edrive_fs_core::drive::XATTR_PIN) {
-            return reply.error(Errno::ENOTSUP);
-        }
-        match self.drive.set_pin_xattr(ino.0, value) {
+        let mode = XattrMode {
+            create: flags & libc::XATTR_CREATE != 0,
+            replace: flags & libc::XATTR_REPLACE != 0,
+        };
+        match self.drive.setxattr(ino.0, name.as_bytes(), value, mode) {
             Ok(fetch) => {
                 if fetch && self.drive.request_pin_run() {
                     let d = self.drive.clone();
@@ -652,11 +652,18 @@ impl Filesystem for FuseFs {
             Ok(names) => {
                 let mut buf = Vec::new();
                 for n in names {
-                    buf.extend_from_slice(n.as_bytes());
+                    buf.extend_from_slice(&n);
                     buf.push(0);
                 }
                 reply_xattr(reply, size, &buf)
             }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.drive.removexattr(ino.0, name.as_bytes()) {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -31,6 +31,7 @@ mod resolve;
 mod tests;
 mod working;
 mod write;
+mod xattr;
 
 pub use info::EntryInfo;
 pub use kernel_reads::{KernelReads, ReadPath};
@@ -39,6 +40,7 @@ pub use poll::PollReport;
 pub use resolve::{Choice, ConflictInfo};
 use working::Working;
 pub use write::SetAttr;
+pub use xattr::{XATTR_MAX_NAME, XATTR_MAX_TOTAL, XATTR_MAX_VALUE};
 
 /// Settings of one mounted drive.
 #[derive(Clone, Debug)]
@@ -1061,26 +1063,6 @@ impl Drive {
         } else {
             EntryState::OnlineOnly
         })
-    }
-
-    /// The names of the extended attributes every entry has.
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<&'static str>, FsError> {
-        self.entry(ino)?;
-        Ok(vec![XATTR_STATE, XATTR_PINNED])
-    }
-
-    /// The value of extended attribute `name` of `ino`.
-    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
-        match name {
-            XATTR_STATE => Ok(self.state(ino)?.as_str().as_bytes().to_vec()),
-            XATTR_PINNED => Ok(if self.meta.pinned_by(ino)?.is_some() {
-                b"1".to_vec()
-            } else {
-                b"0".to_vec()
-            }),
-            _ if name.starts_with("user.") => Err(FsError::NoAttr),
-            _ => Err(FsError::XattrNamespace),
-        }
     }
 
     /// Bytes the content cache holds now (cheap; for `statfs`).

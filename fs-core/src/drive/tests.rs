@@ -200,6 +200,133 @@ async fn a_file_replaced_by_rename_keeps_its_attributes_while_open() {
 }
 
 #[tokio::test]
+async fn user_attributes_are_kept_edrives_own_are_read_only() {
+    use crate::error::XattrError;
+    use crate::meta::XattrMode;
+    let (_tmp, drive) = drive();
+    let (a, fh) = drive.create(ROOT_INO, "f", 0o644).await.unwrap();
+    drive.release(fh).unwrap();
+    let any = XattrMode::default();
+    let create = XattrMode {
+        create: true,
+        replace: false,
+    };
+    let replace = XattrMode {
+        create: false,
+        replace: true,
+    };
+
+    assert!(matches!(
+        drive.getxattr(a.ino, b"user.xdg.tags"),
+        Err(FsError::NoAttr)
+    ));
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.xdg.tags", b"x", replace),
+        Err(FsError::NoAttr)
+    ));
+    drive
+        .setxattr(a.ino, b"user.xdg.tags", b"red", create)
+        .unwrap();
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.xdg.tags", b"x", create),
+        Err(FsError::Exists)
+    ));
+    let before = drive.getattr(a.ino).unwrap().ctime;
+    drive
+        .setxattr(a.ino, b"user.xdg.tags", b"blue", replace)
+        .unwrap();
+    assert!(
+        drive.getattr(a.ino).unwrap().ctime >= before,
+        "setxattr changes ctime"
+    );
+    assert_eq!(drive.getxattr(a.ino, b"user.xdg.tags").unwrap(), b"blue");
+    let listed = drive.listxattr(a.ino).unwrap();
+    assert_eq!(
+        listed,
+        [
+            &b"user.edrive.state"[..],
+            b"user.edrive.pinned",
+            b"user.xdg.tags"
+        ]
+    );
+
+    // Limits.
+    let name = |n: usize| format!("user.{}", "n".repeat(n - 5)).into_bytes();
+    drive
+        .setxattr(a.ino, &name(XATTR_MAX_NAME), b"", any)
+        .unwrap();
+    assert!(matches!(
+        drive.setxattr(a.ino, &name(XATTR_MAX_NAME + 1), b"", any),
+        Err(FsError::Xattr(XattrError::NameTooLong))
+    ));
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.v", &vec![0; XATTR_MAX_VALUE + 1], any),
+        Err(FsError::Xattr(XattrError::ValueTooLarge))
+    ));
+    let value = vec![7u8; XATTR_MAX_VALUE];
+    for i in 0..3 {
+        drive
+            .setxattr(a.ino, format!("user.v{i}").as_bytes(), &value, any)
+            .unwrap();
+    }
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.v3", &value, any),
+        Err(FsError::Xattr(XattrError::NoRoom))
+    ));
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.", b"", any),
+        Err(FsError::Invalid(_))
+    ));
+
+    // Namespaces and edrive's own.
+    for name in [
+        &b"security.selinux"[..],
+        b"trusted.x",
+        b"system.posix_acl_access",
+    ] {
+        assert!(matches!(
+            drive.getxattr(a.ino, name),
+            Err(FsError::XattrNamespace)
+        ));
+        assert!(matches!(
+            drive.setxattr(a.ino, name, b"", any),
+            Err(FsError::XattrNamespace)
+        ));
+    }
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.edrive.state", b"pinned", any),
+        Err(FsError::Xattr(XattrError::ReadOnly))
+    ));
+    assert!(matches!(
+        drive.removexattr(a.ino, b"user.edrive.pinned"),
+        Err(FsError::Xattr(XattrError::ReadOnly))
+    ));
+    assert_eq!(
+        drive.getxattr(a.ino, b"user.edrive.state").unwrap(),
+        b"dirty"
+    );
+    assert!(matches!(
+        drive.getxattr(a.ino, b"user.edrive.pin"),
+        Err(FsError::NoAttr)
+    ));
+
+    drive.removexattr(a.ino, b"user.xdg.tags").unwrap();
+    assert!(matches!(
+        drive.removexattr(a.ino, b"user.xdg.tags"),
+        Err(FsError::NoAttr)
+    ));
+    drive.unlink(ROOT_INO, "f").await.unwrap();
+    assert!(matches!(
+        drive.getxattr(a.ino, b"user.v0"),
+        Err(FsError::NotFound)
+    ));
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.v0", b"", any),
+        Err(FsError::NotFound)
+    ));
+}
+
+#[tokio::test]
 async fn paging_a_folder_that_changes_lists_each_lasting_entry_once() {
     let (_tmp, drive) = drive();
     let d = drive.lookup(ROOT_INO, "d").await.unwrap().ino;

@@ -11,11 +11,13 @@ mod local;
 mod pins;
 mod schema;
 mod writeback;
+mod xattrs;
 
 pub use conflict::Event;
 pub use entry::{Entry, Kind};
 pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
+pub use xattrs::{XattrMode, XattrSet};
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -507,3 +507,127 @@ fn a_time_the_store_cannot_hold_is_unknown() {
     m.apply_listing(ROOT_INO, &listing(vec![far])).unwrap();
     assert_eq!(m.child(ROOT_INO, "far").unwrap().unwrap().mtime, None);
 }
+#[test]
+fn extended_attributes_follow_the_inode_and_go_with_the_entry() {
+    let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let any = XattrMode::default();
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(
+        ROOT_INO,
+        &listing(vec![file("a", 1, "\"a\""), file("b", 1, "\"b\""), dir("d")]),
+    )
+    .unwrap();
+    let [a, b, d] = ["a", "b", "d"].map(|n| m.child(ROOT_INO, n).unwrap().unwrap().ino);
+    let set = |ino, name: &[u8], value: &[u8], mode| {
+        m.set_xattr(ino, name, value, mode, 100, now).unwrap()
+    };
+
+    assert_eq!(set(a, b"user.tags", b"red", any), XattrSet::Done);
+    assert_eq!(m.get(a).unwrap().unwrap().ctime, Some(now));
+    let create = XattrMode {
+        create: true,
+        replace: false,
+    };
+    let replace = XattrMode {
+        create: false,
+        replace: true,
+    };
+    assert_eq!(set(a, b"user.tags", b"x", create), XattrSet::Exists);
+    assert_eq!(set(a, b"user.other", b"x", replace), XattrSet::Missing);
+    let both = XattrMode {
+        create: true,
+        replace: true,
+    };
+    assert_eq!(set(a, b"user.tags", b"x", both), XattrSet::Exists);
+    assert_eq!(set(a, b"user.other", b"x", both), XattrSet::Missing);
+    // Room counts names and values, the replaced value excluded.
+    assert_eq!(set(a, b"user.big", &[0; 80], any), XattrSet::Done);
+    assert_eq!(set(a, b"user.more", &[0; 10], any), XattrSet::Full);
+    assert_eq!(set(a, b"user.big", &[0; 79], any), XattrSet::Done);
+    assert_eq!(set(a, b"user.big", &[0; 80], any), XattrSet::Done);
+    assert_eq!(set(a, b"user.big", &[0; 81], any), XattrSet::Full);
+    assert_eq!(
+        m.xattr_names(a).unwrap(),
+        [b"user.big".to_vec(), b"user.tags".to_vec()]
+    );
+
+    // Renamed (and moved) here: kept.
+    m.rename_local(a, d, "a2", None).unwrap();
+    assert_eq!(
+        m.xattr(a, b"user.tags").unwrap().as_deref(),
+        Some(&b"red"[..])
+    );
+    // Deleted here (a tombstone until the server has it deleted): gone.
+    m.remove_local(a).unwrap();
+    assert_eq!(m.xattr(a, b"user.tags").unwrap(), None);
+    assert_eq!(set(a, b"user.tags", b"red", any), XattrSet::NoEntry);
+    // Replaced by a rename: gone.
+    assert_eq!(set(b, b"user.tags", b"b", any), XattrSet::Done);
+    let (c, _) = (m.create(ROOT_INO, "c", false, None, now).unwrap(), ());
+    assert_eq!(set(c.ino, b"user.tags", b"c", any), XattrSet::Done);
+    m.rename_local(c.ino, ROOT_INO, "b", Some(b)).unwrap();
+    assert_eq!(m.xattr(b, b"user.tags").unwrap(), None);
+    assert_eq!(
+        m.xattr(c.ino, b"user.tags").unwrap().as_deref(),
+        Some(&b"c"[..])
+    );
+    // A local-only entry deleted: gone.
+    m.remove_local(c.ino).unwrap();
+    assert!(m.xattr_names(c.ino).unwrap().is_empty());
+    // Deleted on the server: gone with its row.
+    assert_eq!(set(d, b"user.tags", b"d", any), XattrSet::Done);
+    m.apply_listing(ROOT_INO, &listing(vec![])).unwrap();
+    assert!(m.get(d).unwrap().is_none());
+    assert!(m.xattr_names(d).unwrap().is_empty());
+    // Removing one that is not set.
+    assert!(!m.remove_xattr(b, b"user.nope", now).unwrap());
+}
+
+#[test]
+fn a_version_4_store_gains_extended_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO settings VALUES ('schema_version', '4'), ('server_url', 'http://x/');
+             CREATE TABLE entries(
+                 ino INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER, name TEXT NOT NULL,
+                 is_dir INTEGER NOT NULL, size INTEGER NOT NULL DEFAULT 0, mtime_ns INTEGER,
+                 etag TEXT, etag_weak INTEGER NOT NULL DEFAULT 0, listed_at_ms INTEGER,
+                 remote_parent INTEGER, remote_name TEXT, dirty INTEGER NOT NULL DEFAULT 0,
+                 mode INTEGER, problem TEXT, put_started INTEGER NOT NULL DEFAULT 0,
+                 moving_parent INTEGER, moving_name TEXT, atime_ns INTEGER, ctime_ns INTEGER,
+                 UNIQUE(parent, name));
+             CREATE TABLE pins(ino INTEGER PRIMARY KEY);
+             INSERT INTO entries(ino, parent, name, is_dir, remote_parent, remote_name, mtime_ns)
+                 VALUES (1, 0, '', 1, 0, '', NULL), (7, 1, 'kept.txt', 0, 1, 'kept.txt', 5);",
+        )
+        .unwrap();
+    }
+    let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let m = Meta::open(&path, "http://x/").unwrap();
+    assert_eq!(m.get(7).unwrap().unwrap().name, "kept.txt");
+    assert_eq!(
+        m.set_xattr(
+            7,
+            b"user.xdg.tags",
+            b"t",
+            XattrMode::default(),
+            1 << 10,
+            now
+        )
+        .unwrap(),
+        XattrSet::Done
+    );
+    assert_eq!(m.setting("schema_version").unwrap().as_deref(), Some("5"));
+    drop(m);
+    let m = Meta::open(&path, "http://x/").unwrap();
+    assert_eq!(
+        m.xattr(7, b"user.xdg.tags").unwrap().as_deref(),
+        Some(&b"t"[..])
+    );
+    m.remove_local(7).unwrap();
+    assert_eq!(m.xattr(7, b"user.xdg.tags").unwrap(), None);
+}

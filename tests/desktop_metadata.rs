@@ -1,0 +1,300 @@
+//! Metadata that desktop applications write is kept (issue 20): `user.*` extended
+//! attributes (a file manager's tags, ratings and comments, a browser's download origin).
+//! Each test mounts for real.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn cpath(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).expect("a path without NUL")
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// `setxattr(2)` with `flags`; the errno on failure.
+fn set_xattr(path: &Path, name: &str, value: &[u8], flags: i32) -> Result<(), i32> {
+    let (p, n) = (cpath(path), CString::new(name).expect("a name without NUL"));
+    // SAFETY: valid NUL-terminated strings and a buffer of `value.len()` bytes.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// `getxattr(2)` into a buffer of `size` bytes; the value, or the errno.
+fn get_xattr_sized(path: &Path, name: &str, size: usize) -> Result<Vec<u8>, i32> {
+    let (p, n) = (cpath(path), CString::new(name).expect("a name without NUL"));
+    let mut buf = vec![0u8; size];
+    // SAFETY: valid NUL-terminated strings and a buffer of `size` bytes.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) };
+    if r < 0 {
+        return Err(errno());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
+/// `getxattr(2)` with a buffer large enough for any value.
+fn get_xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    get_xattr_sized(path, name, 1 << 16)
+}
+
+/// `removexattr(2)`; the errno on failure.
+fn remove_xattr(path: &Path, name: &str) -> Result<(), i32> {
+    let (p, n) = (cpath(path), CString::new(name).expect("a name without NUL"));
+    // SAFETY: valid NUL-terminated strings.
+    if unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// The names `listxattr(2)` gives.
+fn list_xattr(path: &Path) -> Vec<String> {
+    let p = cpath(path);
+    let mut buf = vec![0u8; 1 << 16];
+    // SAFETY: a valid NUL-terminated path and a buffer of its length.
+    let r = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(r >= 0, "listxattr {}: errno {}", path.display(), errno());
+    buf.truncate(r as usize);
+    buf.split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
+}
+
+/// Runs a command, asserting it succeeds; its stdout.
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `getfattr -n name --only-values`, as a user reads a tag; `None` if it fails.
+fn getfattr(path: &Path, name: &str) -> Option<String> {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-n", name])
+        .arg(path)
+        .output()
+        .expect("getfattr (package attr) is needed");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// A 4 KiB value with every byte value in it.
+fn binary_value() -> Vec<u8> {
+    (0..4096u32).map(|i| (i * 7 % 256) as u8).collect()
+}
+
+#[test]
+fn user_attributes_survive_a_rename_and_a_remount() {
+    let data = tempdir();
+    std::fs::create_dir_all(data.path().join("Photos")).unwrap();
+    std::fs::write(data.path().join("Photos/cat.jpg"), b"meow").unwrap();
+    let cache = tempdir();
+    let server = EmbeddedServer::start(data.path(), None);
+    let opts = MountOpts::default()
+        .cache_dir(cache.path())
+        .arg("--upload-delay")
+        .arg("100ms");
+    let m = Mount::new(&server.url(), opts.clone());
+
+    // Dolphin's tags, rating and comment; a browser's origin on a new file.
+    let cat = m.join("Photos/cat.jpg");
+    run(
+        "setfattr",
+        &["-n", "user.xdg.tags", "-v", "pets,cute", s(&cat)],
+    );
+    run("setfattr", &["-n", "user.baloo.rating", "-v", "8", s(&cat)]);
+    set_xattr(&cat, "user.xdg.comment", &binary_value(), 0).unwrap();
+    std::fs::write(m.join("setup.exe"), b"MZ").unwrap();
+    run(
+        "setfattr",
+        &[
+            "-n",
+            "user.xdg.origin.url",
+            "-v",
+            "https://example.com/setup.exe",
+            s(&m.join("setup.exe")),
+        ],
+    );
+    let photos = m.join("Photos");
+    run(
+        "setfattr",
+        &["-n", "user.xdg.tags", "-v", "album", s(&photos)],
+    );
+    assert_eq!(
+        getfattr(&cat, "user.xdg.tags").as_deref(),
+        Some("pets,cute")
+    );
+    let names = list_xattr(&cat);
+    for n in [
+        "user.edrive.state",
+        "user.edrive.pinned",
+        "user.baloo.rating",
+        "user.xdg.comment",
+        "user.xdg.tags",
+    ] {
+        assert!(names.contains(&n.to_string()), "{n} not listed: {names:?}");
+    }
+
+    // A rename keeps them (the inode stays), into another folder too.
+    std::fs::create_dir(m.join("Best")).unwrap();
+    let moved = m.join("Best/kitty.jpg");
+    std::fs::rename(&cat, &moved).unwrap();
+    assert_eq!(
+        getfattr(&moved, "user.xdg.tags").as_deref(),
+        Some("pets,cute")
+    );
+    assert_eq!(
+        get_xattr(&moved, "user.xdg.comment").unwrap(),
+        binary_value()
+    );
+    assert_eq!(get_xattr(&cat, "user.xdg.tags"), Err(libc::ENOENT));
+    let out = m.edrive(&["sync"]);
+    assert!(out.0.success(), "edrive sync: {}", out.2);
+    m.unmount();
+
+    // A remount with the same cache keeps them.
+    let m = Mount::new(&server.url(), opts.clone());
+    let moved = m.join("Best/kitty.jpg");
+    assert_eq!(
+        getfattr(&moved, "user.xdg.tags").as_deref(),
+        Some("pets,cute")
+    );
+    assert_eq!(getfattr(&moved, "user.baloo.rating").as_deref(), Some("8"));
+    assert_eq!(
+        get_xattr(&moved, "user.xdg.comment").unwrap(),
+        binary_value()
+    );
+    assert_eq!(
+        getfattr(&m.join("setup.exe"), "user.xdg.origin.url").as_deref(),
+        Some("https://example.com/setup.exe")
+    );
+    assert_eq!(
+        getfattr(&m.join("Photos"), "user.xdg.tags").as_deref(),
+        Some("album")
+    );
+
+    // Removed one by one, and with the entry: a new file of the same name has none.
+    remove_xattr(&moved, "user.baloo.rating").unwrap();
+    assert_eq!(get_xattr(&moved, "user.baloo.rating"), Err(libc::ENODATA));
+    assert_eq!(
+        remove_xattr(&moved, "user.baloo.rating"),
+        Err(libc::ENODATA)
+    );
+    std::fs::remove_file(&moved).unwrap();
+    std::fs::write(&moved, b"another cat").unwrap();
+    assert_eq!(get_xattr(&moved, "user.xdg.tags"), Err(libc::ENODATA));
+    assert_eq!(
+        list_xattr(&moved),
+        ["user.edrive.state", "user.edrive.pinned"]
+    );
+    m.unmount();
+}
+
+#[test]
+fn user_attributes_follow_setxattr_semantics_and_limits() {
+    let data = tempdir();
+    std::fs::write(data.path().join("f.txt"), b"f").unwrap();
+    let server = EmbeddedServer::start(data.path(), None);
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let f = m.join("f.txt");
+
+    assert_eq!(get_xattr(&f, "user.xdg.tags"), Err(libc::ENODATA));
+    assert_eq!(
+        set_xattr(&f, "user.xdg.tags", b"a", libc::XATTR_REPLACE),
+        Err(libc::ENODATA),
+        "XATTR_REPLACE of a missing attribute"
+    );
+    set_xattr(&f, "user.xdg.tags", b"a", libc::XATTR_CREATE).unwrap();
+    assert_eq!(
+        set_xattr(&f, "user.xdg.tags", b"b", libc::XATTR_CREATE),
+        Err(libc::EEXIST),
+        "XATTR_CREATE of an existing attribute"
+    );
+    set_xattr(&f, "user.xdg.tags", b"red", libc::XATTR_REPLACE).unwrap();
+    assert_eq!(get_xattr(&f, "user.xdg.tags").unwrap(), b"red");
+    // An empty value is a value.
+    set_xattr(&f, "user.empty", b"", 0).unwrap();
+    assert_eq!(get_xattr(&f, "user.empty").unwrap(), b"");
+
+    // Size queries and a buffer too small.
+    assert_eq!(get_xattr_sized(&f, "user.xdg.tags", 2), Err(libc::ERANGE));
+    let p = cpath(&f);
+    let n = CString::new("user.xdg.tags").unwrap();
+    // SAFETY: a size query (no buffer) with valid strings.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(len, 3);
+
+    // Limits: a value of 64 KiB is fine, a name of 255 bytes too; beyond, E2BIG and
+    // ERANGE; all of one entry's attributes take at most 256 KiB (ENOSPC).
+    let big = vec![b'x'; 64 << 10];
+    set_xattr(&f, "user.big0", &big, 0).unwrap();
+    assert_eq!(get_xattr(&f, "user.big0").unwrap().len(), 64 << 10);
+    assert_eq!(
+        set_xattr(&f, "user.toobig", &vec![0u8; (64 << 10) + 1], 0),
+        Err(libc::E2BIG)
+    );
+    let long = format!("user.{}", "n".repeat(250));
+    set_xattr(&f, &long, b"1", 0).unwrap();
+    assert_eq!(
+        set_xattr(&f, &format!("{long}x"), b"1", 0),
+        Err(libc::ERANGE)
+    );
+    set_xattr(&f, "user.big1", &big, 0).unwrap();
+    set_xattr(&f, "user.big2", &big, 0).unwrap();
+    assert_eq!(set_xattr(&f, "user.big3", &big, 0), Err(libc::ENOSPC));
+    // Replacing one with a smaller value frees room.
+    set_xattr(&f, "user.big2", b"small", 0).unwrap();
+    set_xattr(&f, "user.big3", &big[..1000], 0).unwrap();
+
+    // Other namespaces are not supported; edrive's own attributes are read-only but for
+    // the pin.
+    for name in ["trusted.x", "security.x"] {
+        assert_eq!(
+            set_xattr(&f, name, b"1", 0),
+            Err(libc::EOPNOTSUPP),
+            "{name}"
+        );
+    }
+    assert_eq!(get_xattr(&f, "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert_eq!(
+        set_xattr(&f, "user.edrive.state", b"x", 0),
+        Err(libc::EPERM)
+    );
+    assert_eq!(remove_xattr(&f, "user.edrive.state"), Err(libc::EPERM));
+    assert_eq!(get_xattr(&f, "user.edrive.state").unwrap(), b"online-only");
+    m.unmount();
+}
