@@ -1,11 +1,12 @@
 //! Metadata that desktop applications write is kept (issue 20): `user.*` extended
-//! attributes (a file manager's tags, ratings and comments, a browser's download origin).
-//! Each test mounts for real.
+//! attributes (a file manager's tags, ratings and comments, a browser's download origin),
+//! and times before 1970 and after 2038. Each test mounts for real.
 
 mod common;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -296,5 +297,65 @@ fn user_attributes_follow_setxattr_semantics_and_limits() {
     );
     assert_eq!(remove_xattr(&f, "user.edrive.state"), Err(libc::EPERM));
     assert_eq!(get_xattr(&f, "user.edrive.state").unwrap(), b"online-only");
+    m.unmount();
+}
+
+/// (mtime seconds, nanoseconds), as `stat` gives them.
+fn mtime(path: &Path) -> (i64, i64) {
+    let md = std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    (md.mtime(), md.mtime_nsec())
+}
+
+#[test]
+fn times_before_1970_and_after_2038_stick() {
+    let data = tempdir();
+    for name in ["old.txt", "minus5.txt", "frac.txt", "future.txt"] {
+        std::fs::write(data.path().join(name), name).unwrap();
+    }
+    std::fs::create_dir(data.path().join("olddir")).unwrap();
+    let cache = tempdir();
+    let server = EmbeddedServer::start(data.path(), None);
+    let opts = MountOpts::default()
+        .cache_dir(cache.path())
+        .arg("--upload-delay")
+        .arg("100ms");
+    let m = Mount::new(&server.url(), opts.clone());
+    let env = [("TZ", "UTC")];
+    let touch = |args: &[&str]| {
+        let out = Command::new("touch").args(args).envs(env).output().unwrap();
+        assert!(
+            out.status.success(),
+            "touch {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    touch(&["-t", "196001010101", s(&m.join("old.txt"))]);
+    touch(&["-d", "@-5", s(&m.join("minus5.txt"))]);
+    touch(&["-d", "@-5.5", s(&m.join("frac.txt"))]);
+    touch(&["-d", "2100-01-01 00:00:00", s(&m.join("future.txt"))]);
+    touch(&["-t", "196001010101", s(&m.join("olddir"))]);
+    // A new file, uploaded, keeps its time too.
+    std::fs::write(m.join("new.txt"), b"new").unwrap();
+    touch(&["-d", "@-86400", s(&m.join("new.txt"))]);
+    let want = [
+        ("old.txt", (-315_615_540, 0)),
+        ("minus5.txt", (-5, 0)),
+        ("frac.txt", (-6, 500_000_000)),
+        ("future.txt", (4_102_444_800, 0)),
+        ("olddir", (-315_615_540, 0)),
+        ("new.txt", (-86_400, 0)),
+    ];
+    let check = |m: &Mount, when: &str| {
+        for (name, t) in want {
+            assert_eq!(mtime(&m.join(name)), t, "{name} {when}");
+        }
+    };
+    check(&m, "right after touch");
+    let out = m.edrive(&["sync"]);
+    assert!(out.0.success(), "edrive sync: {}", out.2);
+    m.unmount();
+
+    let m = Mount::new(&server.url(), opts);
+    check(&m, "after a remount");
     m.unmount();
 }

@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edrive_fs_core::meta::XattrMode;
 use edrive_fs_core::{Attr, Drive, FsError, Kind, ReadPath, SetAttr};
@@ -64,6 +64,19 @@ impl FuseFs {
         } else {
             Duration::ZERO
         }
+    }
+}
+
+/// A time the kernel sent, as fuser 0.18 hands it over, made right. Before 1970, fuser
+/// subtracts a timespec's nanoseconds instead of adding them: `-6 s + 0.5 s` (that is
+/// -5.5 s) arrives as -6.5 s. Whole seconds arrive right.
+fn kernel_time(t: SystemTime) -> SystemTime {
+    match UNIX_EPOCH.duration_since(t) {
+        Ok(before) if before.subsec_nanos() != 0 => {
+            UNIX_EPOCH - Duration::from_secs(before.as_secs())
+                + Duration::from_nanos(u64::from(before.subsec_nanos()))
+        }
+        _ => t,
     }
 }
 
@@ -367,8 +380,8 @@ impl Filesystem for FuseFs {
     ) {
         let _s = info_span!("setattr", ino = ino.0, ?size).entered();
         let time = |t: fuser::TimeOrNow| match t {
-            fuser::TimeOrNow::SpecificTime(t) => t,
-            fuser::TimeOrNow::Now => std::time::SystemTime::now(),
+            fuser::TimeOrNow::SpecificTime(t) => kernel_time(t),
+            fuser::TimeOrNow::Now => SystemTime::now(),
         };
         let set = SetAttr {
             size,
@@ -672,6 +685,29 @@ impl Filesystem for FuseFs {
         match self.drive.getattr(ino.0) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_times_before_1970_keep_their_fraction() {
+        // fuser 0.18 turns the kernel's {-6 s, 500000000 ns} (-5.5 s) into -6.5 s.
+        let from_fuser = UNIX_EPOCH - Duration::new(6, 500_000_000);
+        assert_eq!(
+            kernel_time(from_fuser),
+            UNIX_EPOCH - Duration::from_millis(5_500)
+        );
+        for t in [
+            UNIX_EPOCH - Duration::from_secs(5),
+            UNIX_EPOCH - Duration::from_secs(315_619_140),
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(4_102_444_800, 250_000_000),
+        ] {
+            assert_eq!(kernel_time(t), t);
         }
     }
 }

@@ -319,9 +319,13 @@ impl Drive {
         }
     }
 
-    /// Changes size, times or mode of `ino`; its change time becomes now.
+    /// Changes size, times or mode of `ino`; its change time becomes now. Times before
+    /// 1970 are kept as they are; times beyond what the store holds (before 1677, after
+    /// 2262) are clamped to its range.
     #[instrument(level = "debug", skip(self))]
-    pub async fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr, FsError> {
+    pub async fn setattr(&self, ino: u64, mut set: SetAttr) -> Result<Attr, FsError> {
+        set.mtime = set.mtime.map(crate::meta::storable_time);
+        set.atime = set.atime.map(crate::meta::storable_time);
         let e = self.entry(ino)?;
         if let Some(size) = set.size {
             if e.is_dir() {

@@ -55,7 +55,8 @@ const XATTRS: &str = "
 /// versions read it as 0, as they stored such sizes).
 ///
 /// `atime_ns`/`ctime_ns` are local only: the access time set by `utimensat` and the time
-/// of the last local change (NULL: shown as the modification time).
+/// of the last local change (NULL: shown as the modification time). All times are signed
+/// nanoseconds since the epoch (negative before 1970).
 ///
 /// Version 5 adds `xattrs`: the `user.*` extended attributes applications set, local only,
 /// by inode (so they follow renames), deleted with their entry by triggers: when its row

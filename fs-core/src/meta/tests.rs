@@ -507,6 +507,53 @@ fn a_time_the_store_cannot_hold_is_unknown() {
     m.apply_listing(ROOT_INO, &listing(vec![far])).unwrap();
     assert_eq!(m.child(ROOT_INO, "far").unwrap().unwrap().mtime, None);
 }
+
+#[test]
+fn times_before_1970_and_after_2038_round_trip() {
+    use std::time::Duration;
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(ROOT_INO, &listing(vec![file("f", 1, "\"f\"")]))
+        .unwrap();
+    let f = m.child(ROOT_INO, "f").unwrap().unwrap();
+    let (t1960, minus, t2100) = (
+        UNIX_EPOCH - Duration::from_secs(315_615_540),
+        UNIX_EPOCH - Duration::from_millis(5_500),
+        UNIX_EPOCH + Duration::new(4_102_444_800, 123),
+    );
+    m.set_local(
+        f.ino,
+        &LocalAttrs {
+            mtime: Some(t1960),
+            atime: Some(minus),
+            ctime: Some(t2100),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let f = m.get(f.ino).unwrap().unwrap();
+    assert_eq!(
+        (f.mtime, f.atime, f.ctime),
+        (Some(t1960), Some(minus), Some(t2100))
+    );
+    // A relisting of the same version keeps the local time.
+    m.apply_listing(ROOT_INO, &listing(vec![file("f", 1, "\"f\"")]))
+        .unwrap();
+    assert_eq!(m.get(f.ino).unwrap().unwrap().mtime, Some(t1960));
+    // Times beyond what the store holds are clamped to its range when a user sets them.
+    let far = UNIX_EPOCH + Duration::from_secs(32_503_680_000);
+    assert_eq!(
+        storable_time(far),
+        UNIX_EPOCH + Duration::from_nanos(i64::MAX as u64)
+    );
+    assert_eq!(
+        storable_time(UNIX_EPOCH - Duration::from_secs(32_503_680_000)),
+        UNIX_EPOCH - Duration::from_nanos(i64::MIN.unsigned_abs())
+    );
+    assert_eq!(storable_time(t1960), t1960);
+    assert_eq!(time_to_ns(minus), Some(-5_500_000_000));
+    assert_eq!(ns_to_time(-5_500_000_000), minus);
+}
+
 #[test]
 fn extended_attributes_follow_the_inode_and_go_with_the_entry() {
     let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
