@@ -1,6 +1,7 @@
 //! Metadata that desktop applications write is kept (issue 20): `user.*` extended
 //! attributes (a file manager's tags, ratings and comments, a browser's download origin),
-//! and times before 1970 and after 2038. Each test mounts for real.
+//! times before 1970 and after 2038, and a folder's times across remounts. Each test mounts
+//! for real.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -357,5 +359,56 @@ fn times_before_1970_and_after_2038_stick() {
 
     let m = Mount::new(&server.url(), opts);
     check(&m, "after a remount");
+    m.unmount();
+}
+
+/// (mtime, atime, ctime) in nanoseconds.
+fn times(path: &Path) -> (i128, i128, i128) {
+    let md = std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    (
+        ns(md.mtime(), md.mtime_nsec()),
+        ns(md.atime(), md.atime_nsec()),
+        ns(md.ctime(), md.ctime_nsec()),
+    )
+}
+
+#[test]
+fn a_folders_times_are_unchanged_by_a_remount() {
+    let data = tempdir();
+    std::fs::create_dir_all(data.path().join("d1/sub")).unwrap();
+    std::fs::write(data.path().join("d1/f.txt"), b"f").unwrap();
+    let cache = tempdir();
+    let server = EmbeddedServer::start(data.path(), None);
+    // Listings are trusted for 100 ms: the remount lists every folder again.
+    let opts = MountOpts::default()
+        .cache_dir(cache.path())
+        .dir_cache_ttl("100ms")
+        .arg("--upload-delay")
+        .arg("100ms");
+    let m = Mount::new(&server.url(), opts.clone());
+    // A folder made here, with a file in it, uploaded.
+    std::fs::create_dir(m.join("new")).unwrap();
+    std::fs::write(m.join("new/g.txt"), b"g").unwrap();
+    let out = m.edrive(&["sync"]);
+    assert!(out.0.success(), "edrive sync: {}", out.2);
+    let folders = ["", "d1", "d1/sub", "new"];
+    let walk_all = |m: &Mount| {
+        std::thread::sleep(Duration::from_millis(200));
+        run("ls", &["-lR", s(m.path())]);
+    };
+    walk_all(&m);
+    let before: Vec<_> = folders.iter().map(|f| times(&m.join(f))).collect();
+    m.unmount();
+
+    // Past the next whole second: a server's time in seconds would differ.
+    std::thread::sleep(Duration::from_millis(1100));
+    let m = Mount::new(&server.url(), opts);
+    walk_all(&m);
+    walk_all(&m);
+    let after: Vec<_> = folders.iter().map(|f| times(&m.join(f))).collect();
+    for (i, f) in folders.iter().enumerate() {
+        assert_eq!(after[i], before[i], "(mtime, atime, ctime) of /{f}");
+    }
     m.unmount();
 }

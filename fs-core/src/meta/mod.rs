@@ -277,12 +277,15 @@ impl Meta {
             .flatten())
     }
 
-    /// Updates the root's own attributes from a server description.
+    /// Updates the root's own attributes from a server description (at each mount). Its
+    /// time is taken only if none is known: after that, listings of the root move it (see
+    /// [`Meta::merge_staged`]), so a remount shows the time the last mount showed.
     pub fn update_root(&self, root: &RemoteEntry) -> Result<(), MetaError> {
         let conn = self.conn();
         let (etag, weak) = etag_cols(root.etag.as_ref());
         conn.prepare_cached(
-            "UPDATE entries SET mtime_ns = ?1, etag = ?2, etag_weak = ?3 WHERE ino = ?4",
+            "UPDATE entries SET mtime_ns = COALESCE(mtime_ns, ?1), etag = ?2, etag_weak = ?3
+             WHERE ino = ?4",
         )?
         .execute(params![mtime_ns(root.mtime), etag, weak, ROOT_INO as i64])?;
         Ok(())

@@ -554,6 +554,79 @@ fn times_before_1970_and_after_2038_round_trip() {
     assert_eq!(ns_to_time(-5_500_000_000), minus);
 }
 
+/// A listing of a folder whose own time is `mtime_s`.
+fn listing_at(mtime_s: u64, children: Vec<RemoteEntry>) -> Listing {
+    let mut l = listing(children);
+    l.dir.mtime = Some(UNIX_EPOCH + std::time::Duration::from_secs(mtime_s));
+    l.dir.etag = ETag::parse(&format!("\"dir-{mtime_s}\""));
+    l
+}
+
+fn dir_at(name: &str, mtime_s: u64) -> RemoteEntry {
+    RemoteEntry {
+        mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(mtime_s)),
+        etag: ETag::parse(&format!("\"{name}-{mtime_s}\"")),
+        ..dir(name)
+    }
+}
+
+#[test]
+fn a_folders_known_time_stays_until_its_own_listing_finds_names_changed() {
+    let at = |s: u64| Some(UNIX_EPOCH + std::time::Duration::from_secs(s));
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(ROOT_INO, &listing_at(100, vec![dir_at("d", 1_000)]))
+        .unwrap();
+    let d = m.child(ROOT_INO, "d").unwrap().unwrap();
+    assert_eq!(d.mtime, at(1_000), "the server's time when none is known");
+    let time_of = |ino| m.get(ino).unwrap().unwrap().mtime;
+
+    // The parent's listing says the folder changed (its own uploads, a probe): kept.
+    m.apply_listing(ROOT_INO, &listing_at(101, vec![dir_at("d", 2_000)]))
+        .unwrap();
+    assert_eq!(time_of(d.ino), at(1_000));
+    // Its own listing without a name added, removed or renamed: kept.
+    m.apply_listing(d.ino, &listing_at(3_000, vec![])).unwrap();
+    assert_eq!(time_of(d.ino), at(1_000));
+    // A local change sets it; listings that change no name keep that.
+    let local = UNIX_EPOCH + std::time::Duration::new(3_500, 42);
+    m.touch_folders(&[d.ino], local).unwrap();
+    m.apply_listing(d.ino, &listing_at(4_000, vec![])).unwrap();
+    m.apply_listing(ROOT_INO, &listing_at(102, vec![dir_at("d", 4_000)]))
+        .unwrap();
+    assert_eq!(time_of(d.ino), Some(local));
+    assert_eq!(m.get(d.ino).unwrap().unwrap().ctime, Some(local));
+    // Names added there: the server's time, and the change time goes with it.
+    m.apply_listing(d.ino, &listing_at(5_000, vec![file("x", 1, "\"x\"")]))
+        .unwrap();
+    let now = m.get(d.ino).unwrap().unwrap();
+    assert_eq!((now.mtime, now.ctime), (at(5_000), None));
+    // A new version of a file in it changes no name: kept.
+    m.apply_listing(d.ino, &listing_at(6_000, vec![file("x", 2, "\"x2\"")]))
+        .unwrap();
+    assert_eq!(time_of(d.ino), at(5_000));
+    // Removed there: the server's time.
+    m.apply_listing(d.ino, &listing_at(7_000, vec![])).unwrap();
+    assert_eq!(time_of(d.ino), at(7_000));
+
+    // A server that gives folders no time keeps the one known.
+    m.apply_listing(ROOT_INO, &listing_at(103, vec![dir("d")]))
+        .unwrap();
+    m.apply_listing(d.ino, &listing(vec![file("y", 1, "\"y\"")]))
+        .unwrap();
+    assert_eq!(time_of(d.ino), at(7_000));
+
+    // The root's time at a mount is the server's only if none is known.
+    let root = |s| RemoteEntry {
+        mtime: at(s),
+        ..dir("")
+    };
+    m.update_root(&root(8_000)).unwrap();
+    assert_eq!(time_of(ROOT_INO), at(100));
+    let fresh = Meta::in_memory().unwrap();
+    fresh.update_root(&root(8_000)).unwrap();
+    assert_eq!(fresh.get(ROOT_INO).unwrap().unwrap().mtime, at(8_000));
+}
+
 #[test]
 fn extended_attributes_follow_the_inode_and_go_with_the_entry() {
     let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
