@@ -1,7 +1,7 @@
 //! Metadata that desktop applications write is kept (issue 20): `user.*` extended
 //! attributes (a file manager's tags, ratings and comments, a browser's download origin),
-//! times before 1970 and after 2038, and a folder's times across remounts. Each test mounts
-//! for real.
+//! times before 1970 and after 2038, a folder's times across remounts, and `fstat` of a
+//! folder something was renamed over. Each test mounts for real.
 
 mod common;
 
@@ -410,5 +410,42 @@ fn a_folders_times_are_unchanged_by_a_remount() {
     for (i, f) in folders.iter().enumerate() {
         assert_eq!(after[i], before[i], "(mtime, atime, ctime) of /{f}");
     }
+    m.unmount();
+}
+
+#[test]
+fn fstat_of_a_removed_open_folder_or_file_gives_nlink_0() {
+    let data = tempdir();
+    let server = EmbeddedServer::start(data.path(), None);
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let open_dir =
+        |p: &Path| std::fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+
+    // A folder another was renamed over.
+    std::fs::create_dir(m.join("a")).unwrap();
+    std::fs::create_dir(m.join("b")).unwrap();
+    let a = open_dir(&m.join("a"));
+    let a_ino = a.metadata().unwrap().ino();
+    std::fs::rename(m.join("b"), m.join("a")).unwrap();
+    let md = a.metadata().expect("fstat of a folder renamed over");
+    assert_eq!((md.nlink(), md.ino(), md.is_dir()), (0, a_ino, true));
+    drop(a);
+
+    // A folder removed while open.
+    std::fs::create_dir(m.join("c")).unwrap();
+    let c = open_dir(&m.join("c"));
+    std::fs::remove_dir(m.join("c")).unwrap();
+    let md = c.metadata().expect("fstat of a removed folder");
+    assert_eq!((md.nlink(), md.is_dir()), (0, true));
+    drop(c);
+
+    // A file another was renamed over.
+    std::fs::write(m.join("f"), b"old").unwrap();
+    std::fs::write(m.join("g"), b"new").unwrap();
+    let f = std::fs::File::open(m.join("f")).unwrap();
+    std::fs::rename(m.join("g"), m.join("f")).unwrap();
+    let md = f.metadata().expect("fstat of a file renamed over");
+    assert_eq!((md.nlink(), md.len()), (0, 3));
+    drop(f);
     m.unmount();
 }

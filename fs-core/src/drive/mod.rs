@@ -215,8 +215,8 @@ pub struct Drive {
     pin_progress: Mutex<PinProgress>,
     /// Pins were added while a hydration ran: it goes round once more.
     pin_again: Mutex<bool>,
-    /// Files deleted while handles still had them open, with their last attributes
-    /// (`nlink` 0), until the last of those handles is released.
+    /// Files and folders deleted while handles still had them open, with their last
+    /// attributes (`nlink` 0), until the last of those handles is released.
     orphans: Mutex<HashMap<u64, Attr>>,
     /// Kernel caches to drop when the server changes something.
     inval: Arc<Invalidations>,
@@ -687,8 +687,9 @@ impl Drive {
         Ok(now)
     }
 
-    /// The attributes of `ino`. A file deleted while still open keeps its attributes,
-    /// with `nlink` 0, until its last handle is released (`fstat` after `unlink`).
+    /// The attributes of `ino`. A file or folder deleted (or replaced by a rename) while
+    /// still open keeps its attributes, with `nlink` 0, until its last handle is released
+    /// (`fstat` after `unlink`, `rmdir`, or a rename over it).
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         match self.meta.get(ino)? {
             Some(e) => Ok(self.attr(&e)),
@@ -707,20 +708,27 @@ impl Drive {
         Some(a)
     }
 
-    /// Keeps `attr` (of an entry just deleted) for `getattr` while a handle has it open.
+    /// Keeps `attr` (of a file or folder just deleted, or replaced by a rename) for
+    /// `getattr` while a handle has it open: `fstat` then answers with `nlink` 0.
     fn orphan_if_open(&self, mut attr: Attr) {
         let mut orphans = lock(&self.orphans);
-        if lock(&self.files).values().any(|f| f.ino == attr.ino) {
+        if self.is_open(attr.ino) {
             attr.nlink = 0;
             attr.ctime = SystemTime::now();
             orphans.insert(attr.ino, attr);
         }
     }
 
+    /// Whether a file or folder handle has `ino` open.
+    fn is_open(&self, ino: u64) -> bool {
+        let file = lock(&self.files).values().any(|f| f.ino == ino);
+        file || lock(&self.dirs).values().any(|d| *d == ino)
+    }
+
     /// Forgets the kept attributes of deleted `ino` once no handle has it open.
     fn forget_orphan(&self, ino: u64) {
         let mut orphans = lock(&self.orphans);
-        if orphans.contains_key(&ino) && !lock(&self.files).values().any(|f| f.ino == ino) {
+        if orphans.contains_key(&ino) && !self.is_open(ino) {
             orphans.remove(&ino);
         }
     }
@@ -795,7 +803,10 @@ impl Drive {
 
     /// Forgets a folder handle.
     pub fn releasedir(&self, fh: u64) {
-        lock(&self.dirs).remove(&fh);
+        let dir = lock(&self.dirs).remove(&fh);
+        if let Some(ino) = dir {
+            self.forget_orphan(ino);
+        }
     }
 
     /// Whether files named `name` stay local (the ignore list): kept and shown, never

@@ -200,6 +200,32 @@ async fn a_file_replaced_by_rename_keeps_its_attributes_while_open() {
 }
 
 #[tokio::test]
+async fn an_open_folder_removed_or_renamed_over_keeps_its_attributes_with_nlink_0() {
+    let (_tmp, drive) = drive();
+    let a = drive.mkdir(ROOT_INO, "a", 0o750).await.unwrap();
+    drive.mkdir(ROOT_INO, "b", 0o755).await.unwrap();
+    let fh = drive.opendir(a.ino).await.unwrap();
+    drive
+        .rename(ROOT_INO, "b", ROOT_INO, "a", false)
+        .await
+        .unwrap();
+    let open = drive.getattr(a.ino).unwrap();
+    assert_eq!((open.nlink, open.kind, open.perm), (0, Kind::Dir, 0o750));
+    drive.releasedir(fh);
+    assert!(matches!(drive.getattr(a.ino), Err(FsError::NotFound)));
+
+    let d = drive.lookup(ROOT_INO, "d").await.unwrap();
+    let fh = drive.opendir(d.ino).await.unwrap();
+    let fh2 = drive.opendir(d.ino).await.unwrap();
+    drive.rmdir(ROOT_INO, "d").await.unwrap();
+    assert_eq!(drive.getattr(d.ino).unwrap().nlink, 0);
+    drive.releasedir(fh);
+    assert_eq!(drive.getattr(d.ino).unwrap().nlink, 0, "one handle left");
+    drive.releasedir(fh2);
+    assert!(matches!(drive.getattr(d.ino), Err(FsError::NotFound)));
+}
+
+#[tokio::test]
 async fn user_attributes_are_kept_edrives_own_are_read_only() {
     use crate::error::XattrError;
     use crate::meta::XattrMode;

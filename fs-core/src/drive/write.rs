@@ -489,8 +489,10 @@ impl Drive {
         if !self.meta.children(e.ino)?.is_empty() {
             return Err(FsError::NotEmpty);
         }
+        let attr = self.attr(&e);
         let _tree = self.uploader.tree_lock.read().await;
         self.meta.remove_local(e.ino)?;
+        self.orphan_if_open(attr);
         self.touch_folders(&[parent], SystemTime::now());
         self.activity.changed(e.ino);
         Ok(())
