@@ -1,7 +1,7 @@
 //! Metadata that desktop applications write is kept (issue 20): `user.*` extended
 //! attributes (a file manager's tags, ratings and comments, a browser's download origin),
-//! times before 1970 and after 2038, a folder's times across remounts, and `fstat` of a
-//! folder something was renamed over. Each test mounts for real.
+//! times before 1970 and after 2038, a folder's times across remounts, `fstat` of a folder
+//! something was renamed over, and what `statfs` reports. Each test mounts for real.
 
 mod common;
 
@@ -447,5 +447,63 @@ fn fstat_of_a_removed_open_folder_or_file_gives_nlink_0() {
     let md = f.metadata().expect("fstat of a file renamed over");
     assert_eq!((md.nlink(), md.len()), (0, 3));
     drop(f);
+    m.unmount();
+}
+
+/// `statvfs(2)` of `path`: (size, available) in bytes.
+fn statvfs(path: &Path) -> (u64, u64) {
+    let p = cpath(path);
+    // SAFETY: a valid path; `st` is read only after statvfs filled it.
+    let st = unsafe {
+        let mut st = std::mem::zeroed::<libc::statvfs>();
+        assert_eq!(
+            libc::statvfs(p.as_ptr(), &mut st),
+            0,
+            "statvfs {}",
+            path.display()
+        );
+        st
+    };
+    #[allow(clippy::unnecessary_cast)]
+    let frsize = st.f_frsize as u64;
+    #[allow(clippy::unnecessary_cast)]
+    (st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize)
+}
+
+#[test]
+fn statfs_reports_the_caches_room_without_a_quota() {
+    let data = tempdir();
+    let server = EmbeddedServer::start(data.path(), None);
+    let m = Mount::new(&server.url(), MountOpts::default().cache_size("64M"));
+    let (size, avail) = statvfs(m.path());
+    assert_eq!(
+        size,
+        64 << 20,
+        "the size is the cache's budget, not 1024 TiB"
+    );
+    assert!(avail <= size && avail > 0, "available {avail} of {size}");
+    // `df` agrees.
+    let df = run("df", &["-B1", "--output=size", s(m.path())]);
+    assert!(df.contains(&(64u64 << 20).to_string()), "df: {df}");
+    m.unmount();
+}
+
+#[test]
+fn statfs_reports_the_servers_quota_wsgidav() {
+    let data = tempdir();
+    let server = wsgidav::start(data.path());
+    let m = Mount::new(&server.url(), MountOpts::default().cache_size("64M"));
+    // WsgiDAV gives the free and used space of the disk it serves from.
+    let (size, avail) = statvfs(m.path());
+    let (disk_size, disk_avail) = statvfs(data.path());
+    let near = |a: u64, b: u64| a.abs_diff(b) < (1 << 30);
+    assert!(
+        near(avail, disk_avail),
+        "available {avail}, the server's disk {disk_avail}"
+    );
+    assert!(
+        size > 64 << 20 && size <= disk_size,
+        "size {size}, the server's disk {disk_size}"
+    );
     m.unmount();
 }

@@ -608,15 +608,13 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
+    /// The server's quota, or the cache's room (see [`Drive::statfs`]).
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        // A network drive has no fixed size; report a large one (as rclone does) so that
-        // applications do not refuse to save, minus what the cache holds.
         const BSIZE: u64 = 4096;
-        const TOTAL: u64 = (1 << 50) / BSIZE;
-        let used = self.drive.cache_used_bytes() / BSIZE;
-        let free = TOTAL.saturating_sub(used);
+        let space = self.rt.block_on(self.drive.statfs());
+        let free = space.free / BSIZE;
         reply.statfs(
-            TOTAL,
+            space.total / BSIZE,
             free,
             free,
             1 << 30,

@@ -27,6 +27,7 @@ mod kernel_reads;
 mod pin;
 mod poll;
 mod resolve;
+mod space;
 #[cfg(test)]
 mod tests;
 mod working;
@@ -38,6 +39,7 @@ pub use kernel_reads::{KernelReads, ReadPath};
 pub use pin::{FreeOutcome, PinProgress};
 pub use poll::PollReport;
 pub use resolve::{Choice, ConflictInfo};
+pub use space::Space;
 use working::Working;
 pub use write::SetAttr;
 pub use xattr::{XATTR_MAX_NAME, XATTR_MAX_TOTAL, XATTR_MAX_VALUE};
@@ -228,6 +230,8 @@ pub struct Drive {
     kernel_reads_on: std::sync::atomic::AtomicBool,
     /// Handles whose reads the kernel served since the mount.
     kernel_read_opens: AtomicU64,
+    /// The server's quota as last learnt (see [`Drive::statfs`]).
+    quota: Arc<Mutex<space::QuotaCache>>,
     /// Writers on their way to a working copy, by inode (see [`ReadPath`]).
     writers_pending: Mutex<HashMap<u64, usize>>,
 }
@@ -312,6 +316,7 @@ impl Drive {
             recent: Mutex::new(HashMap::new()),
             kernel_reads_on: false.into(),
             kernel_read_opens: AtomicU64::new(0),
+            quota: Arc::default(),
             writers_pending: Mutex::new(HashMap::new()),
             last_open_version: Mutex::new(HashMap::new()),
         }
@@ -1074,11 +1079,6 @@ impl Drive {
         } else {
             EntryState::OnlineOnly
         })
-    }
-
-    /// Bytes the content cache holds now (cheap; for `statfs`).
-    pub fn cache_used_bytes(&self) -> u64 {
-        self.cache.stats().used_bytes
     }
 
     /// Numbers for `edrive status`.

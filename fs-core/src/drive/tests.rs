@@ -8,8 +8,13 @@ use async_trait::async_trait;
 use super::*;
 use crate::remote::{ByteStream, Download, ETag, Listing, Precondition, RemoteEntry};
 
-/// A server with one empty folder `d` and nothing else.
-struct OneFolder;
+/// A server with one empty folder `d` and nothing else; its quota answer is `quota`
+/// (`Err`: it cannot be reached), and it counts how often it was asked.
+#[derive(Default)]
+struct OneFolder {
+    quota: Option<Result<Option<crate::remote::Quota>, ()>>,
+    quota_asked: std::sync::atomic::AtomicUsize,
+}
 
 fn old_time() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
@@ -70,14 +75,26 @@ impl Remote for OneFolder {
     fn describe(&self) -> String {
         "mem://one-folder".into()
     }
+    async fn quota(&self) -> Result<Option<crate::remote::Quota>, RemoteError> {
+        self.quota_asked.fetch_add(1, Ordering::SeqCst);
+        match self.quota {
+            None => Ok(None),
+            Some(Ok(q)) => Ok(q),
+            Some(Err(())) => Err(RemoteError::Unreachable("connection failed: test".into())),
+        }
+    }
 }
 
 fn drive() -> (tempfile::TempDir, Drive) {
+    drive_over(Arc::new(OneFolder::default()))
+}
+
+fn drive_over(server: Arc<OneFolder>) -> (tempfile::TempDir, Drive) {
     let tmp = tempfile::tempdir().unwrap();
     let meta = Meta::in_memory().unwrap();
     let cache = Cache::open(&tmp.path().join("cache"), 1 << 30).unwrap();
     let drive = Drive::new(
-        Arc::new(OneFolder),
+        server,
         Arc::new(meta),
         Arc::new(cache),
         DriveOptions::default(),
@@ -350,6 +367,43 @@ async fn user_attributes_are_kept_edrives_own_are_read_only() {
         drive.setxattr(a.ino, b"user.v0", b"", any),
         Err(FsError::NotFound)
     ));
+}
+
+#[tokio::test]
+async fn statfs_gives_the_servers_quota_else_the_caches_room() {
+    // No quota: the cache's budget, and its room.
+    let (_tmp, drive) = drive();
+    let space = drive.statfs().await;
+    assert!(!space.from_server);
+    assert_eq!(space.total, 1 << 30);
+    assert!(space.free <= space.total && space.free > 0);
+
+    // A quota: the server's numbers, asked once a minute at most.
+    let server = Arc::new(OneFolder {
+        quota: Some(Ok(Some(crate::remote::Quota {
+            available: 3 << 40,
+            used: Some(1 << 40),
+        }))),
+        ..Default::default()
+    });
+    let (_tmp, drive) = drive_over(server.clone());
+    for _ in 0..3 {
+        let space = drive.statfs().await;
+        assert_eq!(
+            (space.total, space.free, space.from_server),
+            (4 << 40, 3 << 40, true)
+        );
+    }
+    assert_eq!(server.quota_asked.load(Ordering::SeqCst), 1);
+
+    // Unreachable: the cache's room, never an error.
+    let server = Arc::new(OneFolder {
+        quota: Some(Err(())),
+        ..Default::default()
+    });
+    let (_tmp, drive) = drive_over(server);
+    let space = drive.statfs().await;
+    assert_eq!((space.total, space.from_server), (1 << 30, false));
 }
 
 #[tokio::test]
