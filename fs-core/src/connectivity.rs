@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::remote::{
-    ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Remote, RemoteEntry,
-    RemoteError, RemotePath,
+    ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Quota, Remote,
+    RemoteEntry, RemoteError, RemotePath,
 };
 
 /// First wait before probing an unreachable server again; doubled up to [`PROBE_MAX`].
@@ -369,6 +369,13 @@ impl Remote for Watched {
 
     fn describe(&self) -> String {
         self.remote.describe()
+    }
+
+    async fn quota(&self) -> Result<Option<Quota>, RemoteError> {
+        self.conn.gate()?;
+        let r = self.remote.quota().await;
+        self.conn.observe(&r);
+        r
     }
 }
 

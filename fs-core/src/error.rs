@@ -31,6 +31,9 @@ pub enum FsError {
     /// are no security labels, ACLs or capabilities on the server.
     #[error("attribute namespace not supported")]
     XattrNamespace,
+    /// An extended attribute was refused (see [`XattrError`]).
+    #[error("extended attribute: {0}")]
+    Xattr(#[from] XattrError),
     /// The file changed on the server after it was opened; open it again.
     #[error("changed on the server; open it again")]
     Stale,
@@ -70,6 +73,24 @@ pub enum FsError {
     Io(#[from] std::io::Error),
 }
 
+/// Why an extended attribute could not be set or removed.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum XattrError {
+    /// The name is longer than 255 bytes.
+    #[error("name longer than 255 bytes")]
+    NameTooLong,
+    /// The value is longer than 64 KiB.
+    #[error("value longer than 64 KiB")]
+    ValueTooLarge,
+    /// The entry's attributes would take more than 256 KiB together.
+    #[error("the entry's attributes would take more than 256 KiB")]
+    NoRoom,
+    /// One of edrive's own attributes, which cannot be set (but `user.edrive.pin`) or
+    /// removed.
+    #[error("edrive's own attributes are read-only (but user.edrive.pin)")]
+    ReadOnly,
+}
+
 impl FsError {
     /// The errno the kernel should see (FUSE, so Unix only; ProjFS has its own table).
     #[cfg(unix)]
@@ -86,6 +107,10 @@ impl FsError {
             // for the rest of the mount's entries (coreutils caches it per device),
             // instead of two round trips to the daemon per entry.
             FsError::XattrNamespace => libc::EOPNOTSUPP,
+            FsError::Xattr(XattrError::NameTooLong) => libc::ERANGE,
+            FsError::Xattr(XattrError::ValueTooLarge) => libc::E2BIG,
+            FsError::Xattr(XattrError::NoRoom) => libc::ENOSPC,
+            FsError::Xattr(XattrError::ReadOnly) => libc::EPERM,
             FsError::BadHandle | FsError::NotWritable => libc::EBADF,
             FsError::Exists => libc::EEXIST,
             FsError::NotEmpty => libc::ENOTEMPTY,
@@ -128,6 +153,17 @@ mod tests {
             libc::EIO
         );
         assert_eq!(FsError::NotSupported("fifo").errno(), libc::EPERM);
+        assert_eq!(
+            FsError::Xattr(XattrError::NameTooLong).errno(),
+            libc::ERANGE
+        );
+        assert_eq!(
+            FsError::Xattr(XattrError::ValueTooLarge).errno(),
+            libc::E2BIG
+        );
+        assert_eq!(FsError::Xattr(XattrError::NoRoom).errno(), libc::ENOSPC);
+        assert_eq!(FsError::NoAttr.errno(), libc::ENODATA);
+        assert_eq!(FsError::Exists.errno(), libc::EEXIST);
         assert_eq!(
             FsError::InvalidName(NameError::TooLong).errno(),
             libc::ENAMETOOLONG

@@ -1,9 +1,11 @@
 //! The `fuser::Filesystem` implementation: one short method per kernel request.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use edrive_fs_core::meta::XattrMode;
 use edrive_fs_core::{Attr, Drive, FsError, Kind, ReadPath, SetAttr};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -62,6 +64,19 @@ impl FuseFs {
         } else {
             Duration::ZERO
         }
+    }
+}
+
+/// A time the kernel sent, as fuser 0.18 hands it over, made right. Before 1970, fuser
+/// subtracts a timespec's nanoseconds instead of adding them: `-6 s + 0.5 s` (that is
+/// -5.5 s) arrives as -6.5 s. Whole seconds arrive right.
+fn kernel_time(t: SystemTime) -> SystemTime {
+    match UNIX_EPOCH.duration_since(t) {
+        Ok(before) if before.subsec_nanos() != 0 => {
+            UNIX_EPOCH - Duration::from_secs(before.as_secs())
+                + Duration::from_nanos(u64::from(before.subsec_nanos()))
+        }
+        _ => t,
     }
 }
 
@@ -365,8 +380,8 @@ impl Filesystem for FuseFs {
     ) {
         let _s = info_span!("setattr", ino = ino.0, ?size).entered();
         let time = |t: fuser::TimeOrNow| match t {
-            fuser::TimeOrNow::SpecificTime(t) => t,
-            fuser::TimeOrNow::Now => std::time::SystemTime::now(),
+            fuser::TimeOrNow::SpecificTime(t) => kernel_time(t),
+            fuser::TimeOrNow::Now => SystemTime::now(),
         };
         let set = SetAttr {
             size,
@@ -593,15 +608,13 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
+    /// The server's quota, or the cache's room (see [`Drive::statfs`]).
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        // A network drive has no fixed size; report a large one (as rclone does) so that
-        // applications do not refuse to save, minus what the cache holds.
         const BSIZE: u64 = 4096;
-        const TOTAL: u64 = (1 << 50) / BSIZE;
-        let used = self.drive.cache_used_bytes() / BSIZE;
-        let free = TOTAL.saturating_sub(used);
+        let space = self.rt.block_on(self.drive.statfs());
+        let free = space.free / BSIZE;
         reply.statfs(
-            TOTAL,
+            space.total / BSIZE,
             free,
             free,
             1 << 30,
@@ -613,10 +626,7 @@ impl Filesystem for FuseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENODATA);
-        };
-        match self.drive.getxattr(ino.0, name) {
+        match self.drive.getxattr(ino.0, name.as_bytes()) {
             Ok(v) => reply_xattr(reply, size, &v),
             Err(e) => reply.error(errno(&e)),
         }
@@ -628,14 +638,15 @@ impl Filesystem for FuseFs {
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
-        _flags: i32,
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if name.to_str() != Some(edrive_fs_core::drive::XATTR_PIN) {
-            return reply.error(Errno::ENOTSUP);
-        }
-        match self.drive.set_pin_xattr(ino.0, value) {
+        let mode = XattrMode {
+            create: flags & libc::XATTR_CREATE != 0,
+            replace: flags & libc::XATTR_REPLACE != 0,
+        };
+        match self.drive.setxattr(ino.0, name.as_bytes(), value, mode) {
             Ok(fetch) => {
                 if fetch && self.drive.request_pin_run() {
                     let d = self.drive.clone();
@@ -652,7 +663,7 @@ impl Filesystem for FuseFs {
             Ok(names) => {
                 let mut buf = Vec::new();
                 for n in names {
-                    buf.extend_from_slice(n.as_bytes());
+                    buf.extend_from_slice(&n);
                     buf.push(0);
                 }
                 reply_xattr(reply, size, &buf)
@@ -661,10 +672,40 @@ impl Filesystem for FuseFs {
         }
     }
 
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.drive.removexattr(ino.0, name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
         match self.drive.getattr(ino.0) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_times_before_1970_keep_their_fraction() {
+        // fuser 0.18 turns the kernel's {-6 s, 500000000 ns} (-5.5 s) into -6.5 s.
+        let from_fuser = UNIX_EPOCH - Duration::new(6, 500_000_000);
+        assert_eq!(
+            kernel_time(from_fuser),
+            UNIX_EPOCH - Duration::from_millis(5_500)
+        );
+        for t in [
+            UNIX_EPOCH - Duration::from_secs(5),
+            UNIX_EPOCH - Duration::from_secs(315_619_140),
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(4_102_444_800, 250_000_000),
+        ] {
+            assert_eq!(kernel_time(t), t);
         }
     }
 }

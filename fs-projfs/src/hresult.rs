@@ -144,6 +144,7 @@ impl From<&FsError> for Hresult {
             FsError::InvalidName(NameError::TooLong) => ERROR_FILENAME_EXCED_RANGE,
             FsError::InvalidName(_) => ERROR_INVALID_NAME,
             FsError::NoAttr | FsError::XattrNamespace => ERROR_NOT_FOUND,
+            FsError::Xattr(_) => ERROR_NOT_SUPPORTED,
             FsError::BadHandle => ERROR_INVALID_HANDLE,
             FsError::NotWritable => ERROR_ACCESS_DENIED,
             FsError::Exists => ERROR_ALREADY_EXISTS,

@@ -27,18 +27,22 @@ mod kernel_reads;
 mod pin;
 mod poll;
 mod resolve;
+mod space;
 #[cfg(test)]
 mod tests;
 mod working;
 mod write;
+mod xattr;
 
 pub use info::EntryInfo;
 pub use kernel_reads::{KernelReads, ReadPath};
 pub use pin::{FreeOutcome, PinProgress};
 pub use poll::PollReport;
 pub use resolve::{Choice, ConflictInfo};
+pub use space::Space;
 use working::Working;
 pub use write::SetAttr;
+pub use xattr::{XATTR_MAX_NAME, XATTR_MAX_TOTAL, XATTR_MAX_VALUE};
 
 /// Settings of one mounted drive.
 #[derive(Clone, Debug)]
@@ -213,8 +217,8 @@ pub struct Drive {
     pin_progress: Mutex<PinProgress>,
     /// Pins were added while a hydration ran: it goes round once more.
     pin_again: Mutex<bool>,
-    /// Files deleted while handles still had them open, with their last attributes
-    /// (`nlink` 0), until the last of those handles is released.
+    /// Files and folders deleted while handles still had them open, with their last
+    /// attributes (`nlink` 0), until the last of those handles is released.
     orphans: Mutex<HashMap<u64, Attr>>,
     /// Kernel caches to drop when the server changes something.
     inval: Arc<Invalidations>,
@@ -226,6 +230,8 @@ pub struct Drive {
     kernel_reads_on: std::sync::atomic::AtomicBool,
     /// Handles whose reads the kernel served since the mount.
     kernel_read_opens: AtomicU64,
+    /// The server's quota as last learnt (see [`Drive::statfs`]).
+    quota: Arc<Mutex<space::QuotaCache>>,
     /// Writers on their way to a working copy, by inode (see [`ReadPath`]).
     writers_pending: Mutex<HashMap<u64, usize>>,
 }
@@ -310,6 +316,7 @@ impl Drive {
             recent: Mutex::new(HashMap::new()),
             kernel_reads_on: false.into(),
             kernel_read_opens: AtomicU64::new(0),
+            quota: Arc::default(),
             writers_pending: Mutex::new(HashMap::new()),
             last_open_version: Mutex::new(HashMap::new()),
         }
@@ -694,8 +701,9 @@ impl Drive {
         Ok(now)
     }
 
-    /// The attributes of `ino`. A file deleted while still open keeps its attributes,
-    /// with `nlink` 0, until its last handle is released (`fstat` after `unlink`).
+    /// The attributes of `ino`. A file or folder deleted (or replaced by a rename) while
+    /// still open keeps its attributes, with `nlink` 0, until its last handle is released
+    /// (`fstat` after `unlink`, `rmdir`, or a rename over it).
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         match self.meta.get(ino)? {
             Some(e) => Ok(self.attr(&e)),
@@ -714,20 +722,27 @@ impl Drive {
         Some(a)
     }
 
-    /// Keeps `attr` (of an entry just deleted) for `getattr` while a handle has it open.
+    /// Keeps `attr` (of a file or folder just deleted, or replaced by a rename) for
+    /// `getattr` while a handle has it open: `fstat` then answers with `nlink` 0.
     fn orphan_if_open(&self, mut attr: Attr) {
         let mut orphans = lock(&self.orphans);
-        if lock(&self.files).values().any(|f| f.ino == attr.ino) {
+        if self.is_open(attr.ino) {
             attr.nlink = 0;
             attr.ctime = SystemTime::now();
             orphans.insert(attr.ino, attr);
         }
     }
 
+    /// Whether a file or folder handle has `ino` open.
+    fn is_open(&self, ino: u64) -> bool {
+        let file = lock(&self.files).values().any(|f| f.ino == ino);
+        file || lock(&self.dirs).values().any(|d| *d == ino)
+    }
+
     /// Forgets the kept attributes of deleted `ino` once no handle has it open.
     fn forget_orphan(&self, ino: u64) {
         let mut orphans = lock(&self.orphans);
-        if orphans.contains_key(&ino) && !lock(&self.files).values().any(|f| f.ino == ino) {
+        if orphans.contains_key(&ino) && !self.is_open(ino) {
             orphans.remove(&ino);
         }
     }
@@ -802,7 +817,10 @@ impl Drive {
 
     /// Forgets a folder handle.
     pub fn releasedir(&self, fh: u64) {
-        lock(&self.dirs).remove(&fh);
+        let dir = lock(&self.dirs).remove(&fh);
+        if let Some(ino) = dir {
+            self.forget_orphan(ino);
+        }
     }
 
     /// Whether files named `name` stay local (the ignore list): kept and shown, never
@@ -1070,31 +1088,6 @@ impl Drive {
         } else {
             EntryState::OnlineOnly
         })
-    }
-
-    /// The names of the extended attributes every entry has.
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<&'static str>, FsError> {
-        self.entry(ino)?;
-        Ok(vec![XATTR_STATE, XATTR_PINNED])
-    }
-
-    /// The value of extended attribute `name` of `ino`.
-    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
-        match name {
-            XATTR_STATE => Ok(self.state(ino)?.as_str().as_bytes().to_vec()),
-            XATTR_PINNED => Ok(if self.meta.pinned_by(ino)?.is_some() {
-                b"1".to_vec()
-            } else {
-                b"0".to_vec()
-            }),
-            _ if name.starts_with("user.") => Err(FsError::NoAttr),
-            _ => Err(FsError::XattrNamespace),
-        }
-    }
-
-    /// Bytes the content cache holds now (cheap; for `statfs`).
-    pub fn cache_used_bytes(&self) -> u64 {
-        self.cache.stats().used_bytes
     }
 
     /// Numbers for `edrive status`.

@@ -8,8 +8,13 @@ use async_trait::async_trait;
 use super::*;
 use crate::remote::{ByteStream, Download, ETag, Listing, Precondition, RemoteEntry};
 
-/// A server with one empty folder `d` and nothing else.
-struct OneFolder;
+/// A server with one empty folder `d` and nothing else; its quota answer is `quota`
+/// (`Err`: it cannot be reached), and it counts how often it was asked.
+#[derive(Default)]
+struct OneFolder {
+    quota: Option<Result<Option<crate::remote::Quota>, ()>>,
+    quota_asked: std::sync::atomic::AtomicUsize,
+}
 
 fn old_time() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
@@ -70,14 +75,26 @@ impl Remote for OneFolder {
     fn describe(&self) -> String {
         "mem://one-folder".into()
     }
+    async fn quota(&self) -> Result<Option<crate::remote::Quota>, RemoteError> {
+        self.quota_asked.fetch_add(1, Ordering::SeqCst);
+        match self.quota {
+            None => Ok(None),
+            Some(Ok(q)) => Ok(q),
+            Some(Err(())) => Err(RemoteError::Unreachable("connection failed: test".into())),
+        }
+    }
 }
 
 fn drive() -> (tempfile::TempDir, Drive) {
+    drive_over(Arc::new(OneFolder::default()))
+}
+
+fn drive_over(server: Arc<OneFolder>) -> (tempfile::TempDir, Drive) {
     let tmp = tempfile::tempdir().unwrap();
     let meta = Meta::in_memory().unwrap();
     let cache = Cache::open(&tmp.path().join("cache"), 1 << 30).unwrap();
     let drive = Drive::new(
-        Arc::new(OneFolder),
+        server,
         Arc::new(meta),
         Arc::new(cache),
         DriveOptions::default(),
@@ -197,6 +214,196 @@ async fn a_file_replaced_by_rename_keeps_its_attributes_while_open() {
     assert_eq!(drive.getattr(a.ino).unwrap().nlink, 0);
     drive.release(fh).unwrap();
     assert!(matches!(drive.getattr(a.ino), Err(FsError::NotFound)));
+}
+
+#[tokio::test]
+async fn an_open_folder_removed_or_renamed_over_keeps_its_attributes_with_nlink_0() {
+    let (_tmp, drive) = drive();
+    let a = drive.mkdir(ROOT_INO, "a", 0o750).await.unwrap();
+    drive.mkdir(ROOT_INO, "b", 0o755).await.unwrap();
+    let fh = drive.opendir(a.ino).await.unwrap();
+    drive
+        .rename(ROOT_INO, "b", ROOT_INO, "a", false)
+        .await
+        .unwrap();
+    let open = drive.getattr(a.ino).unwrap();
+    assert_eq!((open.nlink, open.kind, open.perm), (0, Kind::Dir, 0o750));
+    drive.releasedir(fh);
+    assert!(matches!(drive.getattr(a.ino), Err(FsError::NotFound)));
+
+    let d = drive.lookup(ROOT_INO, "d").await.unwrap();
+    let fh = drive.opendir(d.ino).await.unwrap();
+    let fh2 = drive.opendir(d.ino).await.unwrap();
+    drive.rmdir(ROOT_INO, "d").await.unwrap();
+    assert_eq!(drive.getattr(d.ino).unwrap().nlink, 0);
+    drive.releasedir(fh);
+    assert_eq!(drive.getattr(d.ino).unwrap().nlink, 0, "one handle left");
+    drive.releasedir(fh2);
+    assert!(matches!(drive.getattr(d.ino), Err(FsError::NotFound)));
+}
+
+#[tokio::test]
+async fn user_attributes_are_kept_edrives_own_are_read_only() {
+    use crate::error::XattrError;
+    use crate::meta::XattrMode;
+    let (_tmp, drive) = drive();
+    let (a, fh) = drive.create(ROOT_INO, "f", 0o644).await.unwrap();
+    drive.release(fh).unwrap();
+    let any = XattrMode::default();
+    let create = XattrMode {
+        create: true,
+        replace: false,
+    };
+    let replace = XattrMode {
+        create: false,
+        replace: true,
+    };
+
+    assert!(matches!(
+        drive.getxattr(a.ino, b"user.xdg.tags"),
+        Err(FsError::NoAttr)
+    ));
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.xdg.tags", b"x", replace),
+        Err(FsError::NoAttr)
+    ));
+    drive
+        .setxattr(a.ino, b"user.xdg.tags", b"red", create)
+        .unwrap();
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.xdg.tags", b"x", create),
+        Err(FsError::Exists)
+    ));
+    let before = drive.getattr(a.ino).unwrap().ctime;
+    drive
+        .setxattr(a.ino, b"user.xdg.tags", b"blue", replace)
+        .unwrap();
+    assert!(
+        drive.getattr(a.ino).unwrap().ctime >= before,
+        "setxattr changes ctime"
+    );
+    assert_eq!(drive.getxattr(a.ino, b"user.xdg.tags").unwrap(), b"blue");
+    let listed = drive.listxattr(a.ino).unwrap();
+    assert_eq!(
+        listed,
+        [
+            &b"user.edrive.state"[..],
+            b"user.edrive.pinned",
+            b"user.xdg.tags"
+        ]
+    );
+
+    // Limits.
+    let name = |n: usize| format!("user.{}", "n".repeat(n - 5)).into_bytes();
+    drive
+        .setxattr(a.ino, &name(XATTR_MAX_NAME), b"", any)
+        .unwrap();
+    assert!(matches!(
+        drive.setxattr(a.ino, &name(XATTR_MAX_NAME + 1), b"", any),
+        Err(FsError::Xattr(XattrError::NameTooLong))
+    ));
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.v", &vec![0; XATTR_MAX_VALUE + 1], any),
+        Err(FsError::Xattr(XattrError::ValueTooLarge))
+    ));
+    let value = vec![7u8; XATTR_MAX_VALUE];
+    for i in 0..3 {
+        drive
+            .setxattr(a.ino, format!("user.v{i}").as_bytes(), &value, any)
+            .unwrap();
+    }
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.v3", &value, any),
+        Err(FsError::Xattr(XattrError::NoRoom))
+    ));
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.", b"", any),
+        Err(FsError::Invalid(_))
+    ));
+
+    // Namespaces and edrive's own.
+    for name in [
+        &b"security.selinux"[..],
+        b"trusted.x",
+        b"system.posix_acl_access",
+    ] {
+        assert!(matches!(
+            drive.getxattr(a.ino, name),
+            Err(FsError::XattrNamespace)
+        ));
+        assert!(matches!(
+            drive.setxattr(a.ino, name, b"", any),
+            Err(FsError::XattrNamespace)
+        ));
+    }
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.edrive.state", b"pinned", any),
+        Err(FsError::Xattr(XattrError::ReadOnly))
+    ));
+    assert!(matches!(
+        drive.removexattr(a.ino, b"user.edrive.pinned"),
+        Err(FsError::Xattr(XattrError::ReadOnly))
+    ));
+    assert_eq!(
+        drive.getxattr(a.ino, b"user.edrive.state").unwrap(),
+        b"dirty"
+    );
+    assert!(matches!(
+        drive.getxattr(a.ino, b"user.edrive.pin"),
+        Err(FsError::NoAttr)
+    ));
+
+    drive.removexattr(a.ino, b"user.xdg.tags").unwrap();
+    assert!(matches!(
+        drive.removexattr(a.ino, b"user.xdg.tags"),
+        Err(FsError::NoAttr)
+    ));
+    drive.unlink(ROOT_INO, "f").await.unwrap();
+    assert!(matches!(
+        drive.getxattr(a.ino, b"user.v0"),
+        Err(FsError::NotFound)
+    ));
+    assert!(matches!(
+        drive.setxattr(a.ino, b"user.v0", b"", any),
+        Err(FsError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn statfs_gives_the_servers_quota_else_the_caches_room() {
+    // No quota: the cache's budget, and its room.
+    let (_tmp, drive) = drive();
+    let space = drive.statfs().await;
+    assert!(!space.from_server);
+    assert_eq!(space.total, 1 << 30);
+    assert!(space.free <= space.total && space.free > 0);
+
+    // A quota: the server's numbers, asked once a minute at most.
+    let server = Arc::new(OneFolder {
+        quota: Some(Ok(Some(crate::remote::Quota {
+            available: 3 << 40,
+            used: Some(1 << 40),
+        }))),
+        ..Default::default()
+    });
+    let (_tmp, drive) = drive_over(server.clone());
+    for _ in 0..3 {
+        let space = drive.statfs().await;
+        assert_eq!(
+            (space.total, space.free, space.from_server),
+            (4 << 40, 3 << 40, true)
+        );
+    }
+    assert_eq!(server.quota_asked.load(Ordering::SeqCst), 1);
+
+    // Unreachable: the cache's room, never an error.
+    let server = Arc::new(OneFolder {
+        quota: Some(Err(())),
+        ..Default::default()
+    });
+    let (_tmp, drive) = drive_over(server);
+    let space = drive.statfs().await;
+    assert_eq!((space.total, space.from_server), (1 << 30, false));
 }
 
 #[tokio::test]

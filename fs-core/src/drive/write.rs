@@ -319,9 +319,13 @@ impl Drive {
         }
     }
 
-    /// Changes size, times or mode of `ino`; its change time becomes now.
+    /// Changes size, times or mode of `ino`; its change time becomes now. Times before
+    /// 1970 are kept as they are; times beyond what the store holds (before 1677, after
+    /// 2262) are clamped to its range.
     #[instrument(level = "debug", skip(self))]
-    pub async fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr, FsError> {
+    pub async fn setattr(&self, ino: u64, mut set: SetAttr) -> Result<Attr, FsError> {
+        set.mtime = set.mtime.map(crate::meta::storable_time);
+        set.atime = set.atime.map(crate::meta::storable_time);
         let e = self.entry(ino)?;
         if let Some(size) = set.size {
             if e.is_dir() {
@@ -485,8 +489,10 @@ impl Drive {
         if !self.meta.children(e.ino)?.is_empty() {
             return Err(FsError::NotEmpty);
         }
+        let attr = self.attr(&e);
         let _tree = self.uploader.tree_lock.read().await;
         self.meta.remove_local(e.ino)?;
+        self.orphan_if_open(attr);
         self.touch_folders(&[parent], SystemTime::now());
         self.activity.changed(e.ino);
         Ok(())

@@ -1,6 +1,6 @@
 //! One known entry of the remote tree, as the store holds it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// File or folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,11 +65,7 @@ impl Entry {
             // and strong later, with the same value; the content is the same.
             Some(tag) => tag.clone(),
             None => {
-                let m = self
-                    .mtime
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
+                let m = self.mtime.and_then(super::time_to_ns).unwrap_or(0);
                 if self.size_known {
                     format!("m{m}-s{}", self.size)
                 } else {
@@ -107,7 +103,7 @@ pub(super) const SELECT: &str = "SELECT ino, parent, name, is_dir, size, mtime_n
      atime_ns, ctime_ns FROM entries";
 
 fn time(ns: Option<i64>) -> Option<SystemTime> {
-    ns.map(|n| UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64))
+    ns.map(super::ns_to_time)
 }
 
 pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {

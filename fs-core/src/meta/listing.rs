@@ -259,6 +259,10 @@ impl Meta {
     /// [`Meta::apply_listing_holding`] of a staged listing: `dir_entry` describes the
     /// folder itself; `complete` says whether the reply vouched for every child (only
     /// then does a missing name mean a deletion). The stage is used up either way.
+    ///
+    /// A file's time is the server's for each version it lists. A folder's time is the
+    /// server's when none is known, and when its own listing finds names added, removed or
+    /// renamed on the server; otherwise the known one stays (see `folder_time`).
     pub fn merge_staged(
         &self,
         dir: u64,
@@ -361,12 +365,15 @@ fn merge(
                  etag_weak, remote_parent, remote_name)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1, ?2)",
         )?,
+        // A file's time is the server's for each new version. A folder's known time
+        // stays: its own listing moves it (see `folder_time`).
         update: tx.prepare_cached(
             "UPDATE entries SET size = ?2,
                  mtime_ns = CASE WHEN etag IS ?4 AND etag IS NOT NULL THEN mtime_ns
+                                 WHEN is_dir AND mtime_ns IS NOT NULL THEN mtime_ns
                                  ELSE ?3 END,
                  ctime_ns = CASE WHEN etag IS ?4 AND etag IS NOT NULL THEN ctime_ns
-                                 END,
+                                 WHEN is_dir THEN ctime_ns END,
                  etag = ?4, etag_weak = ?5
              WHERE ino = ?1",
         )?,
@@ -413,20 +420,39 @@ fn merge(
     let changes = std::mem::take(&mut m.changes);
     drop(m);
     let (etag, weak) = etag_cols(dir_entry.etag.as_ref());
+    // See `folder_time`: ?6 says whether the server's time is taken.
     tx.prepare_cached(
-        "UPDATE entries SET listed_at_ms = ?2, etag = COALESCE(?3, etag),
-         etag_weak = ?4, mtime_ns = COALESCE(?5, mtime_ns) WHERE ino = ?1",
+        "UPDATE entries SET listed_at_ms = ?2, etag = COALESCE(?3, etag), etag_weak = ?4,
+             mtime_ns = CASE WHEN ?6 OR mtime_ns IS NULL THEN COALESCE(?5, mtime_ns)
+                             ELSE mtime_ns END,
+             ctime_ns = CASE WHEN ?6 AND ?5 IS NOT NULL THEN NULL ELSE ctime_ns END
+         WHERE ino = ?1",
     )?
     .execute(params![
         dir,
         now_ms(),
         etag,
         weak,
-        mtime_ns(dir_entry.mtime)
+        mtime_ns(dir_entry.mtime),
+        folder_time(&changes)
     ])?;
     tx.execute("DELETE FROM listing_gone", [])?;
     tx.commit()?;
     Ok(changes)
+}
+
+/// Whether a folder's listing that made `changes` moves the folder's time to the
+/// server's: only when the listing found names added, removed or renamed there (what
+/// changes a folder's time), or the time is not known yet. Otherwise the known time stays,
+/// whether the server's or a local change's: the server's time of a folder also moves with
+/// edrive's own uploads of changes made here (later than they were made, in whole
+/// seconds) and with its probe of the server (a folder made and removed at each mount),
+/// and some servers give folders no time at all.
+fn folder_time(changes: &ListingChanges) -> bool {
+    changes.added > 0
+        || !changes.removed.is_empty()
+        || changes.renamed > 0
+        || !changes.kept_local.is_empty()
 }
 
 /// The next staged children after `after` (a name and row id), by name, each with the

@@ -11,11 +11,13 @@ mod local;
 mod pins;
 mod schema;
 mod writeback;
+mod xattrs;
 
 pub use conflict::Event;
 pub use entry::{Entry, Kind};
 pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
+pub use xattrs::{XattrMode, XattrSet};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -275,12 +277,15 @@ impl Meta {
             .flatten())
     }
 
-    /// Updates the root's own attributes from a server description.
+    /// Updates the root's own attributes from a server description (at each mount). Its
+    /// time is taken only if none is known: after that, listings of the root move it (see
+    /// [`Meta::merge_staged`]), so a remount shows the time the last mount showed.
     pub fn update_root(&self, root: &RemoteEntry) -> Result<(), MetaError> {
         let conn = self.conn();
         let (etag, weak) = etag_cols(root.etag.as_ref());
         conn.prepare_cached(
-            "UPDATE entries SET mtime_ns = ?1, etag = ?2, etag_weak = ?3 WHERE ino = ?4",
+            "UPDATE entries SET mtime_ns = COALESCE(mtime_ns, ?1), etag = ?2, etag_weak = ?3
+             WHERE ino = ?4",
         )?
         .execute(params![mtime_ns(root.mtime), etag, weak, ROOT_INO as i64])?;
         Ok(())
@@ -437,11 +442,40 @@ fn etag_cols(etag: Option<&ETag>) -> (Option<&str>, bool) {
     }
 }
 
-/// A time as the store keeps it: nanoseconds since the epoch; `None` (unknown) for none,
-/// or for one the column cannot hold (before 1970, after 2262).
+/// A time as the store keeps it: signed nanoseconds since the epoch; `None` (unknown) for
+/// none, or for one the column cannot hold (before 1677-09-21 or after 2262-04-11, see
+/// [`storable_time`]).
 fn mtime_ns(t: Option<SystemTime>) -> Option<i64> {
-    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+    t.and_then(time_to_ns)
+}
+
+/// `t` as signed nanoseconds since the epoch (negative before 1970), if an `i64` holds it.
+pub(crate) fn time_to_ns(t: SystemTime) -> Option<i64> {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_nanos()).ok(),
+        Err(before) => i64::try_from(before.duration().as_nanos()).ok().map(|n| -n),
+    }
+}
+
+/// The time `ns` nanoseconds after the epoch (before it if negative).
+pub(crate) fn ns_to_time(ns: i64) -> SystemTime {
+    let d = std::time::Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+/// `t` clamped to the times the store holds exactly, 1677-09-21 to 2262-04-11 (signed
+/// nanoseconds in 64 bits), as a file system clamps a time set beyond its range. Times a
+/// user sets are stored so; a server's time beyond the range is unknown instead.
+pub fn storable_time(t: SystemTime) -> SystemTime {
+    match time_to_ns(t) {
+        Some(_) => t,
+        None if t > UNIX_EPOCH => ns_to_time(i64::MAX),
+        None => ns_to_time(i64::MIN),
+    }
 }
 
 /// A size as the store keeps it: -1 for a file whose size is unknown (see

@@ -9,7 +9,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// Bumped when the tables change shape.
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 const ENTRIES: &str = "
     ino INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,10 +33,21 @@ const ENTRIES: &str = "
     ctime_ns INTEGER,
     UNIQUE(parent, name)";
 
+/// The `user.*` extended attributes (names and values as bytes), and the triggers that
+/// delete them with their entry.
+const XATTRS: &str = "
+    CREATE TABLE IF NOT EXISTS xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL,
+        value BLOB NOT NULL, PRIMARY KEY(ino, name)) WITHOUT ROWID;
+    CREATE TRIGGER IF NOT EXISTS xattrs_entry_gone AFTER DELETE ON entries
+        BEGIN DELETE FROM xattrs WHERE ino = OLD.ino; END;
+    CREATE TRIGGER IF NOT EXISTS xattrs_entry_deleted AFTER UPDATE OF parent ON entries
+        WHEN NEW.parent IS NULL AND OLD.parent IS NOT NULL
+        BEGIN DELETE FROM xattrs WHERE ino = OLD.ino; END;";
+
 /// Sets WAL mode and creates the tables (and the root row) if they are missing; migrates
 /// a version 1 store (read-only era: no local changes to carry over, inodes kept), a
-/// version 2 store (no record of moves in flight) and a version 3 store (no access and
-/// change times).
+/// version 2 store (no record of moves in flight), a version 3 store (no access and
+/// change times) and a version 4 store (no extended attributes).
 ///
 /// `moving_parent`/`moving_name` record a server MOVE that was sent and not confirmed: a
 /// crash (or a lost reply) leaves the server's location unknown until it is checked.
@@ -44,7 +55,12 @@ const ENTRIES: &str = "
 /// versions read it as 0, as they stored such sizes).
 ///
 /// `atime_ns`/`ctime_ns` are local only: the access time set by `utimensat` and the time
-/// of the last local change (NULL: shown as the modification time).
+/// of the last local change (NULL: shown as the modification time). All times are signed
+/// nanoseconds since the epoch (negative before 1970).
+///
+/// Version 5 adds `xattrs`: the `user.*` extended attributes applications set, local only,
+/// by inode (so they follow renames), deleted with their entry by triggers: when its row
+/// goes, and when it becomes a tombstone (deleted locally).
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -93,6 +109,15 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
              UPDATE settings SET value = '4' WHERE key = 'schema_version';
              COMMIT;",
         )?;
+        version = Some("4".into());
+    }
+    if version.as_deref() == Some("4") {
+        conn.execute_batch(&format!(
+            "BEGIN;
+             {XATTRS}
+             UPDATE settings SET value = '5' WHERE key = 'schema_version';
+             COMMIT;"
+        ))?;
     }
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS entries({ENTRIES});
@@ -104,6 +129,7 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS entries_moving ON entries(ino)
              WHERE moving_parent IS NOT NULL;
          CREATE TABLE IF NOT EXISTS pins(ino INTEGER PRIMARY KEY);
+         {XATTRS}
          CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT,
              at_ms INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, detail TEXT);
          INSERT OR IGNORE INTO entries(ino, parent, name, is_dir, remote_parent, remote_name)

@@ -508,3 +508,247 @@ fn a_time_the_store_cannot_hold_is_unknown() {
     m.apply_listing(ROOT_INO, &listing(vec![far])).unwrap();
     assert_eq!(m.child(ROOT_INO, "far").unwrap().unwrap().mtime, None);
 }
+
+#[test]
+fn times_before_1970_and_after_2038_round_trip() {
+    use std::time::Duration;
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(ROOT_INO, &listing(vec![file("f", 1, "\"f\"")]))
+        .unwrap();
+    let f = m.child(ROOT_INO, "f").unwrap().unwrap();
+    let (t1960, minus, t2100) = (
+        UNIX_EPOCH - Duration::from_secs(315_615_540),
+        UNIX_EPOCH - Duration::from_millis(5_500),
+        UNIX_EPOCH + Duration::new(4_102_444_800, 123),
+    );
+    m.set_local(
+        f.ino,
+        &LocalAttrs {
+            mtime: Some(t1960),
+            atime: Some(minus),
+            ctime: Some(t2100),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let f = m.get(f.ino).unwrap().unwrap();
+    assert_eq!(
+        (f.mtime, f.atime, f.ctime),
+        (Some(t1960), Some(minus), Some(t2100))
+    );
+    // A relisting of the same version keeps the local time.
+    m.apply_listing(ROOT_INO, &listing(vec![file("f", 1, "\"f\"")]))
+        .unwrap();
+    assert_eq!(m.get(f.ino).unwrap().unwrap().mtime, Some(t1960));
+    // Times beyond what the store holds are clamped to its range when a user sets them.
+    let far = UNIX_EPOCH + Duration::from_secs(32_503_680_000);
+    assert_eq!(
+        storable_time(far),
+        UNIX_EPOCH + Duration::from_nanos(i64::MAX as u64)
+    );
+    assert_eq!(
+        storable_time(UNIX_EPOCH - Duration::from_secs(32_503_680_000)),
+        UNIX_EPOCH - Duration::from_nanos(i64::MIN.unsigned_abs())
+    );
+    assert_eq!(storable_time(t1960), t1960);
+    assert_eq!(time_to_ns(minus), Some(-5_500_000_000));
+    assert_eq!(ns_to_time(-5_500_000_000), minus);
+}
+
+/// A listing of a folder whose own time is `mtime_s`.
+fn listing_at(mtime_s: u64, children: Vec<RemoteEntry>) -> Listing {
+    let mut l = listing(children);
+    l.dir.mtime = Some(UNIX_EPOCH + std::time::Duration::from_secs(mtime_s));
+    l.dir.etag = ETag::parse(&format!("\"dir-{mtime_s}\""));
+    l
+}
+
+fn dir_at(name: &str, mtime_s: u64) -> RemoteEntry {
+    RemoteEntry {
+        mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(mtime_s)),
+        etag: ETag::parse(&format!("\"{name}-{mtime_s}\"")),
+        ..dir(name)
+    }
+}
+
+#[test]
+fn a_folders_known_time_stays_until_its_own_listing_finds_names_changed() {
+    let at = |s: u64| Some(UNIX_EPOCH + std::time::Duration::from_secs(s));
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(ROOT_INO, &listing_at(100, vec![dir_at("d", 1_000)]))
+        .unwrap();
+    let d = m.child(ROOT_INO, "d").unwrap().unwrap();
+    assert_eq!(d.mtime, at(1_000), "the server's time when none is known");
+    let time_of = |ino| m.get(ino).unwrap().unwrap().mtime;
+
+    // The parent's listing says the folder changed (its own uploads, a probe): kept.
+    m.apply_listing(ROOT_INO, &listing_at(101, vec![dir_at("d", 2_000)]))
+        .unwrap();
+    assert_eq!(time_of(d.ino), at(1_000));
+    // Its own listing without a name added, removed or renamed: kept.
+    m.apply_listing(d.ino, &listing_at(3_000, vec![])).unwrap();
+    assert_eq!(time_of(d.ino), at(1_000));
+    // A local change sets it; listings that change no name keep that.
+    let local = UNIX_EPOCH + std::time::Duration::new(3_500, 42);
+    m.touch_folders(&[d.ino], local).unwrap();
+    m.apply_listing(d.ino, &listing_at(4_000, vec![])).unwrap();
+    m.apply_listing(ROOT_INO, &listing_at(102, vec![dir_at("d", 4_000)]))
+        .unwrap();
+    assert_eq!(time_of(d.ino), Some(local));
+    assert_eq!(m.get(d.ino).unwrap().unwrap().ctime, Some(local));
+    // Names added there: the server's time, and the change time goes with it.
+    m.apply_listing(d.ino, &listing_at(5_000, vec![file("x", 1, "\"x\"")]))
+        .unwrap();
+    let now = m.get(d.ino).unwrap().unwrap();
+    assert_eq!((now.mtime, now.ctime), (at(5_000), None));
+    // A new version of a file in it changes no name: kept.
+    m.apply_listing(d.ino, &listing_at(6_000, vec![file("x", 2, "\"x2\"")]))
+        .unwrap();
+    assert_eq!(time_of(d.ino), at(5_000));
+    // Removed there: the server's time.
+    m.apply_listing(d.ino, &listing_at(7_000, vec![])).unwrap();
+    assert_eq!(time_of(d.ino), at(7_000));
+
+    // A server that gives folders no time keeps the one known.
+    m.apply_listing(ROOT_INO, &listing_at(103, vec![dir("d")]))
+        .unwrap();
+    m.apply_listing(d.ino, &listing(vec![file("y", 1, "\"y\"")]))
+        .unwrap();
+    assert_eq!(time_of(d.ino), at(7_000));
+
+    // The root's time at a mount is the server's only if none is known.
+    let root = |s| RemoteEntry {
+        mtime: at(s),
+        ..dir("")
+    };
+    m.update_root(&root(8_000)).unwrap();
+    assert_eq!(time_of(ROOT_INO), at(100));
+    let fresh = Meta::in_memory().unwrap();
+    fresh.update_root(&root(8_000)).unwrap();
+    assert_eq!(fresh.get(ROOT_INO).unwrap().unwrap().mtime, at(8_000));
+}
+
+#[test]
+fn extended_attributes_follow_the_inode_and_go_with_the_entry() {
+    let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let any = XattrMode::default();
+    let m = Meta::in_memory().unwrap();
+    m.apply_listing(
+        ROOT_INO,
+        &listing(vec![file("a", 1, "\"a\""), file("b", 1, "\"b\""), dir("d")]),
+    )
+    .unwrap();
+    let [a, b, d] = ["a", "b", "d"].map(|n| m.child(ROOT_INO, n).unwrap().unwrap().ino);
+    let set = |ino, name: &[u8], value: &[u8], mode| {
+        m.set_xattr(ino, name, value, mode, 100, now).unwrap()
+    };
+
+    assert_eq!(set(a, b"user.tags", b"red", any), XattrSet::Done);
+    assert_eq!(m.get(a).unwrap().unwrap().ctime, Some(now));
+    let create = XattrMode {
+        create: true,
+        replace: false,
+    };
+    let replace = XattrMode {
+        create: false,
+        replace: true,
+    };
+    assert_eq!(set(a, b"user.tags", b"x", create), XattrSet::Exists);
+    assert_eq!(set(a, b"user.other", b"x", replace), XattrSet::Missing);
+    let both = XattrMode {
+        create: true,
+        replace: true,
+    };
+    assert_eq!(set(a, b"user.tags", b"x", both), XattrSet::Exists);
+    assert_eq!(set(a, b"user.other", b"x", both), XattrSet::Missing);
+    // Room counts names and values, the replaced value excluded.
+    assert_eq!(set(a, b"user.big", &[0; 80], any), XattrSet::Done);
+    assert_eq!(set(a, b"user.more", &[0; 10], any), XattrSet::Full);
+    assert_eq!(set(a, b"user.big", &[0; 79], any), XattrSet::Done);
+    assert_eq!(set(a, b"user.big", &[0; 80], any), XattrSet::Done);
+    assert_eq!(set(a, b"user.big", &[0; 81], any), XattrSet::Full);
+    assert_eq!(
+        m.xattr_names(a).unwrap(),
+        [b"user.big".to_vec(), b"user.tags".to_vec()]
+    );
+
+    // Renamed (and moved) here: kept.
+    m.rename_local(a, d, "a2", None).unwrap();
+    assert_eq!(
+        m.xattr(a, b"user.tags").unwrap().as_deref(),
+        Some(&b"red"[..])
+    );
+    // Deleted here (a tombstone until the server has it deleted): gone.
+    m.remove_local(a).unwrap();
+    assert_eq!(m.xattr(a, b"user.tags").unwrap(), None);
+    assert_eq!(set(a, b"user.tags", b"red", any), XattrSet::NoEntry);
+    // Replaced by a rename: gone.
+    assert_eq!(set(b, b"user.tags", b"b", any), XattrSet::Done);
+    let (c, _) = (m.create(ROOT_INO, "c", false, None, now).unwrap(), ());
+    assert_eq!(set(c.ino, b"user.tags", b"c", any), XattrSet::Done);
+    m.rename_local(c.ino, ROOT_INO, "b", Some(b)).unwrap();
+    assert_eq!(m.xattr(b, b"user.tags").unwrap(), None);
+    assert_eq!(
+        m.xattr(c.ino, b"user.tags").unwrap().as_deref(),
+        Some(&b"c"[..])
+    );
+    // A local-only entry deleted: gone.
+    m.remove_local(c.ino).unwrap();
+    assert!(m.xattr_names(c.ino).unwrap().is_empty());
+    // Deleted on the server: gone with its row.
+    assert_eq!(set(d, b"user.tags", b"d", any), XattrSet::Done);
+    m.apply_listing(ROOT_INO, &listing(vec![])).unwrap();
+    assert!(m.get(d).unwrap().is_none());
+    assert!(m.xattr_names(d).unwrap().is_empty());
+    // Removing one that is not set.
+    assert!(!m.remove_xattr(b, b"user.nope", now).unwrap());
+}
+
+#[test]
+fn a_version_4_store_gains_extended_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO settings VALUES ('schema_version', '4'), ('server_url', 'http://x/');
+             CREATE TABLE entries(
+                 ino INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER, name TEXT NOT NULL,
+                 is_dir INTEGER NOT NULL, size INTEGER NOT NULL DEFAULT 0, mtime_ns INTEGER,
+                 etag TEXT, etag_weak INTEGER NOT NULL DEFAULT 0, listed_at_ms INTEGER,
+                 remote_parent INTEGER, remote_name TEXT, dirty INTEGER NOT NULL DEFAULT 0,
+                 mode INTEGER, problem TEXT, put_started INTEGER NOT NULL DEFAULT 0,
+                 moving_parent INTEGER, moving_name TEXT, atime_ns INTEGER, ctime_ns INTEGER,
+                 UNIQUE(parent, name));
+             CREATE TABLE pins(ino INTEGER PRIMARY KEY);
+             INSERT INTO entries(ino, parent, name, is_dir, remote_parent, remote_name, mtime_ns)
+                 VALUES (1, 0, '', 1, 0, '', NULL), (7, 1, 'kept.txt', 0, 1, 'kept.txt', 5);",
+        )
+        .unwrap();
+    }
+    let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let m = Meta::open(&path, "http://x/").unwrap();
+    assert_eq!(m.get(7).unwrap().unwrap().name, "kept.txt");
+    assert_eq!(
+        m.set_xattr(
+            7,
+            b"user.xdg.tags",
+            b"t",
+            XattrMode::default(),
+            1 << 10,
+            now
+        )
+        .unwrap(),
+        XattrSet::Done
+    );
+    assert_eq!(m.setting("schema_version").unwrap().as_deref(), Some("5"));
+    drop(m);
+    let m = Meta::open(&path, "http://x/").unwrap();
+    assert_eq!(
+        m.xattr(7, b"user.xdg.tags").unwrap().as_deref(),
+        Some(&b"t"[..])
+    );
+    m.remove_local(7).unwrap();
+    assert_eq!(m.xattr(7, b"user.xdg.tags").unwrap(), None);
+}

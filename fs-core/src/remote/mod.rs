@@ -172,6 +172,15 @@ pub struct Download {
     pub body: ByteStream,
 }
 
+/// The space the server grants the share (RFC 4331), in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Bytes that may still be stored (`quota-available-bytes`).
+    pub available: u64,
+    /// Bytes stored (`quota-used-bytes`), if the server said.
+    pub used: Option<u64>,
+}
+
 /// A condition a write must meet on the server, so that a concurrent change is detected
 /// rather than overwritten.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,6 +252,11 @@ pub trait Remote: Send + Sync {
     ) -> Result<(), RemoteError>;
     /// A short description of the server for status output (its URL, without credentials).
     fn describe(&self) -> String;
+    /// The space the server grants the share, if it says (WebDAV: the quota properties
+    /// of the root); `None` when it does not, which is the default.
+    async fn quota(&self) -> Result<Option<Quota>, RemoteError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{
-    ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Remote, RemoteEntry,
-    RemoteError, RemotePath,
+    ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Quota, Remote,
+    RemoteEntry, RemoteError, RemotePath,
 };
 
 /// A [`Remote`] whose files always carry a version tag when their time and size are known.
@@ -101,5 +101,9 @@ impl Remote for Versioned {
 
     fn describe(&self) -> String {
         self.0.describe()
+    }
+
+    async fn quota(&self) -> Result<Option<Quota>, RemoteError> {
+        self.0.quota().await
     }
 }

@@ -36,8 +36,8 @@ use url::{Position, Url};
 use self::client::{Body, Call, Client, Deadline};
 pub use self::credentials::Credentials;
 use super::{
-    ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Remote, RemoteEntry,
-    RemoteError, RemotePath,
+    ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Quota, Remote,
+    RemoteEntry, RemoteError, RemotePath,
 };
 
 /// How to reach a WebDAV server.
@@ -156,7 +156,14 @@ impl WebDav {
         credentials: Option<&Credentials>,
     ) -> Result<RemoteEntry, RemoteError> {
         let resp = self
-            .propfind_reply(path, "0", false, credentials, Deadline::Total)
+            .propfind_reply(
+                path,
+                "0",
+                false,
+                propfind::REQUEST_BODY,
+                credentials,
+                Deadline::Total,
+            )
             .await?;
         let (base, path) = (self.href_base(), path.clone());
         let limits = streamed::Limits {
@@ -174,21 +181,21 @@ impl WebDav {
         href::Base::new(self.client.base(), self.client.base_parts())
     }
 
-    /// Sends a PROPFIND; the response, once it is known to carry a multistatus body.
+    /// Sends a PROPFIND with `body`; the response, once it is known to carry a
+    /// multistatus body.
     async fn propfind_reply(
         &self,
         path: &RemotePath,
         depth: &str,
         dir: bool,
+        body: &'static str,
         credentials: Option<&Credentials>,
         deadline: Deadline,
     ) -> Result<reqwest::Response, RemoteError> {
         let call = Call::new(method("PROPFIND")?, self.client.url(path, dir)?, deadline)
             .header(HeaderName::from_static("depth"), depth)?
             .header(CONTENT_TYPE, "application/xml")?
-            .body(Body::Bytes(Bytes::from_static(
-                propfind::REQUEST_BODY.as_bytes(),
-            )));
+            .body(Body::Bytes(Bytes::from_static(body.as_bytes())));
         let sent = match credentials {
             Some(c) => self.client.send_as(call, c).await?,
             None => self.client.send(call).await?,
@@ -235,8 +242,15 @@ impl WebDav {
     /// as it arrives: a folder's reply grows with its entries (about 400 bytes each) and
     /// is never held whole.
     async fn listing_reply(&self, path: &RemotePath) -> Result<reqwest::Response, RemoteError> {
-        self.propfind_reply(path, "1", true, None, Deadline::Headers)
-            .await
+        self.propfind_reply(
+            path,
+            "1",
+            true,
+            propfind::REQUEST_BODY,
+            None,
+            Deadline::Headers,
+        )
+        .await
     }
 
     /// How much of a listing reply is read. The request timeout bounds the wait for the
@@ -402,5 +416,30 @@ impl Remote for WebDav {
 
     fn describe(&self) -> String {
         self.client.base().to_string()
+    }
+
+    /// RFC 4331: `quota-available-bytes` and `quota-used-bytes` of the root (PROPFIND
+    /// Depth 0); `None` if the server does not give them.
+    async fn quota(&self) -> Result<Option<Quota>, RemoteError> {
+        let root = RemotePath::root();
+        let resp = self
+            .propfind_reply(
+                &root,
+                "0",
+                true,
+                propfind::QUOTA_BODY,
+                None,
+                Deadline::Total,
+            )
+            .await?;
+        let base = self.href_base();
+        let limits = streamed::Limits {
+            max_bytes: propfind::MAX_REPLY,
+            idle: self.client.timeout(),
+        };
+        streamed::parse_streamed(resp, limits, move |body| {
+            propfind::parse_quota(body, &base, &root)
+        })
+        .await
     }
 }

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::href::{href_to_parts, Base, HrefError};
 use super::xml::{walk_reader, Node, Tag as T};
 use crate::remote::{
-    validate_name, ETag, Listing, ListingHead, RemoteEntry, RemoteError, RemotePath,
+    validate_name, ETag, Listing, ListingHead, Quota, RemoteEntry, RemoteError, RemotePath,
 };
 
 /// The PROPFIND request body: exactly the properties edrive uses.
@@ -18,6 +18,16 @@ pub(crate) const REQUEST_BODY: &str = concat!(
     r#"<?xml version="1.0" encoding="utf-8"?>"#,
     r#"<D:propfind xmlns:D="DAV:"><D:prop>"#,
     r#"<D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/>"#,
+    r#"</D:prop></D:propfind>"#,
+);
+
+/// The body of the PROPFIND (Depth 0, of the root) that asks for the share's quota
+/// (RFC 4331); asked apart from listings, which it would make slower on servers that
+/// compute it per entry.
+pub(crate) const QUOTA_BODY: &str = concat!(
+    r#"<?xml version="1.0" encoding="utf-8"?>"#,
+    r#"<D:propfind xmlns:D="DAV:"><D:prop>"#,
+    r#"<D:quota-available-bytes/><D:quota-used-bytes/>"#,
     r#"</D:prop></D:propfind>"#,
 );
 
@@ -43,6 +53,11 @@ struct Props {
     size: Option<u64>,
     mtime: Option<SystemTime>,
     etag: Option<ETag>,
+    /// `quota-available-bytes`, if a usable one (not negative: Nextcloud's "unknown" and
+    /// "unlimited").
+    quota_available: Option<u64>,
+    /// `quota-used-bytes`, if a usable one.
+    quota_used: Option<u64>,
 }
 
 impl Props {
@@ -51,6 +66,8 @@ impl Props {
         self.size = self.size.or(other.size);
         self.mtime = self.mtime.or(other.mtime);
         self.etag = self.etag.clone().or(other.etag);
+        self.quota_available = self.quota_available.or(other.quota_available);
+        self.quota_used = self.quota_used.or(other.quota_used);
     }
 
     /// The entry; a file's size is unknown if no successful propstat gave a usable one.
@@ -166,13 +183,22 @@ where
             (Node::Close(_), [T::Multistatus, T::Response, T::Propstat, T::Prop, T::GetEtag]) => {
                 propstat.etag = ETag::parse(&text);
             }
+            (
+                Node::Close(_),
+                [T::Multistatus, T::Response, T::Propstat, T::Prop, T::QuotaAvailable],
+            ) => {
+                propstat.quota_available = parse_size(&text);
+            }
+            (Node::Close(_), [T::Multistatus, T::Response, T::Propstat, T::Prop, T::QuotaUsed]) => {
+                propstat.quota_used = parse_size(&text);
+            }
             (Node::Close(_), _) => {}
         }
         Ok(())
     })
 }
 
-/// A `getcontentlength`: decimal digits of a length a file can have (at most
+/// A `getcontentlength` (or a quota): decimal digits of a length a file can have (at most
 /// `i64::MAX`); anything else (`-5`, `1e30`, `1.5e3`, `abc`, empty) is no size.
 fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -329,6 +355,33 @@ pub(crate) fn parse_stat<R: BufRead>(
     base: &Base,
     path: &RemotePath,
 ) -> Result<RemoteEntry, RemoteError> {
+    let r = response_for(source, base, path)?;
+    Ok(r.props
+        .into_entry(path.name().unwrap_or_default().to_string()))
+}
+
+/// The share's quota from a Depth 0 reply for `path` (the root) read from `source`, found
+/// as [`parse_stat`] finds its entry: `None` unless it gives a usable
+/// `quota-available-bytes` (servers without quotas leave it out or send a negative one).
+pub(crate) fn parse_quota<R: BufRead>(
+    source: R,
+    base: &Base,
+    path: &RemotePath,
+) -> Result<Option<Quota>, RemoteError> {
+    let props = response_for(source, base, path)?.props;
+    Ok(props.quota_available.map(|available| Quota {
+        available,
+        used: props.quota_used,
+    }))
+}
+
+/// The response of a Depth 0 reply that describes `path` (see [`parse_stat`]); fails as
+/// its status does if that is not a success.
+fn response_for<R: BufRead>(
+    source: R,
+    base: &Base,
+    path: &RemotePath,
+) -> Result<DavResponse, RemoteError> {
     let relative_to = path.parent().unwrap_or_default();
     let mut found: Option<DavResponse> = None;
     // The first response, if its href may stand for the path.
@@ -368,8 +421,7 @@ pub(crate) fn parse_stat<R: BufRead>(
     if let Some(code) = r.failed_status() {
         return Err(super::status::error_for_status(code, None));
     }
-    Ok(r.props
-        .into_entry(path.name().unwrap_or_default().to_string()))
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -930,6 +982,79 @@ mod tests {
                 T::LastModified,
                 T::GetEtag
             ]
+        );
+    }
+
+    #[test]
+    fn quota_body_is_well_formed() {
+        let mut props = Vec::new();
+        super::super::xml::walk(QUOTA_BODY.as_bytes(), |_, node| {
+            if let Node::Open(tag) = node {
+                props.push(tag);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(props, [T::Other, T::Prop, T::QuotaAvailable, T::QuotaUsed]);
+    }
+
+    #[test]
+    fn quota_of_wsgidav_nextcloud_and_servers_without() {
+        let base = Base::parse("http://h/dav/");
+        let root = RemotePath::root();
+        let quota = |body: &[u8]| parse_quota(body, &base, &root);
+        // WsgiDAV: the disk it serves from.
+        let wsgidav = br#"<?xml version="1.0" encoding="utf-8" ?>
+<ns0:multistatus xmlns:ns0="DAV:"><ns0:response><ns0:href>/dav/</ns0:href><ns0:propstat>
+<ns0:prop><ns0:quota-available-bytes>44611354624</ns0:quota-available-bytes>
+<ns0:quota-used-bytes>52961394688</ns0:quota-used-bytes></ns0:prop>
+<ns0:status>HTTP/1.1 200 OK</ns0:status></ns0:propstat></ns0:response></ns0:multistatus>"#;
+        assert_eq!(
+            quota(wsgidav).unwrap(),
+            Some(Quota {
+                available: 44_611_354_624,
+                used: Some(52_961_394_688)
+            })
+        );
+        // Nextcloud: a user's quota; -3 is "unlimited", -2 "not computed".
+        let nextcloud = |available: &str| {
+            ms(&format!(
+                "<D:response><D:href>/dav/</D:href><D:propstat><D:prop>\
+                 <D:quota-available-bytes>{available}</D:quota-available-bytes>\
+                 <D:quota-used-bytes>1024</D:quota-used-bytes></D:prop>\
+                 <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+            ))
+        };
+        assert_eq!(
+            quota(&nextcloud("4096")).unwrap(),
+            Some(Quota {
+                available: 4096,
+                used: Some(1024)
+            })
+        );
+        for unknown in ["-3", "-2", "", "lots", "1e30"] {
+            assert_eq!(quota(&nextcloud(unknown)).unwrap(), None, "{unknown:?}");
+        }
+        // Apache: the properties it does not have, in a 404 propstat; the embedded
+        // server: left out.
+        let apache = ms("<D:response><D:href>/dav/</D:href><D:propstat><D:prop>\
+             <D:quota-available-bytes/><D:quota-used-bytes/></D:prop>\
+             <D:status>HTTP/1.1 404 Not Found</D:status></D:propstat></D:response>");
+        assert_eq!(quota(&apache).unwrap(), None);
+        assert_eq!(
+            quota(&ms("<D:response><D:href>/dav/</D:href></D:response>")).unwrap(),
+            None
+        );
+        // Only available: used is unknown.
+        let available_only = ms("<D:response><D:href>/dav/</D:href><D:propstat><D:prop>\
+             <D:quota-available-bytes>10</D:quota-available-bytes></D:prop></D:propstat>\
+             </D:response>");
+        assert_eq!(
+            quota(&available_only).unwrap(),
+            Some(Quota {
+                available: 10,
+                used: None
+            })
         );
     }
 }

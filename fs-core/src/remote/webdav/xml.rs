@@ -45,6 +45,8 @@ pub(crate) enum Tag {
     LastModified,
     GetEtag,
     Owner,
+    QuotaAvailable,
+    QuotaUsed,
     Other,
 }
 
@@ -66,6 +68,8 @@ impl Tag {
             "getlastmodified" => Tag::LastModified,
             "getetag" => Tag::GetEtag,
             "owner" => Tag::Owner,
+            "quota-available-bytes" => Tag::QuotaAvailable,
+            "quota-used-bytes" => Tag::QuotaUsed,
             _ => Tag::Other,
         }
     }
