@@ -8,7 +8,8 @@
 //! - a rename onto a name the other side has just taken;
 //! - the same file renamed to two different names (x→y on A, x→z on B);
 //! - the same new name created on both sides;
-//! - a file edited on one side while the other renames it.
+//! - a file edited on one side while the other renames it, or moves it to another folder;
+//! - a folder deleted on one side while a file in it is edited on the other, both orders.
 //!
 //! Afterwards: both `edrive sync` succeed, every version a close produced is on the server
 //! under a visible name (or was deleted or overwritten by its own side after), no
@@ -46,6 +47,7 @@ fn scenario(kind: Server) {
     let share = tmp.path().join("share");
     fs::create_dir_all(share.join("d")).unwrap();
     fs::create_dir_all(share.join("keep")).unwrap();
+    fs::create_dir_all(share.join("e")).unwrap();
     for (rel, data) in [
         ("same.txt", "base same\n"),
         ("edit-del.txt", "base edit-del\n"),
@@ -55,6 +57,8 @@ fn scenario(kind: Server) {
         ("x1.txt", "base x1\n"),
         ("x2.txt", "base x2\n"),
         ("r.txt", "base r\n"),
+        ("m.txt", "base m\n"),
+        ("e/h.txt", "base e/h\n"),
     ] {
         fs::write(share.join(rel), data).unwrap();
     }
@@ -106,6 +110,12 @@ fn scenario(kind: Server) {
     w(&b, "new.txt", "B's new.txt, longer\n");
     w(&a, "r.txt", "A's edit of r\n");
     fs::rename(b.join("r.txt"), b.join("r2.txt")).unwrap();
+    // An edit while the other side moves the file to another folder; a folder deleted
+    // here while a file in it is edited there (the other order of the d/ case).
+    w(&a, "m.txt", "A's edit of m\n");
+    fs::rename(b.join("m.txt"), b.join("keep/m.txt")).unwrap();
+    fs::remove_dir_all(a.join("e")).unwrap();
+    w(&b, "e/h.txt", "B's edit of e/h\n");
     // B goes first, then A: A's changes meet B's on the server.
     b.edrive_ok(&["resume"]);
     b.edrive_ok(&["sync"]);

@@ -552,3 +552,52 @@ async fn a_rename_onto_a_name_that_arrives_before_the_move_keeps_both() {
 async fn a_rename_onto_a_name_that_arrives_before_the_move_keeps_both_without_preconditions() {
     rename_onto_a_name_that_arrives_before_the_move(true).await;
 }
+
+/// A folder deleted here while a file in it was changed on the server: the folder's
+/// DELETE must not take that file with it. What was unchanged goes; the changed file
+/// (and so its folder) stays and comes back here.
+async fn folder_deleted_here_while_a_file_in_it_changed_there(nginx_like: bool) {
+    let server = Arc::new(MemRemote::new());
+    if nginx_like {
+        server.set_enforce_preconditions(false);
+        server.set_send_etags(false);
+    }
+    server.server_put("e/h.txt", &b"base h\n"[..]).unwrap();
+    server.server_put("e/i.txt", &b"base i\n"[..]).unwrap();
+    server.server_put("e/sub/j.txt", &b"base j\n"[..]).unwrap();
+    let h = Harness::new(server.clone(), Duration::from_secs(3600)).await;
+    for f in ["e/h.txt", "e/i.txt", "e/sub/j.txt"] {
+        let _ = h.read(f).await;
+    }
+    h.unlink("e/sub/j.txt").await;
+    h.drive.rmdir(h.ino("e").await, "sub").await.unwrap();
+    h.unlink("e/h.txt").await;
+    h.unlink("e/i.txt").await;
+    h.drive.rmdir(edrive_fs_core::ROOT_INO, "e").await.unwrap();
+    server
+        .server_put("e/h.txt", &b"h changed on the server, longer\n"[..])
+        .unwrap();
+    h.sync().await;
+    assert_eq!(
+        h.tree(),
+        tree_of(&[("e/h.txt", b"h changed on the server, longer\n")]),
+        "calls: {:#?}",
+        h.server.log_lines()
+    );
+    h.drive.poll_once(Duration::ZERO).await;
+    assert_eq!(
+        h.read("e/h.txt").await,
+        b"h changed on the server, longer\n"
+    );
+    assert!(h.drive.problems(10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_folder_deleted_here_keeps_a_file_changed_there() {
+    folder_deleted_here_while_a_file_in_it_changed_there(false).await;
+}
+
+#[tokio::test]
+async fn a_folder_deleted_here_keeps_a_file_changed_there_without_preconditions() {
+    folder_deleted_here_while_a_file_in_it_changed_there(true).await;
+}

@@ -566,7 +566,12 @@ impl Uploader {
                 let weak = etag.as_ref().is_some_and(|t| t.weak);
                 let strong_value = etag.as_ref().map(|t| t.value.clone());
                 let pre = etag.map_or(Precondition::None, Precondition::IfMatch);
-                let mut result = self.delete_checked(&path, pre).await;
+                let is_dir = matches!(self.meta.get_any(ino), Ok(Some(t)) if t.is_dir());
+                let mut result = if is_dir {
+                    self.delete_folder(ino, &path).await
+                } else {
+                    self.delete_checked(&path, pre).await
+                };
                 if matches!(result, Err(RemoteError::PreconditionFailed)) && weak {
                     // A weak tag never matches If-Match; the same value means the same
                     // version.

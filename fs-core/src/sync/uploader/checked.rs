@@ -320,6 +320,67 @@ impl Uploader {
         result
     }
 
+    /// Deletes folder `ino` (a tombstone) at `path` only as far as the server still has
+    /// what was deleted here: each file in it goes with a checked delete of the version
+    /// seen here, each folder the same way, and the folder itself only once nothing else
+    /// is left in it. A file changed or added there meanwhile stays (and so does the
+    /// folder): `Err(PreconditionFailed)`, and the server's entries come back here. A
+    /// recursive DELETE would take such a file with it unseen.
+    pub(super) async fn delete_folder(
+        &self,
+        ino: u64,
+        path: &RemotePath,
+    ) -> Result<(), RemoteError> {
+        let listing = match again(|| self.remote.list(path)).await {
+            Ok(l) => l,
+            Err(RemoteError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let local = |e: crate::meta::MetaError| RemoteError::Local(e.to_string());
+        let mut kept = !listing.complete;
+        for child in &listing.children {
+            let Ok(child_path) = path.join(&child.name) else {
+                kept = true;
+                continue;
+            };
+            let known = self.meta.occupant(ino, &child.name).map_err(local)?;
+            match known {
+                Some(k) if k.deleted && k.is_dir() == child.is_dir => {
+                    let done = if child.is_dir {
+                        Box::pin(self.delete_folder(k.ino, &child_path)).await
+                    } else {
+                        match k.base_etag() {
+                            Some(tag) => {
+                                self.delete_checked(&child_path, Precondition::IfMatch(tag))
+                                    .await
+                            }
+                            None => Err(RemoteError::PreconditionFailed),
+                        }
+                    };
+                    match done {
+                        Ok(()) | Err(RemoteError::NotFound) => {}
+                        Err(RemoteError::PreconditionFailed) => kept = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // New there, or someone else's work in progress: not deleted here.
+                _ => kept = true,
+            }
+        }
+        if kept {
+            return Err(RemoteError::PreconditionFailed);
+        }
+        // Empty now, as far as it was listed: looked at once more right before its DELETE
+        // (what arrives in between is the one round trip left unguarded).
+        match again(|| self.remote.list(path)).await {
+            Ok(l) if l.children.is_empty() && l.complete => {}
+            Ok(_) => return Err(RemoteError::PreconditionFailed),
+            Err(RemoteError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.remote.delete(path, Precondition::None).await
+    }
+
     /// `Ok` if the server's version at `path` is what `pre` asks for, else
     /// [`RemoteError::PreconditionFailed`].
     async fn check_version(
