@@ -563,45 +563,12 @@ impl Uploader {
                     Ok(Some(t)) if t.deleted && !t.is_dir() => t.base_etag().or(etag),
                     _ => etag,
                 };
-                let weak = etag.as_ref().is_some_and(|t| t.weak);
-                let strong_value = etag.as_ref().map(|t| t.value.clone());
-                let pre = etag.map_or(Precondition::None, Precondition::IfMatch);
                 let is_dir = matches!(self.meta.get_any(ino), Ok(Some(t)) if t.is_dir());
-                let mut result = if is_dir {
-                    self.delete_folder(ino, &path).await
-                } else {
-                    self.delete_checked(&path, pre).await
+                let result = match etag {
+                    _ if is_dir => self.delete_folder(ino, &path).await,
+                    Some(tag) => self.delete_seen(ino, &path, tag).await,
+                    None => self.delete_checked(&path, Precondition::None).await,
                 };
-                if matches!(result, Err(RemoteError::PreconditionFailed)) && weak {
-                    // A weak tag never matches If-Match; the same value means the same
-                    // version.
-                    if let Ok(info) = self.remote.stat(&path).await {
-                        if info
-                            .etag
-                            .as_ref()
-                            .is_some_and(|t| Some(&t.value) == strong_value.as_ref())
-                        {
-                            result = self.remote.delete(&path, Precondition::None).await;
-                        }
-                    }
-                }
-                if matches!(result, Err(RemoteError::PreconditionFailed)) {
-                    // Our own upload, cut short by a crash before it was recorded, may be
-                    // what changed the server's version.
-                    let started = matches!(self.meta.get_any(ino), Ok(Some(e)) if e.put_started);
-                    debug!(%path, started, base = ?self.cache.work_base(ino).map(|b| b.is_some()), "412 on DELETE");
-                    if let (true, Ok(Some(base))) = (started, self.cache.work_base(ino)) {
-                        let len = base.metadata().map(|m| m.len()).unwrap_or(0);
-                        if let Ok(Some(tag)) = self.server_has_prefix_of(&path, &base, len).await {
-                            info!(%path, "the server's version is our own interrupted upload; deleting it");
-                            result = self.remote.delete(&path, Precondition::IfMatch(tag)).await;
-                            if matches!(result, Err(RemoteError::PreconditionFailed)) {
-                                // Still changing: the server is finishing that upload.
-                                result = Err(still_arriving());
-                            }
-                        }
-                    }
-                }
                 let _g = self.tree_lock.write().await;
                 match result {
                     Ok(()) | Err(RemoteError::NotFound) => {
@@ -691,9 +658,8 @@ impl Uploader {
                         .ok()
                         .flatten()
                         .and_then(|o| o.base_etag());
-                    info!(%to, replaces = r, ?seen, "DEBUG move over");
                     if let Some(tag) = seen {
-                        match self.delete_checked(&to, Precondition::IfMatch(tag)).await {
+                        match self.delete_seen(r, &to, tag).await {
                             Ok(()) | Err(RemoteError::NotFound) => overwrite = false,
                             Err(RemoteError::PreconditionFailed) => {
                                 warn!(%to, "the file renamed over here changed on the server; keeping it");
@@ -956,6 +922,36 @@ impl Uploader {
         self.inval.inode(ino);
         self.activity.wake();
         Outcome::Done
+    }
+
+    /// Deletes file `ino` (a tombstone, or a file being replaced) at `path` if the server
+    /// has the version `seen` this client saw there, or the version an upload of its own
+    /// left that a crash kept from being recorded (recognised by its content); else
+    /// [`RemoteError::PreconditionFailed`]: someone else's change, which stays.
+    async fn delete_seen(
+        &self,
+        ino: u64,
+        path: &RemotePath,
+        seen: crate::remote::ETag,
+    ) -> Result<(), RemoteError> {
+        let result = self.delete_checked(path, Precondition::IfMatch(seen)).await;
+        if !matches!(result, Err(RemoteError::PreconditionFailed)) {
+            return result;
+        }
+        let started = matches!(self.meta.get_any(ino), Ok(Some(e)) if e.put_started);
+        debug!(%path, started, "the server has another version than the one deleted here");
+        if let (true, Ok(Some(base))) = (started, self.cache.work_base(ino)) {
+            let len = base.metadata().map(|m| m.len()).unwrap_or(0);
+            if let Ok(Some(tag)) = self.server_has_prefix_of(path, &base, len).await {
+                info!(%path, "the server's version is our own interrupted upload; deleting it");
+                return match self.delete_checked(path, Precondition::IfMatch(tag)).await {
+                    // Still changing: the server is finishing that upload.
+                    Err(RemoteError::PreconditionFailed) => Err(still_arriving()),
+                    other => other,
+                };
+            }
+        }
+        result
     }
 
     /// Asks for the folders above `ino` to be listed again at the next poll, outermost
