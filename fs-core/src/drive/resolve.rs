@@ -106,6 +106,12 @@ impl Drive {
             Err(RemoteError::NotFound) => None,
             Err(e) => return Err(e.into()),
         };
+        // The working-copy gate before the tree lock, as writers take them (a writer holds
+        // the gate while it may list a folder, which takes the tree lock).
+        let gate = match choice {
+            Choice::UseRemote => Some(self.work_gate.lock().await),
+            _ => None,
+        };
         let _tree = self.uploader.tree_lock.write().await;
         let said = match (choice, server) {
             (Choice::UseLocal, Some(s)) => {
@@ -125,8 +131,8 @@ impl Drive {
                 format!("{local_path}: the server had no version any more; uploading the local one")
             }
             (Choice::UseRemote, Some(s)) => {
-                // No handle may open (and write) the working copy from here on.
-                let _gate = self.work_gate.lock().await;
+                // No handle may open (and write) the working copy from here on (the gate,
+                // taken above).
                 let _work = self.activity.lock_work();
                 if self.activity.has_handles(ino) || lock(&self.works).contains_key(&ino) {
                     return Err(FsError::Invalid("the file is open; close it first"));
@@ -135,7 +141,7 @@ impl Drive {
                 self.meta.take_server_version(ino, &s)?;
                 self.cache.work_remove(ino)?;
                 drop(_work);
-                drop(_gate);
+                drop(gate);
                 self.inval.inode(ino);
                 let kept = kept
                     .map(|p| p.display().to_string())

@@ -17,7 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::connectivity::Connectivity;
 use crate::meta::Meta;
 use crate::notify::Invalidations;
-use crate::remote::{ByteStream, Precondition, Remote, RemoteError, RemotePath};
+use crate::remote::{again, ByteStream, Precondition, Remote, RemoteError, RemotePath};
 
 use super::plan::{plan, still_current, Op};
 
@@ -151,6 +151,8 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 /// While the retry wait is shorter than this (the first 15 s or so of failures), such a
 /// change counts as moving and a sync waits for it; then it counts as stuck.
 const RETRY_PATIENCE: Duration = Duration::from_secs(16);
+/// How often work names left on the server by a failure are looked after again.
+const CLEANUP_RETRY: Duration = Duration::from_secs(30);
 /// How long after a probe of the server failed (not reached, 5xx) it is tried again.
 const PROBE_RETRY: Duration = Duration::from_secs(60);
 /// First and last wait before files locked on the server are tried again.
@@ -335,6 +337,7 @@ impl Uploader {
         let mut retry_at = Instant::now() + retry_wait;
         let mut learnt = false;
         let mut last_probe: Option<Instant> = None;
+        let mut last_cleanup = Instant::now();
         loop {
             let gen = self.sync_gen.load(Ordering::SeqCst);
             if self.suspended.load(Ordering::SeqCst) {
@@ -368,7 +371,13 @@ impl Uploader {
                 // probe succeeds every write is checked by the client.
                 last_probe = Some(Instant::now());
                 learnt = self.learn_server().await;
-                learnt &= self.remove_stale_staging().await;
+                let _ = self.remove_stale_staging().await;
+                last_cleanup = Instant::now();
+            } else if last_cleanup.elapsed() >= CLEANUP_RETRY && self.staging_left() {
+                // Work names a failure left (a version that could not be put back yet):
+                // tried again until nothing is left under them.
+                last_cleanup = Instant::now();
+                let _ = self.remove_stale_staging().await;
             }
             if last_no_space_retry.elapsed() >= NO_SPACE_RETRY {
                 last_no_space_retry = Instant::now();
@@ -609,6 +618,7 @@ impl Uploader {
                     }
                 }
                 let result = self.remote.mkdir(&path).await;
+                let created_here = result.is_ok();
                 let result = match result {
                     // 405: something exists there already; fine if it is a folder (an
                     // earlier attempt that was cut short, or someone else's).
@@ -627,9 +637,16 @@ impl Uploader {
                     Ok(()) => {
                         info!(%path, "folder created on the server");
                         if self.meta.get(ino).ok().flatten().is_none() {
-                            // Deleted locally while it was created: take it back.
-                            if let Err(e) = self.remote.delete(&path, Precondition::None).await {
-                                warn!(%path, error = %e, "could not remove a folder deleted while it was created");
+                            // Deleted locally while it was created: take it back, if it is
+                            // ours and still empty (a folder that was there already, or that
+                            // someone filled meanwhile, stays).
+                            if created_here {
+                                match self.delete_folder(ino, &path).await {
+                                    Ok(()) | Err(RemoteError::PreconditionFailed) => {}
+                                    Err(e) => {
+                                        warn!(%path, error = %e, "could not remove a folder deleted while it was created")
+                                    }
+                                }
                             }
                             return Outcome::Done;
                         }
@@ -650,7 +667,9 @@ impl Uploader {
                 // it was seen in: deleted first, checked, and the MOVE then may not
                 // overwrite. Changed there meanwhile: it stays (and comes back here), and
                 // the MOVE is refused (this entry then takes a conflict name).
-                let mut overwrite = replaces.is_some();
+                // Never over what the server has there unless it is the version seen
+                // (deleted just below): a name taken meanwhile refuses the MOVE.
+                let overwrite = false;
                 if let Some(r) = replaces {
                     let seen = self
                         .meta
@@ -660,14 +679,13 @@ impl Uploader {
                         .and_then(|o| o.base_etag());
                     if let Some(tag) = seen {
                         match self.delete_seen(r, &to, tag).await {
-                            Ok(()) | Err(RemoteError::NotFound) => overwrite = false,
+                            Ok(()) | Err(RemoteError::NotFound) => {}
                             Err(RemoteError::PreconditionFailed) => {
                                 warn!(%to, "the file renamed over here changed on the server; keeping it");
                                 let _ = self.meta.record_event("restored", &to.to_string(), "");
                                 let _g = self.tree_lock.write().await;
                                 let _ = self.meta.drop_tombstone(r);
                                 let _ = self.meta.expire_listing(parent);
-                                overwrite = false;
                             }
                             Err(e) => return self.failed(ino, &to, e),
                         }
@@ -677,7 +695,19 @@ impl Uploader {
                     warn!(error = %e, "write-back: recording a move failed");
                     return Outcome::Transient(RemoteError::Local(e.to_string()));
                 }
-                let mut result = self.remote.rename(&from, &to, overwrite).await;
+                let no_overwrite = crate::lock(&self.caps).move_no_overwrite == Some(true);
+                let taken = !no_overwrite
+                    && !name.starts_with(super::plan::MOVE_ASIDE_PREFIX)
+                    && !matches!(
+                        again(|| self.remote.stat(&to)).await,
+                        Err(RemoteError::NotFound)
+                    );
+                let mut result = if taken {
+                    // A server that may not refuse Overwrite: F: looked at first.
+                    Err(RemoteError::PreconditionFailed)
+                } else {
+                    self.remote.rename(&from, &to, overwrite).await
+                };
                 if let Err(RemoteError::NotFound) = result {
                     // Cut short by a crash after the server moved it?
                     if let Ok(e) = self.remote.stat(&to).await {
@@ -1058,7 +1088,9 @@ impl Uploader {
         let precondition = match (&base, create) {
             (Some(tag), _) => Precondition::IfMatch(tag.clone()),
             (None, true) => Precondition::IfNoneExists,
-            (None, false) => Precondition::None,
+            // No version known of a file that should be there: nothing may be replaced
+            // unseen, so only where there is nothing.
+            (None, false) => Precondition::IfNoneExists,
         };
         let had_started = entry.put_started;
         if let Some(r) = replaces {
@@ -1206,7 +1238,7 @@ impl Uploader {
             let pre = etag
                 .clone()
                 .map_or(Precondition::None, Precondition::IfMatch);
-            if let Err(e) = self.remote.delete(&path, pre).await {
+            if let Err(e) = self.delete_checked(&path, pre).await {
                 warn!(%path, error = %e, "could not remove a file deleted while it uploaded");
             }
             let _work = self.activity.lock_work();

@@ -37,9 +37,16 @@ impl Uploader {
         crate::lock(&self.caps).clone()
     }
 
-    /// Whether writes go through the second check of this module.
-    pub(super) fn needs_check(&self) -> bool {
-        !crate::lock(&self.caps).conditional_writes()
+    /// Whether a write or delete under `pre` must be checked by the client: the server
+    /// gives no guarantee, or the tag is one `If-Match` cannot carry (made up, or weak).
+    fn must_check(&self, pre: &Precondition, delete: bool) -> bool {
+        let caps = crate::lock(&self.caps);
+        let server = !caps.conditional_writes() || (delete && caps.delete_if_match != Some(true));
+        match pre {
+            Precondition::IfMatch(t) => server || t.weak || t.is_synthetic(),
+            Precondition::IfNoneExists => server,
+            Precondition::None => false,
+        }
     }
 
     /// Learns what the server guarantees (see [`probe`]) and keeps it in the store; until
@@ -106,7 +113,7 @@ impl Uploader {
         pre: Precondition,
         mtime: Option<SystemTime>,
     ) -> Result<Option<ETag>, RemoteError> {
-        if !self.needs_check() {
+        if !self.must_check(&pre, false) {
             let tag = self.put(path, file, len, pre, mtime).await?;
             return match tag {
                 Some(tag) => Ok(Some(tag)),
@@ -143,13 +150,17 @@ impl Uploader {
         let aside = work(".old")?;
         // Journaled before any request: a crash leaves nothing the next run cannot find.
         let key = format!("{STAGING_KEY}{ino}-{nonce:08x}");
-        let journal = format!("{staging}\t{aside}\t{path}");
+        let journal = journal(&[&staging, &aside, path]);
         self.meta
             .set_setting(&key, Some(&journal))
             .map_err(|e| RemoteError::Local(e.to_string()))?;
         let no_overwrite = crate::lock(&self.caps).move_no_overwrite == Some(true);
         let placed = async {
             again(|| self.put(&staging, file, len, Precondition::None, mtime)).await?;
+            // Our version, as the server keeps it (a MOVE keeps it): read from the staging
+            // file, which nobody else writes, not from the target after the MOVE, where
+            // someone else's write could be taken for ours.
+            let ours = self.verify_stored(&staging, len).await?.etag;
             match &pre {
                 // Refused by the server if someone created it meanwhile.
                 Precondition::IfNoneExists if no_overwrite => {
@@ -163,19 +174,34 @@ impl Uploader {
                     self.remote.rename(&staging, path, true).await
                 }
             }
+            .map(|()| ours)
         }
         .await;
         if let Err(e) = &placed {
             debug!(%path, error = %e, "staged upload not moved into place; removing the staging file");
             match again(|| self.remote.delete(&staging, Precondition::None)).await {
                 Ok(()) | Err(RemoteError::NotFound) => {}
-                // Left journaled: the next run removes it.
-                Err(_) => return placed.map(|()| None),
+                // Left journaled: removed by a later round.
+                Err(_) => return placed,
             }
         }
-        let _ = self.meta.set_setting(&key, None);
-        placed?;
-        self.verify_stored(path, len).await.map(|e| e.etag)
+        // The journal goes only once nothing is left under the set-aside name: a version
+        // that could not be put back stays findable (see `remove_stale_staging`).
+        if self.gone(&aside).await {
+            let _ = self.meta.set_setting(&key, None);
+        }
+        let ours = placed?;
+        // Still checked: a server that answered the MOVE but has no such file.
+        self.verify_stored(path, len).await?;
+        Ok(ours)
+    }
+
+    /// Whether nothing is at `path` on the server (a positive 404).
+    async fn gone(&self, path: &RemotePath) -> bool {
+        matches!(
+            again(|| self.remote.stat(path)).await,
+            Err(RemoteError::NotFound)
+        )
     }
 
     /// Puts the staged upload at `path` in place of version `base`, leaving no moment in
@@ -269,7 +295,7 @@ impl Uploader {
         pre: Precondition,
     ) -> Result<(), RemoteError> {
         let base = match &pre {
-            Precondition::IfMatch(t) if self.needs_check() || t.weak => t.clone(),
+            Precondition::IfMatch(t) if self.must_check(&pre, true) => t.clone(),
             _ => return self.remote.delete(path, pre).await,
         };
         let no_overwrite = crate::lock(&self.caps).move_no_overwrite == Some(true);
@@ -301,7 +327,7 @@ impl Uploader {
         // The same journal as a staged upload's (no staging file of its own: the aside
         // name stands in for it), so a crash puts the file back.
         self.meta
-            .set_setting(&key, Some(&format!("{aside}\t{aside}\t{path}")))
+            .set_setting(&key, Some(&journal(&[&aside, &aside, path])))
             .map_err(|e| RemoteError::Local(e.to_string()))?;
         let result = async {
             self.remote.rename(path, &aside, false).await?;
@@ -314,7 +340,7 @@ impl Uploader {
             }
         }
         .await;
-        if !matches!(result, Err(ref e) if e.is_transient()) {
+        if self.gone(&aside).await {
             let _ = self.meta.set_setting(&key, None);
         }
         result
@@ -431,54 +457,130 @@ impl Uploader {
         }
     }
 
-    /// Cleans up after staged uploads a crash cut short (journaled before each): the
-    /// staging file is deleted; a version that was set aside goes back to its place, or
-    /// to a visible conflict name if the place is taken. Returns `false` if the server
-    /// could not be reached.
+    /// Cleans up after staged uploads and checked deletes that a crash (or a failure) cut
+    /// short, as journaled before each: a version set aside goes back to its place, or to
+    /// a visible conflict name if the place is taken; a staging file is deleted. An entry
+    /// is forgotten only once nothing is left under its work names. Returns `false` if the
+    /// server could not be reached.
     pub(super) async fn remove_stale_staging(&self) -> bool {
         let Ok(left) = self.meta.settings_with_prefix(STAGING_KEY) else {
             return true;
         };
-        let parse = |p: &str| RemotePath::from_parts(p.split('/').filter(|s| !s.is_empty())).ok();
         for (key, value) in left {
-            let mut parts = value.split('\t').map(parse);
-            let (Some(Some(staging)), aside, target) = (parts.next(), parts.next(), parts.next())
-            else {
+            let Some([staging, aside, target]) = unjournal(&value) else {
+                warn!(%key, "an unreadable staging journal entry; forgetting it");
                 let _ = self.meta.set_setting(&key, None);
                 continue;
             };
-            // A checked delete journals its set-aside name as both: nothing to delete.
-            let only_aside = matches!(&aside, Some(Some(a)) if *a == staging);
-            if let (Some(Some(aside)), Some(Some(target))) = (aside, target) {
-                match again(|| self.remote.stat(&aside)).await {
-                    Ok(_) => {
-                        // Back in its place if that is free; if ours (or someone's) went in
-                        // already, kept under a visible conflict name: the crash may have
-                        // come before the set-aside version was checked.
-                        info!(%target, "putting back a version an interrupted upload had set aside");
-                        let name = target.name().unwrap_or_default().to_string();
-                        if !self.put_back(&aside, &target, &name).await {
-                            // Journaled still: tried again by the next run.
-                            continue;
-                        }
+            match again(|| self.remote.stat(&aside)).await {
+                Ok(_) => {
+                    // Back in its place if that is free; if ours (or someone's) went in
+                    // already, kept under a visible conflict name: the crash may have come
+                    // before the set-aside version was checked.
+                    info!(%target, "putting back a version an interrupted upload had set aside");
+                    let name = target.name().unwrap_or_default().to_string();
+                    if !self.put_back(&aside, &target, &name).await {
+                        continue;
                     }
-                    Err(RemoteError::NotFound) => {}
-                    Err(e) if e.is_transient() => return false,
-                    Err(e) => warn!(%aside, error = %e, "cannot check a set-aside version"),
                 }
-            }
-            if only_aside {
-                let _ = self.meta.set_setting(&key, None);
-                continue;
-            }
-            match again(|| self.remote.delete(&staging, Precondition::None)).await {
-                Ok(()) => info!(%staging, "removed a staging file an interrupted upload left"),
                 Err(RemoteError::NotFound) => {}
                 Err(e) if e.is_transient() => return false,
-                Err(e) => warn!(%staging, error = %e, "could not remove a staging file"),
+                Err(e) => {
+                    warn!(%aside, error = %e, "cannot check a set-aside version; tried again later");
+                    continue;
+                }
             }
-            let _ = self.meta.set_setting(&key, None);
+            if staging != aside {
+                match again(|| self.remote.delete(&staging, Precondition::None)).await {
+                    Ok(()) => info!(%staging, "removed a staging file an interrupted upload left"),
+                    Err(RemoteError::NotFound) => {}
+                    Err(e) if e.is_transient() => return false,
+                    Err(e) => {
+                        warn!(%staging, error = %e, "could not remove a staging file; tried again later");
+                        continue;
+                    }
+                }
+            }
+            if self.gone(&aside).await {
+                let _ = self.meta.set_setting(&key, None);
+            }
         }
         true
+    }
+
+    /// Whether journaled work is left (see [`Uploader::remove_stale_staging`]).
+    pub(super) fn staging_left(&self) -> bool {
+        matches!(self.meta.settings_with_prefix(STAGING_KEY), Ok(v) if !v.is_empty())
+    }
+}
+
+/// The paths of a journal entry, each component escaped so that no name can be taken
+/// for a separator: `\` → `\\`, tab → `\t`, newline → `\n`.
+fn journal(paths: &[&RemotePath]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            p.parts()
+                .iter()
+                .map(|c| {
+                    c.replace('\\', "\\\\")
+                        .replace('\t', "\\t")
+                        .replace('\n', "\\n")
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect::<Vec<_>>()
+        .join("\t")
+}
+
+/// The staging, set-aside and target paths of a journal entry; `None` unless both work
+/// names are edrive's own (`.edrive-up-…`), so a garbled entry can never make the
+/// recovery delete or move a user's file.
+fn unjournal(value: &str) -> Option<[RemotePath; 3]> {
+    let unescape = |c: &str| {
+        let mut out = String::new();
+        let mut chars = c.chars();
+        while let Some(ch) = chars.next() {
+            match (ch, ch == '\\') {
+                (_, true) => match chars.next() {
+                    Some('t') => out.push('\t'),
+                    Some('n') => out.push('\n'),
+                    Some(other) => out.push(other),
+                    None => {}
+                },
+                (ch, false) => out.push(ch),
+            }
+        }
+        out
+    };
+    let mut paths = value
+        .split('\t')
+        .map(|p| RemotePath::from_parts(p.split('/').filter(|c| !c.is_empty()).map(unescape)).ok());
+    let (Some(Some(staging)), Some(Some(aside)), Some(Some(target)), None) =
+        (paths.next(), paths.next(), paths.next(), paths.next())
+    else {
+        return None;
+    };
+    let ours = |p: &RemotePath| p.name().is_some_and(|n| n.starts_with(STAGING_PREFIX));
+    (ours(&staging) && ours(&aside)).then_some([staging, aside, target])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{journal, unjournal};
+    use crate::remote::RemotePath;
+
+    #[test]
+    fn journal_entries_round_trip_names_with_tabs_and_backslashes() {
+        let dir = RemotePath::from_parts(["a\tb", "c\\d\ne"]).unwrap();
+        let staging = dir.join(".edrive-up-7-00000001").unwrap();
+        let aside = dir.join(".edrive-up-7-00000001.old").unwrap();
+        let target = dir.join("x\ty.txt").unwrap();
+        let entry = journal(&[&staging, &aside, &target]);
+        assert_eq!(unjournal(&entry), Some([staging, aside, target.clone()]));
+        // Never a user's file as a work name.
+        assert_eq!(unjournal(&journal(&[&target, &target, &target])), None);
+        assert_eq!(unjournal("garbage"), None);
     }
 }
