@@ -6,7 +6,8 @@
 //! [`Precondition`], [`RemoteError`]), what a server guarantees ([`Capabilities`], learnt
 //! by the generic [`capabilities::probe`] through the trait alone), versions for servers
 //! that send no ETags ([`versioned::Versioned`]), and the in-memory backends the tests of
-//! the layers above run on ([`memory`]: `MemRemote`, `FaultyRemote`).
+//! the layers above run on (`memory`: `MemRemote`, `FaultyRemote`; built for this crate's
+//! own tests and, for other crates' tests, with the `testing` feature).
 //!
 //! Backends implement [`Remote`] in crates of their own: WebDAV is `edrive-webdav`; an S3
 //! backend implements the same trait later without touching the metadata store, the cache
@@ -16,6 +17,7 @@
 //! the drive does with a server's answers (metadata store, cache, write-back: fs-core).
 
 pub mod capabilities;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod versioned;
 
