@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use edrive_fs_core::remote::webdav::{Credentials, WebDav};
 use edrive_fs_core::remote::RemoteError;
 use edrive_fs_core::Drive;
+use edrive_webdav::{Credentials, WebDav};
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use edrive_cache::Cache;
-use edrive_fs_core::remote::webdav::{Credentials, WebDav, WebDavConfig};
 use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
 use edrive_fs_core::{Drive, DriveOptions, Meta};
+use edrive_webdav::{Credentials, WebDav, WebDavConfig};
 use secrecy::zeroize::Zeroizing;
 #[cfg(unix)]
 use tracing::warn;

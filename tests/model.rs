@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edrive_cache::Cache;
-use edrive_fs_core::remote::webdav::{WebDav, WebDavConfig};
 use edrive_fs_core::remote::Remote;
 use edrive_fs_core::{Drive, DriveOptions, FsError, Kind, Meta, SetAttr, ROOT_INO};
+use edrive_webdav::{WebDav, WebDavConfig};
 use proptest::prelude::*;
 
 use common::{pseudo_random_bytes, tempdir, EmbeddedServer};

@@ -3,7 +3,10 @@
 //! content cache (the `edrive-cache` crate).
 //!
 //! It knows nothing about FUSE or ProjFS: the kernel adapters translate callbacks into calls
-//! on [`drive::Drive`], which is why everything here can be tested without a mount.
+//! on [`drive::Drive`], which is why everything here can be tested without a mount. Nor does
+//! it know any protocol (no HTTP, no XML): a server is reached only through the
+//! [`remote::Remote`] trait of the `edrive-remote` crate; backends such as `edrive-webdav`
+//! are chosen and built by the binary.
 
 pub mod connectivity;
 pub mod drive;
@@ -14,9 +17,12 @@ pub mod meta;
 pub mod notify;
 mod positional;
 pub mod ranges;
-pub mod remote;
 pub mod state;
 pub mod sync;
+
+/// The backend boundary (the `edrive-remote` crate), under the name fs-core's modules and
+/// its users have always reached it by.
+pub use edrive_remote as remote;
 
 pub use connectivity::NetState;
 pub use drive::{

@@ -1,5 +1,11 @@
-//! WebDAV client: [`WebDav`] implements [`Remote`] over HTTP(S) with PROPFIND listings,
-//! ranged GETs, streamed PUTs, MKCOL, MOVE and DELETE.
+//! edrive's WebDAV backend: [`WebDav`] implements [`Remote`] over HTTP(S) with PROPFIND
+//! listings, ranged GETs, streamed PUTs, MKCOL, MOVE and DELETE. The binary builds it from
+//! a [`WebDavConfig`] and hands it to the filesystem core as an `Arc<dyn Remote>`; what the
+//! server guarantees is learnt through the trait by `edrive_remote::capabilities::probe`.
+//! A server's quirks (hrefs, status codes, XML it gets wrong) stay in this crate.
+//!
+//! Not for anything above the trait: it knows no metadata store, cache, inode or
+//! write-back policy (that is `edrive-fs-core`), and no kernel adapter.
 //!
 //! Modules: `client` (HTTP, timeouts, redirects), `credentials` (Basic or bearer,
 //! swappable at runtime), `href` (paths ↔ URLs),
@@ -35,7 +41,9 @@ use url::{Position, Url};
 
 use self::client::{Body, Call, Client, Deadline};
 pub use self::credentials::Credentials;
-use super::{
+// The trait crate under the name the modules use for it (`crate::remote::…`).
+use edrive_remote as remote;
+use edrive_remote::{
     ByteStream, ChildSink, Download, ETag, Listing, ListingHead, Precondition, Quota, Remote,
     RemoteEntry, RemoteError, RemotePath,
 };

@@ -3,7 +3,7 @@
 //! The write-back decides by these, never by the kind of server: a server that enforces
 //! `If-Match` and `If-None-Match: *` and sends real ETags is trusted to refuse a write over
 //! a version it was not based on; any other gets a second check before each write (see
-//! `crate::sync`).
+//! `sync` in `edrive-fs-core`).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -81,7 +81,7 @@ impl Call {
         match p {
             Precondition::None => Ok(self),
             // A made-up version means nothing to the server; the write-back checks it
-            // itself before writing (see `crate::sync`).
+            // itself before writing (see `sync` in `edrive-fs-core`).
             Precondition::IfMatch(etag) if etag.is_synthetic() => Ok(self),
             Precondition::IfMatch(etag) => self.header(IF_MATCH, &etag.to_header()),
             Precondition::IfNoneExists => self.header(IF_NONE_MATCH, "*"),

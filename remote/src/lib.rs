@@ -1,13 +1,25 @@
-//! The remote store as fs-core sees it: a tree of folders and files reached by path.
+//! The remote store as edrive sees it: a tree of folders and files reached by path.
 //!
-//! [`Remote`] is the only thing the rest of fs-core knows about a server. WebDAV is the
-//! first implementation ([`webdav`]); an S3 backend implements the same trait later without
-//! touching the metadata store, the cache or the kernel adapters.
+//! [`Remote`] is the only thing the filesystem core (`edrive-fs-core`) knows about a
+//! server, and this crate is the boundary between the two: the trait and the types that
+//! cross it ([`RemotePath`], [`RemoteEntry`], [`Listing`], [`Download`], [`ETag`],
+//! [`Precondition`], [`RemoteError`]), what a server guarantees ([`Capabilities`], learnt
+//! by the generic [`capabilities::probe`] through the trait alone), versions for servers
+//! that send no ETags ([`versioned::Versioned`]), and the in-memory backends the tests of
+//! the layers above run on (`memory`: `MemRemote`, `FaultyRemote`; built for this crate's
+//! own tests and, for other crates' tests, with the `testing` feature).
+//!
+//! Backends implement [`Remote`] in crates of their own: WebDAV is `edrive-webdav`; an S3
+//! backend implements the same trait later without touching the metadata store, the cache
+//! or the kernel adapters.
+//!
+//! Not for any protocol (no HTTP, no XML: those belong to a backend crate), nor for what
+//! the drive does with a server's answers (metadata store, cache, write-back: fs-core).
 
 pub mod capabilities;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod versioned;
-pub mod webdav;
 
 mod error;
 mod path;
