@@ -227,16 +227,23 @@ impl Instance {
                         stack.push((row.attr.ino, p));
                     }
                     Kind::File => {
-                        let fh = self
-                            .rt
-                            .block_on(self.drive.open(row.attr.ino, false, false))
-                            .expect("open");
-                        let size = self.drive.getattr(row.attr.ino).expect("getattr").size;
-                        let data = self
-                            .rt
-                            .block_on(self.drive.read(fh, 0, size as u32 + 1))
-                            .expect("read");
-                        self.drive.release(fh).expect("release");
+                        let read = |drive: &Drive| -> Result<Vec<u8>, FsError> {
+                            let fh = self.rt.block_on(drive.open(row.attr.ino, false, false))?;
+                            let size = drive.getattr(row.attr.ino)?.size;
+                            let data = self.rt.block_on(drive.read(fh, 0, size as u32 + 1));
+                            drive.release(fh)?;
+                            data
+                        };
+                        // A version that changed on the server under the read (with the
+                        // write-back racing and crashes, an upload of ours the crash kept
+                        // from being recorded) fails it with ESTALE rather than mixing
+                        // versions; opened again, the file reads whole, as an application
+                        // that reopens it sees.
+                        let data = match read(&self.drive) {
+                            Err(FsError::Stale) => read(&self.drive),
+                            other => other,
+                        }
+                        .expect("read");
                         out.insert(p, Some(data));
                     }
                 }

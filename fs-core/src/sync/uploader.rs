@@ -575,7 +575,7 @@ impl Uploader {
                 let is_dir = matches!(self.meta.get_any(ino), Ok(Some(t)) if t.is_dir());
                 let result = match etag {
                     _ if is_dir => self.delete_folder(ino, &path).await,
-                    Some(tag) => self.delete_seen(ino, &path, tag).await,
+                    Some(tag) => self.delete_seen(ino, &path, Some(tag)).await,
                     None => self.delete_checked(&path, Precondition::None).await,
                 };
                 let _g = self.tree_lock.write().await;
@@ -669,7 +669,6 @@ impl Uploader {
                 // the MOVE is refused (this entry then takes a conflict name).
                 // Never over what the server has there unless it is the version seen
                 // (deleted just below): a name taken meanwhile refuses the MOVE.
-                let overwrite = false;
                 if let Some(r) = replaces {
                     let seen = self
                         .meta
@@ -677,18 +676,16 @@ impl Uploader {
                         .ok()
                         .flatten()
                         .and_then(|o| o.base_etag());
-                    if let Some(tag) = seen {
-                        match self.delete_seen(r, &to, tag).await {
-                            Ok(()) | Err(RemoteError::NotFound) => {}
-                            Err(RemoteError::PreconditionFailed) => {
-                                warn!(%to, "the file renamed over here changed on the server; keeping it");
-                                let _ = self.meta.record_event("restored", &to.to_string(), "");
-                                let _g = self.tree_lock.write().await;
-                                let _ = self.meta.drop_tombstone(r);
-                                let _ = self.meta.expire_listing(parent);
-                            }
-                            Err(e) => return self.failed(ino, &to, e),
+                    match self.delete_seen(r, &to, seen).await {
+                        Ok(()) | Err(RemoteError::NotFound) => {}
+                        Err(RemoteError::PreconditionFailed) => {
+                            warn!(%to, "the file renamed over here changed on the server; keeping it");
+                            let _ = self.meta.record_event("restored", &to.to_string(), "");
+                            let _g = self.tree_lock.write().await;
+                            let _ = self.meta.drop_tombstone(r);
+                            let _ = self.meta.expire_listing(parent);
                         }
+                        Err(e) => return self.failed(ino, &to, e),
                     }
                 }
                 if let Err(e) = self.meta.start_move(ino, parent, &name) {
@@ -706,7 +703,7 @@ impl Uploader {
                     // A server that may not refuse Overwrite: F: looked at first.
                     Err(RemoteError::PreconditionFailed)
                 } else {
-                    self.remote.rename(&from, &to, overwrite).await
+                    self.remote.rename(&from, &to, false).await
                 };
                 if let Err(RemoteError::NotFound) = result {
                     // Cut short by a crash after the server moved it?
@@ -962,9 +959,17 @@ impl Uploader {
         &self,
         ino: u64,
         path: &RemotePath,
-        seen: crate::remote::ETag,
+        seen: Option<crate::remote::ETag>,
     ) -> Result<(), RemoteError> {
-        let result = self.delete_checked(path, Precondition::IfMatch(seen)).await;
+        let result = match seen {
+            Some(seen) => self.delete_checked(path, Precondition::IfMatch(seen)).await,
+            // No version was ever seen here: only our own interrupted upload may go.
+            None => match again(|| self.remote.stat(path)).await {
+                Err(RemoteError::NotFound) => return Ok(()),
+                Ok(_) => Err(RemoteError::PreconditionFailed),
+                Err(e) => return Err(e),
+            },
+        };
         if !matches!(result, Err(RemoteError::PreconditionFailed)) {
             return result;
         }
