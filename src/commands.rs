@@ -573,10 +573,11 @@ fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
             None => "unknown",
         };
         println!(
-            "  guarantees: ETags {}, If-Match {}, If-None-Match {}, mtime {}, ranges {}",
+            "  guarantees: ETags {}, If-Match {}, If-None-Match {}, MOVE Overwrite: F {}, mtime {}, ranges {}",
             yn("etags"),
             yn("if_match"),
             yn("if_none_match"),
+            yn("move_no_overwrite"),
             yn("mtime"),
             yn("ranges")
         );

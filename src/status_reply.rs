@@ -106,6 +106,7 @@ fn server_json(c: &edrive_fs_core::remote::Capabilities) -> serde_json::Value {
         "if_match": c.if_match,
         "if_none_match": c.if_none_match,
         "delete_if_match": c.delete_if_match,
+        "move_no_overwrite": c.move_no_overwrite,
         "mtime": c.mtime,
         "ranges": c.ranges,
         "conditional_writes": c.conditional_writes(),
@@ -113,6 +114,9 @@ fn server_json(c: &edrive_fs_core::remote::Capabilities) -> serde_json::Value {
         // What protects a change made on the server meanwhile from being overwritten.
         "write_check": if c.conditional_writes() {
             "server (If-Match / If-None-Match)"
+        } else if c.move_no_overwrite == Some(true) {
+            "client: version compared, upload staged, the replaced version set aside and \
+             checked, ours moved in with Overwrite: F"
         } else {
             "client: version compared before the upload and again before a staged upload \
              is moved into place; unguarded for one round trip"

@@ -372,6 +372,13 @@ fn scenario(kind: Server) {
                 server()
             ));
         }
+        // What closes the client's own check (README "Servers"): all six refuse it.
+        if server()["move_no_overwrite"] != true {
+            return Err(format!(
+                "expected MOVE Overwrite: F to be refused: {}",
+                server()
+            ));
+        }
         Ok(())
     });
 
