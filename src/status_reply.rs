@@ -107,6 +107,7 @@ fn server_json(c: &edrive_fs_core::remote::Capabilities) -> serde_json::Value {
         "if_none_match": c.if_none_match,
         "delete_if_match": c.delete_if_match,
         "move_no_overwrite": c.move_no_overwrite,
+        "etag_survives_move": c.etag_survives_move,
         "mtime": c.mtime,
         "ranges": c.ranges,
         "conditional_writes": c.conditional_writes(),
@@ -114,7 +115,7 @@ fn server_json(c: &edrive_fs_core::remote::Capabilities) -> serde_json::Value {
         // What protects a change made on the server meanwhile from being overwritten.
         "write_check": if c.conditional_writes() {
             "server (If-Match / If-None-Match)"
-        } else if c.move_no_overwrite == Some(true) {
+        } else if c.move_no_overwrite == Some(true) && c.etag_survives_move != Some(false) {
             "client: version compared, upload staged, the replaced version set aside and \
              checked, ours moved in with Overwrite: F"
         } else {

@@ -372,10 +372,11 @@ fn scenario(kind: Server) {
                 server()
             ));
         }
-        // What closes the client's own check (README "Servers"): all six refuse it.
-        if server()["move_no_overwrite"] != true {
+        // What closes the client's own check (README "Servers"): all six refuse a MOVE
+        // onto an existing name and keep a file's ETag across a MOVE.
+        if server()["move_no_overwrite"] != true || server()["etag_survives_move"] != true {
             return Err(format!(
-                "expected MOVE Overwrite: F to be refused: {}",
+                "expected MOVE Overwrite: F refused and ETags kept by MOVE: {}",
                 server()
             ));
         }

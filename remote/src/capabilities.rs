@@ -28,6 +28,8 @@ pub struct Capabilities {
     pub delete_if_match: Option<bool>,
     /// A MOVE that may not overwrite (`Overwrite: F`) onto an existing file is refused.
     pub move_no_overwrite: Option<bool>,
+    /// A file keeps its ETag when it is moved (renamed).
+    pub etag_survives_move: Option<bool>,
     /// A modification time sent with a PUT is kept.
     pub mtime: Option<bool>,
     /// A ranged GET gets just the range.
@@ -94,13 +96,14 @@ impl Capabilities {
             None => "unknown",
         };
         format!(
-            "probed={};etags={};if_match={};if_none_match={};delete_if_match={};move_no_overwrite={};mtime={};ranges={}",
+            "probed={};etags={};if_match={};if_none_match={};delete_if_match={};move_no_overwrite={};etag_survives_move={};mtime={};ranges={}",
             b(Some(self.probed)),
             b(self.etags),
             b(self.if_match),
             b(self.if_none_match),
             b(self.delete_if_match),
             b(self.move_no_overwrite),
+            b(self.etag_survives_move),
             b(self.mtime),
             b(self.ranges),
         )
@@ -125,6 +128,7 @@ impl Capabilities {
                 "if_none_match" => c.if_none_match = v,
                 "delete_if_match" => c.delete_if_match = v,
                 "move_no_overwrite" => c.move_no_overwrite = v,
+                "etag_survives_move" => c.etag_survives_move = v,
                 "mtime" => c.mtime = v,
                 "ranges" => c.ranges = v,
                 _ => {}
@@ -143,12 +147,13 @@ impl fmt::Display for Capabilities {
         };
         write!(
             f,
-            "ETags {}, If-Match {}, If-None-Match {}, DELETE If-Match {}, MOVE Overwrite: F {}, mtime {}, ranges {}",
+            "ETags {}, If-Match {}, If-None-Match {}, DELETE If-Match {}, MOVE Overwrite: F {}, ETag kept by MOVE {}, mtime {}, ranges {}",
             b(self.etags),
             b(self.if_match),
             b(self.if_none_match),
             b(self.delete_if_match),
             b(self.move_no_overwrite),
+            b(self.etag_survives_move),
             b(self.mtime),
             b(self.ranges)
         )
@@ -261,6 +266,24 @@ async fn probe_in(remote: &dyn Remote, dir: &RemotePath) -> Result<Capabilities,
         }
         Err(e) => return Err(e),
     });
+    // Whether a version keeps its tag across a MOVE: the client's own check compares a
+    // file's tag after moving it aside.
+    let moved = dir
+        .join("probe-3.txt")
+        .map_err(|e| RemoteError::Local(e.to_string()))?;
+    let src = if c.move_no_overwrite == Some(true) {
+        &other
+    } else {
+        &file
+    };
+    let before = again(|| remote.stat(src)).await?.etag;
+    again(|| remote.rename(src, &moved, false)).await?;
+    let after = again(|| remote.stat(&moved)).await?.etag;
+    c.etag_survives_move =
+        Some(matches!((&before, &after), (Some(a), Some(b)) if a.value == b.value));
+    if src == &file {
+        again(|| remote.rename(&moved, &file, false)).await?;
+    }
     c.delete_if_match = Some(match again(|| remote.delete(&file, bogus.clone())).await {
         Err(RemoteError::PreconditionFailed) => true,
         Ok(()) => false,
@@ -288,6 +311,7 @@ mod tests {
             if_none_match: None,
             delete_if_match: Some(false),
             move_no_overwrite: Some(true),
+            etag_survives_move: Some(true),
             mtime: Some(true),
             ranges: Some(true),
             note: None,

@@ -37,6 +37,13 @@ impl Uploader {
         crate::lock(&self.caps).clone()
     }
 
+    /// Whether a version can be moved aside and checked there: the server refuses a MOVE
+    /// onto an existing name (`Overwrite: F`) and keeps a file's tag across a MOVE.
+    fn set_aside_works(&self) -> bool {
+        let caps = crate::lock(&self.caps);
+        caps.move_no_overwrite == Some(true) && caps.etag_survives_move != Some(false)
+    }
+
     /// Whether a write or delete under `pre` must be checked by the client: the server
     /// gives no guarantee, or the tag is one `If-Match` cannot carry (made up, or weak).
     fn must_check(&self, pre: &Precondition, delete: bool) -> bool {
@@ -154,7 +161,7 @@ impl Uploader {
         self.meta
             .set_setting(&key, Some(&journal))
             .map_err(|e| RemoteError::Local(e.to_string()))?;
-        let no_overwrite = crate::lock(&self.caps).move_no_overwrite == Some(true);
+        let no_overwrite = self.set_aside_works();
         let placed = async {
             again(|| self.put(&staging, file, len, Precondition::None, mtime)).await?;
             // Our version, as the server keeps it (a MOVE keeps it): read from the staging
@@ -298,7 +305,7 @@ impl Uploader {
             Precondition::IfMatch(t) if self.must_check(&pre, true) => t.clone(),
             _ => return self.remote.delete(path, pre).await,
         };
-        let no_overwrite = crate::lock(&self.caps).move_no_overwrite == Some(true);
+        let no_overwrite = self.set_aside_works();
         let (Some(dir), Some(name)) = (path.parent(), path.name()) else {
             return Err(RemoteError::Local("cannot delete the root".into()));
         };
