@@ -88,25 +88,41 @@ impl Capabilities {
         self.etags == Some(true) && self.if_match == Some(true) && self.if_none_match == Some(true)
     }
 
+    /// Every learnt guarantee as (stored key, label for people, value): the one list that
+    /// [`Capabilities::encode`], [`Capabilities::decode`] and `Display` go by.
+    fn fields(&mut self) -> [(&'static str, &'static str, &mut Option<bool>); 8] {
+        [
+            ("etags", "ETags", &mut self.etags),
+            ("if_match", "If-Match", &mut self.if_match),
+            ("if_none_match", "If-None-Match", &mut self.if_none_match),
+            (
+                "delete_if_match",
+                "DELETE If-Match",
+                &mut self.delete_if_match,
+            ),
+            (
+                "move_no_overwrite",
+                "MOVE Overwrite: F",
+                &mut self.move_no_overwrite,
+            ),
+            (
+                "etag_survives_move",
+                "ETag kept by MOVE",
+                &mut self.etag_survives_move,
+            ),
+            ("mtime", "mtime", &mut self.mtime),
+            ("ranges", "ranges", &mut self.ranges),
+        ]
+    }
+
     /// As stored in the metadata store: `key=value` pairs separated by `;`.
     pub fn encode(&self) -> String {
-        let b = |v: Option<bool>| match v {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "unknown",
-        };
-        format!(
-            "probed={};etags={};if_match={};if_none_match={};delete_if_match={};move_no_overwrite={};etag_survives_move={};mtime={};ranges={}",
-            b(Some(self.probed)),
-            b(self.etags),
-            b(self.if_match),
-            b(self.if_none_match),
-            b(self.delete_if_match),
-            b(self.move_no_overwrite),
-            b(self.etag_survives_move),
-            b(self.mtime),
-            b(self.ranges),
-        )
+        let mut c = self.clone();
+        let mut out = format!("probed={}", word(Some(c.probed)));
+        for (key, _, value) in c.fields() {
+            out.push_str(&format!(";{key}={}", word(*value)));
+        }
+        out
     }
 
     /// Reads what [`Capabilities::encode`] wrote; unknown keys and values are ignored.
@@ -121,42 +137,37 @@ impl Capabilities {
                 "no" => Some(false),
                 _ => None,
             };
-            match k {
-                "probed" => c.probed = v == Some(true),
-                "etags" => c.etags = v,
-                "if_match" => c.if_match = v,
-                "if_none_match" => c.if_none_match = v,
-                "delete_if_match" => c.delete_if_match = v,
-                "move_no_overwrite" => c.move_no_overwrite = v,
-                "etag_survives_move" => c.etag_survives_move = v,
-                "mtime" => c.mtime = v,
-                "ranges" => c.ranges = v,
-                _ => {}
+            if k == "probed" {
+                c.probed = v == Some(true);
+            }
+            for (key, _, value) in c.fields() {
+                if key == k {
+                    *value = v;
+                }
             }
         }
         c
     }
 }
 
+/// `yes`, `no` or `unknown`.
+fn word(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "unknown",
+    }
+}
+
 impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = |v: Option<bool>| match v {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "unknown",
-        };
-        write!(
-            f,
-            "ETags {}, If-Match {}, If-None-Match {}, DELETE If-Match {}, MOVE Overwrite: F {}, ETag kept by MOVE {}, mtime {}, ranges {}",
-            b(self.etags),
-            b(self.if_match),
-            b(self.if_none_match),
-            b(self.delete_if_match),
-            b(self.move_no_overwrite),
-            b(self.etag_survives_move),
-            b(self.mtime),
-            b(self.ranges)
-        )
+        let mut c = self.clone();
+        let parts: Vec<String> = c
+            .fields()
+            .into_iter()
+            .map(|(_, label, value)| format!("{label} {}", word(*value)))
+            .collect();
+        f.write_str(&parts.join(", "))
     }
 }
 
