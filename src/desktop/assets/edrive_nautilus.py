@@ -9,7 +9,6 @@
 # Anything else gets nothing from here.
 
 import os
-import subprocess
 import time
 
 import gi
@@ -100,19 +99,23 @@ def inside(path, mounts):
 def run_action(verb, paths, infos):
     """Runs edrive-action in the background; refreshes the emblems when it ends."""
     try:
-        child = subprocess.Popen([ACTION, verb, *paths], start_new_session=True,
-                                 stdin=subprocess.DEVNULL)
-    except OSError as e:
-        subprocess.Popen(["notify-send", "--app-name=edrive", "edrive",
-                          "cannot run %s: %s" % (ACTION, e)])
-        return None
+        pid, _, _, _ = GLib.spawn_async(
+            [ACTION, verb, *paths], flags=GLib.SpawnFlags.DO_NOT_REAP_CHILD)
+    except GLib.Error as e:
+        try:
+            GLib.spawn_async(["notify-send", "--app-name=edrive", "edrive",
+                              "cannot run %s: %s" % (ACTION, e.message)],
+                             flags=GLib.SpawnFlags.SEARCH_PATH)
+        except GLib.Error:
+            pass
+        return
 
-    def ended(_pid, _status, _data):
+    def ended(pid, _status):
+        GLib.spawn_close_pid(pid)
         for info in infos:
             info.invalidate_extension_info()
 
-    GLib.child_watch_add(GLib.PRIORITY_DEFAULT, child.pid, ended, None)
-    return child
+    GLib.child_watch_add(GLib.PRIORITY_DEFAULT, pid, ended)
 
 
 class EdriveExtension(GObject.GObject, Nautilus.MenuProvider, Nautilus.InfoProvider):
