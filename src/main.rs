@@ -8,6 +8,8 @@ mod daemon;
 mod demo;
 mod demo_tree;
 mod desktop;
+#[cfg(unix)]
+mod fuse_access;
 mod logging;
 mod paths;
 mod serve;

@@ -35,7 +35,14 @@ fn user_cache_base() -> PathBuf {
     if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(h).join(".cache").join("edrive");
     }
-    std::env::temp_dir().join("edrive-cache")
+    #[cfg(unix)]
+    {
+        std::env::temp_dir().join(format!("edrive-cache-{}", current_uid()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::temp_dir().join("edrive-cache")
+    }
 }
 
 /// The default cache directory of the mount of `url` at `mountpoint`: one per (server,
@@ -64,20 +71,66 @@ pub fn default_cache_dir(url: &str, mountpoint: &Path) -> PathBuf {
     user_cache_base().join(format!("{host}-{}", short_hash(&key)))
 }
 
+/// Where the control sockets live: `$XDG_RUNTIME_DIR/edrive`; without it (su, cron, a
+/// user without a login session) the session's `/run/user/UID/edrive` when that folder
+/// exists and is the user's, else `$TMPDIR/edrive-UID` (see [`check_runtime_dir`]).
 fn runtime_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("edrive");
     }
     #[cfg(unix)]
     {
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
+        use std::os::unix::fs::MetadataExt;
+        let uid = current_uid();
+        let run = PathBuf::from(format!("/run/user/{uid}"));
+        if std::fs::symlink_metadata(&run).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+            return run.join("edrive");
+        }
         std::env::temp_dir().join(format!("edrive-{uid}"))
     }
     #[cfg(not(unix))]
     {
         std::env::temp_dir().join("edrive")
     }
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Creates the folder of the control sockets (mode 0700) unless it exists, and refuses
+/// one that is not a real folder of this user's: in a shared `/tmp` another user could
+/// have made it first, to receive what is sent to a daemon (`login` sends credentials).
+#[cfg(unix)]
+pub fn check_runtime_dir(create: bool) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = runtime_dir();
+    if create {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    let md = std::fs::symlink_metadata(&dir)?;
+    let uid = current_uid();
+    if !md.is_dir() || md.uid() != uid {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a folder of yours (uid {uid}); remove it or set XDG_RUNTIME_DIR to one",
+                dir.display()
+            ),
+        ));
+    }
+    if create && md.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
 }
 
 /// The control socket of the mount at `mountpoint` (absolute).
