@@ -169,14 +169,12 @@ pub fn merge(doc: &str, ours: Option<&str>) -> Result<(String, usize), String> {
                 }
                 depth += 1;
             }
-            Event::Empty(e) => {
-                if depth == 0 {
-                    if !is(e.name(), "actions") || root_seen {
-                        return Err("the root element is not <actions>".into());
-                    }
-                    root_seen = true;
-                    empty_root = Some((before, pos(&reader)));
+            Event::Empty(e) if depth == 0 => {
+                if !is(e.name(), "actions") || root_seen {
+                    return Err("the root element is not <actions>".into());
                 }
+                root_seen = true;
+                empty_root = Some((before, pos(&reader)));
             }
             Event::End(e) => {
                 depth = depth.saturating_sub(1);
