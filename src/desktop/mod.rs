@@ -120,6 +120,9 @@ pub fn pieces() -> Vec<Box<dyn Piece>> {
 
 /// Runs `edrive desktop install|uninstall`.
 pub fn run(args: crate::cli::DesktopArgs) -> anyhow::Result<()> {
+    if cfg!(windows) {
+        anyhow::bail!("the file-manager menus are for Linux desktops (Nautilus, Thunar, Dolphin)");
+    }
     let dirs = Dirs::from_env()?;
     match args.action {
         crate::cli::DesktopAction::Install => install(&dirs),
