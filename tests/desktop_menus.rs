@@ -224,7 +224,7 @@ fn entry(m: &Mount, rel: &str) -> serde_json::Value {
 /// Drives the installed Nautilus extension with the real Nautilus 4.0 bindings: file
 /// infos are plain objects with the methods the extension calls. Prints one JSON object.
 const NAUTILUS_DRIVER: &str = r#"
-import importlib.util, json, sys
+import importlib.util, json, os, sys
 import gi
 gi.require_version("Nautilus", "4.0")
 from gi.repository import GLib, Gio, Nautilus
@@ -241,6 +241,8 @@ class Info:
         self.path, self.emblems, self.invalidated = path, [], 0
     def get_uri_scheme(self):
         return "file"
+    def is_directory(self):
+        return os.path.isdir(self.path)
     def get_location(self):
         return Gio.File.new_for_path(self.path)
     def add_emblem(self, name):
@@ -265,6 +267,8 @@ out = {
     "mixed_items": labels(ext.get_file_items([Info(inside_file), Info(outside)])),
     "outside_emblems": emblems(outside),
     "pinned_emblems": emblems(inside_file),
+    "pinned_folder_emblems": emblems(os.path.dirname(inside_file)),
+    "folder_emblems": emblems(inside_folder),
     "before_pin_emblems": emblems(pin_target),
 }
 target = Info(pin_target)
@@ -371,6 +375,12 @@ fn menus_pin_free_and_show_status_the_way_each_file_manager_runs_them() {
         serde_json::json!(["emblem-default"]),
         "{n}"
     );
+    assert_eq!(
+        n["pinned_folder_emblems"],
+        serde_json::json!(["emblem-default"]),
+        "{n}"
+    );
+    assert_eq!(n["folder_emblems"], serde_json::json!([]), "{n}");
     assert_eq!(
         n["before_pin_emblems"],
         serde_json::json!(["emblem-web"]),

@@ -43,6 +43,8 @@ EMBLEMS = {
     "error": "emblem-important",
     "local-only": "emblem-readonly",
 }
+FOLDER_EMBLEMS = {k: v for k, v in EMBLEMS.items()
+                  if k not in ("hydrated", "online-only", "partial")}
 
 
 def _unescape(field):
@@ -146,9 +148,15 @@ class EdriveExtension(GObject.GObject, Nautilus.MenuProvider, Nautilus.InfoProvi
             return Nautilus.OperationResult.COMPLETE
         try:
             state = os.getxattr(path, "user.edrive.state").decode("utf-8", "replace")
+            pinned = os.getxattr(path, "user.edrive.pinned") == b"1"
         except OSError:
             return Nautilus.OperationResult.COMPLETE
-        emblem = EMBLEMS.get(state)
+        if file.is_directory():
+            # A folder's "hydrated" only means its listing is known: it gets an emblem
+            # for a pin or for what needs attention, not for its listing.
+            emblem = "emblem-default" if pinned else FOLDER_EMBLEMS.get(state)
+        else:
+            emblem = EMBLEMS.get(state)
         if emblem:
             file.add_emblem(emblem)
         return Nautilus.OperationResult.COMPLETE
