@@ -105,18 +105,25 @@ fn current_uid() -> u32 {
 /// have made it first, to receive what is sent to a daemon (`login` sends credentials).
 #[cfg(unix)]
 pub fn check_runtime_dir(create: bool) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let dir = runtime_dir();
+    check_private_dir(&dir, create)?;
+    Ok(dir)
+}
+
+/// [`check_runtime_dir`] for any folder `dir`.
+#[cfg(unix)]
+fn check_private_dir(dir: &Path, create: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     if create {
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
     }
-    let md = std::fs::symlink_metadata(&dir)?;
+    let md = std::fs::symlink_metadata(dir)?;
     let uid = current_uid();
     if !md.is_dir() || md.uid() != uid {
         return Err(std::io::Error::new(
@@ -128,9 +135,9 @@ pub fn check_runtime_dir(create: bool) -> std::io::Result<PathBuf> {
         ));
     }
     if create && md.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// The control socket of the mount at `mountpoint` (absolute).
@@ -223,6 +230,38 @@ mod tests {
         assert_eq!(a.len(), r"\\.\pipe\edrive-".len() + 16);
         assert_eq!(a, pipe_name(Path::new("/mnt/a")));
         assert_ne!(a, pipe_name(Path::new("/mnt/b")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn socket_folders_are_private_and_never_another_users() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("edrive-fresh");
+        check_private_dir(&fresh, true).unwrap();
+        let md = std::fs::metadata(&fresh).unwrap();
+        assert_eq!((md.uid(), md.mode() & 0o777), (current_uid(), 0o700));
+        // An open folder of ours is closed.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o777)).unwrap();
+        check_private_dir(&fresh, true).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+        // A symlink, even to a folder of ours, is refused; so is a missing folder when
+        // only looking.
+        let link = tmp.path().join("edrive-link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(check_private_dir(&link, true).is_err());
+        assert!(check_private_dir(&tmp.path().join("missing"), false).is_err());
+        // Another user's folder (only root can make one here).
+        if current_uid() == 0 {
+            let theirs = tmp.path().join("edrive-theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let err = check_private_dir(&theirs, true).unwrap_err();
+            assert!(
+                err.to_string().contains("is not a folder of yours"),
+                "{err}"
+            );
+        }
     }
 
     #[cfg(not(windows))]
