@@ -124,6 +124,7 @@ pub fn run(args: crate::cli::DesktopArgs) -> anyhow::Result<()> {
         anyhow::bail!("the file-manager menus are for Linux desktops (Nautilus, Thunar, Dolphin)");
     }
     let dirs = Dirs::from_env()?;
+    refuse_root_in_a_users_home()?;
     match args.action {
         crate::cli::DesktopAction::Install => install(&dirs),
         crate::cli::DesktopAction::Uninstall => uninstall(&dirs),
@@ -152,6 +153,28 @@ pub fn uninstall(dirs: &Dirs) -> anyhow::Result<()> {
     for piece in pieces().iter().rev() {
         if piece.uninstall(dirs)? {
             println!("removed {}: {}", piece.what(), piece.path(dirs).display());
+        }
+    }
+    Ok(())
+}
+
+/// `sudo edrive desktop install` would leave files of root's in a user's home that the
+/// user could not change or remove: the menus are per user, installed as that user.
+fn refuse_root_in_a_users_home() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        if let Some(md) = home.as_ref().and_then(|h| std::fs::metadata(h).ok()) {
+            if root && md.uid() != 0 {
+                anyhow::bail!(
+                    "run `edrive desktop` as the user whose menus they are, not as root ({} is uid {}'s)",
+                    home.as_deref().unwrap_or(Path::new("")).display(),
+                    md.uid()
+                );
+            }
         }
     }
     Ok(())
