@@ -227,6 +227,16 @@ pub struct MountArgs {
     /// writing until those readers close).
     #[arg(long)]
     pub no_passthrough: bool,
+    /// Also treat PROGRAM as a background reader (a thumbnailer, an indexer): it gets
+    /// only content that is already local, never a download. A pattern (`*`, `?`) matched
+    /// against the base names of the caller's executable and first two arguments and
+    /// those of its parents; repeatable. See README "Desktop" for the default list.
+    #[arg(long = "background-reader", value_name = "PROGRAM")]
+    pub background_readers: Vec<String>,
+    /// Let PROGRAM download although the default list of background readers names it
+    /// (a pattern as for `--background-reader`; `*` lets every program download).
+    #[arg(long = "allow-reader", value_name = "PROGRAM")]
+    pub allow_readers: Vec<String>,
     /// Stay in the foreground; on SIGINT/SIGTERM upload pending changes, then unmount.
     #[arg(long)]
     pub foreground: bool,

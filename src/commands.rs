@@ -632,6 +632,20 @@ fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
         n(&s["hydrated_files"]),
         n(&s["downloads"]),
     );
+    let bg = &s["background_reads_refused"];
+    let by: Vec<String> = bg["by_program"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k} {}", n(v))).collect())
+        .unwrap_or_default();
+    println!(
+        "  background: refused {} download(s) to thumbnailers and indexers{}",
+        n(&bg["total"]),
+        if by.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by.join(", "))
+        }
+    );
     let kr = &s["kernel_reads"];
     println!(
         "  reads:   {}",

@@ -469,6 +469,10 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
                 fs_name: args.url.clone(),
                 allow_other: args.allow_other,
                 passthrough: !args.no_passthrough,
+                readers: std::sync::Arc::new(edrive_fs_core::readers::ReaderPolicy::new(
+                    &args.background_readers,
+                    &args.allow_readers,
+                )),
             },
         )
         .map_err(|e| {
@@ -486,6 +490,10 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
                 mountpoint.display()
             );
         }
+        rt.spawn(crate::thumbnails::retry_failed(
+            drive.clone(),
+            mountpoint.clone(),
+        ));
         let outcome = rt.block_on(crate::serve_control::run_until_unmounted(
             listener, drive, info, &session, signals,
         ));

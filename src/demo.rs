@@ -82,6 +82,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         conditional_writes: Default::default(),
         allow_other: false,
         no_passthrough: false,
+        background_readers: Vec::new(),
+        allow_readers: Vec::new(),
         download_streams: 4,
         foreground: false,
         daemon_child: false,

@@ -18,6 +18,8 @@ mod serve_control;
 #[cfg(windows)]
 mod serve_control_windows;
 mod status_reply;
+#[cfg(unix)]
+mod thumbnails;
 mod units;
 
 use clap::Parser;

@@ -79,6 +79,12 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
             },
             "hydrated_files": s.hydrated_files,
             "downloads": s.downloads,
+            "background_reads_refused": {
+                "total": s.background_refused.0,
+                "by_program": s.background_refused.1.iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect::<serde_json::Map<_, _>>(),
+            },
             "known_entries": s.known_entries,
             "sync": {
                 "pending": s.sync.pending,

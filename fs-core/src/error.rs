@@ -59,6 +59,10 @@ pub enum FsError {
     /// reads it through the kernel's passthrough).
     #[error("busy: {0}")]
     Busy(&'static str),
+    /// A background reader (a thumbnailer, an indexer) opened content that is not local:
+    /// it gets no download (see [`crate::readers`]).
+    #[error("content not on this device; background programs do not download it")]
+    NotLocal,
     /// The server failed or refused.
     #[error(transparent)]
     Remote(#[from] RemoteError),
@@ -118,6 +122,8 @@ impl FsError {
             FsError::NotSupported(_) => libc::EPERM,
             FsError::Stale => libc::ESTALE,
             FsError::Busy(_) => libc::ETXTBSY,
+            // As Windows' cloud files refuse a blocked app's hydration: access denied.
+            FsError::NotLocal => libc::EACCES,
             FsError::Remote(RemoteError::NotFound) => libc::ENOENT,
             FsError::Remote(RemoteError::Auth(_)) => libc::EACCES,
             FsError::Remote(RemoteError::InsufficientStorage) => libc::ENOSPC,

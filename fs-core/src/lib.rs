@@ -17,6 +17,7 @@ pub mod meta;
 pub mod notify;
 mod positional;
 pub mod ranges;
+pub mod readers;
 pub mod state;
 pub mod sync;
 

@@ -14,7 +14,9 @@ use fuser::{
 };
 use tracing::{debug, info, info_span, warn};
 
+use crate::caller::Callers;
 use crate::passthrough::Backings;
+use edrive_fs_core::readers::ReaderPolicy;
 
 /// Folder entries read from the store in one query while a listing reply fills (a
 /// 4 KiB `readdirplus` reply holds about 25).
@@ -29,6 +31,8 @@ pub struct FuseFs {
     passthrough: bool,
     /// The kernel's backing files; also serializes deciding and ending passthrough opens.
     backings: Mutex<Backings>,
+    /// Who is a background reader.
+    callers: Callers,
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -113,7 +117,14 @@ impl FuseFs {
             ttl,
             passthrough,
             backings: Mutex::new(Backings::default()),
+            callers: Callers::new(Arc::new(ReaderPolicy::everyone())),
         }
+    }
+
+    /// Refuses downloads to the background readers `policy` names.
+    pub fn with_readers(mut self, policy: Arc<ReaderPolicy>) -> FuseFs {
+        self.callers = Callers::new(policy);
+        self
     }
 
     fn backings(&self) -> std::sync::MutexGuard<'_, Backings> {
@@ -256,12 +267,16 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _s = info_span!("open", ino = ino.0).entered();
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _s = info_span!("open", ino = ino.0, pid = req.pid()).entered();
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY)
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        match self.rt.block_on(self.drive.open(ino.0, write, truncate)) {
+        let opener = self.callers.opener(req.pid());
+        match self
+            .rt
+            .block_on(self.drive.open_as(ino.0, write, truncate, &opener))
+        {
             Ok(fh) => self.reply_read_open(ino.0, fh, reply),
             Err(e) => reply.error(errno(&e)),
         }

@@ -8,6 +8,8 @@
 #[cfg(unix)]
 mod adapter;
 #[cfg(unix)]
+mod caller;
+#[cfg(unix)]
 mod mount;
 #[cfg(unix)]
 mod passthrough;

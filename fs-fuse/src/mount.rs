@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edrive_fs_core::notify::KernelCache;
+use edrive_fs_core::readers::ReaderPolicy;
 use edrive_fs_core::Drive;
 use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 
@@ -25,6 +26,8 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// Let the kernel read cached files itself (FUSE passthrough) where it can.
     pub passthrough: bool,
+    /// Which callers are background readers, refused downloads.
+    pub readers: Arc<ReaderPolicy>,
 }
 
 /// Mounts `drive` at `mountpoint`; the returned session unmounts when dropped or through
@@ -36,7 +39,8 @@ pub fn mount(
     mountpoint: &Path,
     config: &MountConfig,
 ) -> io::Result<BackgroundSession> {
-    let fs = FuseFs::new(drive.clone(), runtime, config.attr_ttl, config.passthrough);
+    let fs = FuseFs::new(drive.clone(), runtime, config.attr_ttl, config.passthrough)
+        .with_readers(config.readers.clone());
     let mut options = Config::default();
     options.mount_options = vec![
         MountOption::FSName(config.fs_name.clone()),

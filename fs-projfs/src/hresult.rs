@@ -147,6 +147,8 @@ impl From<&FsError> for Hresult {
             FsError::Xattr(_) => ERROR_NOT_SUPPORTED,
             FsError::BadHandle => ERROR_INVALID_HANDLE,
             FsError::NotWritable => ERROR_ACCESS_DENIED,
+            // Windows' own answer to a blocked app's hydration is access denied too.
+            FsError::NotLocal => ERROR_ACCESS_DENIED,
             FsError::Exists => ERROR_ALREADY_EXISTS,
             FsError::NotEmpty => ERROR_DIR_NOT_EMPTY,
             FsError::Invalid(_) => ERROR_INVALID_PARAMETER,

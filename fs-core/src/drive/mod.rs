@@ -18,10 +18,12 @@ use crate::hydrate::{Hydrator, Transfer};
 use crate::lock;
 use crate::meta::{Entry, Kind, Meta, ROOT_INO};
 use crate::notify::Invalidations;
+use crate::readers::Opener;
 use crate::remote::{validate_name, ListingHead, Remote, RemoteError, RemotePath};
 use crate::state::EntryState;
 use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
+mod background;
 mod info;
 mod kernel_reads;
 mod pin;
@@ -146,6 +148,8 @@ pub struct DriveStatus {
     pub known_entries: u64,
     /// The write-back's progress.
     pub sync: SyncProgress,
+    /// Opens refused to background readers: in all, and per program.
+    pub background_refused: (u64, Vec<(String, u64)>),
 }
 
 /// The extended attribute that tells an entry's state.
@@ -211,6 +215,8 @@ pub struct Drive {
     uploader: Arc<Uploader>,
     /// Working copies in use, by inode, with the number of handles using each.
     works: Mutex<HashMap<u64, (Arc<Working>, usize)>>,
+    /// Opens refused to background readers.
+    refusals: crate::readers::Refusals,
     /// Serializes creating working copies.
     work_gate: tokio::sync::Mutex<()>,
     /// The hydration of pinned content.
@@ -308,6 +314,7 @@ impl Drive {
             activity,
             uploader,
             works: Mutex::new(HashMap::new()),
+            refusals: Default::default(),
             work_gate: tokio::sync::Mutex::new(()),
             pin_progress: Mutex::new(PinProgress::default()),
             pin_again: Mutex::new(false),
@@ -845,12 +852,25 @@ impl Drive {
 
     /// Opens file `ino` for reading. Returns at once: content is fetched in the background
     /// and reads wait only for the bytes they need.
-    #[instrument(level = "debug", skip(self))]
     pub async fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<u64, FsError> {
+        self.open_as(ino, write, truncate, &Opener::Person).await
+    }
+
+    /// Opens file `ino` for `opener`: as [`Drive::open`], but a background reader gets
+    /// [`FsError::NotLocal`] instead of a download.
+    #[instrument(level = "debug", skip(self))]
+    pub async fn open_as(
+        &self,
+        ino: u64,
+        write: bool,
+        truncate: bool,
+        opener: &Opener,
+    ) -> Result<u64, FsError> {
         let e = self.entry(ino)?;
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
+        self.check_opener(&e, opener, write, truncate)?;
         if write || self.has_working_copy(ino) {
             return self.open_working(&e, write, truncate && write).await;
         }
@@ -1100,6 +1120,7 @@ impl Drive {
             downloads: self.hydrator.running() as u64,
             known_entries: self.meta.count()?,
             sync: self.uploader.progress(),
+            background_refused: self.refusals.counts(),
         })
     }
 }

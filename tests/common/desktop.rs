@@ -1,0 +1,232 @@
+//! [`Desktop`]: a headless desktop session as a user would have one — an X server (Xvfb),
+//! a D-Bus session bus (`dbus-run-session`), a home folder — in which tests start the real
+//! file managers, take screenshots and find windows. Everything it started is stopped when
+//! it is dropped (drop it before the mount its programs looked at).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{find_in_path, stop_group, wait_until};
+
+/// The programs a desktop test needs (Debian packages in brackets, installed by
+/// `scripts/test`).
+pub const DESKTOP_PROGRAMS: &[(&str, &str)] = &[
+    ("Xvfb", "xvfb"),
+    ("dbus-run-session", "dbus-daemon"),
+    ("xdotool", "xdotool"),
+    ("import", "imagemagick"),
+];
+
+/// A running headless session.
+pub struct Desktop {
+    xvfb: Child,
+    bus: Child,
+    display: String,
+    bus_address: String,
+    home: tempfile::TempDir,
+    cache_home: PathBuf,
+    artifacts: PathBuf,
+    apps: Vec<Child>,
+}
+
+impl Desktop {
+    /// Starts Xvfb (1280×1024, a display number it picks) and a session bus, with a fresh
+    /// home whose cache folder is `cache_home` (share it with the mount's daemon, as a
+    /// user's programs share `~/.cache`). Screenshots go to `target/test-artifacts/NAME/`.
+    pub fn start(name: &str, cache_home: &Path) -> Desktop {
+        for (program, package) in DESKTOP_PROGRAMS {
+            assert!(
+                find_in_path(program).is_some(),
+                "{program} is not installed (apt-get install {package}; scripts/test does)"
+            );
+        }
+        let home = tempfile::Builder::new()
+            .prefix("edrive-desktop-home-")
+            .tempdir()
+            .expect("a temp dir for the desktop's home");
+        let runtime = home.path().join("run");
+        std::fs::create_dir_all(&runtime).expect("runtime dir");
+        super::set_mode(&runtime, 0o700);
+        std::fs::create_dir_all(cache_home).expect("cache home");
+        let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("test-artifacts")
+            .join(name);
+        let _ = std::fs::remove_dir_all(&artifacts);
+        std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+
+        // A display number of its own, away from :0 and from other tests' (the lock
+        // file tells which are taken; Xvfb refuses a taken one).
+        let first = 100 + std::process::id() % 700;
+        let (xvfb, n) = (first..first + 200)
+            .filter(|n| !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+            .find_map(|n| {
+                let mut x = Command::new("Xvfb")
+                    .arg(format!(":{n}"))
+                    .args(["-screen", "0", "1280x1024x24", "-nolisten", "tcp"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .expect("start Xvfb");
+                let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+                let up = wait_until(Duration::from_secs(10), || {
+                    socket.exists() || matches!(x.try_wait(), Ok(Some(_)))
+                });
+                if up && matches!(x.try_wait(), Ok(None)) {
+                    Some((x, n))
+                } else {
+                    let _ = x.kill();
+                    let _ = x.wait();
+                    None
+                }
+            })
+            .expect("no free X display for Xvfb");
+        let display = format!(":{n}");
+        let mut d = Desktop {
+            xvfb,
+            bus: Command::new("true").spawn().expect("true"),
+            display,
+            bus_address: String::new(),
+            cache_home: cache_home.to_path_buf(),
+            home,
+            artifacts,
+            apps: Vec::new(),
+        };
+        let _ = d.bus.wait();
+        // The bus lives as long as the `sleep` under it; its services (tumblerd, gvfsd, …)
+        // are started by it and end with it.
+        let mut bus = d
+            .env(&mut Command::new("dbus-run-session"))
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "echo \"$DBUS_SESSION_BUS_ADDRESS\"; exec sleep 3600",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start dbus-run-session");
+        let mut addr = String::new();
+        let stdout = bus.stdout.take().expect("the bus's stdout");
+        let _ = BufReader::new(stdout).read_line(&mut addr);
+        d.bus = bus;
+        d.bus_address = addr.trim().to_string();
+        assert!(
+            d.bus_address.starts_with("unix:"),
+            "dbus-run-session gave no address: {addr:?}"
+        );
+        d
+    }
+
+    /// `cmd` with the session's environment: display, bus, home and XDG folders.
+    pub fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        let home = self.home.path();
+        cmd.env("DISPLAY", &self.display)
+            .env("HOME", home)
+            .env("XDG_CACHE_HOME", &self.cache_home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("NO_AT_BRIDGE", "1")
+            .env("GTK_A11Y", "none")
+            // GTK 4's GL renderer on llvmpipe can starve a loaded 2-core machine for
+            // minutes (Nautilus stays at "Loading…"); cairo draws the same.
+            .env("GSK_RENDERER", "cairo")
+            .env_remove("WAYLAND_DISPLAY");
+        if !self.bus_address.is_empty() {
+            cmd.env("DBUS_SESSION_BUS_ADDRESS", &self.bus_address);
+        }
+        cmd
+    }
+
+    /// Starts `program args` in the session, its output in the artifacts folder; stopped
+    /// when the session is dropped.
+    pub fn spawn(&mut self, program: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.artifacts.join(format!("{program}.log")))
+            .expect("a log file");
+        let child = self
+            .env(&mut Command::new(program))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        self.apps.push(child);
+    }
+
+    /// Runs `program args` in the session to its end; whether it succeeded.
+    pub fn run(&self, program: &str, args: &[&str]) -> bool {
+        self.env(&mut Command::new(program))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// The first visible window whose class is `class`, waiting up to `timeout`.
+    pub fn window(&self, class: &str, timeout: Duration) -> Option<String> {
+        let mut found = None;
+        wait_until(timeout, || {
+            let out = self
+                .env(&mut Command::new("xdotool"))
+                .args(["search", "--onlyvisible", "--class", class])
+                .output();
+            found = out.ok().and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().to_string())
+            });
+            found.is_some()
+        });
+        found
+    }
+
+    /// A screenshot of the whole screen, saved as `NAME.png` among the artifacts.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let path = self.artifacts.join(format!("{name}.png"));
+        let ok = self.run(
+            "import",
+            &["-window", "root", path.to_str().expect("UTF-8 path")],
+        );
+        assert!(ok, "screenshot {name} failed");
+        path
+    }
+
+    /// The session's home folder.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// Where screenshots and program logs go.
+    pub fn artifacts(&self) -> &Path {
+        &self.artifacts
+    }
+
+    /// Stops the programs started with [`Desktop::spawn`].
+    pub fn stop_apps(&mut self) {
+        for mut app in self.apps.drain(..) {
+            let _ = app.kill();
+            let _ = app.wait();
+        }
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        self.stop_apps();
+        // The bus and what it started (one process group), then the X server.
+        stop_group(&mut self.bus, Duration::from_secs(3));
+        stop_group(&mut self.xvfb, Duration::from_secs(3));
+    }
+}
