@@ -154,8 +154,9 @@ fn refused(m: &Mount) -> serde_json::Value {
     m.status_json()["background_reads_refused"].clone()
 }
 
-/// Opens the folder in Thunar, scrolls to the end, waits for tumbler, screenshot.
-fn browse_thunar(d: &mut Desktop, dir: &Path, shot: &str) {
+/// Opens the folder in Thunar, scrolls to the end, waits (≤ 90 s) until `done` says the
+/// thumbnailers did their part, screenshot.
+fn browse_thunar(d: &mut Desktop, dir: &Path, shot: &str, done: impl FnMut() -> bool) {
     d.spawn("thunar", &[dir.to_str().expect("UTF-8")]);
     let w = d
         .window("Thunar", Duration::from_secs(30))
@@ -166,16 +167,17 @@ fn browse_thunar(d: &mut Desktop, dir: &Path, shot: &str) {
         d.run("xdotool", &["key", "--window", &w, "Page_Down"]);
         std::thread::sleep(Duration::from_millis(500));
     }
-    // tumbler works through what was shown.
-    std::thread::sleep(Duration::from_secs(8));
+    // tumbler works through what was shown (slowly on a loaded machine).
+    wait_until(Duration::from_secs(90), done);
+    std::thread::sleep(Duration::from_secs(2));
     d.screenshot(shot);
     d.run("thunar", &["--quit"]);
     d.stop_apps();
 }
 
-/// Opens the folder in Nautilus, scrolls with the wheel, waits for its thumbnailers,
-/// screenshot.
-fn browse_nautilus(d: &mut Desktop, dir: &Path, shot: &str) {
+/// Opens the folder in Nautilus, scrolls with the wheel, waits (≤ 90 s) until `done` says
+/// its thumbnailers did their part, screenshot.
+fn browse_nautilus(d: &mut Desktop, dir: &Path, shot: &str, done: impl FnMut() -> bool) {
     d.spawn("nautilus", &["--new-window", dir.to_str().expect("UTF-8")]);
     let w = d
         .window("nautilus", Duration::from_secs(40))
@@ -190,7 +192,8 @@ fn browse_nautilus(d: &mut Desktop, dir: &Path, shot: &str) {
         );
         std::thread::sleep(Duration::from_millis(700));
     }
-    std::thread::sleep(Duration::from_secs(8));
+    wait_until(Duration::from_secs(90), done);
+    std::thread::sleep(Duration::from_secs(2));
     d.screenshot(shot);
     d.run("nautilus", &["--quit"]);
     d.stop_apps();
@@ -210,8 +213,15 @@ fn file_managers_browse_without_downloading() {
         let mut d = Desktop::start("desktop", &m.xdg_cache_home());
 
         // Looking is not reading: no GET, no state change, thumbnailers refused.
-        browse_thunar(&mut d, &media, "1-thunar-browsed");
-        browse_nautilus(&mut d, &media, "2-nautilus-browsed");
+        let asked = |program: &str| {
+            let r = refused(&m);
+            r["by_program"][program].as_u64().unwrap_or(0)
+        };
+        browse_thunar(&mut d, &media, "1-thunar-browsed", || asked("tumblerd") > 0);
+        // Nautilus asks for every photo, shown or not.
+        browse_nautilus(&mut d, &media, "2-nautilus-browsed", || {
+            asked("gdk-pixbuf-thumbnailer") >= PHOTOS as u64
+        });
         let gets: Vec<_> = server
             .requests()
             .into_iter()
@@ -278,7 +288,9 @@ fn file_managers_browse_without_downloading() {
         d.stop_apps();
         std::fs::remove_dir_all(thumbs.join("normal")).ok();
         std::fs::remove_dir_all(thumbs.join("large")).ok();
-        browse_thunar(&mut d, &media, "4-thunar-after-open");
+        browse_thunar(&mut d, &media, "4-thunar-after-open", || {
+            thumbs_of(&thumbs, &photo).0
+        });
         assert!(
             thumbs_of(&thumbs, &photo).0,
             "tumbler made no thumbnail of the photo once it was local"

@@ -30,6 +30,9 @@ pub struct Desktop {
     cache_home: PathBuf,
     artifacts: PathBuf,
     apps: Vec<Child>,
+    /// A command every session program runs under (e.g. `nsenter … setpriv …` to run as
+    /// another user in a mount namespace); empty: none.
+    wrapper: Vec<String>,
 }
 
 impl Desktop {
@@ -37,6 +40,18 @@ impl Desktop {
     /// home whose cache folder is `cache_home` (share it with the mount's daemon, as a
     /// user's programs share `~/.cache`). Screenshots go to `target/test-artifacts/NAME/`.
     pub fn start(name: &str, cache_home: &Path) -> Desktop {
+        Desktop::start_as(name, cache_home, Vec::new(), None)
+    }
+
+    /// As [`Desktop::start`], with every program of the session (the bus, the file
+    /// managers, screenshots; not the X server) run under `wrapper`, and the session's
+    /// folders owned by `owner` (uid, gid).
+    pub fn start_as(
+        name: &str,
+        cache_home: &Path,
+        wrapper: Vec<String>,
+        owner: Option<(u32, u32)>,
+    ) -> Desktop {
         for (program, package) in DESKTOP_PROGRAMS {
             assert!(
                 find_in_path(program).is_some(),
@@ -57,6 +72,16 @@ impl Desktop {
             .join(name);
         let _ = std::fs::remove_dir_all(&artifacts);
         std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+        if let Some((uid, gid)) = owner {
+            for d in [
+                home.path(),
+                runtime.as_path(),
+                cache_home,
+                artifacts.as_path(),
+            ] {
+                std::os::unix::fs::chown(d, Some(uid), Some(gid)).expect("chown");
+            }
+        }
 
         // A display number of its own, away from :0 and from other tests' (the lock
         // file tells which are taken; Xvfb refuses a taken one).
@@ -95,12 +120,13 @@ impl Desktop {
             home,
             artifacts,
             apps: Vec::new(),
+            wrapper,
         };
         let _ = d.bus.wait();
         // The bus lives as long as the `sleep` under it; its services (tumblerd, gvfsd, …)
         // are started by it and end with it.
         let mut bus = d
-            .env(&mut Command::new("dbus-run-session"))
+            .command("dbus-run-session")
             .args([
                 "--",
                 "sh",
@@ -124,25 +150,49 @@ impl Desktop {
         d
     }
 
-    /// `cmd` with the session's environment: display, bus, home and XDG folders.
-    pub fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+    /// The session's environment: display, bus, home and XDG folders.
+    fn vars(&self) -> Vec<(String, String)> {
         let home = self.home.path();
-        cmd.env("DISPLAY", &self.display)
-            .env("HOME", home)
-            .env("XDG_CACHE_HOME", &self.cache_home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("XDG_RUNTIME_DIR", home.join("run"))
-            .env("NO_AT_BRIDGE", "1")
-            .env("GTK_A11Y", "none")
+        let p = |p: PathBuf| p.display().to_string();
+        let mut vars = vec![
+            ("DISPLAY".into(), self.display.clone()),
+            ("HOME".into(), p(home.to_path_buf())),
+            ("XDG_CACHE_HOME".into(), p(self.cache_home.clone())),
+            ("XDG_CONFIG_HOME".into(), p(home.join(".config"))),
+            ("XDG_DATA_HOME".into(), p(home.join(".local/share"))),
+            ("XDG_RUNTIME_DIR".into(), p(home.join("run"))),
+            ("NO_AT_BRIDGE".into(), "1".into()),
+            ("GTK_A11Y".into(), "none".into()),
             // GTK 4's GL renderer on llvmpipe can starve a loaded 2-core machine for
             // minutes (Nautilus stays at "Loading…"); cairo draws the same.
-            .env("GSK_RENDERER", "cairo")
-            .env_remove("WAYLAND_DISPLAY");
+            ("GSK_RENDERER".into(), "cairo".into()),
+        ];
         if !self.bus_address.is_empty() {
-            cmd.env("DBUS_SESSION_BUS_ADDRESS", &self.bus_address);
+            vars.push(("DBUS_SESSION_BUS_ADDRESS".into(), self.bus_address.clone()));
         }
-        cmd
+        if !self.wrapper.is_empty() {
+            vars.push((
+                "PATH".into(),
+                "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into(),
+            ));
+        }
+        vars
+    }
+
+    /// `program` to run in the session (under the wrapper, with the session's
+    /// environment).
+    pub fn command(&self, program: &str) -> Command {
+        if let Some((first, rest)) = self.wrapper.split_first() {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg("env");
+            cmd.args(self.vars().into_iter().map(|(k, v)| format!("{k}={v}")));
+            cmd.arg(program);
+            cmd
+        } else {
+            let mut cmd = Command::new(program);
+            cmd.envs(self.vars()).env_remove("WAYLAND_DISPLAY");
+            cmd
+        }
     }
 
     /// Starts `program args` in the session, its output in the artifacts folder; stopped
@@ -151,7 +201,7 @@ impl Desktop {
         let log = std::fs::File::create(self.artifacts.join(format!("{program}.log")))
             .expect("a log file");
         let child = self
-            .env(&mut Command::new(program))
+            .command(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -163,7 +213,7 @@ impl Desktop {
 
     /// Runs `program args` in the session to its end; whether it succeeded.
     pub fn run(&self, program: &str, args: &[&str]) -> bool {
-        self.env(&mut Command::new(program))
+        self.command(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -178,7 +228,7 @@ impl Desktop {
         let mut found = None;
         wait_until(timeout, || {
             let out = self
-                .env(&mut Command::new("xdotool"))
+                .command("xdotool")
                 .args(["search", "--onlyvisible", "--class", class])
                 .output();
             found = out.ok().and_then(|o| {
