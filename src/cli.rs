@@ -62,6 +62,28 @@ pub enum Command {
     Conflicts(ConflictsArgs),
     /// Settle a conflict: keep the local version, the server's, or both.
     Resolve(ResolveArgs),
+    /// Add edrive's menus to the file managers of the current user (Nautilus, Thunar,
+    /// Dolphin), or remove them.
+    Desktop(DesktopArgs),
+}
+
+/// `edrive desktop`.
+#[derive(Debug, Args)]
+pub struct DesktopArgs {
+    /// Install or uninstall.
+    #[command(subcommand)]
+    pub action: DesktopAction,
+}
+
+/// What `edrive desktop` does.
+#[derive(Debug, Subcommand)]
+pub enum DesktopAction {
+    /// Install "Always keep on this device", "Free up space", "Online only" and "Sync
+    /// status" for Nautilus, Thunar and Dolphin, under $XDG_DATA_HOME and
+    /// $XDG_CONFIG_HOME (no root needed).
+    Install,
+    /// Remove what `desktop install` added (the user's own Thunar actions stay).
+    Uninstall,
 }
 
 /// `edrive conflicts`.

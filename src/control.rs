@@ -75,6 +75,13 @@ pub enum Request {
 pub fn request(mountpoint: &Path, req: &Request) -> anyhow::Result<serde_json::Value> {
     use std::os::unix::net::UnixStream;
     let sock = crate::paths::socket_path(mountpoint);
+    // Only a socket in a folder of this user's is this user's daemon.
+    crate::paths::check_runtime_dir(false).map_err(|e| {
+        anyhow::anyhow!(
+            "no edrive mount of yours is running at {} ({e})",
+            mountpoint.display()
+        )
+    })?;
     let mut stream = UnixStream::connect(&sock).map_err(|e| {
         anyhow::anyhow!(
             "no edrive mount is running at {} ({e})",

@@ -320,6 +320,10 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
     if paths::is_mounted(&mountpoint) {
         return Err(ready.fail(&format!("{} is already a mountpoint", mountpoint.display())));
     }
+    #[cfg(unix)]
+    if let Some(why) = crate::fuse_access::preflight(args.allow_other) {
+        return Err(ready.fail(&format!("cannot mount at {}: {why}", mountpoint.display())));
+    }
     let cache_dir = args
         .cache_dir
         .clone()
@@ -471,7 +475,10 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
                 )),
             },
         )
-        .map_err(|e| ready.fail(&format!("cannot mount at {}: {e}", mountpoint.display())))?;
+        .map_err(|e| {
+            let why = crate::fuse_access::explain(&e, args.allow_other);
+            ready.fail(&format!("cannot mount at {}: {why}", mountpoint.display()))
+        })?;
         let listener = crate::serve_control::bind(&mountpoint)
             .map_err(|e| ready.fail(&format!("cannot open control socket: {e}")))?;
         info!("mounted");

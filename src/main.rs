@@ -7,6 +7,9 @@ mod credentials;
 mod daemon;
 mod demo;
 mod demo_tree;
+mod desktop;
+#[cfg(unix)]
+mod fuse_access;
 mod logging;
 mod paths;
 mod serve;
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Conflicts(args) => commands::conflicts(args),
         Command::Resolve(args) => commands::resolve(args),
+        Command::Desktop(args) => desktop::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

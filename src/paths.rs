@@ -35,7 +35,14 @@ fn user_cache_base() -> PathBuf {
     if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(h).join(".cache").join("edrive");
     }
-    std::env::temp_dir().join("edrive-cache")
+    #[cfg(unix)]
+    {
+        std::env::temp_dir().join(format!("edrive-cache-{}", current_uid()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::temp_dir().join("edrive-cache")
+    }
 }
 
 /// The default cache directory of the mount of `url` at `mountpoint`: one per (server,
@@ -64,20 +71,73 @@ pub fn default_cache_dir(url: &str, mountpoint: &Path) -> PathBuf {
     user_cache_base().join(format!("{host}-{}", short_hash(&key)))
 }
 
+/// Where the control sockets live: `$XDG_RUNTIME_DIR/edrive`; without it (su, cron, a
+/// user without a login session) the session's `/run/user/UID/edrive` when that folder
+/// exists and is the user's, else `$TMPDIR/edrive-UID` (see [`check_runtime_dir`]).
 fn runtime_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("edrive");
     }
     #[cfg(unix)]
     {
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
+        use std::os::unix::fs::MetadataExt;
+        let uid = current_uid();
+        let run = PathBuf::from(format!("/run/user/{uid}"));
+        if std::fs::symlink_metadata(&run).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+            return run.join("edrive");
+        }
         std::env::temp_dir().join(format!("edrive-{uid}"))
     }
     #[cfg(not(unix))]
     {
         std::env::temp_dir().join("edrive")
     }
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Creates the folder of the control sockets (mode 0700) unless it exists, and refuses
+/// one that is not a real folder of this user's: in a shared `/tmp` another user could
+/// have made it first, to receive what is sent to a daemon (`login` sends credentials).
+#[cfg(unix)]
+pub fn check_runtime_dir(create: bool) -> std::io::Result<PathBuf> {
+    let dir = runtime_dir();
+    check_private_dir(&dir, create)?;
+    Ok(dir)
+}
+
+/// [`check_runtime_dir`] for any folder `dir`.
+#[cfg(unix)]
+fn check_private_dir(dir: &Path, create: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if create {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    let md = std::fs::symlink_metadata(dir)?;
+    let uid = current_uid();
+    if !md.is_dir() || md.uid() != uid {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a folder of yours (uid {uid}); remove it or set XDG_RUNTIME_DIR to one",
+                dir.display()
+            ),
+        ));
+    }
+    if create && md.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// The control socket of the mount at `mountpoint` (absolute).
@@ -170,6 +230,38 @@ mod tests {
         assert_eq!(a.len(), r"\\.\pipe\edrive-".len() + 16);
         assert_eq!(a, pipe_name(Path::new("/mnt/a")));
         assert_ne!(a, pipe_name(Path::new("/mnt/b")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn socket_folders_are_private_and_never_another_users() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("edrive-fresh");
+        check_private_dir(&fresh, true).unwrap();
+        let md = std::fs::metadata(&fresh).unwrap();
+        assert_eq!((md.uid(), md.mode() & 0o777), (current_uid(), 0o700));
+        // An open folder of ours is closed.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o777)).unwrap();
+        check_private_dir(&fresh, true).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+        // A symlink, even to a folder of ours, is refused; so is a missing folder when
+        // only looking.
+        let link = tmp.path().join("edrive-link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(check_private_dir(&link, true).is_err());
+        assert!(check_private_dir(&tmp.path().join("missing"), false).is_err());
+        // Another user's folder (only root can make one here).
+        if current_uid() == 0 {
+            let theirs = tmp.path().join("edrive-theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let err = check_private_dir(&theirs, true).unwrap_err();
+            assert!(
+                err.to_string().contains("is not a folder of yours"),
+                "{err}"
+            );
+        }
     }
 
     #[cfg(not(windows))]

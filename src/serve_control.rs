@@ -16,11 +16,7 @@ use crate::status_reply::{answer, MountInfo, UnmountReply};
 /// Creates the control socket of `mountpoint`, replacing a stale one.
 pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     let sock = paths::socket_path(mountpoint);
-    if let Some(dir) = sock.parent() {
-        std::fs::create_dir_all(dir)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
+    paths::check_runtime_dir(true)?;
     if sock.exists() {
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
             return Err(std::io::Error::other(format!(

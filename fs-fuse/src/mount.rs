@@ -44,7 +44,7 @@ pub fn mount(
     let mut options = Config::default();
     options.mount_options = vec![
         MountOption::FSName(config.fs_name.clone()),
-        MountOption::Subtype("edrive".to_string()),
+        subtype(),
         MountOption::DefaultPermissions,
         MountOption::NoAtime,
         MountOption::NoDev,
@@ -61,6 +61,18 @@ pub fn mount(
     drive.install_kernel_cache(Arc::new(KernelNotifier(session.notifier())));
     raise_readahead(mountpoint);
     Ok(session)
+}
+
+/// The file system type shows as `fuse.edrive` in /proc/mounts (what file managers and
+/// `updatedb`'s PRUNEFS match). fusermount3 sets it from `Subtype`; fuser's own mount(2),
+/// used as root, does not pass `Subtype` on, so there it goes to the kernel directly.
+fn subtype() -> MountOption {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        MountOption::CUSTOM("subtype=edrive".to_string())
+    } else {
+        MountOption::Subtype("edrive".to_string())
+    }
 }
 
 /// Read-ahead the kernel does on the mount, in KiB. FUSE mounts start at the block
