@@ -83,6 +83,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         allow_other: false,
         no_passthrough: false,
         download_streams: 4,
+        all: false,
+        read_only: false,
+        uid: None,
+        gid: None,
+        umask: None,
         foreground: false,
         daemon_child: false,
     });

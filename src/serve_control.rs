@@ -62,6 +62,8 @@ impl Signals {
 /// Uploads what can be uploaded before the daemon exits; a second signal stops waiting
 /// (what is left stays in the cache for the next mount).
 async fn drain(drive: &Drive, signals: &mut Signals) {
+    #[cfg(target_os = "linux")]
+    crate::systemd::notify_stopping();
     drive.request_sync();
     loop {
         tokio::select! {
@@ -109,6 +111,8 @@ pub async fn run_until_unmounted(
                 }
             }
             Some(reply) = unmount_rx.recv() => {
+                #[cfg(target_os = "linux")]
+                crate::systemd::notify_stopping();
                 let result = unmount(&info.mountpoint, false);
                 let ok = result.is_ok();
                 let _ = reply.send(result.map_err(|e| e.to_string()));

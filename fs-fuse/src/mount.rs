@@ -25,6 +25,8 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// Let the kernel read cached files itself (FUSE passthrough) where it can.
     pub passthrough: bool,
+    /// Mount read-only: the kernel refuses every change with EROFS.
+    pub read_only: bool,
 }
 
 /// Mounts `drive` at `mountpoint`; the returned session unmounts when dropped or through
@@ -46,6 +48,9 @@ pub fn mount(
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
+    if config.read_only {
+        options.mount_options.push(MountOption::RO);
+    }
     options.acl = if config.allow_other {
         SessionACL::All
     } else {
