@@ -188,11 +188,14 @@ pub fn remove(args: NameArgs) -> anyhow::Result<()> {
         .drives
         .iter()
         .any(|(n, d)| *n != args.name && d.url == drive.url);
-    if !still_used {
-        let cred_file = drive
-            .credentials_file
-            .clone()
-            .unwrap_or_else(|| fallback_file(&args.name));
+    let cred_file = drive
+        .credentials_file
+        .clone()
+        .unwrap_or_else(|| fallback_file(&args.name));
+    if still_used {
+        // The keyring item is per share: another drive still needs it.
+        let _ = std::fs::remove_file(&cred_file);
+    } else {
         secrets::forget(&drive.url, &cred_file);
     }
     println!(

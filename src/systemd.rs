@@ -21,6 +21,8 @@ Description=edrive drive %i (a remote drive as a local folder)
 Documentation=man:edrive(1)
 After=network-online.target
 Wants=network-online.target
+StartLimitIntervalSec=10min
+StartLimitBurst=5
 
 [Service]
 Type=notify
@@ -31,8 +33,6 @@ ExecStop=@EXE@ unmount %i
 TimeoutStopSec=15min
 Restart=on-failure
 RestartSec=10s
-StartLimitIntervalSec=10min
-StartLimitBurst=5
 
 [Install]
 WantedBy=default.target
