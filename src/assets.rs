@@ -87,6 +87,7 @@ pub fn generate(args: AssetsArgs) -> anyhow::Result<()> {
         clap_complete::generate(shell, &mut crate::cli::Cli::command(), "edrive", &mut out);
         std::fs::write(dir.join(file), out)?;
     }
+    #[cfg(target_os = "linux")]
     std::fs::write(
         dir.join("edrive@.service"),
         crate::systemd::unit_text(&args.exe),

@@ -372,7 +372,8 @@ impl Keeper {
             "kind": c.kind(),
             "user": c.user(),
             "credentials_file": self.file,
-            "stored": self.file.exists(),
+            "stored": self.file.exists() || crate::secrets::in_keyring(),
+            "in_keyring": crate::secrets::in_keyring(),
         })
     }
 

@@ -6,12 +6,22 @@
 //! `EDRIVE_KEYRING=off` skips the keyring (servers without a desktop session, tests).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use edrive_webdav::Credentials;
 use tracing::{debug, info, warn};
 
 use crate::credentials::{self, CredentialsError};
+
+/// Whether this process's credentials are in the keyring (loaded from or stored there),
+/// for `edrive status`.
+static IN_KEYRING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the credentials this process uses are kept in the keyring.
+pub fn in_keyring() -> bool {
+    IN_KEYRING.load(Ordering::Relaxed)
+}
 
 /// The keyring item's service attribute.
 const SERVICE: &str = "edrive";
@@ -44,6 +54,7 @@ pub fn store(url: &str, creds: &Credentials, file: &Path) -> Result<Place, Crede
     match keyring_call(url, KeyringOp::Set(text.to_string())) {
         Ok(_) => {
             info!("credentials stored in the keyring");
+            IN_KEYRING.store(true, Ordering::Relaxed);
             // An older copy in the file would outlive a password change.
             let _ = std::fs::remove_file(file);
             return Ok(Place::Keyring);
@@ -51,6 +62,7 @@ pub fn store(url: &str, creds: &Credentials, file: &Path) -> Result<Place, Crede
         Err(why) => info!(%why, "no keyring; the credentials go to a 0600 file"),
     }
     credentials::store(file, url, creds)?;
+    IN_KEYRING.store(false, Ordering::Relaxed);
     Ok(Place::File(file.to_path_buf()))
 }
 
@@ -60,6 +72,7 @@ pub fn load(file: &Path, url: &str) -> Result<Option<Credentials>, CredentialsEr
         Ok(Some(text)) => match credentials::from_text(&text, url) {
             Ok(Some(c)) => {
                 info!("using the credentials in the keyring");
+                IN_KEYRING.store(true, Ordering::Relaxed);
                 return Ok(Some(c));
             }
             Ok(None) => {}

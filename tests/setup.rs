@@ -404,6 +404,7 @@ EDRIVE_PASSWORD="$DRIVE_PW" "$EDRIVE" add kr "$URL" "$MP" --user alice > "$OUT/a
 secret-tool lookup service edrive username "$URL" > "$OUT/lookup"
 "$EDRIVE" mount kr > "$OUT/mount" 2>&1
 cat "$MP/a.txt" > "$OUT/read"
+"$EDRIVE" status "$MP" > "$OUT/status" 2>&1
 "$EDRIVE" unmount kr >> "$OUT/mount" 2>&1
 "$EDRIVE" remove kr >> "$OUT/mount" 2>&1
 secret-tool lookup service edrive username "$URL" > "$OUT/after-remove" || true
@@ -434,6 +435,11 @@ secret-tool lookup service edrive username "$URL" > "$OUT/after-remove" || true
     assert_eq!(stored["password"], PW);
     assert_eq!(stored["user"], USER);
     assert_eq!(read("read"), "kept in the keyring");
+    assert!(
+        read("status").contains("auth:    user alice, stored in the keyring"),
+        "{}",
+        read("status")
+    );
     assert_eq!(
         read("after-remove"),
         "",
