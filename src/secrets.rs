@@ -92,6 +92,7 @@ pub fn forget(url: &str, file: &Path) {
     let _ = std::fs::remove_file(file);
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 enum KeyringOp {
     Get,
     Set(String),
