@@ -139,7 +139,10 @@ pub async fn run_until_unmounted(
             }
             _ = tick.tick() => {
                 if session.guard.is_finished() {
-                    info!("unmounted from outside");
+                    // `umount`, `fusermount3 -u`: the changes are in the cache; send them
+                    // now rather than at the next mount.
+                    info!("unmounted from outside; uploading pending changes before exit");
+                    drain(&drive, &mut signals).await;
                     break;
                 }
             }

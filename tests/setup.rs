@@ -630,6 +630,8 @@ mount -t overlay overlay -o "lowerdir=$SBIN:/usr/sbin" /usr/sbin || exit 10
 mount -T "$FSTAB" "$MP" > "$OUT/mount" 2>&1 || exit 11
 grep -q " $MP " /proc/mounts || exit 12
 cat "$MP/a.txt" > "$OUT/read" || exit 13
+echo "written before umount" > "$MP/before-umount.txt" || exit 18
+"$EDRIVE" status "$MP" --json > "$OUT/status" || exit 19
 umount "$MP" > "$OUT/umount" 2>&1 || exit 14
 grep -q " $MP " /proc/mounts && exit 15
 mount -T "$FSTAB" "$MP_BAD" > "$OUT/bad" 2>&1 && exit 16
@@ -643,6 +645,7 @@ exit 0
         .env("FSTAB", &fstab)
         .env("MP", &mp)
         .env("MP_BAD", &mp_bad)
+        .env("EDRIVE", edrive_bin())
         .env("OUT", &out);
     let (status, stdout, stderr) = run(c, &home.path(""));
     let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
@@ -660,6 +663,43 @@ exit 0
             && bad.contains("bad-exit=32"),
         "{bad}"
     );
-    // The daemon of the namespace is gone with its mount.
     assert!(!is_mounted(&mp));
+    // The daemon uploads what was written before `umount`, then exits.
+    let uploaded = wait_until(Duration::from_secs(60), || {
+        std::fs::read_to_string(data.path().join("before-umount.txt")).unwrap_or_default()
+            == "written before umount\n"
+    });
+    assert!(
+        uploaded,
+        "a change made before umount did not reach the server"
+    );
+    // ... and exits (before the test removes its folders).
+    let status: serde_json::Value =
+        serde_json::from_str(&read("status")).unwrap_or(serde_json::Value::Null);
+    let pid = status["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+    let pid = pid.unwrap_or_else(|| panic!("no daemon pid in {status}"));
+    assert!(
+        wait_until(Duration::from_secs(60), || !pid_alive(pid)),
+        "the daemon did not exit after umount"
+    );
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let home = Home::new();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef edrive"),
+        ("fish", "complete -c edrive"),
+    ] {
+        let out = home.edrive_ok(&["completions", shell], None);
+        assert!(
+            out.contains(marker),
+            "{shell}: {}",
+            &out[..out.len().min(300)]
+        );
+        assert!(out.contains("unmount") && out.contains("enable"), "{shell}");
+    }
+    let (status, _, err) = home.edrive(&["completions", "tcsh"], None);
+    assert!(!status.success() && err.contains("tcsh"), "{err}");
 }
