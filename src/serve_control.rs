@@ -40,6 +40,9 @@ pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListen
     Ok(l)
 }
 
+/// How long a daemon whose mount was taken away from outside keeps uploading.
+const OUTSIDE_UNMOUNT_DRAIN: Duration = Duration::from_secs(30);
+
 /// The signals that end a mount: SIGINT, SIGTERM and SIGHUP (a closed terminal).
 pub struct Signals {
     int: tokio::signal::unix::Signal,
@@ -140,9 +143,15 @@ pub async fn run_until_unmounted(
             _ = tick.tick() => {
                 if session.guard.is_finished() {
                     // `umount`, `fusermount3 -u`: the changes are in the cache; send them
-                    // now rather than at the next mount.
+                    // now rather than at the next mount, for a while (the cache stays
+                    // locked meanwhile; what is left goes with the next mount).
                     info!("unmounted from outside; uploading pending changes before exit");
-                    drain(&drive, &mut signals).await;
+                    if tokio::time::timeout(OUTSIDE_UNMOUNT_DRAIN, drain(&drive, &mut signals))
+                        .await
+                        .is_err()
+                    {
+                        warn!("changes left for the next mount");
+                    }
                     break;
                 }
             }
