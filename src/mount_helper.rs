@@ -155,6 +155,12 @@ pub fn run() -> std::process::ExitCode {
     // Run by mount(8), as root, at boot: no desktop keyring; the secret comes from
     // `credentials=FILE`.
     std::env::set_var("EDRIVE_KEYRING", "off");
+    // The same cache folder by hand and at boot (when HOME may be unset and /tmp a
+    // tmpfs): /var/cache/edrive for root, unless cache_dir= says otherwise.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 && std::env::var_os("XDG_CACHE_HOME").is_none() {
+        std::env::set_var("XDG_CACHE_HOME", "/var/cache");
+    }
     let result = to_mount_argv(&args).and_then(|argv| {
         let Some(argv) = argv else {
             return Ok(());
