@@ -11,6 +11,7 @@
 
 pub mod apache;
 pub mod dav;
+pub mod home;
 pub mod hostile;
 pub mod http;
 pub mod lighttpd;
