@@ -7,7 +7,8 @@
 //!   lands in the Secret Service (read back with `secret-tool`), in no file, and a mount
 //!   uses it;
 //! - `--read-only`, `--uid`, `--gid`, `--umask`; completions.
-//! (systemd and fstab: `setup_boot.rs`.)
+//!
+//! Systemd and fstab are in `setup_boot.rs`.
 
 mod common;
 
