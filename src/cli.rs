@@ -19,6 +19,18 @@ fn parse_write_checks(s: &str) -> Result<WriteChecks, String> {
     s.parse()
 }
 
+/// A path, empty allowed (clap's own refuses an empty one; here it means "not given").
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
+fn parse_umask(s: &str) -> Result<u16, String> {
+    u16::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("'{s}' is not an octal umask (e.g. 022, 077)"))
+}
+
 /// Mount a remote drive as a local folder; file content is fetched when it is opened.
 #[derive(Debug, Parser)]
 #[command(name = "edrive", version, about)]
@@ -65,6 +77,22 @@ pub enum Command {
     /// Add edrive's menus to the file managers of the current user (Nautilus, Thunar,
     /// Dolphin), or remove them.
     Desktop(DesktopArgs),
+    /// Set up a named drive: checks the credentials, keeps them in the keyring (else a
+    /// 0600 file) and the drive in config.toml.
+    Add(crate::drives::AddArgs),
+    /// Forget a named drive and its stored credentials.
+    Remove(crate::drives::NameArgs),
+    /// List the named drives and the running mounts, with their states.
+    List(crate::drives::ListArgs),
+    /// Start a named drive at login: a systemd user unit.
+    Enable(crate::drives::NameArgs),
+    /// Stop starting a named drive at login.
+    Disable(crate::drives::NameArgs),
+    /// Print a shell's completion script (bash, zsh, fish).
+    Completions(crate::assets::CompletionsArgs),
+    /// Write the man page and completion scripts into a folder (for packaging).
+    #[command(hide = true)]
+    GenerateAssets(crate::assets::AssetsArgs),
 }
 
 /// `edrive desktop`.
@@ -158,10 +186,16 @@ pub struct ServeArgs {
 /// `edrive mount`.
 #[derive(Debug, Args, Clone)]
 pub struct MountArgs {
-    /// The WebDAV URL of the share's root folder.
+    /// The WebDAV URL of the share's root folder, or the NAME of a drive set up with
+    /// `edrive add` (then without MOUNTPOINT).
+    #[arg(default_value = "", hide_default_value = true)]
     pub url: String,
     /// An existing empty folder to mount onto.
+    #[arg(default_value = "", hide_default_value = true, value_parser = parse_path)]
     pub mountpoint: PathBuf,
+    /// Mount every drive set up with `edrive add` that is not mounted yet.
+    #[arg(long, conflicts_with_all = ["url", "mountpoint"])]
+    pub all: bool,
     /// User name for HTTP Basic auth.
     #[arg(long)]
     pub user: Option<String>,
@@ -231,12 +265,24 @@ pub struct MountArgs {
     /// only content that is already local, never a download. A pattern (`*`, `?`) matched
     /// against the base names of the caller's executable and first two arguments and
     /// those of its parents; repeatable. See README "Desktop" for the default list.
-    #[arg(long = "background-reader", value_name = "PROGRAM")]
-    pub background_readers: Vec<String>,
+    #[arg(long, value_name = "PROGRAM")]
+    pub background_reader: Vec<String>,
     /// Let PROGRAM download although the default list of background readers names it
     /// (a pattern as for `--background-reader`; `*` lets every program download).
-    #[arg(long = "allow-reader", value_name = "PROGRAM")]
-    pub allow_readers: Vec<String>,
+    #[arg(long, value_name = "PROGRAM")]
+    pub allow_reader: Vec<String>,
+    /// Mount read-only: nothing can be changed through the mount.
+    #[arg(long)]
+    pub read_only: bool,
+    /// The owner every file and folder shows (default: the user who mounts).
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// The group every file and folder shows (default: the user's group).
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Permission bits files and folders do not get, in octal (022 shows 644 and 755).
+    #[arg(long, value_parser = parse_umask)]
+    pub umask: Option<u16>,
     /// Stay in the foreground; on SIGINT/SIGTERM upload pending changes, then unmount.
     #[arg(long)]
     pub foreground: bool,
@@ -249,7 +295,7 @@ pub struct MountArgs {
 /// `edrive unmount`.
 #[derive(Debug, Args)]
 pub struct UnmountArgs {
-    /// The mounted folder.
+    /// The mounted folder, or the NAME of a drive set up with `edrive add`.
     pub mountpoint: PathBuf,
     /// Do not wait for pending uploads; they stay in the cache for the next mount.
     #[arg(long)]

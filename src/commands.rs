@@ -724,7 +724,9 @@ fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
 
 /// ", stored in FILE" when `edrive login` stored the mount's credentials.
 fn stored_note(auth: &serde_json::Value) -> String {
-    if auth["stored"] == true {
+    if auth["in_keyring"] == true {
+        ", stored in the keyring".to_string()
+    } else if auth["stored"] == true {
         format!(
             ", stored in {}",
             auth["credentials_file"].as_str().unwrap_or("?")

@@ -196,6 +196,58 @@ pub fn load(path: &Path, url: &str) -> Result<Option<Credentials>, CredentialsEr
     })
 }
 
+/// `credentials` for `url` as the text a credentials file holds (what the keyring keeps
+/// too).
+pub fn to_text(url: &str, credentials: &Credentials) -> Zeroizing<String> {
+    let stored = stored_of(url, credentials);
+    Zeroizing::new(serde_json::to_string(&stored).unwrap_or_default())
+}
+
+/// The credentials for `url` in `text` (as [`to_text`] writes it): `None` if they are for
+/// another URL; an error (naming nothing of the text) if it is not such a text.
+pub fn from_text(text: &str, url: &str) -> Result<Option<Credentials>, String> {
+    let stored: Stored =
+        serde_json::from_str(text).map_err(|_| "not edrive credentials".to_string())?;
+    if stored.url != url {
+        return Ok(None);
+    }
+    Ok(credentials_of(stored))
+}
+
+fn credentials_of(stored: Stored) -> Option<Credentials> {
+    match (stored.bearer_token, stored.user) {
+        (Some(token), _) => Some(Credentials::Bearer(token.0)),
+        (None, Some(user)) => Some(Credentials::Basic {
+            user,
+            password: stored.password.map(|p| p.0),
+        }),
+        (None, None) => None,
+    }
+}
+
+fn stored_of(url: &str, credentials: &Credentials) -> Stored {
+    match credentials {
+        Credentials::None => Stored {
+            url: url.into(),
+            user: None,
+            password: None,
+            bearer_token: None,
+        },
+        Credentials::Basic { user, password } => Stored {
+            url: url.into(),
+            user: Some(user.clone()),
+            password: password.clone().map(Secret),
+            bearer_token: None,
+        },
+        Credentials::Bearer(token) => Stored {
+            url: url.into(),
+            user: None,
+            password: None,
+            bearer_token: Some(Secret(token.clone())),
+        },
+    }
+}
+
 /// Stores `credentials` for `url` in `path` (mode 0600, written to a temporary file first
 /// and renamed over the old one, so a crash leaves either the old or the new file).
 pub fn store(path: &Path, url: &str, credentials: &Credentials) -> Result<(), CredentialsError> {
@@ -320,7 +372,8 @@ impl Keeper {
             "kind": c.kind(),
             "user": c.user(),
             "credentials_file": self.file,
-            "stored": self.file.exists(),
+            "stored": self.file.exists() || crate::secrets::in_keyring(),
+            "in_keyring": crate::secrets::in_keyring(),
         })
     }
 
@@ -368,7 +421,12 @@ impl Keeper {
                 )))
             }
         }
-        let stored = store(&self.file, &self.url, &new).map(|()| self.file.clone());
+        let stored = tokio::task::block_in_place(|| {
+            crate::secrets::store(&self.url, &new, &self.file).map(|place| match place {
+                crate::secrets::Place::File(f) => f,
+                crate::secrets::Place::Keyring => PathBuf::from("the keyring"),
+            })
+        });
         if let Err(e) = &stored {
             warn!(error = %e, "login: the new credentials work but could not be stored");
         }

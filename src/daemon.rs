@@ -59,7 +59,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
 
 /// Splits `scheme://user:password@host/...` into the URL without credentials and the
 /// (percent-decoded) user and password.
-fn split_userinfo(url: &str) -> (String, Option<String>, Option<String>) {
+pub(crate) fn split_userinfo(url: &str) -> (String, Option<String>, Option<String>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_string(), None, None);
     };
@@ -155,6 +155,17 @@ fn spawn_daemon(args: &MountArgs, handoff: &Handoff) -> anyhow::Result<()> {
     }
     if args.no_passthrough {
         cmd.arg("--no-passthrough");
+    }
+    if args.read_only {
+        cmd.arg("--read-only");
+    }
+    for (flag, v) in [("--uid", args.uid), ("--gid", args.gid)] {
+        if let Some(v) = v {
+            cmd.arg(flag).arg(v.to_string());
+        }
+    }
+    if let Some(m) = args.umask {
+        cmd.arg("--umask").arg(format!("{m:o}"));
     }
     #[cfg(unix)]
     {
@@ -358,7 +369,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
             password: Some(password),
             ..
         } => config.password = Some(password.into()),
-        _ => match credentials::load(&credentials_file, &args.url) {
+        _ => match crate::secrets::load(&credentials_file, &args.url) {
             Ok(Some(Credentials::Bearer(token))) if args.user.is_none() => {
                 config.bearer_token = Some(token);
                 from_store = Some(credentials_file.as_path());
@@ -418,6 +429,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
     let cache = Cache::open(&cache_dir.join("content"), args.cache_size)
         .map_err(|e| ready.fail(&format!("cannot open cache: {e}")))?;
     let (uid, gid) = owner();
+    let (uid, gid) = (args.uid.unwrap_or(uid), args.gid.unwrap_or(gid));
     let drive = Arc::new(Drive::new(
         remote,
         Arc::new(meta),
@@ -432,6 +444,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
             recovery_dir: Some(cache_dir.join("recovered")),
             download_streams: args.download_streams.into(),
             write_checks: args.conditional_writes,
+            umask: args.umask.unwrap_or(0o022),
         },
     ));
     rt.block_on(async { drive.start_writeback() })
@@ -470,9 +483,10 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
                 allow_other: args.allow_other,
                 passthrough: !args.no_passthrough,
                 readers: std::sync::Arc::new(edrive_fs_core::readers::ReaderPolicy::new(
-                    &args.background_readers,
-                    &args.allow_readers,
+                    &args.background_reader,
+                    &args.allow_reader,
                 )),
+                read_only: args.read_only,
             },
         )
         .map_err(|e| {
@@ -483,6 +497,8 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
             .map_err(|e| ready.fail(&format!("cannot open control socket: {e}")))?;
         info!("mounted");
         ready.ok();
+        #[cfg(target_os = "linux")]
+        crate::systemd::notify_ready(&mountpoint);
         if args.foreground {
             eprintln!(
                 "edrive: {} mounted at {} (Ctrl-C to unmount)",

@@ -1,40 +1,56 @@
 //! The `edrive` command: CLI, mount daemon, control socket, embedded server and demo.
 
+mod assets;
 mod cli;
 mod commands;
+mod config;
 mod control;
 mod credentials;
 mod daemon;
 mod demo;
 mod demo_tree;
 mod desktop;
+mod drives;
 #[cfg(unix)]
 mod fuse_access;
 mod logging;
+#[cfg(unix)]
+mod mount_helper;
 mod paths;
+mod secrets;
 mod serve;
 #[cfg(unix)]
 mod serve_control;
 #[cfg(windows)]
 mod serve_control_windows;
 mod status_reply;
+#[cfg(target_os = "linux")]
+mod systemd;
 #[cfg(unix)]
 mod thumbnails;
 mod units;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    #[cfg(unix)]
+    if mount_helper::called_as_helper() {
+        return mount_helper::run();
+    }
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Serve(args) => {
             logging::to_stderr();
             runtime().and_then(|rt| rt.block_on(serve::run(args)))
         }
-        Command::Mount(args) => daemon::run(args),
-        Command::Unmount(args) => commands::unmount(args),
+        Command::Mount(args) => drives::mount(args),
+        Command::Unmount(args) => drives::unmount_target(args).and_then(commands::unmount),
         Command::Status(args) => commands::status(args),
         Command::Login(args) => commands::login(args),
         Command::Sync(args) => commands::sync(args),
@@ -47,6 +63,22 @@ fn main() -> std::process::ExitCode {
         Command::Conflicts(args) => commands::conflicts(args),
         Command::Resolve(args) => commands::resolve(args),
         Command::Desktop(args) => desktop::run(args),
+        Command::Add(args) => match matches.subcommand_matches("add") {
+            Some(m) => drives::add(args, m),
+            None => Err(anyhow::anyhow!("no arguments")),
+        },
+        Command::Remove(args) => drives::remove(args),
+        Command::List(args) => drives::list(args),
+        #[cfg(target_os = "linux")]
+        Command::Enable(args) => systemd::enable(args),
+        #[cfg(target_os = "linux")]
+        Command::Disable(args) => systemd::disable(args),
+        #[cfg(not(target_os = "linux"))]
+        Command::Enable(_) | Command::Disable(_) => Err(anyhow::anyhow!(
+            "starting at login is only set up on Linux (systemd) yet"
+        )),
+        Command::Completions(args) => assets::completions(args),
+        Command::GenerateAssets(args) => assets::generate(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

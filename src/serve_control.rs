@@ -36,6 +36,9 @@ pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListen
     Ok(l)
 }
 
+/// How long a daemon whose mount was taken away from outside keeps uploading.
+const OUTSIDE_UNMOUNT_DRAIN: Duration = Duration::from_secs(30);
+
 /// The signals that end a mount: SIGINT, SIGTERM and SIGHUP (a closed terminal).
 pub struct Signals {
     int: tokio::signal::unix::Signal,
@@ -58,6 +61,8 @@ impl Signals {
 /// Uploads what can be uploaded before the daemon exits; a second signal stops waiting
 /// (what is left stays in the cache for the next mount).
 async fn drain(drive: &Drive, signals: &mut Signals) {
+    #[cfg(target_os = "linux")]
+    crate::systemd::notify_stopping();
     drive.request_sync();
     loop {
         tokio::select! {
@@ -105,6 +110,8 @@ pub async fn run_until_unmounted(
                 }
             }
             Some(reply) = unmount_rx.recv() => {
+                #[cfg(target_os = "linux")]
+                crate::systemd::notify_stopping();
                 let result = unmount(&info.mountpoint, false);
                 let ok = result.is_ok();
                 let _ = reply.send(result.map_err(|e| e.to_string()));
@@ -131,7 +138,16 @@ pub async fn run_until_unmounted(
             }
             _ = tick.tick() => {
                 if session.guard.is_finished() {
-                    info!("unmounted from outside");
+                    // `umount`, `fusermount3 -u`: the changes are in the cache; send them
+                    // now rather than at the next mount, for a while (the cache stays
+                    // locked meanwhile; what is left goes with the next mount).
+                    info!("unmounted from outside; uploading pending changes before exit");
+                    if tokio::time::timeout(OUTSIDE_UNMOUNT_DRAIN, drain(&drive, &mut signals))
+                        .await
+                        .is_err()
+                    {
+                        warn!("changes left for the next mount");
+                    }
                     break;
                 }
             }

@@ -28,6 +28,8 @@ pub struct MountConfig {
     pub passthrough: bool,
     /// Which callers are background readers, refused downloads.
     pub readers: Arc<ReaderPolicy>,
+    /// Mount read-only: the kernel refuses every change with EROFS.
+    pub read_only: bool,
 }
 
 /// Mounts `drive` at `mountpoint`; the returned session unmounts when dropped or through
@@ -50,6 +52,9 @@ pub fn mount(
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
+    if config.read_only {
+        options.mount_options.push(MountOption::RO);
+    }
     options.acl = if config.allow_other {
         SessionACL::All
     } else {

@@ -12,6 +12,7 @@
 pub mod apache;
 pub mod dav;
 pub mod desktop;
+pub mod home;
 pub mod hostile;
 pub mod http;
 pub mod lighttpd;

@@ -69,6 +69,9 @@ pub struct DriveOptions {
     /// Whether the server's guarantees for conditional writes are probed, trusted or
     /// never relied on (see [`crate::remote::capabilities`]).
     pub write_checks: crate::remote::capabilities::WriteChecks,
+    /// Permission bits entries without a mode of their own do not get (from 0o777 for
+    /// folders, 0o666 for files); 0o022 gives 0o755 and 0o644.
+    pub umask: u16,
 }
 
 impl Default for DriveOptions {
@@ -83,6 +86,7 @@ impl Default for DriveOptions {
             recovery_dir: None,
             download_streams: 4,
             write_checks: Default::default(),
+            umask: 0o022,
         }
     }
 }
@@ -474,8 +478,8 @@ impl Drive {
             ctime: e.ctime.max(work_ctime).unwrap_or(mtime),
             perm: match e.mode {
                 Some(m) => (m & 0o7777) as u16,
-                None if dir => 0o755,
-                None => 0o644,
+                None if dir => 0o777 & !self.options.umask,
+                None => 0o666 & !self.options.umask,
             },
             nlink: if dir { 2 } else { 1 },
             uid: self.options.uid,
