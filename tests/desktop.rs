@@ -16,6 +16,7 @@ use std::time::Duration;
 use common::desktop::Desktop;
 use common::mount::{Mount, MountOpts};
 use common::server::EmbeddedServer;
+use common::user::{edrive_for_others, require_tools, Namespace, TestUser, UserMount};
 use common::*;
 
 const PHOTOS: usize = 40;
@@ -303,4 +304,88 @@ fn file_managers_browse_without_downloading() {
         assert!(gets.is_empty(), "other files were downloaded: {gets:?}");
     }
     m.unmount();
+}
+
+/// The same browsing as a normal user (no root, no passthrough): the user mounts in a
+/// private mount namespace with a 0666 copy of `/dev/fuse` (see tests/unprivileged.rs),
+/// and the whole desktop session (bus, Thunar, tumbler, Nautilus) runs as that user in
+/// that namespace.
+#[test]
+fn a_normal_user_browses_without_downloading() {
+    require_tools();
+    let user = TestUser::create();
+    let tmp = tempdir();
+    make_media(&tmp.path().join("share/media"));
+    let mut server = EmbeddedServer::start(&tmp.path().join("share"), None);
+    let edrive = edrive_for_others(tmp.path());
+    let (home, userdir, mnt, cache_home) = (
+        tmp.path().join("home"),
+        tmp.path().join("tmp"),
+        tmp.path().join("mnt"),
+        tmp.path().join("xdg-cache"),
+    );
+    for d in [&home, &userdir, &mnt, &cache_home] {
+        std::fs::create_dir(d).expect("mkdir");
+        std::os::unix::fs::chown(d, Some(user.uid), Some(user.gid)).expect("chown");
+    }
+    let env = vec![
+        ("HOME", home.display().to_string()),
+        ("TMPDIR", userdir.display().to_string()),
+        ("XDG_CACHE_HOME", cache_home.display().to_string()),
+        (
+            "PATH",
+            "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_string(),
+        ),
+    ];
+    let ns = Namespace::new(0o666);
+    let mut m = UserMount {
+        ns: &ns,
+        user: &user,
+        env,
+        edrive,
+        mountpoint: mnt.clone(),
+        pid: None,
+    };
+    let mp = mnt.display().to_string();
+    let out = m.edrive(&["mount", &server.url(), &mp]);
+    assert!(out.status.success(), "mount as {} failed", user.name);
+    let status = |m: &UserMount| -> serde_json::Value {
+        let out = m.edrive(&["status", &mp, "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    m.pid = status(&m)["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok());
+    server.reset_requests();
+    let media = mnt.join("media");
+    {
+        let mut d = Desktop::start_as(
+            "desktop-user",
+            &cache_home,
+            ns.wrapper(&user),
+            Some((user.uid, user.gid)),
+        );
+        let asked = |program: &str| {
+            status(&m)["background_reads_refused"]["by_program"][program]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        browse_thunar(&mut d, &media, "1-thunar-browsed", || asked("tumblerd") > 0);
+        browse_nautilus(&mut d, &media, "2-nautilus-browsed", || {
+            asked("gdk-pixbuf-thumbnailer") >= PHOTOS as u64
+        });
+        let gets: Vec<_> = server
+            .requests()
+            .into_iter()
+            .filter(|(method, _, _)| method == "GET")
+            .collect();
+        assert!(gets.is_empty(), "browsing downloaded: {gets:?}");
+        let s = status(&m);
+        assert_eq!(s["hydrated_files"], 0, "{s}");
+        assert!(asked("tumblerd") > 0, "tumbler never asked: {s}");
+        assert!(
+            asked("gdk-pixbuf-thumbnailer") > 0,
+            "Nautilus's thumbnailer never asked: {s}"
+        );
+    }
 }

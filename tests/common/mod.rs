@@ -21,6 +21,7 @@ pub mod nginx;
 pub mod rclone;
 pub mod server;
 pub mod tree;
+pub mod user;
 pub mod wsgidav;
 
 use std::io::{Read, Write};
