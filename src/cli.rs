@@ -136,10 +136,14 @@ pub struct ServeArgs {
 /// `edrive mount`.
 #[derive(Debug, Args, Clone)]
 pub struct MountArgs {
-    /// The WebDAV URL of the share's root folder.
+    /// The WebDAV URL of the share's root folder, or `s3://BUCKET[/PREFIX]` for an
+    /// S3-compatible store (see README "S3").
     pub url: String,
     /// An existing empty folder to mount onto.
     pub mountpoint: PathBuf,
+    /// S3 options (`--endpoint`, `--region`, `--path-style`, `--virtual-hosted`).
+    #[command(flatten)]
+    pub s3: crate::s3_mount::S3Args,
     /// User name for HTTP Basic auth.
     #[arg(long)]
     pub user: Option<String>,

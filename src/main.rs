@@ -9,6 +9,7 @@ mod demo;
 mod demo_tree;
 mod logging;
 mod paths;
+mod s3_mount;
 mod serve;
 #[cfg(unix)]
 mod serve_control;
