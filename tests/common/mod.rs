@@ -17,6 +17,7 @@ pub mod lighttpd;
 pub mod mount;
 pub mod nginx;
 pub mod rclone;
+pub mod seaweedfs;
 pub mod server;
 pub mod tree;
 pub mod wsgidav;
