@@ -14,10 +14,15 @@ use common::seaweedfs::{Cluster, ACCESS_KEY, SECRET_KEY};
 use common::*;
 
 fn opts(c: &Cluster) -> MountOpts {
+    opts_at(&c.endpoint())
+}
+
+/// Mount options for the store at `endpoint`, credentials in the environment.
+fn opts_at(endpoint: &str) -> MountOpts {
     MountOpts::default()
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .arg(&format!("--endpoint={}", c.endpoint()))
+        .arg(&format!("--endpoint={endpoint}"))
         .arg("--upload-delay=100ms")
 }
 
@@ -59,6 +64,7 @@ fn s3_on_a_seaweedfs_cluster() {
     conflict_keeps_both(&mut c);
     pins_and_offline(&mut c);
     multipart_resumes_after_sigkill(&mut c);
+    a_store_ignoring_preconditions_loses_no_edit(&mut c);
     reads_with_a_volume_server_down(&mut c, &big_sha);
 }
 
@@ -252,7 +258,11 @@ fn journaled_parts(cache: &Path) -> usize {
         return 0;
     };
     dir.flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("upload-"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Not a `.tmp` a kill left half-saved: the journal is the renamed `.json`.
+            name.starts_with("upload-") && name.ends_with(".json")
+        })
         .filter_map(|e| fs::read(e.path()).ok())
         .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .map(|v| v["parts"].as_object().map(|p| p.len()).unwrap_or(0))
@@ -286,18 +296,80 @@ fn multipart_resumes_after_sigkill(c: &mut Cluster) {
 
     let m = Mount::new("s3://resume", opts(c).cache_dir(cache.path()));
     m.edrive_ok(&["sync"]);
-    let puts = c
+    let part_puts: Vec<u16> = c
         .requests()
-        .iter()
+        .into_iter()
         .filter(|(meth, p, _)| meth == "PUT" && p == "/resume/big.bin")
-        .count();
-    eprintln!("resumed: {done} parts kept, {puts} part PUTs after the restart (of {parts})");
-    assert_eq!(puts, parts - done, "only the missing parts were sent");
+        .map(|(_, _, status)| status)
+        .collect();
+    let puts = part_puts.iter().filter(|s| **s == 200).count();
+    eprintln!(
+        "resumed: {done} parts kept, {puts} parts stored after the restart (of {parts}); \
+         part PUTs answered {part_puts:?}"
+    );
+    if puts != parts - done {
+        let log = read_from(&cache.path().join("edrive.log"), 0);
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("part")
+                    || l.contains("writeback")
+                    || l.contains("upload")
+                    || l.contains("WARN")
+            })
+            .collect();
+        eprintln!("daemon log:\n{}", lines.join("\n"));
+    }
+    assert_eq!(
+        puts,
+        parts - done,
+        "only the missing parts were stored again"
+    );
     let got = bucket_hashes(c, "resume");
     assert_eq!(got.get("big.bin"), Some(&sha(&data)), "byte-exact");
     let open = c.boto("print(len(s3.list_multipart_uploads(Bucket='resume').get('Uploads', [])))");
     assert_eq!(open.trim(), "0", "no multipart upload left open");
     assert_eq!(journaled_parts(cache.path()), 0, "journal cleared");
+    m.unmount();
+}
+
+/// The same store behind a proxy that drops `If-Match` / `If-None-Match`: the probe finds
+/// them not enforced, the client checks each write itself, and a concurrent edit made in
+/// the bucket is kept beside the local one, never overwritten.
+fn a_store_ignoring_preconditions_loses_no_edit(c: &mut Cluster) {
+    c.boto(
+        "s3.create_bucket(Bucket='ignores')\n\
+         s3.put_object(Bucket='ignores', Key='c.txt', Body=b'version 1\\n')\n",
+    );
+    let proxy = common::strip_proxy::StripProxy::start(c.s3_port());
+    let m = Mount::new(
+        "s3://ignores",
+        opts_at(&proxy.endpoint())
+            .arg("--poll-interval=0")
+            .dir_cache_ttl("1h"),
+    );
+    m.edrive_ok(&["sync"]);
+    let status = m.edrive_ok(&["status"]);
+    assert!(status.contains("If-Match no"), "{status}");
+    assert!(!status.contains("checked by: server"), "{status}");
+    assert!(proxy.stripped() > 0);
+    assert_eq!(fs::read(m.join("c.txt")).expect("read"), b"version 1\n");
+    c.boto("s3.put_object(Bucket='ignores', Key='c.txt', Body=b'server edit\\n')");
+    fs::write(m.join("c.txt"), b"local edit\n").expect("local edit");
+    fs::write(m.join("new.txt"), b"new\n").expect("new file");
+    let _ = m.edrive(&["sync"]);
+    let got = bucket_hashes(c, "ignores");
+    assert_eq!(got.get("c.txt"), Some(&sha(b"server edit\n")), "{got:?}");
+    assert_eq!(got.get("new.txt"), Some(&sha(b"new\n")), "{got:?}");
+    let copies = got
+        .iter()
+        .filter(|(k, h)| k.starts_with("c (conflict ") && **h == sha(b"local edit\n"))
+        .count();
+    assert_eq!(copies, 1, "the local version kept beside it: {got:?}");
+    assert!(
+        !got.keys().any(|k| k.contains(".edrive-")),
+        "no staging file left: {got:?}"
+    );
     m.unmount();
 }
 

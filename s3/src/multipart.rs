@@ -229,11 +229,17 @@ pub(crate) async fn upload(
         if old.len == len && old.part_size == size {
             match listed_parts(s3, key, &old.upload_id).await {
                 Ok(parts) => {
-                    info!(key, parts = parts.len(), "continuing a multipart upload");
+                    let mut listed: Vec<_> = parts.keys().copied().collect();
+                    listed.sort_unstable();
+                    let mut journaled: Vec<_> = old.parts.keys().copied().collect();
+                    journaled.sort_unstable();
+                    info!(key, ?listed, ?journaled, "continuing a multipart upload");
                     held = parts;
                     record = Some(old);
                 }
-                Err(RemoteError::NotFound) => {}
+                Err(RemoteError::NotFound) => {
+                    info!(key, "the journaled multipart upload is gone; starting over")
+                }
                 Err(e) => return Err(e),
             }
         } else {
@@ -258,6 +264,7 @@ pub(crate) async fn upload(
             let text = read_text(resp, s3.http.timeout()).await?;
             let created = CreateMultipartUpload::parse_response(&text)
                 .map_err(|e| RemoteError::Malformed(format!("CreateMultipartUpload reply: {e}")))?;
+            info!(key, len, part_size = size, "starting a multipart upload");
             let r = Record {
                 key: key.to_string(),
                 upload_id: created.upload_id().to_string(),
@@ -283,6 +290,10 @@ pub(crate) async fn upload(
             .parts
             .get(&number)
             .filter(|(etag, sha)| *sha == digest && held.get(&number) == Some(etag));
+        if kept.is_none() && record.parts.contains_key(&number) {
+            let (etag, sha) = &record.parts[&number];
+            info!(key, number, journaled = %etag, listed = ?held.get(&number), same_bytes = (*sha == digest), "journaled part sent again");
+        }
         if let Some((etag, _)) = kept {
             debug!(key, number, "part already stored");
             etags.push(etag.clone());

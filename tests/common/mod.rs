@@ -19,6 +19,7 @@ pub mod nginx;
 pub mod rclone;
 pub mod seaweedfs;
 pub mod server;
+pub mod strip_proxy;
 pub mod tree;
 pub mod wsgidav;
 

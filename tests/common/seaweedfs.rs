@@ -222,6 +222,11 @@ impl Cluster {
         format!("http://127.0.0.1:{}", self.s3_port)
     }
 
+    /// The S3 gateway's port.
+    pub fn s3_port(&self) -> u16 {
+        self.s3_port
+    }
+
     /// Kills volume server `i` (0..3) at once.
     pub fn kill_volume(&mut self, i: usize) {
         self.kill(&format!("volume{i}"));
