@@ -53,6 +53,9 @@ impl S3Args {
     }
 }
 
+/// How long a journaled multipart upload may wait to be continued before it is aborted.
+const ABANDONED_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The remote, its root and the keeper of its credentials.
 pub type Connected = (Arc<dyn Remote>, RemoteEntry, Arc<Keeper>);
 
@@ -110,6 +113,10 @@ pub fn connect(
             ))
         }
     };
+    // Uploads of ours a week old were never continued: their file went before it could be.
+    let _ = rt.block_on(async {
+        tokio::time::timeout(timeout, s3.sweep_abandoned(ABANDONED_AFTER)).await
+    });
     let keeper = Arc::new(Keeper::for_s3(url.to_string(), source));
     Ok((s3, root, keeper))
 }

@@ -64,6 +64,7 @@ fn s3_on_a_seaweedfs_cluster() {
     conflict_keeps_both(&mut c);
     pins_and_offline(&mut c);
     multipart_resumes_after_sigkill(&mut c);
+    abandoned_uploads_are_aborted(&mut c);
     a_store_ignoring_preconditions_loses_no_edit(&mut c);
     reads_with_a_volume_server_down(&mut c, &big_sha);
 }
@@ -330,6 +331,38 @@ fn multipart_resumes_after_sigkill(c: &mut Cluster) {
     let open = c.boto("print(len(s3.list_multipart_uploads(Bucket='resume').get('Uploads', [])))");
     assert_eq!(open.trim(), "0", "no multipart upload left open");
     assert_eq!(journaled_parts(cache.path()), 0, "journal cleared");
+    m.unmount();
+}
+
+/// A multipart upload of ours journaled a week ago and never continued (its file went
+/// before it could be) is aborted when the next mount starts, and forgotten.
+fn abandoned_uploads_are_aborted(c: &mut Cluster) {
+    let id = c.boto(
+        "s3.create_bucket(Bucket='orphans')\n\
+         u = s3.create_multipart_upload(Bucket='orphans', Key='gone.bin')['UploadId']\n\
+         s3.upload_part(Bucket='orphans', Key='gone.bin', UploadId=u, PartNumber=1, Body=b'x' * (5 << 20))\n\
+         print(u, end='')\n",
+    );
+    let cache = tempdir();
+    let journal = cache.path().join("s3-uploads");
+    fs::create_dir_all(&journal).expect("mkdir");
+    let file = journal.join("upload-0123456789abcdef.json");
+    let record = serde_json::json!({
+        "key": "gone.bin", "upload_id": id, "len": 20 << 20, "part_size": 8 << 20,
+        "parts": {},
+    });
+    fs::write(&file, record.to_string()).expect("journal");
+    let week_ago = std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_modified(week_ago))
+        .expect("age the journal");
+    let open = "print(len(s3.list_multipart_uploads(Bucket='orphans').get('Uploads', [])))";
+    assert_eq!(c.boto(open).trim(), "1");
+    let m = Mount::new("s3://orphans", opts(c).cache_dir(cache.path()));
+    assert_eq!(c.boto(open).trim(), "0", "the abandoned upload was aborted");
+    assert!(!file.exists(), "and forgotten");
     m.unmount();
 }
 

@@ -110,6 +110,13 @@ impl S3 {
         self.keys_source.as_deref()
     }
 
+    /// Aborts multipart uploads of ours journaled more than `older_than` ago and never
+    /// continued (the file went before it could be), so the store keeps no parts of ours
+    /// forever; returns how many. Meant for the start of a mount.
+    pub async fn sweep_abandoned(&self, older_than: Duration) -> usize {
+        multipart::sweep(self, older_than).await
+    }
+
     fn creds(&self) -> Option<&rusty_s3::Credentials> {
         self.credentials.as_ref()
     }

@@ -128,6 +128,43 @@ fn write_durably(path: &Path, data: &[u8]) -> Result<(), RemoteError> {
     Ok(())
 }
 
+/// Aborts the journaled uploads not continued for `older_than` (their file was deleted
+/// or replaced here before they could be resumed) and forgets them; removes journal
+/// files a kill left half-written. Returns how many uploads were aborted.
+pub(crate) async fn sweep(s3: &S3, older_than: std::time::Duration) -> usize {
+    let Some(journal) = &s3.journal else { return 0 };
+    let Ok(entries) = std::fs::read_dir(&journal.dir) else {
+        return 0;
+    };
+    let mut aborted = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= older_than);
+        if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        if !old || !name.starts_with("upload-") {
+            continue;
+        }
+        let record = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
+        if let Some(r) = record {
+            abort(s3, &r.key, &r.upload_id).await;
+            aborted += 1;
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    aborted
+}
+
 /// Reads the next `n` bytes of `body` (keeping what comes after in `rest`).
 async fn next_part(
     body: &mut ByteStream,
