@@ -186,7 +186,8 @@ pub struct ServeArgs {
 /// `edrive mount`.
 #[derive(Debug, Args, Clone)]
 pub struct MountArgs {
-    /// The WebDAV URL of the share's root folder, or the NAME of a drive set up with
+    /// The WebDAV URL of the share's root folder, `s3://BUCKET[/PREFIX]` for an
+    /// S3-compatible store (see README "S3"), or the NAME of a drive set up with
     /// `edrive add` (then without MOUNTPOINT).
     #[arg(default_value = "", hide_default_value = true)]
     pub url: String,
@@ -196,6 +197,9 @@ pub struct MountArgs {
     /// Mount every drive set up with `edrive add` that is not mounted yet.
     #[arg(long, conflicts_with_all = ["url", "mountpoint"])]
     pub all: bool,
+    /// S3 options (`--endpoint`, `--region`, `--path-style`, `--virtual-hosted`).
+    #[command(flatten)]
+    pub s3: crate::s3_mount::S3Args,
     /// User name for HTTP Basic auth.
     #[arg(long)]
     pub user: Option<String>,

@@ -339,9 +339,12 @@ fn prompt_with(prompt: &str, config: rpassword::Config) -> Result<Secret, Creden
 /// The daemon's keeper of its mount's credentials: shows what kind they are, and checks,
 /// swaps and stores new ones for `edrive login`.
 pub struct Keeper {
-    webdav: Arc<WebDav>,
+    /// `None` for an S3 mount, whose credentials come from the AWS environment.
+    webdav: Option<Arc<WebDav>>,
     url: String,
     file: PathBuf,
+    /// Where an S3 mount's credentials came from.
+    s3_source: Option<String>,
 }
 
 impl fmt::Debug for Keeper {
@@ -362,12 +365,30 @@ pub struct LoginOutcome {
 impl Keeper {
     /// The keeper of `webdav`'s credentials for `url`, storing them in `file`.
     pub fn new(webdav: Arc<WebDav>, url: String, file: PathBuf) -> Keeper {
-        Keeper { webdav, url, file }
+        Keeper {
+            webdav: Some(webdav),
+            url,
+            file,
+            s3_source: None,
+        }
+    }
+
+    /// The keeper of an S3 mount: it only tells where the credentials came from.
+    pub fn for_s3(url: String, source: String) -> Keeper {
+        Keeper {
+            webdav: None,
+            url,
+            file: PathBuf::new(),
+            s3_source: Some(source),
+        }
     }
 
     /// The kind of credentials, the user name and the stored file, for `status`.
     pub fn summary(&self) -> serde_json::Value {
-        let c = self.webdav.credentials();
+        let Some(webdav) = &self.webdav else {
+            return serde_json::json!({ "kind": "s3", "source": self.s3_source });
+        };
+        let c = webdav.credentials();
         serde_json::json!({
             "kind": c.kind(),
             "user": c.user(),
@@ -387,10 +408,16 @@ impl Keeper {
         password: Option<Secret>,
         bearer_token: Option<Secret>,
     ) -> Result<LoginOutcome, LoginError> {
+        let Some(webdav) = &self.webdav else {
+            return Err(LoginError::Unchecked(
+                "an S3 mount takes its credentials from the AWS environment or profile: remount"
+                    .into(),
+            ));
+        };
         let new = match (bearer_token, password) {
             (Some(token), _) => Credentials::Bearer(token.0),
             (None, Some(password)) => {
-                let current = self.webdav.credentials();
+                let current = webdav.credentials();
                 let user = user
                     .or_else(|| current.user().map(str::to_string))
                     .ok_or(LoginError::NoUser)?;
@@ -401,8 +428,7 @@ impl Keeper {
             }
             (None, None) => return Err(LoginError::Nothing),
         };
-        let checked =
-            tokio::time::timeout(CHECK_TIMEOUT, self.webdav.check_credentials(&new)).await;
+        let checked = tokio::time::timeout(CHECK_TIMEOUT, webdav.check_credentials(&new)).await;
         match checked {
             Ok(Ok(root)) if root.is_dir => {}
             Ok(Ok(_)) => return Err(LoginError::Unchecked("the share's root is a file".into())),
@@ -430,7 +456,7 @@ impl Keeper {
         if let Err(e) = &stored {
             warn!(error = %e, "login: the new credentials work but could not be stored");
         }
-        self.webdav.set_credentials(new);
+        webdav.set_credentials(new);
         drive.credentials_accepted();
         info!("login: new credentials accepted; online again");
         Ok(LoginOutcome { stored })

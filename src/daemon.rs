@@ -131,6 +131,7 @@ fn spawn_daemon(args: &MountArgs, handoff: &Handoff) -> anyhow::Result<()> {
         .arg("--download-streams")
         .arg(args.download_streams.to_string())
         .arg("--daemon-child")
+        .args(args.s3.to_args())
         .env_remove("EDRIVE_PASSWORD")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -357,70 +358,76 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
         .credentials_file
         .clone()
         .unwrap_or_else(|| cache_dir.join("credentials"));
-    let mut config = WebDavConfig::new(args.url.clone());
-    config.user = args.user.clone();
-    let mut from_store = None;
-    match handoff {
-        Handoff {
-            bearer_token: Some(token),
-            ..
-        } => config.bearer_token = Some(token.into()),
-        Handoff {
-            password: Some(password),
-            ..
-        } => config.password = Some(password.into()),
-        _ => match crate::secrets::load(&credentials_file, &args.url) {
-            Ok(Some(Credentials::Bearer(token))) if args.user.is_none() => {
-                config.bearer_token = Some(token);
-                from_store = Some(credentials_file.as_path());
-            }
-            Ok(Some(Credentials::Basic { user, password }))
-                if args.user.as_ref().is_none_or(|u| *u == user) =>
-            {
-                config.user = Some(user);
-                config.password = password;
-                from_store = Some(credentials_file.as_path());
-            }
-            Ok(_) => {}
-            Err(e) => return Err(ready.fail(&e.to_string())),
-        },
-    }
-    if from_store.is_some() {
-        info!(file = %credentials_file.display(), "using the stored credentials");
-    }
-    let webdav = Arc::new(
-        WebDav::new(config).map_err(|e| ready.fail(&format!("bad URL {}: {e}", args.url)))?,
-    );
-    let probe = rt.block_on(async {
-        tokio::time::timeout(PROBE_TIMEOUT, webdav.stat(&RemotePath::root())).await
-    });
-    let root = match probe {
-        Ok(Ok(root)) => root,
-        Ok(Err(e)) => {
-            return Err(ready.fail(&probe_message(
-                &args.url,
-                webdav.credentials().user(),
-                from_store,
-                &e,
-            )))
+    let (remote, root, keeper) = if edrive_s3::is_s3_url(&args.url) {
+        crate::s3_mount::connect(&args.url, &args.s3, &cache_dir, &rt, PROBE_TIMEOUT)
+            .map_err(|m| ready.fail(&m))?
+    } else {
+        let mut config = WebDavConfig::new(args.url.clone());
+        config.user = args.user.clone();
+        let mut from_store = None;
+        match handoff {
+            Handoff {
+                bearer_token: Some(token),
+                ..
+            } => config.bearer_token = Some(token.into()),
+            Handoff {
+                password: Some(password),
+                ..
+            } => config.password = Some(password.into()),
+            _ => match crate::secrets::load(&credentials_file, &args.url) {
+                Ok(Some(Credentials::Bearer(token))) if args.user.is_none() => {
+                    config.bearer_token = Some(token);
+                    from_store = Some(credentials_file.as_path());
+                }
+                Ok(Some(Credentials::Basic { user, password }))
+                    if args.user.as_ref().is_none_or(|u| *u == user) =>
+                {
+                    config.user = Some(user);
+                    config.password = password;
+                    from_store = Some(credentials_file.as_path());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ready.fail(&e.to_string())),
+            },
         }
-        Err(_) => {
-            return Err(ready.fail(&format!(
-                "server {} did not answer within {} s",
-                args.url,
-                PROBE_TIMEOUT.as_secs()
-            )));
+        if from_store.is_some() {
+            info!(file = %credentials_file.display(), "using the stored credentials");
         }
+        let webdav = Arc::new(
+            WebDav::new(config).map_err(|e| ready.fail(&format!("bad URL {}: {e}", args.url)))?,
+        );
+        let probe = rt.block_on(async {
+            tokio::time::timeout(PROBE_TIMEOUT, webdav.stat(&RemotePath::root())).await
+        });
+        let root = match probe {
+            Ok(Ok(root)) => root,
+            Ok(Err(e)) => {
+                return Err(ready.fail(&probe_message(
+                    &args.url,
+                    webdav.credentials().user(),
+                    from_store,
+                    &e,
+                )))
+            }
+            Err(_) => {
+                return Err(ready.fail(&format!(
+                    "server {} did not answer within {} s",
+                    args.url,
+                    PROBE_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        if !root.is_dir {
+            return Err(ready.fail(&format!("{} is a file, not a folder", args.url)));
+        }
+        let remote: Arc<dyn Remote> = webdav.clone();
+        let keeper = Arc::new(Keeper::new(
+            webdav,
+            args.url.clone(),
+            credentials_file.clone(),
+        ));
+        (remote, root, keeper)
     };
-    if !root.is_dir {
-        return Err(ready.fail(&format!("{} is a file, not a folder", args.url)));
-    }
-    let remote: Arc<dyn Remote> = webdav.clone();
-    let keeper = Arc::new(Keeper::new(
-        webdav,
-        args.url.clone(),
-        credentials_file.clone(),
-    ));
 
     let meta = Meta::open(&cache_dir.join("meta.db"), &args.url)
         .map_err(|e| ready.fail(&e.to_string()))?;

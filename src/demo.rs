@@ -67,6 +67,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mounted = crate::daemon::run(MountArgs {
         url: url.clone(),
         mountpoint: mountpoint.clone(),
+        s3: Default::default(),
         user: None,
         password_file: None,
         bearer_token_file: None,

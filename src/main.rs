@@ -18,6 +18,7 @@ mod logging;
 mod mount_helper;
 mod paths;
 mod secrets;
+mod s3_mount;
 mod serve;
 #[cfg(unix)]
 mod serve_control;
