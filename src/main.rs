@@ -15,6 +15,7 @@ mod serve_control;
 #[cfg(windows)]
 mod serve_control_windows;
 mod status_reply;
+mod status_watch;
 mod units;
 
 use clap::Parser;
