@@ -16,6 +16,8 @@ mod serve_control;
 mod serve_control_windows;
 mod status_reply;
 mod status_watch;
+#[cfg(target_os = "linux")]
+mod tray;
 mod units;
 
 use clap::Parser;
@@ -42,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Conflicts(args) => commands::conflicts(args),
         Command::Resolve(args) => commands::resolve(args),
+        Command::Tray(args) => tray(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -50,6 +53,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `edrive tray`: the panel icon, or its autostart entry.
+#[cfg(target_os = "linux")]
+fn tray(args: cli::TrayArgs) -> anyhow::Result<()> {
+    if args.install_autostart {
+        let file = tray::autostart::install()?;
+        println!("edrive: {} starts the panel icon at login", file.display());
+        return Ok(());
+    }
+    tray::run()
+}
+
+/// `edrive tray` (Linux desktops only).
+#[cfg(not(target_os = "linux"))]
+fn tray(_args: cli::TrayArgs) -> anyhow::Result<()> {
+    anyhow::bail!("the panel icon is available on Linux desktops only")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
