@@ -1,20 +1,26 @@
 //! The subscription of the control channel (`Request::Watch`): the panel icon is told of
 //! a mount's state changes instead of asking every mount again and again. The daemon
 //! compares a snapshot of its state every [`CHECK`] and sends it when it differs from the
-//! last one sent, and at least once per period as a heartbeat.
+//! last one sent, and at least once per period as a heartbeat. (The Windows named pipe
+//! answers a subscription with one snapshot: the panel icon is Linux-only.)
 
+#[cfg(unix)]
 use std::sync::Arc;
+#[cfg(unix)]
 use std::time::Duration;
 
 use edrive_fs_core::Drive;
 use serde_json::json;
+#[cfg(unix)]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::status_reply::{status_json, MountInfo};
 
 /// How often the daemon looks whether its state changed (a cheap in-memory comparison).
+#[cfg(unix)]
 pub const CHECK: Duration = Duration::from_millis(250);
 /// The heartbeat when the subscriber names none.
+#[cfg(unix)]
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
 /// How many recent sync events a snapshot carries.
 const EVENTS: usize = 10;
@@ -32,6 +38,7 @@ pub fn snapshot(drive: &Drive, info: &MountInfo) -> serde_json::Value {
 }
 
 /// What of a snapshot counts as a change: all of it but the countdown to the next retry.
+#[cfg(unix)]
 fn fingerprint(s: &serde_json::Value) -> serde_json::Value {
     let mut f = s.clone();
     if let Some(link) = f.get_mut("link").and_then(|l| l.as_object_mut()) {
@@ -42,6 +49,7 @@ fn fingerprint(s: &serde_json::Value) -> serde_json::Value {
 
 /// Streams snapshots to `w` until the subscriber closes its side (`r` reaches its end),
 /// a write fails, or `stop` says the daemon is stopping.
+#[cfg(unix)]
 pub async fn stream<R, W>(
     mut r: R,
     mut w: W,
@@ -84,7 +92,7 @@ where
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -12,7 +12,7 @@ const CLOUD: &str = "M14 46h30a11 11 0 0 0 1.5-21.9A15 15 0 0 0 17 20.5 12.8 12.
 /// the glyph's stroke attributes).
 fn badge(look: Look) -> Option<(&'static str, &'static str)> {
     const CHECK: &str = r#"<path d="M40 48l5 5 9-10" STROKE/>"#;
-    const ARROW: &str = r#"<path d="M47 39v15m0 0-5-5m5 5 5-5" STROKE/>"#;
+    const ARROWS: &str = r#"<path d="M43 53V41m0 0-3.5 3.5M43 41l3.5 3.5M51 41v12m0 0-3.5-3.5M51 53l3.5-3.5" STROKE/>"#;
     const PAUSE: &str = r#"<path d="M43 41v12m8-12v12" STROKE/>"#;
     const CROSS: &str = r#"<path d="M42 42l10 10m0-10-10 10" STROKE/>"#;
     const BANG: &str =
@@ -20,7 +20,7 @@ fn badge(look: Look) -> Option<(&'static str, &'static str)> {
     Some(match look {
         Look::Idle => return None,
         Look::Synced => ("#2e9d48", CHECK),
-        Look::Transferring => ("#2f6fd6", ARROW),
+        Look::Transferring => ("#2f6fd6", ARROWS),
         Look::Paused => ("#6b7280", PAUSE),
         Look::Offline => ("#6b7280", CROSS),
         Look::Attention => ("#e0791b", BANG),
@@ -30,7 +30,7 @@ fn badge(look: Look) -> Option<(&'static str, &'static str)> {
 
 /// The SVG of a look's icon.
 pub fn svg(look: Look) -> String {
-    let stroke = r##"fill="none" stroke="#fff" stroke-width="4" stroke-linecap="round" stroke-linejoin="round""##;
+    let stroke = r##"fill="none" stroke="#fff" stroke-width="3.5" stroke-linecap="round" stroke-linejoin="round""##;
     let cloud_fill = if look == Look::Idle {
         "#c7cbd1"
     } else {

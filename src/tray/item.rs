@@ -125,6 +125,10 @@ impl ksni::Tray for Panel {
     }
 
     fn status(&self) -> ksni::Status {
+        // With no mount, the icon hides (Passive) unless it offers drives to mount.
+        if self.mounts.is_empty() && !self.unmounted.is_empty() {
+            return ksni::Status::Active;
+        }
         match summary(&self.mounts).look.sni_status() {
             "Passive" => ksni::Status::Passive,
             "NeedsAttention" => ksni::Status::NeedsAttention,
