@@ -621,6 +621,17 @@ fn the_panel_icon_follows_the_mount_and_its_menu_acts() {
     });
     assert!(registered, "no item registered; {}", d.log("tray.log"));
     let item = Item { d, name };
+    // One panel icon per session: a second one says so and leaves.
+    let second = Command::new(edrive_bin())
+        .arg("tray")
+        .envs(d.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run a second edrive tray");
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already runs in this session"),
+        "{second:?}"
+    );
 
     // Synced.
     let text = item.wait_for("Active", "edrive-synced", "edrive: up to date");

@@ -82,6 +82,12 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 async fn main_loop() -> anyhow::Result<()> {
+    let notes = notify::Notifications::connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the session bus: {e}"))?;
+    if !notes.claim_single_instance().await? {
+        anyhow::bail!("the panel icon already runs in this session");
+    }
     let icon_dir = icons::install(&crate::paths::tray_icon_dir())?;
     let (actions_tx, mut actions_rx) = mpsc::unbounded_channel();
     let panel = Panel {
@@ -97,30 +103,21 @@ async fn main_loop() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot show the panel icon: {e}"))?;
     info!("panel icon up");
 
-    let notes = match notify::Notifications::connect().await {
-        Ok(n) => Some(n),
-        Err(e) => {
-            warn!(error = %e, "no notifications: cannot reach the session bus");
-            None
-        }
-    };
     // Which notification's action does what.
     let mut shown: HashMap<u32, Notice> = HashMap::new();
     let (clicks_tx, mut clicks_rx) = mpsc::unbounded_channel::<(u32, String)>();
-    if let Some(n) = &notes {
-        match n.invoked().await {
-            Ok(stream) => {
-                tokio::spawn(async move {
-                    let mut stream = std::pin::pin!(stream);
-                    while let Some(click) = stream.next().await {
-                        if clicks_tx.send(click).is_err() {
-                            return;
-                        }
+    match notes.invoked().await {
+        Ok(stream) => {
+            tokio::spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(click) = stream.next().await {
+                    if clicks_tx.send(click).is_err() {
+                        return;
                     }
-                });
-            }
-            Err(e) => warn!(error = %e, "notification actions are not followed"),
+                }
+            });
         }
+        Err(e) => warn!(error = %e, "notification actions are not followed"),
     }
 
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
@@ -179,15 +176,13 @@ async fn main_loop() -> anyhow::Result<()> {
                 }
             })
             .await;
-        if let Some(notes) = &notes {
-            for n in to_show {
-                info!(summary = %n.summary, "notification");
-                match notes.show(&n).await {
-                    Ok(id) => {
-                        shown.insert(id, n);
-                    }
-                    Err(e) => warn!(error = %e, "notification not shown"),
+        for n in to_show {
+            info!(summary = %n.summary, "notification");
+            match notes.show(&n).await {
+                Ok(id) => {
+                    shown.insert(id, n);
                 }
+                Err(e) => warn!(error = %e, "notification not shown"),
             }
         }
     }

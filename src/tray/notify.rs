@@ -25,6 +25,23 @@ impl Notifications {
         })
     }
 
+    /// Claims the session's one panel icon (the bus name `org.edrive.Tray`): `false` when
+    /// another `edrive tray` holds it.
+    pub async fn claim_single_instance(&self) -> zbus::Result<bool> {
+        match self
+            .conn
+            .request_name_with_flags(
+                "org.edrive.Tray",
+                zbus::fdo::RequestNameFlags::DoNotQueue.into(),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(zbus::Error::NameTaken) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Shows `n`; returns the notification's id.
     pub async fn show(&self, n: &Notice) -> zbus::Result<u32> {
         let actions: Vec<&str> = n.action().map(|(k, l)| vec![k, l]).unwrap_or_default();

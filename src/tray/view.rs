@@ -196,7 +196,7 @@ impl MountView {
                 None => "Sign-in required".to_string(),
             },
             "offline" => match &self.offline_reason {
-                Some(r) if !r.is_empty() => format!("Offline: {r}"),
+                Some(r) if !r.is_empty() => format!("Offline: {}", short_reason(r)),
                 _ => "Offline".to_string(),
             },
             "suspended" => "Paused".to_string(),
@@ -239,6 +239,15 @@ impl MountView {
             t.join(", ")
         }
     }
+}
+
+/// A reason short enough for a menu line: a long chain of causes
+/// (`connection failed: …: Connection refused (os error 111)`) gives its last link.
+fn short_reason(r: &str) -> &str {
+    if r.chars().count() <= 60 {
+        return r;
+    }
+    r.rsplit(": ").next().unwrap_or(r)
 }
 
 /// "1 change", "2 changes".
@@ -348,6 +357,13 @@ mod tests {
         let m = MountView::from_snapshot(&v).unwrap();
         assert_eq!(m.look(), Look::Offline);
         assert_eq!(m.line(), "Offline: connection refused");
+        let mut v = snap("offline");
+        v["link"]["reason"] = json!(
+            "connection failed: client error (Connect): tcp connect error: Connection refused \
+             (os error 111)"
+        );
+        let m = MountView::from_snapshot(&v).unwrap();
+        assert_eq!(m.line(), "Offline: Connection refused (os error 111)");
 
         let mut v = snap("auth-required");
         v["link"] = json!({"state": "auth-required", "http_status": 401});
