@@ -184,6 +184,7 @@ impl Desktop {
             .stdout(log_file(&logs.join("panel.log")))
             .stderr(log_file(&logs.join("panel.log")))
             .process_group(0)
+            .die_with_test()
             .spawn()
             .expect("cannot run xfce4-panel");
         procs.push(Proc(panel));
@@ -284,6 +285,7 @@ impl Desktop {
             .stdout(log_file(&self.logs.join("tray.log")))
             .stderr(log_file(&self.logs.join("tray.log")))
             .process_group(0)
+            .die_with_test()
             .spawn()
             .expect("cannot run edrive tray");
         Proc(child)
@@ -305,6 +307,23 @@ impl Drop for Desktop {
             );
         } else {
             let _ = fs::remove_dir_all(&self.shots);
+        }
+    }
+}
+
+/// Desktop programs end with the test even when it is killed (no Drop runs then).
+trait DieWithTest {
+    fn die_with_test(&mut self) -> &mut Self;
+}
+
+impl DieWithTest for Command {
+    fn die_with_test(&mut self) -> &mut Self {
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            self.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            })
         }
     }
 }
@@ -332,7 +351,8 @@ fn spawn_reporting(cmd: &mut Command, env: &[(String, String)], log: &Path) -> (
         .stdin(Stdio::null())
         .stdout(log_file(log))
         .stderr(log_file(log))
-        .process_group(0);
+        .process_group(0)
+        .die_with_test();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -82,12 +82,12 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 async fn main_loop() -> anyhow::Result<()> {
-    let notes = notify::Notifications::connect()
+    let Some(notes) = notify::Notifications::connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the session bus: {e}"))?;
-    if !notes.claim_single_instance().await? {
+        .map_err(|e| anyhow::anyhow!("cannot reach the session bus: {e}"))?
+    else {
         anyhow::bail!("the panel icon already runs in this session");
-    }
+    };
     let icon_dir = icons::install(&crate::paths::tray_icon_dir())?;
     let (actions_tx, mut actions_rx) = mpsc::unbounded_channel();
     let panel = Panel {

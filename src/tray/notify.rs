@@ -18,26 +18,21 @@ pub struct Notifications {
 }
 
 impl Notifications {
-    /// Connects to the session bus.
-    pub async fn connect() -> zbus::Result<Notifications> {
-        Ok(Notifications {
-            conn: zbus::Connection::session().await?,
-        })
-    }
-
-    /// Claims the session's one panel icon (the bus name `org.edrive.Tray`): `false` when
-    /// another `edrive tray` holds it.
-    pub async fn claim_single_instance(&self) -> zbus::Result<bool> {
-        match self
-            .conn
+    /// Connects to the session bus as the session's one panel icon (the bus name
+    /// `org.edrive.Tray`, never queued for): `None` when another `edrive tray` holds it.
+    pub async fn connect() -> zbus::Result<Option<Notifications>> {
+        let conn = zbus::Connection::session().await?;
+        // Nothing is served on this connection, but set up (empty) before owning a name.
+        let _ = conn.object_server();
+        match conn
             .request_name_with_flags(
                 "org.edrive.Tray",
                 zbus::fdo::RequestNameFlags::DoNotQueue.into(),
             )
             .await
         {
-            Ok(_) => Ok(true),
-            Err(zbus::Error::NameTaken) => Ok(false),
+            Ok(_) => Ok(Some(Notifications { conn })),
+            Err(zbus::Error::NameTaken) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -73,6 +73,8 @@ pub struct MountView {
     pub state: String,
     /// Changes waiting to be uploaded.
     pub pending: u64,
+    /// Of those, changes that do not move (a conflict, a refusal, a full server).
+    pub stuck: u64,
     /// Uploads running.
     pub uploading: u64,
     /// Downloads running.
@@ -128,6 +130,7 @@ impl MountView {
             url: s(&v["url"]),
             state: s(&v["state"]),
             pending: u(&v["transfer"]["pending"]),
+            stuck: u(&v["sync"]["stuck"]),
             uploading: u(&v["transfer"]["uploading"]),
             downloads: u(&v["transfer"]["downloads"]),
             rate: u(&v["transfer"]["upload_rate_bytes_per_s"]),
@@ -190,21 +193,23 @@ impl MountView {
 
     /// One line that says how the mount is.
     pub fn line(&self) -> String {
-        let mut parts = vec![match self.state.as_str() {
-            "auth-required" => match self.auth_status {
+        let moving = self.pending.saturating_sub(self.stuck);
+        let mut parts = Vec::new();
+        match self.state.as_str() {
+            "auth-required" => parts.push(match self.auth_status {
                 Some(code) => format!("Sign-in required (the server answered {code})"),
                 None => "Sign-in required".to_string(),
-            },
-            "offline" => match &self.offline_reason {
+            }),
+            "offline" => parts.push(match &self.offline_reason {
                 Some(r) if !r.is_empty() => format!("Offline: {}", short_reason(r)),
                 _ => "Offline".to_string(),
-            },
-            "suspended" => "Paused".to_string(),
-            "transferring" => self.transfer_line(),
-            _ => "Up to date".to_string(),
-        }];
-        if self.state != "transferring" && self.pending > 0 {
-            parts.push(format!("{} waiting", plural(self.pending, "change")));
+            }),
+            "suspended" => parts.push("Paused".to_string()),
+            "transferring" => parts.extend(self.transfer_line(moving)),
+            _ => {}
+        }
+        if self.state != "transferring" && moving > 0 {
+            parts.push(format!("{} waiting", plural(moving, "change")));
         }
         if !self.conflicts.is_empty() {
             parts.push(plural(self.conflicts.len() as u64, "conflict"));
@@ -218,13 +223,22 @@ impl MountView {
         if self.no_space {
             parts.push("server full".to_string());
         }
-        parts.join(", ")
+        if parts.is_empty() {
+            return "Up to date".to_string();
+        }
+        let mut line = parts.join(", ");
+        if let Some(first) = line.get(..1) {
+            let upper = first.to_uppercase();
+            line.replace_range(..1, &upper);
+        }
+        line
     }
 
-    fn transfer_line(&self) -> String {
+    /// What moves now, `None` when nothing does (only stuck changes wait).
+    fn transfer_line(&self, moving: u64) -> Option<String> {
         let mut t = Vec::new();
-        if self.pending > 0 || self.uploading > 0 {
-            let mut up = format!("Uploading {}", plural(self.pending.max(1), "change"));
+        if moving > 0 {
+            let mut up = format!("uploading {}", plural(moving, "change"));
             if self.rate > 0 {
                 up.push_str(&format!(" at {}/s", human_bytes(self.rate)));
             }
@@ -233,11 +247,7 @@ impl MountView {
         if self.downloads > 0 {
             t.push(format!("downloading {}", plural(self.downloads, "file")));
         }
-        if t.is_empty() {
-            "Syncing".to_string()
-        } else {
-            t.join(", ")
-        }
+        (!t.is_empty()).then(|| t.join(", "))
     }
 }
 
@@ -383,6 +393,7 @@ mod tests {
             {"path": "/big.iso", "problem": "no-space"},
         ]);
         v["transfer"]["pending"] = json!(3);
+        v["sync"]["stuck"] = json!(3);
         let m = MountView::from_snapshot(&v).unwrap();
         assert_eq!(m.conflicts, vec!["/a.txt"]);
         assert_eq!(m.refused, vec!["/ro/b.txt"]);
