@@ -69,6 +69,8 @@ pub enum Command {
     Free(PathsArgs),
     /// Start the embedded server on a generated sample tree and mount it.
     Demo(DemoArgs),
+    /// Show every mount's state in the desktop panel (one icon per session; Linux).
+    Tray(TrayArgs),
     /// List files changed on both sides that wait for a decision, and recent sync events
     /// (conflict copies made, deletions that kept local changes).
     Conflicts(ConflictsArgs),
@@ -388,4 +390,12 @@ pub struct LoginArgs {
 pub struct DemoArgs {
     /// Where to mount the demo (default: ./edrive-demo).
     pub mountpoint: Option<PathBuf>,
+}
+
+/// `edrive tray`.
+#[derive(Debug, Args)]
+pub struct TrayArgs {
+    /// Write the login autostart entry for `edrive tray` and exit.
+    #[arg(long)]
+    pub install_autostart: bool,
 }

@@ -68,6 +68,15 @@ pub enum Request {
         /// A new bearer token.
         bearer_token: Option<Secret>,
     },
+    /// Subscribe to the mount's state: the connection stays open and the daemon sends a
+    /// snapshot line (the `status` reply plus `conflicts` and `events`) at once, then
+    /// whenever it changes, and at least every `period_s` seconds (default 10) even when
+    /// nothing changed. Closing the connection ends it.
+    Watch {
+        /// The longest quiet time between two snapshots, in seconds.
+        #[serde(default)]
+        period_s: Option<u64>,
+    },
 }
 
 /// Sends `req` to the daemon of `mountpoint` (absolute) and returns its reply.

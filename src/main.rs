@@ -17,18 +17,21 @@ mod logging;
 #[cfg(unix)]
 mod mount_helper;
 mod paths;
-mod secrets;
 mod s3_mount;
+mod secrets;
 mod serve;
 #[cfg(unix)]
 mod serve_control;
 #[cfg(windows)]
 mod serve_control_windows;
 mod status_reply;
+mod status_watch;
 #[cfg(target_os = "linux")]
 mod systemd;
 #[cfg(unix)]
 mod thumbnails;
+#[cfg(target_os = "linux")]
+mod tray;
 mod units;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -80,6 +83,7 @@ fn main() -> std::process::ExitCode {
         )),
         Command::Completions(args) => assets::completions(args),
         Command::GenerateAssets(args) => assets::generate(args),
+        Command::Tray(args) => tray(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -88,6 +92,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `edrive tray`: the panel icon, or its autostart entry.
+#[cfg(target_os = "linux")]
+fn tray(args: cli::TrayArgs) -> anyhow::Result<()> {
+    if args.install_autostart {
+        let file = tray::autostart::install()?;
+        println!("edrive: {} starts the panel icon at login", file.display());
+        return Ok(());
+    }
+    tray::run()
+}
+
+/// `edrive tray` (Linux desktops only).
+#[cfg(not(target_os = "linux"))]
+fn tray(_args: cli::TrayArgs) -> anyhow::Result<()> {
+    anyhow::bail!("the panel icon is available on Linux desktops only")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -148,6 +148,27 @@ pub fn socket_path(mountpoint: &Path) -> PathBuf {
     ))
 }
 
+/// The control sockets of the mounts running now (and stale ones a crashed daemon left),
+/// for the panel icon to find every mount.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub fn control_sockets() -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir(runtime_dir()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Where the panel icon writes its icons (`IconThemePath`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub fn tray_icon_dir() -> PathBuf {
+    runtime_dir().join("tray-icons")
+}
+
 /// The named pipe of the control channel of the mount at `mountpoint` (absolute), on
 /// Windows: `\\.\pipe\edrive-<16 hex digits of sha256(mountpoint)>`.
 #[cfg_attr(not(windows), allow(dead_code))]

@@ -10,8 +10,10 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::control::Request;
 use crate::paths;
 use crate::status_reply::{answer, MountInfo, UnmountReply};
+use crate::status_watch;
 
 /// Creates the control socket of `mountpoint`, replacing a stale one.
 pub fn bind(mountpoint: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
@@ -95,6 +97,8 @@ pub async fn run_until_unmounted(
     let (unmount_tx, mut unmount_rx) = mpsc::channel::<UnmountReply>(4);
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     let mut handlers = tokio::task::JoinSet::new();
+    // Ends the subscriptions (`watch`) when the daemon stops.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -102,8 +106,9 @@ pub async fn run_until_unmounted(
                     let drive = drive.clone();
                     let info = info.clone();
                     let tx = unmount_tx.clone();
+                    let stop = stop_rx.clone();
                     handlers.spawn(async move {
-                        if let Err(e) = handle(stream, &drive, &info, tx).await {
+                        if let Err(e) = handle(stream, &drive, &info, tx, stop).await {
                             warn!(error = %e, "control request failed");
                         }
                     });
@@ -155,6 +160,7 @@ pub async fn run_until_unmounted(
     }
     // Let requests in flight (the unmount request among them) send their replies.
     drop(unmount_tx);
+    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while handlers.join_next().await.is_some() {}
     })
@@ -212,6 +218,7 @@ async fn handle(
     drive: &Arc<Drive>,
     info: &MountInfo,
     unmount_tx: mpsc::Sender<UnmountReply>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // Only the mount's owner (or root) may talk to it, whatever the socket's mode.
     let peer = stream.peer_cred()?.uid();
@@ -222,7 +229,13 @@ async fn handle(
     }
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(r).read_line(&mut line).await?;
+    let mut r = BufReader::new(r);
+    r.read_line(&mut line).await?;
+    if let Ok(Request::Watch { period_s }) = serde_json::from_str::<Request>(&line) {
+        let period = period_s.map_or(status_watch::DEFAULT_PERIOD, Duration::from_secs);
+        status_watch::stream(r, w, drive.clone(), info.clone(), period, stop).await?;
+        return Ok(());
+    }
     let out = answer(&line, drive, info, unmount_tx).await?;
     w.write_all(out.as_bytes()).await?;
     Ok(())

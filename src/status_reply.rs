@@ -207,6 +207,8 @@ pub async fn answer(
             "bad request ({:?} error at column {})", e.classify(), e.column()
         )}),
         Ok(Request::Status) => status_json(drive, info),
+        // Channels that do not stream (the named pipe) answer a subscription once.
+        Ok(Request::Watch { .. }) => crate::status_watch::snapshot(drive, info),
         Ok(Request::Sync) => {
             drive.request_sync();
             json!({"ok": true})

@@ -115,6 +115,18 @@ pub fn pieces() -> Vec<Box<dyn Piece>> {
         Box::new(files::nautilus_extension()),
         Box::new(ThunarActions),
         Box::new(dolphin::service_menu()),
+        // The panel icon, started at login (`edrive tray`).
+        #[cfg(target_os = "linux")]
+        Box::new(files::WholeFile::new(
+            "panel icon at login",
+            |dirs| {
+                dirs.config_home
+                    .join("autostart")
+                    .join(crate::tray::autostart::FILE_NAME)
+            },
+            |dirs| Ok(crate::tray::autostart::entry(&dirs.edrive)),
+            0o644,
+        )),
     ]
 }
 
