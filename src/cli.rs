@@ -62,6 +62,26 @@ pub enum Command {
     Conflicts(ConflictsArgs),
     /// Settle a conflict: keep the local version, the server's, or both.
     Resolve(ResolveArgs),
+    /// List mass deletions held back; send them (--confirm) or bring them back (--restore).
+    Deletions(DeletionsArgs),
+}
+
+/// `edrive deletions`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").multiple(false)))]
+pub struct DeletionsArgs {
+    /// The mounted folder (all held deletions), or a path inside it as it was before the
+    /// deletion (those at or below it).
+    pub path: PathBuf,
+    /// Send the held deletions to the server.
+    #[arg(long, group = "action")]
+    pub confirm: bool,
+    /// Bring the entries back as the server has them (content is fetched on demand).
+    #[arg(long, group = "action")]
+    pub restore: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `edrive conflicts`.
@@ -205,6 +225,13 @@ pub struct MountArgs {
     /// writing until those readers close).
     #[arg(long)]
     pub no_passthrough: bool,
+    /// Local deletions in one burst of more than this many entries (files and folders)
+    /// are held, not sent, until `edrive deletions --confirm` (or `--restore`).
+    #[arg(long, default_value_t = 100)]
+    pub hold_deletions_over: u64,
+    /// Local deletions in one burst of more than this many bytes are held too.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    pub hold_deletions_bytes: u64,
     /// Stay in the foreground; on SIGINT/SIGTERM upload pending changes, then unmount.
     #[arg(long)]
     pub foreground: bool,

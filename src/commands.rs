@@ -95,6 +95,8 @@ struct Leftover {
     problems: Vec<(String, String)>,
     /// The wait ended at the timeout, not because nothing more could move.
     timed_out: bool,
+    /// What waits for the user, said in words (empty if nothing does).
+    attention: String,
 }
 
 impl Leftover {
@@ -107,6 +109,9 @@ impl Leftover {
 
     fn why(&self) -> String {
         let mut parts = Vec::new();
+        if !self.attention.is_empty() {
+            parts.push(format!("waiting for you: {}", self.attention));
+        }
         if self.stuck > 0 {
             parts.push(format!(
                 "{} need attention, see `edrive status`",
@@ -192,6 +197,7 @@ fn wait_for_sync(mp: &std::path::Path, timeout: Duration) -> anyhow::Result<Left
                 last_error: sync["last_error"].as_str().map(str::to_string),
                 problems,
                 timed_out,
+                attention: crate::attention::describe(sync),
             });
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -551,6 +557,10 @@ fn entry_status(args: &StatusArgs, mp: &std::path::Path, parts: Vec<String>) -> 
 }
 
 /// `edrive status MOUNTPOINT`.
+fn sync_of(s: &serde_json::Value) -> &serde_json::Value {
+    &s["sync"]
+}
+
 fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let mp = mp.to_path_buf();
     let s = control::request(&mp, &Request::Status)?;
@@ -603,6 +613,7 @@ fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
             mp.display()
         ),
         "suspended" if s["suspended"] == "offline" => " (offline: no requests at all)".into(),
+        "attention" => format!(" ({})", crate::attention::describe(sync_of(&s))),
         "transferring" => {
             let t = &s["transfer"];
             format!(

@@ -59,6 +59,14 @@ pub enum Request {
         /// Path components below the mountpoint.
         path: Vec<String>,
     },
+    /// Held deletions: list (`action` `list`), `confirm` or `restore` those at or below
+    /// `path` (empty: all).
+    Deletions {
+        /// Path components below the mountpoint (server side: the entries are gone here).
+        path: Vec<String>,
+        /// `list`, `confirm` or `restore`.
+        action: String,
+    },
     /// Check new credentials against the server; if they work, use and store them.
     Login {
         /// The user name (default: the mount's).

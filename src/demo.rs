@@ -83,6 +83,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         allow_other: false,
         no_passthrough: false,
         download_streams: 4,
+        hold_deletions_over: 100,
+        hold_deletions_bytes: 1 << 30,
         foreground: false,
         daemon_child: false,
     });

@@ -1,10 +1,12 @@
 //! The `edrive` command: CLI, mount daemon, control socket, embedded server and demo.
 
+mod attention;
 mod cli;
 mod commands;
 mod control;
 mod credentials;
 mod daemon;
+mod deletions;
 mod demo;
 mod demo_tree;
 mod logging;
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Conflicts(args) => commands::conflicts(args),
         Command::Resolve(args) => commands::resolve(args),
+        Command::Deletions(args) => deletions::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

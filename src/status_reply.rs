@@ -89,6 +89,11 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 })),
                 "last_error": s.sync.last_error,
                 "syncing": s.sync.syncing,
+                "attention": {
+                    "held": s.sync.attention.held,
+                    "refused": s.sync.attention.refused,
+                    "conflicts": s.sync.attention.conflicts,
+                },
                 "problems": drive.problems(20).unwrap_or_default().into_iter()
                     .map(|(path, why)| json!({"path": path, "problem": why}))
                     .collect::<Vec<_>>(),
@@ -125,16 +130,22 @@ fn server_json(c: &edrive_fs_core::remote::Capabilities) -> serde_json::Value {
     })
 }
 
-/// The mount in one word: `auth-required`, `offline`, `suspended`, `transferring` or
-/// `synced`, in that order of precedence.
+/// The mount in one word: `auth-required`, `offline`, `suspended`, `transferring`,
+/// `attention` or `synced`, in that order of precedence. `transferring` while something
+/// can still move; `attention` when every change left waits for the user (held
+/// deletions, refusals, conflicts); `synced` when nothing is pending.
 fn mount_state(drive: &Drive, s: &DriveStatus) -> &'static str {
+    let waiting = s.sync.attention.total();
     match drive.net_state() {
         NetState::AuthRequired { .. } => "auth-required",
         NetState::Offline { .. } => "offline",
         NetState::Online if drive.suspended().is_some() => "suspended",
-        NetState::Online if s.sync.pending > 0 || s.sync.current.is_some() || s.downloads > 0 => {
+        NetState::Online
+            if s.sync.pending > waiting || s.sync.current.is_some() || s.downloads > 0 =>
+        {
             "transferring"
         }
+        NetState::Online if waiting > 0 => "attention",
         NetState::Online => "synced",
     }
 }
@@ -301,6 +312,9 @@ pub async fn answer(
                 }),
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
+        }
+        Ok(Request::Deletions { path, action }) => {
+            crate::deletions::answer(drive, &path, &action).await
         }
         Ok(Request::Login {
             user,

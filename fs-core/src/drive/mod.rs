@@ -22,6 +22,7 @@ use crate::remote::{validate_name, ListingHead, Remote, RemoteError, RemotePath}
 use crate::state::EntryState;
 use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
+mod held;
 mod info;
 mod kernel_reads;
 mod pin;
@@ -34,6 +35,7 @@ mod working;
 mod write;
 mod xattr;
 
+pub use held::HeldDeletion;
 pub use info::EntryInfo;
 pub use kernel_reads::{KernelReads, ReadPath};
 pub use pin::{FreeOutcome, PinProgress};
@@ -67,6 +69,8 @@ pub struct DriveOptions {
     /// Whether the server's guarantees for conditional writes are probed, trusted or
     /// never relied on (see [`crate::remote::capabilities`]).
     pub write_checks: crate::remote::capabilities::WriteChecks,
+    /// Above which a burst of local deletions is held for the user to confirm.
+    pub hold_limits: crate::sync::HoldLimits,
 }
 
 impl Default for DriveOptions {
@@ -81,6 +85,7 @@ impl Default for DriveOptions {
             recovery_dir: None,
             download_streams: 4,
             write_checks: Default::default(),
+            hold_limits: Default::default(),
         }
     }
 }
@@ -278,6 +283,7 @@ impl Drive {
             options.download_streams,
         ));
         let activity = Arc::new(Activity::default());
+        activity.set_hold_limits(options.hold_limits);
         let inval = Arc::new(Invalidations::default());
         let uploader = Arc::new(
             Uploader::new(
@@ -412,6 +418,11 @@ impl Drive {
                 break;
             }
             if let Some(p) = e.problem {
+                // Held deletions are listed by `edrive deletions` (one line per burst,
+                // not one per file); status counts them.
+                if p == crate::sync::PROBLEM_HELD {
+                    continue;
+                }
                 let path = if e.deleted {
                     self.meta
                         .remote_path_of(e.ino)?

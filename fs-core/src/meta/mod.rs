@@ -6,6 +6,7 @@
 
 mod conflict;
 mod entry;
+mod held;
 mod listing;
 mod local;
 mod pins;
