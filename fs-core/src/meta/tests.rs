@@ -742,7 +742,9 @@ fn a_version_4_store_gains_extended_attributes() {
         .unwrap(),
         XattrSet::Done
     );
-    assert_eq!(m.setting("schema_version").unwrap().as_deref(), Some("5"));
+    // Migrated on to today's version: `denied` added (nothing refused).
+    assert_eq!(m.setting("schema_version").unwrap().as_deref(), Some("6"));
+    assert_eq!(m.get(7).unwrap().unwrap().denied, 0);
     drop(m);
     let m = Meta::open(&path, "http://x/").unwrap();
     assert_eq!(
