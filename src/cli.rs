@@ -110,6 +110,14 @@ pub struct ResolveArgs {
     /// Keep both: the local version becomes `NAME (conflict HOST DATE TIME).EXT`.
     #[arg(long, group = "choice")]
     pub keep_both: bool,
+    /// A change the server refused: give it up (the server's version comes back; the
+    /// local bytes are kept in `recovered/` too).
+    #[arg(long, group = "choice")]
+    pub discard: bool,
+    /// A change the server refused: copy the local version to LOCAL_PATH (a new file
+    /// outside the mount), then give the change up.
+    #[arg(long, group = "choice", value_name = "LOCAL_PATH")]
+    pub save_as: Option<PathBuf>,
 }
 
 /// `edrive serve`.

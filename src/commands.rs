@@ -494,12 +494,22 @@ pub fn resolve(args: ResolveArgs) -> anyhow::Result<()> {
         "use-local"
     } else if args.use_remote {
         "use-remote"
+    } else if args.discard {
+        "discard"
+    } else if args.save_as.is_some() {
+        "save-as"
     } else {
         "keep-both"
     };
+    let save_as = args
+        .save_as
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()?;
     let (_, r) = path_request(&args.path, |path| Request::Resolve {
         path,
         choice: choice.to_string(),
+        save_as,
     })?;
     println!("{}", r["message"].as_str().unwrap_or("resolved"));
     Ok(())

@@ -51,8 +51,11 @@ pub enum Request {
     Resolve {
         /// Path components below the mountpoint.
         path: Vec<String>,
-        /// `use-local`, `use-remote` or `keep-both`.
+        /// `use-local`, `use-remote`, `keep-both`, `discard` or `save-as`.
         choice: String,
+        /// For `save-as`: where the local version goes (absolute).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        save_as: Option<std::path::PathBuf>,
     },
     /// Report one entry's state, pin, size and local bytes.
     Entry {

@@ -269,10 +269,17 @@ pub async fn answer(
             }
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
-        Ok(Request::Resolve { path, choice }) => {
+        Ok(Request::Resolve {
+            path,
+            choice,
+            save_as,
+        }) => {
+            let save = choice == "save-as";
             let choice = match choice.as_str() {
                 "use-local" => Some(Choice::UseLocal),
-                "use-remote" => Some(Choice::UseRemote),
+                // A refused change given up: the server's version back (the local bytes
+                // are kept in the recovery folder all the same).
+                "use-remote" | "discard" | "save-as" => Some(Choice::UseRemote),
                 "keep-both" => Some(Choice::KeepBoth),
                 _ => None,
             };
@@ -287,10 +294,26 @@ pub async fn answer(
             };
             match (choice, target) {
                 (None, _) => json!({"ok": false, "error": "unknown choice"}),
-                (Some(c), Ok(ino)) => match drive.resolve(ino, c).await {
-                    Ok(said) => json!({"ok": true, "message": said}),
-                    Err(e) => json!({"ok": false, "error": e.to_string()}),
-                },
+                (Some(c), Ok(ino)) => {
+                    let saved = match (save, &save_as) {
+                        (false, _) => Ok(None),
+                        (true, None) => Err(FsError::Invalid("--save-as needs a path")),
+                        (true, Some(dest)) => drive.save_local_copy(ino, dest).map(Some),
+                    };
+                    match saved {
+                        Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        Ok(saved) => match drive.resolve(ino, c).await {
+                            Ok(said) => json!({"ok": true, "message": match (saved, &save_as) {
+                                (Some(n), Some(dest)) => format!(
+                                    "{said}; the local version ({n} bytes) is saved as {}",
+                                    dest.display()
+                                ),
+                                _ => said,
+                            }}),
+                            Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        },
+                    }
+                }
                 (_, Err(e)) => json!({"ok": false, "error": e.to_string()}),
             }
         }

@@ -22,6 +22,7 @@ use crate::remote::{validate_name, ListingHead, Remote, RemoteError, RemotePath}
 use crate::state::EntryState;
 use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
+mod access;
 mod held;
 mod info;
 mod kernel_reads;
@@ -480,6 +481,11 @@ impl Drive {
                 Some(m) => (m & 0o7777) as u16,
                 None if dir => 0o755,
                 None => 0o644,
+            } & if e.denied & crate::meta::DENY_CHANGE != 0 {
+                // The server refuses changes: no write permission (see `access`).
+                !0o222
+            } else {
+                !0
             },
             nlink: if dir { 2 } else { 1 },
             uid: self.options.uid,
@@ -862,6 +868,9 @@ impl Drive {
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
+        if write {
+            self.may_change(&e)?;
+        }
         if write || self.has_working_copy(ino) {
             return self.open_working(&e, write, truncate && write).await;
         }
@@ -1074,6 +1083,9 @@ impl Drive {
             if e.dirty || e.remote.is_none() || self.activity.is_open_for_writing(ino) {
                 return Ok(EntryState::Dirty);
             }
+        }
+        if self.is_read_only(ino)? {
+            return Ok(EntryState::ReadOnly);
         }
         if e.is_dir() {
             return Ok(if e.listed_at_ms.is_some() {

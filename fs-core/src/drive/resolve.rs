@@ -238,7 +238,11 @@ impl Drive {
                 match &server {
                     Some(s) => self.meta.take_server_version(ino, s)?,
                     None => {
-                        self.meta.remove_local(ino)?;
+                        // The server has no file there: nothing is left to delete
+                        // either (a refused first upload left none).
+                        if !self.meta.remove_local(ino)? {
+                            self.meta.drop_tombstone(ino)?;
+                        }
                         self.inval.entry(e.parent, &e.name);
                     }
                 }

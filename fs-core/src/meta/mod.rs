@@ -9,6 +9,7 @@ mod entry;
 mod held;
 mod listing;
 mod local;
+mod permissions;
 mod pins;
 mod schema;
 mod writeback;
@@ -18,6 +19,7 @@ pub use conflict::Event;
 pub use entry::{Entry, Kind};
 pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
+pub use permissions::{DENY_CHANGE, DENY_INHERITED, DENY_REMOVE};
 pub use xattrs::{XattrMode, XattrSet};
 
 use std::collections::HashMap;

@@ -4,6 +4,7 @@
 //! while any other change can still move it is `transferring`.
 
 use super::{PROBLEM_CONFLICT, PROBLEM_ERROR};
+use crate::meta::{Meta, MetaError, DENY_CHANGE, DENY_REMOVE, ROOT_INO};
 
 /// Problem of a change the server refused (403): kept locally, not retried by itself;
 /// `edrive resolve PATH --discard | --save-as LOCAL_PATH | --use-local` settles it.
@@ -43,6 +44,27 @@ impl Attention {
     pub fn total(&self) -> u64 {
         self.held + self.refused + self.conflicts
     }
+}
+
+/// Learns from the server's refusal (403) of a change of `ino` that the folder it was
+/// made in is read-only for this user (see `crate::meta::permissions`), so that later
+/// changes there fail at once. A refusal at the top of the share marks only the entry:
+/// one refused name does not make the whole mount read-only. Returns the entries whose
+/// attributes changed.
+pub fn learn_refusal(meta: &Meta, ino: u64) -> Result<Vec<u64>, MetaError> {
+    let Some(e) = meta.get_any(ino)? else {
+        return Ok(Vec::new());
+    };
+    let folder = if e.deleted {
+        e.remote.as_ref().map(|(p, _)| *p).unwrap_or(ROOT_INO)
+    } else {
+        e.parent
+    };
+    if folder == ROOT_INO {
+        meta.deny(ino, DENY_CHANGE | DENY_REMOVE)?;
+        return Ok(vec![ino]);
+    }
+    meta.deny_subtree(folder)
 }
 
 /// Whether a change stuck with `problem` waits for the user (not for a retry).

@@ -897,10 +897,18 @@ impl Uploader {
             // 403 on one path: this entry is refused (a read-only share, a blocked name);
             // the rest of the queue goes on.
             RemoteError::Auth(status) => {
-                warn!(%path, status, "the server forbids this change; the local copy is kept");
-                let _ = self
-                    .meta
-                    .set_problem(ino, Some(&format!("{PROBLEM_ERROR}: forbidden ({status})")));
+                warn!(%path, status, "the server forbids this change (a read-only space); the local copy is kept, shown as refused");
+                let _ = self.meta.set_problem(
+                    ino,
+                    Some(&format!(
+                        "{}: the server forbids this change ({status}): read-only for you",
+                        super::PROBLEM_REFUSED
+                    )),
+                );
+                match super::attention::learn_refusal(&self.meta, ino) {
+                    Ok(inos) => inos.into_iter().for_each(|i| self.inval.inode(i)),
+                    Err(e) => warn!(error = %e, "could not record a read-only folder"),
+                }
                 Outcome::Done
             }
             RemoteError::InsufficientStorage => {

@@ -1,0 +1,69 @@
+//! Changes the server is known to refuse fail at once, with `EACCES`, before any request
+//! and before anything is recorded: a file in a read-only space cannot be edited,
+//! nothing can be created in such a folder, and nothing in it deleted or moved. What is
+//! refused is learnt from the server (see `crate::meta::permissions`).
+
+use super::Drive;
+use crate::error::FsError;
+use crate::meta::{Entry, DENY_CHANGE, DENY_REMOVE};
+use crate::remote::RemoteError;
+
+/// The error a refused change gets: `EACCES`, as the server's 403 would.
+fn refused() -> FsError {
+    FsError::Remote(RemoteError::Auth(403))
+}
+
+impl Drive {
+    /// Whether something may be created in folder `parent`.
+    pub(super) fn may_add_in(&self, parent: u64) -> Result<(), FsError> {
+        if self.meta.denied(parent)? & DENY_CHANGE != 0 {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    /// Whether the content of file `e` may change.
+    pub(super) fn may_change(&self, e: &Entry) -> Result<(), FsError> {
+        if self.meta.denied(e.ino)? & DENY_CHANGE != 0 {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    /// Whether `e` may be deleted or moved out of its folder.
+    pub(super) fn may_remove(&self, e: &Entry) -> Result<(), FsError> {
+        if self.meta.denied(e.ino)? & DENY_REMOVE != 0
+            || self.meta.denied(e.parent)? & DENY_CHANGE != 0
+        {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    /// Copies the local content of `ino` (a change not uploaded) to `dest`, a new file
+    /// outside the mount (`edrive resolve --save-as`). Returns the bytes copied.
+    pub fn save_local_copy(&self, ino: u64, dest: &std::path::Path) -> Result<u64, FsError> {
+        use std::io::Write;
+        let src = self.cache.work_path(ino);
+        let mut from = match std::fs::File::open(&src) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FsError::Invalid("no local content to save here"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)?;
+        let n = std::io::copy(&mut from, &mut to)?;
+        to.flush()?;
+        to.sync_all()?;
+        Ok(n)
+    }
+
+    /// Whether `ino` is known to be read-only (for its state and mode bits).
+    pub fn is_read_only(&self, ino: u64) -> Result<bool, FsError> {
+        Ok(self.meta.denied(ino)? & DENY_CHANGE != 0)
+    }
+}
