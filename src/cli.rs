@@ -64,6 +64,11 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// List mass deletions held back; send them (--confirm) or bring them back (--restore).
     Deletions(DeletionsArgs),
+    /// Leave server folders alone on this device: an empty read-only placeholder, never
+    /// listed, fetched or polled; its cached content is freed. Kept across remounts.
+    Exclude(PathsArgs),
+    /// Undo `exclude`: the folder's content is listed again.
+    Include(PathsArgs),
 }
 
 /// `edrive deletions`.

@@ -287,7 +287,7 @@ pub fn resume(args: ResumeArgs) -> anyhow::Result<()> {
 }
 
 /// The mount a path lies in, and the path's components below its mountpoint.
-fn locate(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
+pub(crate) fn locate(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
     let abs =
         std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     for mp in abs.ancestors() {

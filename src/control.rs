@@ -62,6 +62,13 @@ pub enum Request {
         /// Path components below the mountpoint.
         path: Vec<String>,
     },
+    /// Exclude a folder on this device (`exclude` true) or include it again.
+    Exclude {
+        /// Path components below the mountpoint.
+        path: Vec<String>,
+        /// Exclude (true) or include (false).
+        exclude: bool,
+    },
     /// Held deletions: list (`action` `list`), `confirm` or `restore` those at or below
     /// `path` (empty: all).
     Deletions {

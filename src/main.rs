@@ -9,6 +9,7 @@ mod daemon;
 mod deletions;
 mod demo;
 mod demo_tree;
+mod excluded;
 mod logging;
 mod paths;
 mod serve;
@@ -44,6 +45,8 @@ fn main() -> std::process::ExitCode {
         Command::Conflicts(args) => commands::conflicts(args),
         Command::Resolve(args) => commands::resolve(args),
         Command::Deletions(args) => deletions::run(args),
+        Command::Exclude(args) => excluded::run(args, true),
+        Command::Include(args) => excluded::run(args, false),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

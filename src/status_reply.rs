@@ -78,6 +78,7 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 "opened": kr.opened,
             },
             "hydrated_files": s.hydrated_files,
+            "excluded": drive.excluded_paths().unwrap_or_default(),
             "downloads": s.downloads,
             "known_entries": s.known_entries,
             "sync": {
@@ -227,7 +228,12 @@ pub async fn answer(
             }
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
-        Ok(Request::Pin { path }) => match resolve(drive, &path).await {
+        Ok(Request::Pin { path }) => match async {
+            drive.refuse_if_excluded(&path).await?;
+            resolve(drive, &path).await
+        }
+        .await
+        {
             Ok(ino) => match drive.pin(ino) {
                 Ok(_) => {
                     spawn_pin_hydration(drive);
@@ -335,6 +341,9 @@ pub async fn answer(
                 }),
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
+        }
+        Ok(Request::Exclude { path, exclude }) => {
+            crate::excluded::answer(drive, &path, exclude).await
         }
         Ok(Request::Deletions { path, action }) => {
             crate::deletions::answer(drive, &path, &action).await

@@ -30,6 +30,8 @@ pub enum EntryState {
     Refused,
     /// The server does not let this user change it (a read-only space).
     ReadOnly,
+    /// A folder excluded on this device: an empty placeholder (`edrive include`).
+    Excluded,
 }
 
 impl EntryState {
@@ -49,6 +51,7 @@ impl EntryState {
             EntryState::LocalOnly => "local-only",
             EntryState::Refused => "refused",
             EntryState::ReadOnly => "read-only",
+            EntryState::Excluded => "excluded",
         }
     }
 

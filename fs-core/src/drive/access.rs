@@ -16,7 +16,7 @@ fn refused() -> FsError {
 impl Drive {
     /// Whether something may be created in folder `parent`.
     pub(super) fn may_add_in(&self, parent: u64) -> Result<(), FsError> {
-        if self.meta.denied(parent)? & DENY_CHANGE != 0 {
+        if self.meta.denied(parent)? & DENY_CHANGE != 0 || self.meta.is_excluded(parent)? {
             return Err(refused());
         }
         Ok(())
@@ -32,8 +32,11 @@ impl Drive {
 
     /// Whether `e` may be deleted or moved out of its folder.
     pub(super) fn may_remove(&self, e: &Entry) -> Result<(), FsError> {
+        // An excluded placeholder looks empty: removing it would delete the server's
+        // folder with everything in it.
         if self.meta.denied(e.ino)? & DENY_REMOVE != 0
             || self.meta.denied(e.parent)? & DENY_CHANGE != 0
+            || (e.is_dir() && self.meta.is_excluded(e.ino)?)
         {
             return Err(refused());
         }

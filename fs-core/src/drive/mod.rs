@@ -23,6 +23,7 @@ use crate::state::EntryState;
 use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
 mod access;
+mod excluded;
 mod held;
 mod info;
 mod kernel_reads;
@@ -481,8 +482,11 @@ impl Drive {
                 Some(m) => (m & 0o7777) as u16,
                 None if dir => 0o755,
                 None => 0o644,
-            } & if e.denied & crate::meta::DENY_CHANGE != 0 {
-                // The server refuses changes: no write permission (see `access`).
+            } & if e.denied & crate::meta::DENY_CHANGE != 0
+                || (dir && matches!(self.meta.is_excluded(e.ino), Ok(true)))
+            {
+                // The server refuses changes, or an excluded placeholder: no write
+                // permission (see `access`).
                 !0o222
             } else {
                 !0
@@ -511,6 +515,10 @@ impl Drive {
         max_age: Duration,
         in_use: bool,
     ) -> Result<Option<crate::meta::ListingChanges>, FsError> {
+        if self.meta.is_excluded(ino)? {
+            // Excluded on this device: never listed (see `excluded`).
+            return Ok(None);
+        }
         if in_use {
             self.note_recent(ino);
         }
@@ -1083,6 +1091,9 @@ impl Drive {
             if e.dirty || e.remote.is_none() || self.activity.is_open_for_writing(ino) {
                 return Ok(EntryState::Dirty);
             }
+        }
+        if e.is_dir() && self.meta.is_excluded(ino)? {
+            return Ok(EntryState::Excluded);
         }
         if self.is_read_only(ino)? {
             return Ok(EntryState::ReadOnly);

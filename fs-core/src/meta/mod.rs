@@ -6,6 +6,7 @@
 
 mod conflict;
 mod entry;
+mod excluded;
 mod held;
 mod listing;
 mod local;
@@ -17,6 +18,7 @@ mod xattrs;
 
 pub use conflict::Event;
 pub use entry::{Entry, Kind};
+pub use excluded::ExcludeError;
 pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
 pub use permissions::{DENY_CHANGE, DENY_INHERITED, DENY_REMOVE};

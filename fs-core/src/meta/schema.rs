@@ -154,7 +154,7 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS entries_moving ON entries(ino)
              WHERE moving_parent IS NOT NULL;
          CREATE TABLE IF NOT EXISTS pins(ino INTEGER PRIMARY KEY);
-         CREATE TABLE IF NOT EXISTS excluded(path TEXT PRIMARY KEY);
+         CREATE TABLE IF NOT EXISTS excluded(ino INTEGER PRIMARY KEY);
          CREATE TABLE IF NOT EXISTS deletions_confirmed(ino INTEGER PRIMARY KEY);
          {XATTRS}
          CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT,
