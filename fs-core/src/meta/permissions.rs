@@ -10,6 +10,7 @@
 use rusqlite::params;
 
 use super::{Meta, MetaError};
+use crate::remote::Access;
 
 /// Its content may not change (a file), or nothing may be added to it (a folder).
 pub const DENY_CHANGE: u8 = 1;
@@ -17,6 +18,37 @@ pub const DENY_CHANGE: u8 = 1;
 pub const DENY_REMOVE: u8 = 2;
 /// A folder refused as a whole: what lies below it is refused too.
 pub const DENY_INHERITED: u8 = 4;
+
+/// The bits refused by what the server says this user may do.
+pub(super) fn denied_bits(a: Access) -> u8 {
+    (if a.change { 0 } else { DENY_CHANGE }) | (if a.remove { 0 } else { DENY_REMOVE })
+}
+
+/// Takes what a listing of folder `dir` (staged in `stage`) says this user may do, for
+/// the folder and for each child it says it for: the server's word replaces what a
+/// refusal taught. Children it says nothing for keep what is known.
+pub(super) fn take_access(
+    tx: &rusqlite::Transaction<'_>,
+    dir: i64,
+    stage: &str,
+    dir_access: Option<Access>,
+) -> Result<(), MetaError> {
+    if let Some(a) = dir_access {
+        tx.prepare_cached("UPDATE entries SET denied = ?2 WHERE ino = ?1 AND denied != ?2")?
+            .execute(params![dir, denied_bits(a)])?;
+    }
+    tx.execute(
+        &format!(
+            "UPDATE entries SET denied = (SELECT s.denied FROM {stage} s
+                 WHERE s.name = entries.remote_name AND s.denied IS NOT NULL)
+             WHERE remote_parent = ?1 AND parent IS NOT NULL
+               AND EXISTS (SELECT 1 FROM {stage} s WHERE s.name = entries.remote_name
+                   AND s.denied IS NOT NULL AND s.denied != entries.denied)"
+        ),
+        params![dir],
+    )?;
+    Ok(())
+}
 
 impl Meta {
     /// Marks folder `ino` read-only as a whole: itself and every entry known below it.
@@ -118,5 +150,48 @@ mod tests {
         assert_eq!(m.denied(late).unwrap(), 0);
         m.deny(f, DENY_CHANGE).unwrap();
         assert_eq!(m.denied(f).unwrap(), DENY_CHANGE);
+    }
+
+    fn entry(name: &str, is_dir: bool, access: Option<Access>) -> crate::remote::RemoteEntry {
+        crate::remote::RemoteEntry {
+            name: name.into(),
+            is_dir,
+            size: 0,
+            size_known: true,
+            mtime: None,
+            etag: None,
+            access,
+        }
+    }
+
+    #[test]
+    fn listings_say_what_is_refused() {
+        let m = Meta::in_memory().unwrap();
+        let ro = Some(Access {
+            change: false,
+            remove: true,
+        });
+        let rw = Some(Access {
+            change: true,
+            remove: true,
+        });
+        let listing = |a: Option<Access>, b: Option<Access>| crate::remote::Listing {
+            dir: entry("", true, ro),
+            children: vec![entry("a", false, a), entry("b", false, b)],
+            complete: true,
+        };
+        m.apply_listing(ROOT_INO, &listing(ro, None)).unwrap();
+        let a = m.child(ROOT_INO, "a").unwrap().unwrap();
+        let b = m.child(ROOT_INO, "b").unwrap().unwrap();
+        assert_eq!(a.denied, DENY_CHANGE);
+        assert_eq!(b.denied, 0, "not said: nothing refused");
+        assert_eq!(m.denied(ROOT_INO).unwrap(), DENY_CHANGE);
+        // A refusal learnt by a 403 stays until the server says otherwise.
+        m.deny(b.ino, DENY_CHANGE | DENY_REMOVE).unwrap();
+        m.apply_listing(ROOT_INO, &listing(rw, None)).unwrap();
+        assert_eq!(m.get(a.ino).unwrap().unwrap().denied, 0);
+        assert_eq!(m.get(b.ino).unwrap().unwrap().denied, 3);
+        m.apply_listing(ROOT_INO, &listing(rw, rw)).unwrap();
+        assert_eq!(m.get(b.ino).unwrap().unwrap().denied, 0);
     }
 }
