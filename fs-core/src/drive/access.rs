@@ -65,6 +65,27 @@ impl Drive {
         Ok(n)
     }
 
+    /// Forgets what the refusal of a change of `e` taught (see
+    /// `crate::sync::attention::learn_refusal`): its folder's mark, or its own at the top.
+    pub(super) fn lift_refusal(&self, e: &Entry) -> Result<(), FsError> {
+        let folder = if e.deleted {
+            e.remote
+                .as_ref()
+                .map(|(p, _)| *p)
+                .unwrap_or(crate::meta::ROOT_INO)
+        } else {
+            e.parent
+        };
+        let target = if folder == crate::meta::ROOT_INO {
+            e.ino
+        } else {
+            folder
+        };
+        self.meta.allow_subtree(target)?;
+        self.inval.inode(target);
+        Ok(())
+    }
+
     /// Whether `ino` is known to be read-only (for its state and mode bits).
     pub fn is_read_only(&self, ino: u64) -> Result<bool, FsError> {
         Ok(self.meta.denied(ino)? & DENY_CHANGE != 0)
