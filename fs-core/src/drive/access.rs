@@ -45,6 +45,7 @@ impl Drive {
 
     /// Copies the local content of `ino` (a change not uploaded) to `dest`, a new file
     /// outside the mount (`edrive resolve --save-as`). Returns the bytes copied.
+    #[tracing::instrument(level = "debug", skip(self))]
     pub fn save_local_copy(&self, ino: u64, dest: &std::path::Path) -> Result<u64, FsError> {
         use std::io::Write;
         let src = self.cache.work_path(ino);

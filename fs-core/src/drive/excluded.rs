@@ -5,7 +5,7 @@
 //! again by its path; its name cannot be taken by a new local folder that would then
 //! collide with the server's; and removing it cannot delete the server's folder.
 
-use tracing::info;
+use tracing::{info, instrument};
 
 use super::{lock, Drive};
 use crate::error::FsError;
@@ -13,6 +13,7 @@ use crate::meta::{ExcludeError, ROOT_INO};
 
 impl Drive {
     /// Excludes folder `ino` on this device.
+    #[instrument(level = "debug", skip(self))]
     pub fn exclude(&self, ino: u64) -> Result<(), FsError> {
         let e = self.entry(ino)?;
         if ino == ROOT_INO {
@@ -48,6 +49,7 @@ impl Drive {
     }
 
     /// Includes folder `ino` again: its content is listed at the next access.
+    #[instrument(level = "debug", skip(self))]
     pub fn include(&self, ino: u64) -> Result<(), FsError> {
         if !self.meta.include(ino)? {
             return Err(FsError::Invalid("this folder is not excluded"));

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tracing::info;
+use tracing::{info, instrument};
 
 use super::Drive;
 use crate::error::FsError;
@@ -106,6 +106,7 @@ impl Drive {
 
     /// Sends the held deletions at or below `path` (all with `None`). Returns how many
     /// entries were let go.
+    #[instrument(level = "debug", skip(self))]
     pub fn confirm_deletions(&self, path: Option<&[String]>) -> Result<u64, FsError> {
         let (inside, above) = self.held_matching(path)?;
         if !above.is_empty() {
@@ -127,6 +128,7 @@ impl Drive {
     /// Their content is fetched on demand again; pins on them hold again; the folders
     /// are listed anew, so what comes back is what the server has now (the caller starts
     /// the pin run). Returns how many entries came back.
+    #[instrument(level = "debug", skip(self))]
     pub async fn restore_deletions(&self, path: Option<&[String]>) -> Result<u64, FsError> {
         let (mut inos, above) = self.held_matching(path)?;
         if inos.is_empty() {
