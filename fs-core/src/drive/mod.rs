@@ -482,9 +482,7 @@ impl Drive {
                 Some(m) => (m & 0o7777) as u16,
                 None if dir => 0o755,
                 None => 0o644,
-            } & if e.denied & crate::meta::DENY_CHANGE != 0
-                || (dir && matches!(self.meta.is_excluded(e.ino), Ok(true)))
-            {
+            } & if e.denied & (crate::meta::DENY_CHANGE | crate::meta::DENY_EXCLUDED) != 0 {
                 // The server refuses changes, or an excluded placeholder: no write
                 // permission (see `access`).
                 !0o222

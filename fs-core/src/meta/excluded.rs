@@ -78,8 +78,8 @@ impl Meta {
         )
         .map_err(MetaError::from)?;
         tx.execute(
-            "UPDATE entries SET listed_at_ms = ?2 WHERE ino = ?1",
-            params![ino as i64, now_ms()],
+            "UPDATE entries SET listed_at_ms = ?2, denied = denied | ?3 WHERE ino = ?1",
+            params![ino as i64, now_ms(), super::DENY_EXCLUDED],
         )
         .map_err(MetaError::from)?;
         tx.commit().map_err(MetaError::from)?;
@@ -93,8 +93,10 @@ impl Meta {
         let n = conn
             .prepare_cached("DELETE FROM excluded WHERE ino = ?1")?
             .execute(params![ino as i64])?;
-        conn.prepare_cached("UPDATE entries SET listed_at_ms = NULL WHERE ino = ?1")?
-            .execute(params![ino as i64])?;
+        conn.prepare_cached(
+            "UPDATE entries SET listed_at_ms = NULL, denied = denied & ~?2 WHERE ino = ?1",
+        )?
+        .execute(params![ino as i64, super::DENY_EXCLUDED])?;
         Ok(n > 0)
     }
 

@@ -367,7 +367,7 @@ fn merge(
             "INSERT OR IGNORE INTO entries(parent, name, is_dir, size, mtime_ns, etag,
                  etag_weak, remote_parent, remote_name, denied)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1, ?2, COALESCE((SELECT denied FROM entries
-                 WHERE ino = ?1 AND denied & 4 != 0), 0))",
+                 WHERE ino = ?1 AND denied & 4 != 0) & 7, 0))",
         )?,
         // A file's time is the server's for each new version. A folder's known time
         // stays: its own listing moves it (see `folder_time`).

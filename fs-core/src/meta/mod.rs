@@ -21,7 +21,7 @@ pub use entry::{Entry, Kind};
 pub use excluded::ExcludeError;
 pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
-pub use permissions::{DENY_CHANGE, DENY_INHERITED, DENY_REMOVE};
+pub use permissions::{DENY_CHANGE, DENY_EXCLUDED, DENY_INHERITED, DENY_REMOVE};
 pub use xattrs::{XattrMode, XattrSet};
 
 use std::collections::HashMap;

@@ -18,6 +18,9 @@ pub const DENY_CHANGE: u8 = 1;
 pub const DENY_REMOVE: u8 = 2;
 /// A folder refused as a whole: what lies below it is refused too.
 pub const DENY_INHERITED: u8 = 4;
+/// A folder excluded on this device (see `super::excluded`), kept here too so that its
+/// attributes need no other lookup; never changed by what the server says.
+pub const DENY_EXCLUDED: u8 = 8;
 
 /// The bits refused by what the server says this user may do.
 pub(super) fn denied_bits(a: Access) -> u8 {
@@ -34,18 +37,22 @@ pub(super) fn take_access(
     dir_access: Option<Access>,
 ) -> Result<(), MetaError> {
     if let Some(a) = dir_access {
-        tx.prepare_cached("UPDATE entries SET denied = ?2 WHERE ino = ?1 AND denied != ?2")?
-            .execute(params![dir, denied_bits(a)])?;
+        tx.prepare_cached(
+            "UPDATE entries SET denied = ?2 | (denied & ?3)
+             WHERE ino = ?1 AND denied != (?2 | (denied & ?3))",
+        )?
+        .execute(params![dir, denied_bits(a), DENY_EXCLUDED])?;
     }
     tx.execute(
         &format!(
             "UPDATE entries SET denied = (SELECT s.denied FROM {stage} s
-                 WHERE s.name = entries.remote_name AND s.denied IS NOT NULL)
+                 WHERE s.name = entries.remote_name AND s.denied IS NOT NULL) | (denied & ?2)
              WHERE remote_parent = ?1 AND parent IS NOT NULL
                AND EXISTS (SELECT 1 FROM {stage} s WHERE s.name = entries.remote_name
-                   AND s.denied IS NOT NULL AND s.denied != entries.denied)"
+                   AND s.denied IS NOT NULL
+                   AND (s.denied | (entries.denied & ?2)) != entries.denied)"
         ),
-        params![dir],
+        params![dir, DENY_EXCLUDED],
     )?;
     Ok(())
 }
@@ -117,9 +124,9 @@ impl Meta {
         conn.prepare_cached(
             "WITH RECURSIVE sub(ino) AS (
                  SELECT ?1 UNION ALL SELECT e.ino FROM entries e JOIN sub ON e.parent = sub.ino)
-             UPDATE entries SET denied = 0 WHERE ino IN sub",
+             UPDATE entries SET denied = denied & ?2 WHERE ino IN sub",
         )?
-        .execute(params![ino as i64])?;
+        .execute(params![ino as i64, DENY_EXCLUDED])?;
         Ok(())
     }
 }

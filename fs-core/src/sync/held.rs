@@ -15,7 +15,7 @@ use super::plan::Plan;
 use super::Activity;
 
 /// The shortest pause that ends a burst of deletions.
-const BURST_GAP: Duration = Duration::from_secs(1);
+const BURST_GAP: Duration = Duration::from_secs(3);
 
 /// Above how many entries, or how many bytes, one burst of deletions is held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
