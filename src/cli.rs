@@ -95,6 +95,31 @@ pub enum Command {
     /// Write the man page and completion scripts into a folder (for packaging).
     #[command(hide = true)]
     GenerateAssets(crate::assets::AssetsArgs),
+    /// List mass deletions held back; send them (--confirm) or bring them back (--restore).
+    Deletions(DeletionsArgs),
+    /// Leave server folders alone on this device: an empty read-only placeholder, never
+    /// listed, fetched or polled; its cached content is freed. Kept across remounts.
+    Exclude(PathsArgs),
+    /// Undo `exclude`: the folder's content is listed again.
+    Include(PathsArgs),
+}
+
+/// `edrive deletions`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").multiple(false)))]
+pub struct DeletionsArgs {
+    /// The mounted folder (all held deletions), or a path inside it as it was before the
+    /// deletion (those at or below it).
+    pub path: PathBuf,
+    /// Send the held deletions to the server.
+    #[arg(long, group = "action")]
+    pub confirm: bool,
+    /// Bring the entries back as the server has them (content is fetched on demand).
+    #[arg(long, group = "action")]
+    pub restore: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `edrive desktop`.
@@ -142,6 +167,14 @@ pub struct ResolveArgs {
     /// Keep both: the local version becomes `NAME (conflict HOST DATE TIME).EXT`.
     #[arg(long, group = "choice")]
     pub keep_both: bool,
+    /// A change the server refused: give it up (the server's version comes back; the
+    /// local bytes are kept in `recovered/` too).
+    #[arg(long, group = "choice")]
+    pub discard: bool,
+    /// A change the server refused: copy the local version to LOCAL_PATH (a new file
+    /// outside the mount), then give the change up.
+    #[arg(long, group = "choice", value_name = "LOCAL_PATH")]
+    pub save_as: Option<PathBuf>,
 }
 
 /// `edrive serve`.
@@ -289,6 +322,13 @@ pub struct MountArgs {
     /// Permission bits files and folders do not get, in octal (022 shows 644 and 755).
     #[arg(long, value_parser = parse_umask)]
     pub umask: Option<u16>,
+    /// Local deletions in one burst of more than this many entries (files and folders)
+    /// are held, not sent, until `edrive deletions --confirm` (or `--restore`).
+    #[arg(long, default_value_t = 100)]
+    pub hold_deletions_over: u64,
+    /// Local deletions in one burst of more than this many bytes are held too.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    pub hold_deletions_bytes: u64,
     /// Stay in the foreground; on SIGINT/SIGTERM upload pending changes, then unmount.
     #[arg(long)]
     pub foreground: bool,

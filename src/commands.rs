@@ -95,6 +95,8 @@ struct Leftover {
     problems: Vec<(String, String)>,
     /// The wait ended at the timeout, not because nothing more could move.
     timed_out: bool,
+    /// What waits for the user, said in words (empty if nothing does).
+    attention: String,
 }
 
 impl Leftover {
@@ -107,6 +109,9 @@ impl Leftover {
 
     fn why(&self) -> String {
         let mut parts = Vec::new();
+        if !self.attention.is_empty() {
+            parts.push(format!("waiting for you: {}", self.attention));
+        }
         if self.stuck > 0 {
             parts.push(format!(
                 "{} need attention, see `edrive status`",
@@ -192,6 +197,7 @@ fn wait_for_sync(mp: &std::path::Path, timeout: Duration) -> anyhow::Result<Left
                 last_error: sync["last_error"].as_str().map(str::to_string),
                 problems,
                 timed_out,
+                attention: crate::attention::describe(sync),
             });
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -281,7 +287,7 @@ pub fn resume(args: ResumeArgs) -> anyhow::Result<()> {
 }
 
 /// The mount a path lies in, and the path's components below its mountpoint.
-fn locate(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
+pub(crate) fn locate(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
     let abs =
         std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     for mp in abs.ancestors() {
@@ -488,12 +494,22 @@ pub fn resolve(args: ResolveArgs) -> anyhow::Result<()> {
         "use-local"
     } else if args.use_remote {
         "use-remote"
+    } else if args.discard {
+        "discard"
+    } else if args.save_as.is_some() {
+        "save-as"
     } else {
         "keep-both"
     };
+    let save_as = args
+        .save_as
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()?;
     let (_, r) = path_request(&args.path, |path| Request::Resolve {
         path,
         choice: choice.to_string(),
+        save_as,
     })?;
     println!("{}", r["message"].as_str().unwrap_or("resolved"));
     Ok(())
@@ -551,6 +567,10 @@ fn entry_status(args: &StatusArgs, mp: &std::path::Path, parts: Vec<String>) -> 
 }
 
 /// `edrive status MOUNTPOINT`.
+fn sync_of(s: &serde_json::Value) -> &serde_json::Value {
+    &s["sync"]
+}
+
 fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let mp = mp.to_path_buf();
     let s = control::request(&mp, &Request::Status)?;
@@ -603,6 +623,7 @@ fn mount_status(mp: &std::path::Path, json: bool) -> anyhow::Result<()> {
             mp.display()
         ),
         "suspended" if s["suspended"] == "offline" => " (offline: no requests at all)".into(),
+        "attention" => format!(" ({})", crate::attention::describe(sync_of(&s))),
         "transferring" => {
             let t = &s["transfer"];
             format!(

@@ -51,13 +51,31 @@ pub enum Request {
     Resolve {
         /// Path components below the mountpoint.
         path: Vec<String>,
-        /// `use-local`, `use-remote` or `keep-both`.
+        /// `use-local`, `use-remote`, `keep-both`, `discard` or `save-as`.
         choice: String,
+        /// For `save-as`: where the local version goes (absolute).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        save_as: Option<std::path::PathBuf>,
     },
     /// Report one entry's state, pin, size and local bytes.
     Entry {
         /// Path components below the mountpoint.
         path: Vec<String>,
+    },
+    /// Exclude a folder on this device (`exclude` true) or include it again.
+    Exclude {
+        /// Path components below the mountpoint.
+        path: Vec<String>,
+        /// Exclude (true) or include (false).
+        exclude: bool,
+    },
+    /// Held deletions: list (`action` `list`), `confirm` or `restore` those at or below
+    /// `path` (empty: all).
+    Deletions {
+        /// Path components below the mountpoint (server side: the entries are gone here).
+        path: Vec<String>,
+        /// `list`, `confirm` or `restore`.
+        action: String,
     },
     /// Check new credentials against the server; if they work, use and store them.
     Login {

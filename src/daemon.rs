@@ -130,6 +130,10 @@ fn spawn_daemon(args: &MountArgs, handoff: &Handoff) -> anyhow::Result<()> {
         .arg(args.conditional_writes.as_str())
         .arg("--download-streams")
         .arg(args.download_streams.to_string())
+        .arg("--hold-deletions-over")
+        .arg(args.hold_deletions_over.to_string())
+        .arg("--hold-deletions-bytes")
+        .arg(args.hold_deletions_bytes.to_string())
         .arg("--daemon-child")
         .args(args.s3.to_args())
         .env_remove("EDRIVE_PASSWORD")
@@ -452,6 +456,10 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
             download_streams: args.download_streams.into(),
             write_checks: args.conditional_writes,
             umask: args.umask.unwrap_or(0o022),
+            hold_limits: edrive_fs_core::sync::HoldLimits {
+                entries: args.hold_deletions_over,
+                bytes: args.hold_deletions_bytes,
+            },
         },
     ));
     rt.block_on(async { drive.start_writeback() })

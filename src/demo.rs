@@ -91,6 +91,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         uid: None,
         gid: None,
         umask: None,
+        hold_deletions_over: 100,
+        hold_deletions_bytes: 1 << 30,
         foreground: false,
         daemon_child: false,
     });

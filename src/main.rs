@@ -1,16 +1,19 @@
 //! The `edrive` command: CLI, mount daemon, control socket, embedded server and demo.
 
 mod assets;
+mod attention;
 mod cli;
 mod commands;
 mod config;
 mod control;
 mod credentials;
 mod daemon;
+mod deletions;
 mod demo;
 mod demo_tree;
 mod desktop;
 mod drives;
+mod excluded;
 #[cfg(unix)]
 mod fuse_access;
 mod logging;
@@ -84,6 +87,9 @@ fn main() -> std::process::ExitCode {
         Command::Completions(args) => assets::completions(args),
         Command::GenerateAssets(args) => assets::generate(args),
         Command::Tray(args) => tray(args),
+        Command::Deletions(args) => deletions::run(args),
+        Command::Exclude(args) => excluded::run(args, true),
+        Command::Include(args) => excluded::run(args, false),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

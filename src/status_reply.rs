@@ -78,6 +78,7 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 "opened": kr.opened,
             },
             "hydrated_files": s.hydrated_files,
+            "excluded": drive.excluded_paths().unwrap_or_default(),
             "downloads": s.downloads,
             "background_reads_refused": {
                 "total": s.background_refused.0,
@@ -95,6 +96,11 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 })),
                 "last_error": s.sync.last_error,
                 "syncing": s.sync.syncing,
+                "attention": {
+                    "held": s.sync.attention.held,
+                    "refused": s.sync.attention.refused,
+                    "conflicts": s.sync.attention.conflicts,
+                },
                 "problems": drive.problems(20).unwrap_or_default().into_iter()
                     .map(|(path, why)| json!({"path": path, "problem": why}))
                     .collect::<Vec<_>>(),
@@ -131,16 +137,22 @@ fn server_json(c: &edrive_fs_core::remote::Capabilities) -> serde_json::Value {
     })
 }
 
-/// The mount in one word: `auth-required`, `offline`, `suspended`, `transferring` or
-/// `synced`, in that order of precedence.
+/// The mount in one word: `auth-required`, `offline`, `suspended`, `transferring`,
+/// `attention` or `synced`, in that order of precedence. `transferring` while something
+/// can still move; `attention` when every change left waits for the user (held
+/// deletions, refusals, conflicts); `synced` when nothing is pending.
 fn mount_state(drive: &Drive, s: &DriveStatus) -> &'static str {
+    let waiting = s.sync.attention.total();
     match drive.net_state() {
         NetState::AuthRequired { .. } => "auth-required",
         NetState::Offline { .. } => "offline",
         NetState::Online if drive.suspended().is_some() => "suspended",
-        NetState::Online if s.sync.pending > 0 || s.sync.current.is_some() || s.downloads > 0 => {
+        NetState::Online
+            if s.sync.pending > waiting || s.sync.current.is_some() || s.downloads > 0 =>
+        {
             "transferring"
         }
+        NetState::Online if waiting > 0 => "attention",
         NetState::Online => "synced",
     }
 }
@@ -224,7 +236,12 @@ pub async fn answer(
             }
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
-        Ok(Request::Pin { path }) => match resolve(drive, &path).await {
+        Ok(Request::Pin { path }) => match async {
+            drive.refuse_if_excluded(&path).await?;
+            resolve(drive, &path).await
+        }
+        .await
+        {
             Ok(ino) => match drive.pin(ino) {
                 Ok(_) => {
                     spawn_pin_hydration(drive);
@@ -266,10 +283,17 @@ pub async fn answer(
             }
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
-        Ok(Request::Resolve { path, choice }) => {
+        Ok(Request::Resolve {
+            path,
+            choice,
+            save_as,
+        }) => {
+            let save = choice == "save-as";
             let choice = match choice.as_str() {
                 "use-local" => Some(Choice::UseLocal),
-                "use-remote" => Some(Choice::UseRemote),
+                // A refused change given up: the server's version back (the local bytes
+                // are kept in the recovery folder all the same).
+                "use-remote" | "discard" | "save-as" => Some(Choice::UseRemote),
                 "keep-both" => Some(Choice::KeepBoth),
                 _ => None,
             };
@@ -284,10 +308,26 @@ pub async fn answer(
             };
             match (choice, target) {
                 (None, _) => json!({"ok": false, "error": "unknown choice"}),
-                (Some(c), Ok(ino)) => match drive.resolve(ino, c).await {
-                    Ok(said) => json!({"ok": true, "message": said}),
-                    Err(e) => json!({"ok": false, "error": e.to_string()}),
-                },
+                (Some(c), Ok(ino)) => {
+                    let saved = match (save, &save_as) {
+                        (false, _) => Ok(None),
+                        (true, None) => Err(FsError::Invalid("--save-as needs a path")),
+                        (true, Some(dest)) => drive.save_local_copy(ino, dest).map(Some),
+                    };
+                    match saved {
+                        Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        Ok(saved) => match drive.resolve(ino, c).await {
+                            Ok(said) => json!({"ok": true, "message": match (saved, &save_as) {
+                                (Some(n), Some(dest)) => format!(
+                                    "{said}; the local version ({n} bytes) is saved as {}",
+                                    dest.display()
+                                ),
+                                _ => said,
+                            }}),
+                            Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        },
+                    }
+                }
                 (_, Err(e)) => json!({"ok": false, "error": e.to_string()}),
             }
         }
@@ -309,6 +349,12 @@ pub async fn answer(
                 }),
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
+        }
+        Ok(Request::Exclude { path, exclude }) => {
+            crate::excluded::answer(drive, &path, exclude).await
+        }
+        Ok(Request::Deletions { path, action }) => {
+            crate::deletions::answer(drive, &path, &action).await
         }
         Ok(Request::Login {
             user,

@@ -25,6 +25,13 @@ pub enum EntryState {
     Error,
     /// A name on the ignore list: kept locally, never uploaded.
     LocalOnly,
+    /// The server refused the change (403, a read-only space): kept locally, not
+    /// retried; `edrive resolve` settles it.
+    Refused,
+    /// The server does not let this user change it (a read-only space).
+    ReadOnly,
+    /// A folder excluded on this device: an empty placeholder (`edrive include`).
+    Excluded,
 }
 
 impl EntryState {
@@ -42,6 +49,9 @@ impl EntryState {
             EntryState::NoSpace => "no-space",
             EntryState::Error => "error",
             EntryState::LocalOnly => "local-only",
+            EntryState::Refused => "refused",
+            EntryState::ReadOnly => "read-only",
+            EntryState::Excluded => "excluded",
         }
     }
 
@@ -49,6 +59,8 @@ impl EntryState {
     pub fn from_problem(problem: &str) -> EntryState {
         if problem == crate::sync::PROBLEM_CONFLICT {
             EntryState::Conflict
+        } else if problem.starts_with(crate::sync::PROBLEM_REFUSED) {
+            EntryState::Refused
         } else if problem.starts_with(crate::sync::PROBLEM_LOCKED) {
             EntryState::Locked
         } else if problem == crate::sync::PROBLEM_NO_SPACE {

@@ -73,6 +73,7 @@ impl MemRemote {
     fn entry(&self, k: &str) -> Result<RemoteEntry, RemoteError> {
         let node = self.tree.nodes.get(k).ok_or(RemoteError::NotFound)?;
         Ok(RemoteEntry {
+            access: None,
             name: k.rsplit('/').next().unwrap_or("").to_string(),
             is_dir: node.is_none(),
             size: node.as_ref().map_or(0, |c| c.len() as u64),

@@ -135,6 +135,18 @@ pub struct RemoteEntry {
     pub mtime: Option<SystemTime>,
     /// The version tag, if the server sent one.
     pub etag: Option<ETag>,
+    /// What this user may do with it, where the server says (WebDAV's
+    /// `current-user-privilege-set`, Nextcloud's `oc:permissions`); `None`: not said.
+    pub access: Option<Access>,
+}
+
+/// What the server lets this user do with an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Change it: write a file's content, add entries to a folder.
+    pub change: bool,
+    /// Delete, rename or move it.
+    pub remove: bool,
 }
 
 /// One folder's listing: the folder itself and its direct children.

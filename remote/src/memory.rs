@@ -479,6 +479,7 @@ impl MemRemote {
 
     fn entry(&self, name: &str, node: &Node) -> RemoteEntry {
         RemoteEntry {
+            access: None,
             name: name.to_string(),
             is_dir: node.is_dir(),
             size: match &node.content {

@@ -63,6 +63,8 @@ pub(crate) fn dir_entry(name: &str) -> RemoteEntry {
         size_known: true,
         mtime: None,
         etag: None,
+        // S3 has no per-object rights to list; a refused write (403) teaches them.
+        access: None,
     }
 }
 
@@ -80,6 +82,7 @@ pub(crate) fn file_entry(
         size_known: size.is_some(),
         mtime,
         etag: etag.and_then(ETag::parse),
+        access: None,
     }
 }
 

@@ -255,6 +255,7 @@ fn perform(a: &Action) -> Option<Notice> {
             &Request::Resolve {
                 path: components(path),
                 choice: choice.to_string(),
+                save_as: None,
             },
         )
         .map(|r| {

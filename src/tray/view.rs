@@ -184,6 +184,8 @@ impl MountView {
         match self.state.as_str() {
             "auth-required" => Look::AuthRequired,
             _ if self.needs_attention() => Look::Attention,
+            // Every change left waits for the user (held deletions, refused changes).
+            "attention" => Look::Attention,
             "offline" => Look::Offline,
             "suspended" => Look::Paused,
             "transferring" => Look::Transferring,
@@ -206,6 +208,10 @@ impl MountView {
             }),
             "suspended" => parts.push("Paused".to_string()),
             "transferring" => parts.extend(self.transfer_line(moving)),
+            "attention" => parts.push(
+                "Waiting for you: held deletions or refused changes (edrive sync says which)"
+                    .to_string(),
+            ),
             _ => {}
         }
         if self.state != "transferring" && moving > 0 {

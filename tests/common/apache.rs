@@ -26,6 +26,8 @@ pub struct ApacheServer {
     port: u16,
     as_www_data: bool,
     mark: u64,
+    /// Folders (relative to `root`) where only reading methods are allowed.
+    read_only: Vec<String>,
 }
 
 impl ApacheServer {
@@ -34,6 +36,17 @@ impl ApacheServer {
     /// chowned recursively to www-data so PUT/MKCOL/DELETE work. Panics (with the error log)
     /// if apache2 is missing or the server does not answer within 10 s.
     pub fn start(root: &Path, auth: Option<(&str, &str)>) -> ApacheServer {
+        ApacheServer::start_read_only(root, auth, &[])
+    }
+
+    /// Like [`ApacheServer::start`], with the folders `read_only` (relative to `root`)
+    /// closed to every method but GET, HEAD, OPTIONS and PROPFIND
+    /// (`<LimitExcept GET HEAD OPTIONS PROPFIND> Require all denied`): a read-only space.
+    pub fn start_read_only(
+        root: &Path,
+        auth: Option<(&str, &str)>,
+        read_only: &[&str],
+    ) -> ApacheServer {
         if !Path::new(APACHE_BIN).is_file() {
             panic!(
                 "requires apache2: {APACHE_BIN} not found (apt-get install apache2 apache2-utils)"
@@ -80,6 +93,7 @@ impl ApacheServer {
             port: 0,
             as_www_data,
             mark: 0,
+            read_only: read_only.iter().map(|s| s.to_string()).collect(),
         };
         give_to_www_data(server.dir.path(), &server.root);
         let mut last_err = String::new();
@@ -220,6 +234,13 @@ impl ApacheServer {
             c.push_str("  Require all granted\n");
         }
         c.push_str("</Directory>\n");
+        for ro in &self.read_only {
+            let _ = writeln!(
+                c,
+                "<Directory \"{data}/{ro}\">\n  <LimitExcept GET HEAD OPTIONS PROPFIND>\n    \
+                 Require all denied\n  </LimitExcept>\n</Directory>"
+            );
+        }
         c.push_str("BrowserMatch \"Microsoft-WebDAV-MiniRedir\" redirect-carefully\n");
         std::fs::write(self.dir.path().join("httpd.conf"), c).expect("cannot write httpd.conf");
     }

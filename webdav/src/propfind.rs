@@ -10,14 +10,18 @@ use tracing::warn;
 use super::href::{href_to_parts, Base, HrefError};
 use super::xml::{walk_reader, Node, Tag as T};
 use crate::remote::{
-    validate_name, ETag, Listing, ListingHead, Quota, RemoteEntry, RemoteError, RemotePath,
+    validate_name, Access, ETag, Listing, ListingHead, Quota, RemoteEntry, RemoteError, RemotePath,
 };
 
-/// The PROPFIND request body: exactly the properties edrive uses.
+/// The PROPFIND request body: exactly the properties edrive uses. What this user may do
+/// is asked both ways servers say it: RFC 3744's `current-user-privilege-set` and
+/// Nextcloud's (ownCloud's) `oc:permissions`; servers that keep neither answer 404 for
+/// them in a propstat of their own, which is ignored.
 pub(crate) const REQUEST_BODY: &str = concat!(
     r#"<?xml version="1.0" encoding="utf-8"?>"#,
-    r#"<D:propfind xmlns:D="DAV:"><D:prop>"#,
+    r#"<D:propfind xmlns:D="DAV:" xmlns:oc="http://owncloud.org/ns"><D:prop>"#,
     r#"<D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/>"#,
+    r#"<D:current-user-privilege-set/><oc:permissions/>"#,
     r#"</D:prop></D:propfind>"#,
 );
 
@@ -58,6 +62,11 @@ struct Props {
     quota_available: Option<u64>,
     /// `quota-used-bytes`, if a usable one.
     quota_used: Option<u64>,
+    /// From `current-user-privilege-set`: (a privilege that allows changes, one that
+    /// allows removing), if the set was given.
+    privileges: Option<(bool, bool)>,
+    /// `oc:permissions` (letters such as `RGDNVW`), if given.
+    oc_permissions: Option<String>,
 }
 
 impl Props {
@@ -68,12 +77,32 @@ impl Props {
         self.etag = self.etag.clone().or(other.etag);
         self.quota_available = self.quota_available.or(other.quota_available);
         self.quota_used = self.quota_used.or(other.quota_used);
+        self.privileges = self.privileges.or(other.privileges);
+        self.oc_permissions = self.oc_permissions.take().or(other.oc_permissions);
+    }
+
+    /// What this user may do, from what the server said (Nextcloud's letters first:
+    /// `W` write a file, `C`/`K` create in a folder, `D` delete; else RFC 3744's
+    /// privileges: `all`, `write`, `write-content`, `bind` allow changes, and those or
+    /// `unbind` removing).
+    fn access(&self) -> Option<Access> {
+        if let Some(p) = &self.oc_permissions {
+            return Some(Access {
+                change: p.contains(['W', 'C', 'K']),
+                remove: p.contains('D'),
+            });
+        }
+        self.privileges.map(|(change, remove)| Access {
+            change,
+            remove: change || remove,
+        })
     }
 
     /// The entry; a file's size is unknown if no successful propstat gave a usable one.
     fn into_entry(self, name: String) -> RemoteEntry {
         let size = if self.is_dir { Some(0) } else { self.size };
         RemoteEntry {
+            access: self.access(),
             name,
             is_dir: self.is_dir,
             size: size.unwrap_or(0),
@@ -134,6 +163,24 @@ where
             ) => {
                 propstat.is_dir = true;
             }
+            (
+                Node::Open(_),
+                [T::Multistatus, T::Response, T::Propstat, T::Prop, T::PrivilegeSet],
+            ) => {
+                propstat.privileges = Some((false, false));
+            }
+            (
+                Node::Open(tag),
+                [T::Multistatus, T::Response, T::Propstat, T::Prop, T::PrivilegeSet, T::Privilege, _],
+            ) => {
+                if let Some((change, remove)) = &mut propstat.privileges {
+                    match tag {
+                        T::PrivWrite => *change = true,
+                        T::PrivUnbind => *remove = true,
+                        _ => {}
+                    }
+                }
+            }
             (Node::Open(_), _) => text.clear(),
             (Node::Text(t), _) => {
                 if text.len() + t.len() > MAX_TEXT {
@@ -191,6 +238,12 @@ where
             }
             (Node::Close(_), [T::Multistatus, T::Response, T::Propstat, T::Prop, T::QuotaUsed]) => {
                 propstat.quota_used = parse_size(&text);
+            }
+            (
+                Node::Close(_),
+                [T::Multistatus, T::Response, T::Propstat, T::Prop, T::OcPermissions],
+            ) => {
+                propstat.oc_permissions = Some(text.trim().to_string());
             }
             (Node::Close(_), _) => {}
         }
@@ -328,6 +381,7 @@ where
         warn!(dir = %dir, "PROPFIND reply does not describe the listed folder; assuming a folder");
         complete = false;
         RemoteEntry {
+            access: None,
             name: String::new(),
             is_dir: true,
             size: 0,
@@ -527,6 +581,7 @@ mod tests {
         assert_eq!(
             l.dir,
             RemoteEntry {
+                access: None,
                 name: String::new(),
                 is_dir: true,
                 size: 0,
@@ -539,6 +594,7 @@ mod tests {
             l.children,
             vec![
                 RemoteEntry {
+                    access: None,
                     name: "report 2024.pdf".into(),
                     is_dir: false,
                     size: 123456,
@@ -547,6 +603,7 @@ mod tests {
                     etag: etag("1e240-5e2b7c3a1d2c0", true),
                 },
                 RemoteEntry {
+                    access: None,
                     name: "sub".into(),
                     is_dir: true,
                     size: 0,
@@ -554,6 +611,75 @@ mod tests {
                     mtime: None,
                     etag: None
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_user_may_do() {
+        let body = br#"<?xml version="1.0"?>
+<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns">
+ <d:response>
+  <d:href>/s/</d:href>
+  <d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype>
+   <d:current-user-privilege-set><d:privilege><d:read/></d:privilege>
+    <d:privilege><d:bind/></d:privilege></d:current-user-privilege-set>
+  </d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>/s/nc-ro.txt</d:href>
+  <d:propstat><d:prop><d:resourcetype/><oc:permissions>RGDNV</oc:permissions>
+   <d:current-user-privilege-set><d:privilege><d:all/></d:privilege></d:current-user-privilege-set>
+  </d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>/s/nc-rw/</d:href>
+  <d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype>
+   <oc:permissions> RGDNVCK </oc:permissions></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>/s/dav-ro.txt</d:href>
+  <d:propstat><d:prop><d:resourcetype/>
+   <d:current-user-privilege-set><d:privilege><d:read/></d:privilege></d:current-user-privilege-set>
+  </d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>/s/unsaid.txt</d:href>
+  <d:propstat><d:prop><d:resourcetype/></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+  <d:propstat><d:prop><d:current-user-privilege-set/><oc:permissions/></d:prop>
+   <d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>/s/garbled.txt</d:href>
+  <d:propstat><d:prop><d:resourcetype/>
+   <d:current-user-privilege-set><d:privilege><x:write xmlns:x="urn:x"/></d:privilege>
+    <d:write/>oops</d:current-user-privilege-set>
+  </d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+</d:multistatus>"#;
+        let base = Base::parse("http://h/s/");
+        let l = parse_listing(body, &base, &RemotePath::root()).unwrap();
+        let access = |c: bool, r: bool| {
+            Some(Access {
+                change: c,
+                remove: r,
+            })
+        };
+        assert_eq!(l.dir.access, access(true, true));
+        let by_name: Vec<(&str, Option<Access>)> = l
+            .children
+            .iter()
+            .map(|c| (c.name.as_str(), c.access))
+            .collect();
+        assert_eq!(
+            by_name,
+            [
+                ("nc-ro.txt", access(false, true)),
+                ("nc-rw", access(true, true)),
+                ("dav-ro.txt", access(false, false)),
+                ("unsaid.txt", None),
+                // Only privileges inside `privilege`, in the DAV: namespace, count.
+                ("garbled.txt", access(false, false)),
             ]
         );
     }
@@ -629,6 +755,7 @@ mod tests {
         assert_eq!(
             l.children,
             vec![RemoteEntry {
+                access: None,
                 name: "notes.txt".into(),
                 is_dir: false,
                 size: 7,
@@ -655,6 +782,7 @@ mod tests {
         assert_eq!(
             l.children,
             vec![RemoteEntry {
+                access: None,
                 name: "f".into(),
                 is_dir: false,
                 size: 5,
@@ -709,6 +837,7 @@ mod tests {
         assert_eq!(
             e,
             RemoteEntry {
+                access: None,
                 name: "f".into(),
                 is_dir: false,
                 size: 10,
@@ -850,6 +979,7 @@ mod tests {
         assert_eq!(
             l.dir,
             RemoteEntry {
+                access: None,
                 name: String::new(),
                 is_dir: true,
                 size: 0,
@@ -917,6 +1047,7 @@ mod tests {
         assert_eq!(
             e,
             RemoteEntry {
+                access: None,
                 name: "a b".into(),
                 is_dir: true,
                 size: 0,
@@ -952,6 +1083,7 @@ mod tests {
         assert_eq!(
             e,
             RemoteEntry {
+                access: None,
                 name: "c&d".into(),
                 is_dir: false,
                 size: 12,
@@ -980,7 +1112,9 @@ mod tests {
                 T::ResourceType,
                 T::ContentLength,
                 T::LastModified,
-                T::GetEtag
+                T::GetEtag,
+                T::PrivilegeSet,
+                T::OcPermissions
             ]
         );
     }

@@ -47,11 +47,28 @@ pub(crate) enum Tag {
     Owner,
     QuotaAvailable,
     QuotaUsed,
+    /// `current-user-privilege-set` (RFC 3744).
+    PrivilegeSet,
+    /// One `privilege` in it.
+    Privilege,
+    /// The privileges that allow changes: `all`, `write`, `write-content`, `bind`.
+    PrivWrite,
+    /// `unbind`: removing entries.
+    PrivUnbind,
+    /// Nextcloud's and ownCloud's `oc:permissions` (namespace `http://owncloud.org/ns`).
+    OcPermissions,
     Other,
 }
 
 impl Tag {
     fn from_name(ns: &ResolveResult<'_>, local: &str) -> Tag {
+        if matches!(
+            ns,
+            ResolveResult::Bound(Namespace("http://owncloud.org/ns"))
+        ) && local == "permissions"
+        {
+            return Tag::OcPermissions;
+        }
         if !matches!(ns, ResolveResult::Bound(Namespace("DAV:"))) {
             return Tag::Other;
         }
@@ -70,6 +87,10 @@ impl Tag {
             "owner" => Tag::Owner,
             "quota-available-bytes" => Tag::QuotaAvailable,
             "quota-used-bytes" => Tag::QuotaUsed,
+            "current-user-privilege-set" => Tag::PrivilegeSet,
+            "privilege" => Tag::Privilege,
+            "all" | "write" | "write-content" | "bind" => Tag::PrivWrite,
+            "unbind" => Tag::PrivUnbind,
             _ => Tag::Other,
         }
     }

@@ -23,7 +23,10 @@ use crate::remote::{validate_name, ListingHead, Remote, RemoteError, RemotePath}
 use crate::state::EntryState;
 use crate::sync::{Activity, ConflictPolicy, IgnoreList, SyncProgress, Uploader};
 
+mod access;
 mod background;
+mod excluded;
+mod held;
 mod info;
 mod kernel_reads;
 mod pin;
@@ -36,6 +39,7 @@ mod working;
 mod write;
 mod xattr;
 
+pub use held::HeldDeletion;
 pub use info::EntryInfo;
 pub use kernel_reads::{KernelReads, ReadPath};
 pub use pin::{FreeOutcome, PinProgress};
@@ -72,6 +76,8 @@ pub struct DriveOptions {
     /// Permission bits entries without a mode of their own do not get (from 0o777 for
     /// folders, 0o666 for files); 0o022 gives 0o755 and 0o644.
     pub umask: u16,
+    /// Above which a burst of local deletions is held for the user to confirm.
+    pub hold_limits: crate::sync::HoldLimits,
 }
 
 impl Default for DriveOptions {
@@ -87,6 +93,7 @@ impl Default for DriveOptions {
             download_streams: 4,
             write_checks: Default::default(),
             umask: 0o022,
+            hold_limits: Default::default(),
         }
     }
 }
@@ -288,6 +295,7 @@ impl Drive {
             options.download_streams,
         ));
         let activity = Arc::new(Activity::default());
+        activity.set_hold_limits(options.hold_limits);
         let inval = Arc::new(Invalidations::default());
         let uploader = Arc::new(
             Uploader::new(
@@ -423,6 +431,11 @@ impl Drive {
                 break;
             }
             if let Some(p) = e.problem {
+                // Held deletions are listed by `edrive deletions` (one line per burst,
+                // not one per file); status counts them.
+                if p == crate::sync::PROBLEM_HELD {
+                    continue;
+                }
                 let path = if e.deleted {
                     self.meta
                         .remote_path_of(e.ino)?
@@ -480,6 +493,12 @@ impl Drive {
                 Some(m) => (m & 0o7777) as u16,
                 None if dir => 0o777 & !self.options.umask,
                 None => 0o666 & !self.options.umask,
+            } & if e.denied & (crate::meta::DENY_CHANGE | crate::meta::DENY_EXCLUDED) != 0 {
+                // The server refuses changes, or an excluded placeholder: no write
+                // permission (see `access`).
+                !0o222
+            } else {
+                !0
             },
             nlink: if dir { 2 } else { 1 },
             uid: self.options.uid,
@@ -505,6 +524,10 @@ impl Drive {
         max_age: Duration,
         in_use: bool,
     ) -> Result<Option<crate::meta::ListingChanges>, FsError> {
+        if self.meta.is_excluded(ino)? {
+            // Excluded on this device: never listed (see `excluded`).
+            return Ok(None);
+        }
         if in_use {
             self.note_recent(ino);
         }
@@ -874,6 +897,9 @@ impl Drive {
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
+        if write {
+            self.may_change(&e)?;
+        }
         self.check_opener(&e, opener, write, truncate)?;
         if write || self.has_working_copy(ino) {
             return self.open_working(&e, write, truncate && write).await;
@@ -1087,6 +1113,12 @@ impl Drive {
             if e.dirty || e.remote.is_none() || self.activity.is_open_for_writing(ino) {
                 return Ok(EntryState::Dirty);
             }
+        }
+        if e.is_dir() && self.meta.is_excluded(ino)? {
+            return Ok(EntryState::Excluded);
+        }
+        if self.is_read_only(ino)? {
+            return Ok(EntryState::ReadOnly);
         }
         if e.is_dir() {
             return Ok(if e.listed_at_ms.is_some() {

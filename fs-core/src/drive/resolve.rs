@@ -196,6 +196,15 @@ impl Drive {
         };
         let said = match choice {
             Choice::UseLocal => {
+                if e
+                    .problem
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with(crate::sync::PROBLEM_REFUSED))
+                {
+                    // The rights may have changed on the server: what a refusal taught
+                    // is forgotten (a new refusal teaches it again).
+                    self.lift_refusal(&e)?;
+                }
                 self.meta.set_problem(ino, None)?;
                 format!("{shown}: trying again now")
             }
@@ -238,7 +247,11 @@ impl Drive {
                 match &server {
                     Some(s) => self.meta.take_server_version(ino, s)?,
                     None => {
-                        self.meta.remove_local(ino)?;
+                        // The server has no file there: nothing is left to delete
+                        // either (a refused first upload left none).
+                        if !self.meta.remove_local(ino)? {
+                            self.meta.drop_tombstone(ino)?;
+                        }
                         self.inval.entry(e.parent, &e.name);
                     }
                 }

@@ -22,6 +22,7 @@ fn old_time() -> SystemTime {
 
 fn folder(name: &str) -> RemoteEntry {
     RemoteEntry {
+        access: None,
         name: name.into(),
         is_dir: true,
         size: 0,
@@ -474,6 +475,7 @@ const CONTENT: &[u8] = b"0123456789 the server's whole file";
 
 fn unknown(name: &str, etag: Option<&str>) -> RemoteEntry {
     RemoteEntry {
+        access: None,
         name: name.into(),
         is_dir: false,
         size: 0,

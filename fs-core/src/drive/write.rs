@@ -331,6 +331,7 @@ impl Drive {
             if e.is_dir() {
                 return Err(FsError::IsDir);
             }
+            self.may_change(&e)?;
             let intent = self.intend_writing(ino).await?;
             let w = self.attach_working(&e, size == 0, true).await?;
             drop(intent);
@@ -377,6 +378,7 @@ impl Drive {
     /// Creates and opens file `name` in `parent`.
     #[instrument(level = "debug", skip(self))]
     pub async fn create(&self, parent: u64, name: &str, mode: u32) -> Result<(Attr, u64), FsError> {
+        self.may_add_in(parent)?;
         self.absent(parent, name).await?;
         let now = SystemTime::now();
         let e = {
@@ -411,6 +413,7 @@ impl Drive {
     /// Creates folder `name` in `parent`.
     #[instrument(level = "debug", skip(self))]
     pub async fn mkdir(&self, parent: u64, name: &str, mode: u32) -> Result<Attr, FsError> {
+        self.may_add_in(parent)?;
         self.absent(parent, name).await?;
         let now = SystemTime::now();
         let e = self
@@ -466,6 +469,7 @@ impl Drive {
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
+        self.may_remove(&e)?;
         let attr = self.attr(&e);
         // Not while the write-back records an operation on the server (it would miss
         // that this entry is gone).
@@ -485,6 +489,7 @@ impl Drive {
         if !e.is_dir() {
             return Err(FsError::NotDir);
         }
+        self.may_remove(&e)?;
         self.ensure_listed(e.ino).await?;
         if !self.meta.children(e.ino)?.is_empty() {
             return Err(FsError::NotEmpty);
@@ -511,6 +516,8 @@ impl Drive {
     ) -> Result<(), FsError> {
         let e = self.existing(parent, name).await?;
         validate_name(new_name)?;
+        self.may_remove(&e)?;
+        self.may_add_in(new_parent)?;
         let np = self.entry(new_parent)?;
         if !np.is_dir() {
             return Err(FsError::NotDir);
@@ -535,6 +542,9 @@ impl Drive {
             Some(t) => Some(t),
             None => None,
         };
+        if let Some(t) = &replaced {
+            self.may_remove(t)?;
+        }
         let replaced_attr = replaced.as_ref().map(|t| self.attr(t));
         let replaced = replaced.map(|t| t.ino);
         let _tree = self.uploader.tree_lock.read().await;

@@ -54,6 +54,9 @@ pub struct Entry {
     pub put_started: bool,
     /// Deleted locally, still to be deleted on the server (a tombstone).
     pub deleted: bool,
+    /// What the server does not let this user do with it (bits of
+    /// [`super::permissions`]; 0: nothing known to be refused).
+    pub denied: u8,
 }
 
 impl Entry {
@@ -100,7 +103,7 @@ impl Entry {
 
 pub(super) const SELECT: &str = "SELECT ino, parent, name, is_dir, size, mtime_ns, etag, \
      etag_weak, listed_at_ms, remote_parent, remote_name, dirty, mode, problem, put_started, \
-     atime_ns, ctime_ns FROM entries";
+     atime_ns, ctime_ns, denied FROM entries";
 
 fn time(ns: Option<i64>) -> Option<SystemTime> {
     ns.map(super::ns_to_time)
@@ -137,5 +140,6 @@ pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         problem: r.get(13)?,
         put_started: r.get(14)?,
         deleted: parent.is_none(),
+        denied: r.get::<_, i64>(17)?.clamp(0, 255) as u8,
     })
 }

@@ -158,7 +158,8 @@ impl Meta {
         let table = format!("stage_{}", self.next_stage.fetch_add(1, Ordering::Relaxed));
         let mut sql = format!(
             "CREATE TEMP TABLE {table}(name TEXT NOT NULL, is_dir INTEGER NOT NULL,
-                 size INTEGER NOT NULL, mtime_ns INTEGER, etag TEXT, etag_weak INTEGER NOT NULL);"
+                 size INTEGER NOT NULL, mtime_ns INTEGER, etag TEXT, etag_weak INTEGER NOT NULL,
+                 denied INTEGER);"
         );
         if !large {
             sql.push_str(&stage_indexes(&table));
@@ -177,8 +178,8 @@ impl Meta {
         {
             // Not cached: every stage has its own table.
             let mut insert = tx.prepare(&format!(
-                "INSERT INTO {}(name, is_dir, size, mtime_ns, etag, etag_weak)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO {}(name, is_dir, size, mtime_ns, etag, etag_weak, denied)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 stage.table
             ))?;
             for c in children {
@@ -193,7 +194,8 @@ impl Meta {
                     size_col(c),
                     mtime_ns(c.mtime),
                     etag,
-                    weak
+                    weak,
+                    c.access.map(super::permissions::denied_bits)
                 ])?;
             }
         }
@@ -361,9 +363,11 @@ fn merge(
         held,
         gone,
         insert: tx.prepare_cached(
+            // A new entry in a folder refused as a whole (a read-only space) is refused too.
             "INSERT OR IGNORE INTO entries(parent, name, is_dir, size, mtime_ns, etag,
-                 etag_weak, remote_parent, remote_name)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1, ?2)",
+                 etag_weak, remote_parent, remote_name, denied)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1, ?2, COALESCE((SELECT denied FROM entries
+                 WHERE ino = ?1 AND denied & 4 != 0) & 7, 0))",
         )?,
         // A file's time is the server's for each new version. A folder's known time
         // stays: its own listing moves it (see `folder_time`).
@@ -436,6 +440,7 @@ fn merge(
         mtime_ns(dir_entry.mtime),
         folder_time(&changes)
     ])?;
+    super::permissions::take_access(&tx, dir, stage, dir_entry.access)?;
     tx.execute("DELETE FROM listing_gone", [])?;
     tx.commit()?;
     Ok(changes)

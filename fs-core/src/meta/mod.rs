@@ -6,8 +6,11 @@
 
 mod conflict;
 mod entry;
+mod excluded;
+mod held;
 mod listing;
 mod local;
+mod permissions;
 mod pins;
 mod schema;
 mod writeback;
@@ -15,8 +18,10 @@ mod xattrs;
 
 pub use conflict::Event;
 pub use entry::{Entry, Kind};
+pub use excluded::ExcludeError;
 pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
+pub use permissions::{DENY_CHANGE, DENY_EXCLUDED, DENY_INHERITED, DENY_REMOVE};
 pub use xattrs::{XattrMode, XattrSet};
 
 use std::collections::HashMap;

@@ -9,7 +9,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// Bumped when the tables change shape.
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 const ENTRIES: &str = "
     ino INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,6 +31,7 @@ const ENTRIES: &str = "
     moving_name TEXT,
     atime_ns INTEGER,
     ctime_ns INTEGER,
+    denied INTEGER NOT NULL DEFAULT 0,
     UNIQUE(parent, name)";
 
 /// The `user.*` extended attributes (names and values as bytes), and the triggers that
@@ -61,6 +62,10 @@ const XATTRS: &str = "
 /// Version 5 adds `xattrs`: the `user.*` extended attributes applications set, local only,
 /// by inode (so they follow renames), deleted with their entry by triggers: when its row
 /// goes, and when it becomes a tombstone (deleted locally).
+///
+/// Version 6 adds `denied`: what the server does not let this user do with the entry
+/// (see `super::permissions`), `excluded`: server folders this device leaves alone, and
+/// `deletions_confirmed`: held deletions the user let go (never held again).
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -118,6 +123,26 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
              UPDATE settings SET value = '5' WHERE key = 'schema_version';
              COMMIT;"
         ))?;
+        version = Some("5".into());
+    }
+    if version.as_deref() == Some("5") {
+        // A version 1 store was rebuilt with today's columns: `denied` may be there.
+        let has: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM pragma_table_info('entries') WHERE name = 'denied')",
+            [],
+            |r| r.get(0),
+        )?;
+        let add = if has {
+            ""
+        } else {
+            "ALTER TABLE entries ADD COLUMN denied INTEGER NOT NULL DEFAULT 0;"
+        };
+        conn.execute_batch(&format!(
+            "BEGIN;
+             {add}
+             UPDATE settings SET value = '6' WHERE key = 'schema_version';
+             COMMIT;"
+        ))?;
     }
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS entries({ENTRIES});
@@ -129,6 +154,8 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS entries_moving ON entries(ino)
              WHERE moving_parent IS NOT NULL;
          CREATE TABLE IF NOT EXISTS pins(ino INTEGER PRIMARY KEY);
+         CREATE TABLE IF NOT EXISTS excluded(ino INTEGER PRIMARY KEY);
+         CREATE TABLE IF NOT EXISTS deletions_confirmed(ino INTEGER PRIMARY KEY);
          {XATTRS}
          CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT,
              at_ms INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, detail TEXT);

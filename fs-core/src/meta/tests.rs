@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 fn file(name: &str, size: u64, etag: &str) -> RemoteEntry {
     RemoteEntry {
+        access: None,
         name: name.into(),
         is_dir: false,
         size,
@@ -15,6 +16,7 @@ fn file(name: &str, size: u64, etag: &str) -> RemoteEntry {
 
 fn dir(name: &str) -> RemoteEntry {
     RemoteEntry {
+        access: None,
         name: name.into(),
         is_dir: true,
         size: 0,
@@ -427,6 +429,7 @@ fn a_name_listed_twice_keeps_the_first_and_a_failed_listing_leaves_nothing_stage
 /// A file whose size the listing did not give.
 fn unknown(name: &str, etag: &str, mtime_s: u64) -> RemoteEntry {
     RemoteEntry {
+        access: None,
         size: 0,
         size_known: false,
         mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(mtime_s)),
@@ -501,6 +504,7 @@ fn an_unknown_size_stays_unknown_until_found_and_found_for_its_version_only() {
 fn a_time_the_store_cannot_hold_is_unknown() {
     let m = Meta::in_memory().unwrap();
     let far = RemoteEntry {
+        access: None,
         // 2800-01-01: more nanoseconds since 1970 than an i64 holds.
         mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(26_192_246_400)),
         ..file("far", 1, "\"f\"")
@@ -565,6 +569,7 @@ fn listing_at(mtime_s: u64, children: Vec<RemoteEntry>) -> Listing {
 
 fn dir_at(name: &str, mtime_s: u64) -> RemoteEntry {
     RemoteEntry {
+        access: None,
         mtime: Some(UNIX_EPOCH + std::time::Duration::from_secs(mtime_s)),
         etag: ETag::parse(&format!("\"{name}-{mtime_s}\"")),
         ..dir(name)
@@ -618,6 +623,7 @@ fn a_folders_known_time_stays_until_its_own_listing_finds_names_changed() {
 
     // The root's time at a mount is the server's only if none is known.
     let root = |s| RemoteEntry {
+        access: None,
         mtime: at(s),
         ..dir("")
     };
@@ -742,7 +748,9 @@ fn a_version_4_store_gains_extended_attributes() {
         .unwrap(),
         XattrSet::Done
     );
-    assert_eq!(m.setting("schema_version").unwrap().as_deref(), Some("5"));
+    // Migrated on to today's version: `denied` added (nothing refused).
+    assert_eq!(m.setting("schema_version").unwrap().as_deref(), Some("6"));
+    assert_eq!(m.get(7).unwrap().unwrap().denied, 0);
     drop(m);
     let m = Meta::open(&path, "http://x/").unwrap();
     assert_eq!(

@@ -27,9 +27,21 @@ pub struct Activity {
     wake: Notify,
     work: Mutex<()>,
     plan: Mutex<()>,
+    /// Above which a burst of deletions is held (see [`super::held`]).
+    hold_limits: Mutex<super::HoldLimits>,
 }
 
 impl Activity {
+    /// Sets above which a burst of deletions is held.
+    pub fn set_hold_limits(&self, limits: super::HoldLimits) {
+        *self.hold_limits.lock().unwrap_or_else(|p| p.into_inner()) = limits;
+    }
+
+    /// Above which a burst of deletions is held.
+    pub fn hold_limits(&self) -> super::HoldLimits {
+        *self.hold_limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Asks for folders to be listed again at the next poll (outermost first).
     pub fn want_listed(&self, dirs: impl IntoIterator<Item = u64>) {
         let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());

@@ -10,13 +10,17 @@
 //! file created and deleted before it was uploaded costs the server nothing.
 
 mod activity;
+pub mod attention;
 mod conflict;
+pub mod held;
 mod ignore;
 pub mod plan;
 mod uploader;
 
 pub use activity::Activity;
+pub use attention::{Attention, PROBLEM_HELD, PROBLEM_REFUSED};
 pub use conflict::{conflict_name, host_name, local_date, ConflictPolicy};
+pub use held::HoldLimits;
 pub use ignore::{IgnoreList, DEFAULT_IGNORE};
 pub use uploader::{
     SyncProgress, Uploader, PROBLEM_CONFLICT, PROBLEM_ERROR, PROBLEM_LOCKED, PROBLEM_NO_SPACE,

@@ -110,9 +110,11 @@ pub fn plan(
     let mut home: HashMap<u64, bool> = HashMap::new();
     home.insert(ROOT_INO, true);
     let mut blocked = Vec::new();
-    for e in meta.pending()? {
+    let pending = meta.pending()?;
+    let deletions_go = super::held::deletions_may_go(meta, activity, debounce, &pending, &mut out)?;
+    for e in pending {
         let before = out.ops.len();
-        if e.problem.is_none() {
+        if e.problem.is_none() && (deletions_go || !e.deleted) {
             plan_one(
                 meta,
                 activity,

@@ -42,6 +42,8 @@ pub struct SyncProgress {
     pub syncing: bool,
     /// Upload rate of the running upload, bytes per second.
     pub rate: u64,
+    /// Of the pending entries, those that wait for the user (held, refused, conflict).
+    pub attention: super::Attention,
 }
 
 /// Runs the write-back for one drive.
@@ -236,9 +238,13 @@ impl Uploader {
                 .iter()
                 .filter(|e| e.deleted || e.remote.is_some() || !self.ignore.matches(&e.name));
             let (mut n, mut stuck, mut bytes) = (0, 0, 0);
+            let mut attention = super::Attention::default();
             let early = self.retries_early.load(Ordering::SeqCst);
             for e in counted {
                 n += 1;
+                if let Some(p) = &e.problem {
+                    attention.count(p);
+                }
                 match &e.problem {
                     // Tried again soon: still moving.
                     Some(p) if early && p.starts_with(PROBLEM_RETRY) => {}
@@ -251,6 +257,7 @@ impl Uploader {
             }
             p.pending = n;
             p.stuck = stuck;
+            p.attention = attention;
             // From the rows, not by listing the working copies: `edrive sync` asks five
             // times a second, and listing 10,000 of them cost 20 ms each time.
             p.pending_bytes = bytes;
@@ -890,10 +897,18 @@ impl Uploader {
             // 403 on one path: this entry is refused (a read-only share, a blocked name);
             // the rest of the queue goes on.
             RemoteError::Auth(status) => {
-                warn!(%path, status, "the server forbids this change; the local copy is kept");
-                let _ = self
-                    .meta
-                    .set_problem(ino, Some(&format!("{PROBLEM_ERROR}: forbidden ({status})")));
+                warn!(%path, status, "the server forbids this change (a read-only space); the local copy is kept, shown as refused");
+                let _ = self.meta.set_problem(
+                    ino,
+                    Some(&format!(
+                        "{}: the server forbids this change ({status}): read-only for you",
+                        super::PROBLEM_REFUSED
+                    )),
+                );
+                match super::attention::learn_refusal(&self.meta, ino) {
+                    Ok(inos) => inos.into_iter().for_each(|i| self.inval.inode(i)),
+                    Err(e) => warn!(error = %e, "could not record a read-only folder"),
+                }
                 Outcome::Done
             }
             RemoteError::InsufficientStorage => {
