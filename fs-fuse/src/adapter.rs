@@ -12,8 +12,9 @@ use fuser::{
     KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
-use tracing::{debug, info, info_span, warn};
+use tracing::{info, warn};
 
+use crate::errno::{failed, utf8};
 use crate::passthrough::Backings;
 
 /// Folder entries read from the store in one query while a listing reply fills (a
@@ -31,8 +32,13 @@ pub struct FuseFs {
     backings: Mutex<Backings>,
 }
 
-fn errno(e: &FsError) -> Errno {
-    Errno::from_i32(e.errno())
+/// Enters the span of one kernel request: the operation's name, the request's id, the
+/// calling process, and the given fields. Every operation has one, so that its one log
+/// line on failure ([`failed`]) says which request of which process failed.
+macro_rules! op_span {
+    ($req:expr, $op:literal $(, $($field:tt)*)?) => {
+        tracing::info_span!($op, req = $req.unique().0, pid = $req.pid() $(, $($field)*)?).entered()
+    };
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -163,7 +169,7 @@ impl FuseFs {
             }
             Err(e) => {
                 let _ = self.drive.release(fh);
-                reply.error(errno(&e))
+                reply.error(failed(&e))
             }
         }
     }
@@ -234,42 +240,40 @@ impl Filesystem for FuseFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let _s = info_span!("lookup", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            // Names on the server are UTF-8; anything else cannot exist there.
-            return reply.error(Errno::ENOENT);
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _s = op_span!(req, "lookup", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self.rt.block_on(self.drive.lookup(parent.0, name)) {
             Ok(a) => reply.entry(&self.ttl_of(&a), &file_attr(&a), Generation(0)),
-            Err(e) => {
-                debug!(error = %e, "lookup failed");
-                reply.error(errno(&e))
-            }
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _s = op_span!(req, "getattr", ino = ino.0);
         match self.drive.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl_of(&a), &file_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _s = info_span!("open", ino = ino.0).entered();
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _s = op_span!(req, "open", ino = ino.0);
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY)
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         match self.rt.block_on(self.drive.open(ino.0, write, truncate)) {
             Ok(fh) => self.reply_read_open(ino.0, fh, reply),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -278,19 +282,16 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let _s = info_span!("read", ino = ino.0, offset, size).entered();
+        let _s = op_span!(req, "read", ino = ino.0, offset, size);
         match self.rt.block_on(self.drive.read(fh.0, offset, size)) {
             Ok(data) => reply.data(&data),
-            Err(e) => {
-                debug!(error = %e, "read failed");
-                reply.error(errno(&e))
-            }
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -298,34 +299,35 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _s = op_span!(req, "release", fh = fh.0);
         let mut backings = self.backings();
         let r = self.drive.release(fh.0);
         backings.release(fh.0);
         drop(backings);
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        let _s = info_span!("flush", ino = ino.0).entered();
+        let _s = op_span!(req, "flush", ino = ino.0);
         match self.drive.flush(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -335,34 +337,31 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: fuser::ReplyWrite,
     ) {
-        let _s = info_span!("write", ino = ino.0, offset, len = data.len()).entered();
+        let _s = op_span!(req, "write", ino = ino.0, offset, len = data.len());
         match self.drive.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
-            Err(e) => {
-                debug!(error = %e, "write failed");
-                reply.error(errno(&e))
-            }
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _s = info_span!("fsync", ino = ino.0).entered();
+        let _s = op_span!(req, "fsync", ino = ino.0);
         match self.drive.fsync(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         _uid: Option<u32>,
@@ -378,7 +377,7 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let _s = info_span!("setattr", ino = ino.0, ?size).entered();
+        let _s = op_span!(req, "setattr", ino = ino.0, ?size);
         let time = |t: fuser::TimeOrNow| match t {
             fuser::TimeOrNow::SpecificTime(t) => kernel_time(t),
             fuser::TimeOrNow::Now => SystemTime::now(),
@@ -391,13 +390,13 @@ impl Filesystem for FuseFs {
         };
         match self.rt.block_on(self.drive.setattr(ino.0, set)) {
             Ok(a) => reply.attr(&self.ttl_of(&a), &file_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -405,9 +404,10 @@ impl Filesystem for FuseFs {
         _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        let _s = info_span!("create", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::EINVAL);
+        let _s = op_span!(req, "create", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self
             .rt
@@ -420,7 +420,7 @@ impl Filesystem for FuseFs {
                 FileHandle(fh),
                 FopenFlags::empty(),
             ),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -428,7 +428,7 @@ impl Filesystem for FuseFs {
     /// be stored on the server.
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -436,13 +436,14 @@ impl Filesystem for FuseFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _s = info_span!("mknod", parent = parent.0, ?name, mode).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::EINVAL);
+        let _s = op_span!(req, "mknod", parent = parent.0, ?name, mode);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         let kind = mode & libc::S_IFMT;
         if kind != libc::S_IFREG && kind != 0 {
-            return reply.error(errno(&FsError::NotSupported(
+            return reply.error(failed(&FsError::NotSupported(
                 "only regular files and folders",
             )));
         }
@@ -451,57 +452,60 @@ impl Filesystem for FuseFs {
             .block_on(self.drive.create(parent.0, name, mode & !umask));
         match created.and_then(|(a, fh)| self.drive.release(fh).map(|()| a)) {
             Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let _s = info_span!("mkdir", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::EINVAL);
+        let _s = op_span!(req, "mkdir", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self
             .rt
             .block_on(self.drive.mkdir(parent.0, name, mode & !umask))
         {
             Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _s = info_span!("unlink", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _s = op_span!(req, "unlink", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self.rt.block_on(self.drive.unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _s = info_span!("rmdir", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _s = op_span!(req, "rmdir", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self.rt.block_on(self.drive.rmdir(parent.0, name)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -509,16 +513,17 @@ impl Filesystem for FuseFs {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let _s = info_span!(
+        let _s = op_span!(
+            req,
             "rename",
             parent = parent.0,
             ?name,
             newparent = newparent.0,
             ?newname
-        )
-        .entered();
-        let (Some(name), Some(newname)) = (name.to_str(), newname.to_str()) else {
-            return reply.error(Errno::EINVAL);
+        );
+        let (name, newname) = match (utf8(name), utf8(newname)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
         };
         if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE) {
             return reply.error(Errno::EINVAL);
@@ -529,43 +534,45 @@ impl Filesystem for FuseFs {
                 .rename(parent.0, name, newparent.0, newname, no_replace),
         ) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let _s = info_span!("opendir", ino = ino.0).entered();
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _s = op_span!(req, "opendir", ino = ino.0);
         match self.rt.block_on(self.drive.opendir(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _s = op_span!(req, "readdir", ino = ino.0, offset);
         let listed = self.list_into(ino.0, fh.0, offset, |name, a, next| {
             reply.add(INodeNo(a.ino), next, file_type(a.kind), name)
         });
         match listed {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _s = op_span!(req, "readdirplus", ino = ino.0, offset);
         let listed = self.list_into(ino.0, fh.0, offset, |name, a, next| {
             reply.add(
                 INodeNo(a.ino),
@@ -578,38 +585,41 @@ impl Filesystem for FuseFs {
         });
         match listed {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _s = op_span!(req, "fsyncdir");
         match self.drive.fsyncdir() {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn releasedir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _s = op_span!(req, "releasedir", fh = fh.0);
         self.drive.releasedir(fh.0);
         reply.ok();
     }
 
     /// The server's quota, or the cache's room (see [`Drive::statfs`]).
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _s = op_span!(req, "statfs");
         const BSIZE: u64 = 4096;
         let space = self.rt.block_on(self.drive.statfs());
         let free = space.free / BSIZE;
@@ -625,16 +635,17 @@ impl Filesystem for FuseFs {
         );
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _s = op_span!(req, "getxattr", ino = ino.0, ?name);
         match self.drive.getxattr(ino.0, name.as_bytes()) {
             Ok(v) => reply_xattr(reply, size, &v),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -642,6 +653,7 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _s = op_span!(req, "setxattr", ino = ino.0, ?name);
         let mode = XattrMode {
             create: flags & libc::XATTR_CREATE != 0,
             replace: flags & libc::XATTR_REPLACE != 0,
@@ -654,11 +666,12 @@ impl Filesystem for FuseFs {
                 }
                 reply.ok()
             }
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _s = op_span!(req, "listxattr", ino = ino.0);
         match self.drive.listxattr(ino.0) {
             Ok(names) => {
                 let mut buf = Vec::new();
@@ -668,21 +681,23 @@ impl Filesystem for FuseFs {
                 }
                 reply_xattr(reply, size, &buf)
             }
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _s = op_span!(req, "removexattr", ino = ino.0, ?name);
         match self.drive.removexattr(ino.0, name.as_bytes()) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        let _s = op_span!(req, "access", ino = ino.0);
         match self.drive.getattr(ino.0) {
             Ok(_) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 }
