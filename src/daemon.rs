@@ -300,7 +300,7 @@ fn kernel_ttl(args: &MountArgs) -> Duration {
 fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
     // Before any thread exists (see the module): memory stays flat however large the
     // folders listed.
-    edrive_fs_core::memory::one_arena();
+    crate::memory::one_arena();
     let ready = Ready {
         daemon_child: args.daemon_child,
     };
@@ -428,6 +428,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
             recovery_dir: Some(cache_dir.join("recovered")),
             download_streams: args.download_streams.into(),
             write_checks: args.conditional_writes,
+            give_back_memory: Some(crate::memory::give_back),
         },
     ));
     rt.block_on(async { drive.start_writeback() })

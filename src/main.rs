@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod demo_tree;
 mod logging;
+mod memory;
 mod paths;
 mod serve;
 #[cfg(unix)]

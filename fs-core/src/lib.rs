@@ -12,7 +12,6 @@ pub mod connectivity;
 pub mod drive;
 pub mod error;
 pub mod hydrate;
-pub mod memory;
 pub mod meta;
 pub mod notify;
 mod positional;

@@ -67,6 +67,10 @@ pub struct DriveOptions {
     /// Whether the server's guarantees for conditional writes are probed, trusted or
     /// never relied on (see [`crate::remote::capabilities`]).
     pub write_checks: crate::remote::capabilities::WriteChecks,
+    /// Called (on a blocking thread) after a folder of [`LARGE_FOLDER`] entries or more
+    /// was listed, to return the allocator's free memory to the system: the process's
+    /// business, so the binary passes it (glibc's `malloc_trim`).
+    pub give_back_memory: Option<fn()>,
 }
 
 impl Default for DriveOptions {
@@ -81,6 +85,7 @@ impl Default for DriveOptions {
             recovery_dir: None,
             download_streams: 4,
             write_checks: Default::default(),
+            give_back_memory: None,
         }
     }
 }
@@ -116,8 +121,8 @@ pub struct Attr {
 }
 
 /// A folder with this many entries takes enough memory to list that it is given back
-/// to the system afterwards (see [`crate::memory::give_back`]).
-const LARGE_FOLDER: usize = 10_000;
+/// to the system afterwards (see [`DriveOptions::give_back_memory`]).
+pub const LARGE_FOLDER: usize = 10_000;
 
 /// What a working copy says of its file: size, modification time, change time.
 pub(crate) type WorkingAttrs = (u64, SystemTime, Option<SystemTime>);
@@ -566,9 +571,11 @@ impl Drive {
                         .merge_staged(ino, stage, &head.dir, head.complete, &held)?;
                 debug!(ino, %path, children = head.children, ?changes, "listed");
                 drop(_tree);
-                if head.children >= LARGE_FOLDER {
-                    // Not on a runtime worker: trimming holds the allocator a moment.
-                    tokio::task::spawn_blocking(crate::memory::give_back);
+                if let Some(give_back) = self.options.give_back_memory {
+                    if head.children >= LARGE_FOLDER {
+                        // Not on a runtime worker: trimming holds the allocator a moment.
+                        tokio::task::spawn_blocking(give_back);
+                    }
                 }
                 self.after_listing(ino, &changes);
                 Ok(Some(changes))
