@@ -90,7 +90,7 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                 "last_error": s.sync.last_error,
                 "syncing": s.sync.syncing,
                 "problems": drive.problems(20).unwrap_or_default().into_iter()
-                    .map(|(path, why)| json!({"path": path, "problem": why}))
+                    .map(|(path, why)| json!({"path": path, "problem": why.to_string()}))
                     .collect::<Vec<_>>(),
             },
         }),
@@ -251,8 +251,8 @@ pub async fn answer(
                     .problems(1000)
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|(_, why)| why != edrive_fs_core::sync::PROBLEM_CONFLICT)
-                    .map(|(path, why)| json!({"path": path, "problem": why}))
+                    .filter(|(_, why)| *why != edrive_fs_core::meta::Problem::Conflict)
+                    .map(|(path, why)| json!({"path": path, "problem": why.to_string()}))
                     .collect();
                 json!({"ok": true, "conflicts": conflicts, "stuck": stuck, "events": events})
             }

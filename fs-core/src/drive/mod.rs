@@ -410,7 +410,7 @@ impl Drive {
     }
 
     /// Entries whose write-back is stuck, as (local path, why), at most `limit`.
-    pub fn problems(&self, limit: usize) -> Result<Vec<(String, String)>, FsError> {
+    pub fn problems(&self, limit: usize) -> Result<Vec<(String, crate::meta::Problem)>, FsError> {
         let mut out = Vec::new();
         for e in self.meta.pending()? {
             if out.len() >= limit {

@@ -81,8 +81,8 @@ impl Drive {
             Some(e) => e,
             None => return Err(FsError::NotFound),
         };
-        match e.problem.as_deref() {
-            Some(crate::sync::PROBLEM_CONFLICT) => {}
+        match &e.problem {
+            Some(crate::meta::Problem::Conflict) => {}
             Some(_) => return self.resolve_stuck(e, choice).await,
             None => {
                 return Err(FsError::Invalid(

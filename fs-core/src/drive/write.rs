@@ -10,7 +10,7 @@ use tracing::{debug, instrument, warn};
 
 use super::{lock, Attr, Content, Drive, OpenFile, Working};
 use crate::error::FsError;
-use crate::meta::{Entry, LocalAttrs};
+use crate::meta::{Entry, LocalAttrs, ProblemKind};
 use crate::remote::validate_name;
 
 /// What `setattr` changes; `None` leaves it.
@@ -598,9 +598,9 @@ impl Drive {
         }
         // Refusals and a full server are worth another try with this run; conflicts wait
         // for a person.
-        self.meta.clear_problems(crate::sync::PROBLEM_ERROR)?;
-        self.meta.clear_problems(crate::sync::PROBLEM_NO_SPACE)?;
-        self.meta.clear_problems(crate::sync::PROBLEM_RETRY)?;
+        self.meta.clear_problems(ProblemKind::Refused)?;
+        self.meta.clear_problems(ProblemKind::NoSpace)?;
+        self.meta.clear_problems(ProblemKind::Retrying)?;
         let (pending, stuck) = self.meta.pending_count()?;
         if pending > 0 {
             tracing::info!(

@@ -9,6 +9,7 @@ mod entry;
 mod listing;
 mod local;
 mod pins;
+mod problem;
 mod schema;
 mod writeback;
 mod xattrs;
@@ -17,6 +18,7 @@ pub use conflict::Event;
 pub use entry::{Entry, Kind};
 pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
+pub use problem::{Problem, ProblemKind};
 pub use xattrs::{XattrMode, XattrSet};
 
 use std::collections::HashMap;

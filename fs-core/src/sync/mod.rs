@@ -18,7 +18,4 @@ mod uploader;
 pub use activity::Activity;
 pub use conflict::{conflict_name, host_name, local_date, ConflictPolicy};
 pub use ignore::{IgnoreList, DEFAULT_IGNORE};
-pub use uploader::{
-    SyncProgress, Uploader, PROBLEM_CONFLICT, PROBLEM_ERROR, PROBLEM_LOCKED, PROBLEM_NO_SPACE,
-    PROBLEM_RETRY, STAGING_PREFIX,
-};
+pub use uploader::{SyncProgress, Uploader, STAGING_PREFIX};

@@ -15,7 +15,7 @@ use tokio::sync::RwLock;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::connectivity::Connectivity;
-use crate::meta::Meta;
+use crate::meta::{Meta, Problem, ProblemKind};
 use crate::notify::Invalidations;
 use crate::remote::{again, ByteStream, Precondition, Remote, RemoteError, RemotePath};
 
@@ -81,7 +81,7 @@ pub struct Uploader {
     pub(crate) remote_news: std::sync::atomic::AtomicU64,
     /// Some entry waits for a lock held by someone else on the server.
     locks_waiting: AtomicBool,
-    /// Some entry waits for another try after a refusal that may pass ([`PROBLEM_RETRY`]).
+    /// Some entry waits for another try after a refusal that may pass ([`Problem::Retrying`]).
     retries_waiting: AtomicBool,
     /// Retries are still frequent (their backoff has not reached its longest wait): such
     /// entries count as moving, not stuck, so a sync waits for them.
@@ -132,19 +132,6 @@ const PLAN_COALESCE: Duration = Duration::from_millis(200);
 pub const PARALLEL_UPLOADS: usize = 4;
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Problems the uploader sets. `no-space` entries are retried now and then.
-pub const PROBLEM_CONFLICT: &str = "conflict";
-/// The server had no room (507).
-pub const PROBLEM_NO_SPACE: &str = "no-space";
-/// Any other refusal.
-pub const PROBLEM_ERROR: &str = "error";
-/// Locked on the server by someone else (423): retried with backoff; `locked by OWNER`
-/// when the server names the lock's owner.
-pub const PROBLEM_LOCKED: &str = "locked";
-/// One change the server refused for a reason that may pass (409: its folder is not
-/// there; a 5xx for this path; the local copy could not be read): `retrying: REASON`. It
-/// is tried again with backoff while the rest of the queue goes on.
-pub const PROBLEM_RETRY: &str = "retrying";
 /// First wait before a change refused for a passing reason is tried again (it doubles
 /// up to [`LOCK_RETRY_MAX`]).
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -241,7 +228,7 @@ impl Uploader {
                 n += 1;
                 match &e.problem {
                     // Tried again soon: still moving.
-                    Some(p) if early && p.starts_with(PROBLEM_RETRY) => {}
+                    Some(Problem::Retrying(_)) if early => {}
                     Some(_) => stuck += 1,
                     None => {}
                 }
@@ -310,8 +297,8 @@ impl Uploader {
         self.sync_gen.fetch_add(1, Ordering::SeqCst);
         self.urgent.store(true, Ordering::SeqCst);
         *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
-        let _ = self.meta.clear_problems(PROBLEM_RETRY);
+        let _ = self.meta.clear_problems(ProblemKind::NoSpace);
+        let _ = self.meta.clear_problems(ProblemKind::Retrying);
         self.retries_reset.store(true, Ordering::SeqCst);
         self.retries_early.store(true, Ordering::SeqCst);
         self.activity.wake();
@@ -381,7 +368,7 @@ impl Uploader {
             }
             if last_no_space_retry.elapsed() >= NO_SPACE_RETRY {
                 last_no_space_retry = Instant::now();
-                let _ = self.meta.clear_problems(PROBLEM_NO_SPACE);
+                let _ = self.meta.clear_problems(ProblemKind::NoSpace);
             }
             if !self.locks_waiting.load(Ordering::SeqCst) {
                 lock_wait = LOCK_RETRY_MIN;
@@ -389,7 +376,7 @@ impl Uploader {
             } else if Instant::now() >= lock_retry_at {
                 // Files locked by someone else: tried again, less often the longer the
                 // locks stay.
-                lock_wait = match self.meta.clear_problems(PROBLEM_LOCKED) {
+                lock_wait = match self.meta.clear_problems(ProblemKind::Locked) {
                     Ok(0) | Err(_) => {
                         self.locks_waiting.store(false, Ordering::SeqCst);
                         LOCK_RETRY_MIN
@@ -406,7 +393,7 @@ impl Uploader {
             } else if Instant::now() >= retry_at {
                 // Changes refused for a reason that may pass: tried again, less often the
                 // longer they keep failing; the rest of the queue never waits for them.
-                retry_wait = match self.meta.clear_problems(PROBLEM_RETRY) {
+                retry_wait = match self.meta.clear_problems(ProblemKind::Retrying) {
                     Ok(0) | Err(_) => {
                         self.retries_waiting.store(false, Ordering::SeqCst);
                         RETRY_MIN
@@ -846,18 +833,22 @@ impl Uploader {
         Outcome::Done
     }
 
+    /// Records why `ino`'s change does not move. Should the store fail to take it, that
+    /// is logged (the change stays pending either way, and is tried again).
+    fn mark(&self, ino: u64, problem: Problem) {
+        if let Err(e) = self.meta.set_problem(ino, Some(&problem)) {
+            warn!(ino, %problem, error = %e, "write-back: recording the problem failed");
+        }
+    }
+
     /// Sorts a failed operation: retry, pause, or flag the entry.
     fn failed(&self, ino: u64, path: &RemotePath, e: RemoteError) -> Outcome {
         match e {
             // Locked by someone else: this entry waits (retried with backoff by `run`),
             // the rest of the queue goes on.
             RemoteError::Locked(owner) => {
-                let problem = match &owner {
-                    Some(o) => format!("{PROBLEM_LOCKED} by {o}"),
-                    None => PROBLEM_LOCKED.to_string(),
-                };
                 warn!(%path, owner = owner.as_deref().unwrap_or("?"), "locked on the server; the change stays pending and is retried");
-                let _ = self.meta.set_problem(ino, Some(&problem));
+                self.mark(ino, Problem::Locked { owner });
                 self.locks_waiting.store(true, Ordering::SeqCst);
                 Outcome::Done
             }
@@ -880,9 +871,7 @@ impl Uploader {
                     self.relist_ancestors(ino);
                 }
                 warn!(%path, error = %e, "write-back: this change is retried later; the rest goes on");
-                let _ = self
-                    .meta
-                    .set_problem(ino, Some(&format!("{PROBLEM_RETRY}: {e}")));
+                self.mark(ino, Problem::Retrying(e.to_string()));
                 self.retries_waiting.store(true, Ordering::SeqCst);
                 Outcome::Done
             }
@@ -891,26 +880,22 @@ impl Uploader {
             // the rest of the queue goes on.
             RemoteError::Auth(status) => {
                 warn!(%path, status, "the server forbids this change; the local copy is kept");
-                let _ = self
-                    .meta
-                    .set_problem(ino, Some(&format!("{PROBLEM_ERROR}: forbidden ({status})")));
+                self.mark(ino, Problem::Refused(format!("forbidden ({status})")));
                 Outcome::Done
             }
             RemoteError::InsufficientStorage => {
                 warn!(%path, "the server is full (507); the file stays local and dirty, retried later");
-                let _ = self.meta.set_problem(ino, Some(PROBLEM_NO_SPACE));
+                self.mark(ino, Problem::NoSpace);
                 Outcome::Done
             }
             RemoteError::PreconditionFailed => {
                 warn!(%path, "conflict: the server has another version; the local version is kept and not uploaded");
-                let _ = self.meta.set_problem(ino, Some(PROBLEM_CONFLICT));
+                self.mark(ino, Problem::Conflict);
                 Outcome::Done
             }
             e => {
                 warn!(%path, error = %e, "write-back refused by the server; the local copy is kept");
-                let _ = self
-                    .meta
-                    .set_problem(ino, Some(&format!("{PROBLEM_ERROR}: {e}")));
+                self.mark(ino, Problem::Refused(e.to_string()));
                 Outcome::Done
             }
         }
@@ -1061,10 +1046,7 @@ impl Uploader {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Done,
             Err(e) => {
                 warn!(%path, error = %e, "cannot read the local copy");
-                let _ = self.meta.set_problem(
-                    ino,
-                    Some(&format!("{PROBLEM_ERROR}: local copy unreadable: {e}")),
-                );
+                self.mark(ino, Problem::Refused(format!("local copy unreadable: {e}")));
                 return Outcome::Done;
             }
         };
