@@ -15,6 +15,7 @@ use tokio::sync::RwLock;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::connectivity::Connectivity;
+use crate::logged::OrLog;
 use crate::meta::{Meta, Problem, ProblemKind};
 use crate::notify::Invalidations;
 use crate::remote::{again, ByteStream, Precondition, Remote, RemoteError, RemotePath};
@@ -297,8 +298,12 @@ impl Uploader {
         self.sync_gen.fetch_add(1, Ordering::SeqCst);
         self.urgent.store(true, Ordering::SeqCst);
         *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let _ = self.meta.clear_problems(ProblemKind::NoSpace);
-        let _ = self.meta.clear_problems(ProblemKind::Retrying);
+        self.meta
+            .clear_problems(ProblemKind::NoSpace)
+            .or_log("meta clear_problems");
+        self.meta
+            .clear_problems(ProblemKind::Retrying)
+            .or_log("meta clear_problems");
         self.retries_reset.store(true, Ordering::SeqCst);
         self.retries_early.store(true, Ordering::SeqCst);
         self.activity.wake();
@@ -368,7 +373,9 @@ impl Uploader {
             }
             if last_no_space_retry.elapsed() >= NO_SPACE_RETRY {
                 last_no_space_retry = Instant::now();
-                let _ = self.meta.clear_problems(ProblemKind::NoSpace);
+                self.meta
+                    .clear_problems(ProblemKind::NoSpace)
+                    .or_log("meta clear_problems");
             }
             if !self.locks_waiting.load(Ordering::SeqCst) {
                 lock_wait = LOCK_RETRY_MIN;
@@ -569,19 +576,25 @@ impl Uploader {
                 match result {
                     Ok(()) | Err(RemoteError::NotFound) => {
                         info!(%path, "deleted on the server");
-                        let _ = self.cache.work_remove_base(ino);
+                        self.cache
+                            .work_remove_base(ino)
+                            .or_log("cache work_remove_base");
                         self.record(self.meta.drop_tombstone(ino))
                     }
                     Err(RemoteError::PreconditionFailed) => {
                         // Changed on the server after it was deleted here: the newer
                         // version wins and comes back on the next listing.
                         warn!(%path, "changed on the server since it was deleted here; keeping the server's version");
-                        let _ = self.meta.record_event("restored", &path.to_string(), "");
+                        self.meta
+                            .record_event("restored", &path.to_string(), "")
+                            .or_log("meta record_event");
                         let parent = self.meta.get_any(ino).ok().flatten().and_then(|e| e.remote);
-                        let _ = self.cache.work_remove_base(ino);
+                        self.cache
+                            .work_remove_base(ino)
+                            .or_log("cache work_remove_base");
                         let r = self.meta.drop_tombstone(ino);
                         if let Some((p, _)) = parent {
-                            let _ = self.meta.expire_listing(p);
+                            self.meta.expire_listing(p).or_log("meta expire_listing");
                         }
                         self.record(r)
                     }
@@ -611,7 +624,7 @@ impl Uploader {
                     // earlier attempt that was cut short, or someone else's).
                     Err(RemoteError::Status(405)) => match self.remote.stat(&path).await {
                         Ok(e) if e.is_dir => {
-                            let _ = self.meta.expire_listing(ino);
+                            self.meta.expire_listing(ino).or_log("meta expire_listing");
                             Ok(())
                         }
                         Ok(_) => Err(RemoteError::Status(405)),
@@ -667,10 +680,14 @@ impl Uploader {
                         Ok(()) | Err(RemoteError::NotFound) => {}
                         Err(RemoteError::PreconditionFailed) => {
                             warn!(%to, "the file renamed over here changed on the server; keeping it");
-                            let _ = self.meta.record_event("restored", &to.to_string(), "");
+                            self.meta
+                                .record_event("restored", &to.to_string(), "")
+                                .or_log("meta record_event");
                             let _g = self.tree_lock.write().await;
-                            let _ = self.meta.drop_tombstone(r);
-                            let _ = self.meta.expire_listing(parent);
+                            self.meta.drop_tombstone(r).or_log("meta drop_tombstone");
+                            self.meta
+                                .expire_listing(parent)
+                                .or_log("meta expire_listing");
                         }
                         Err(e) => return self.failed(ino, &to, e),
                     }
@@ -725,14 +742,14 @@ impl Uploader {
                         if self.policy == ConflictPolicy::KeepBoth
                             && !name.starts_with(super::plan::MOVE_ASIDE_PREFIX) =>
                     {
-                        let _ = self.meta.end_move(ino);
+                        self.meta.end_move(ino).or_log("meta end_move");
                         self.rename_to_conflict_copy(ino, parent, &name, &to)
                     }
                     // No answer: the server may or may not have moved it; the next round
                     // checks (see `settle_moves`).
                     Err(e) if e.is_transient() => self.failed(ino, &to, e),
                     Err(e) => {
-                        let _ = self.meta.end_move(ino);
+                        self.meta.end_move(ino).or_log("meta end_move");
                         self.failed(ino, &to, e)
                     }
                 }
@@ -810,17 +827,19 @@ impl Uploader {
     fn drop_unsent_base(&self, ino: u64) {
         let _work = self.activity.lock_work();
         if !matches!(self.meta.get_any(ino), Ok(Some(e)) if e.put_started) {
-            let _ = self.cache.work_remove_base(ino);
+            self.cache
+                .work_remove_base(ino)
+                .or_log("cache work_remove_base");
         }
     }
 
     fn forget_replaced(&self, r: u64) {
         match self.meta.get_any(r) {
             Ok(Some(e)) if e.deleted => {
-                let _ = self.meta.drop_tombstone(r);
+                self.meta.drop_tombstone(r).or_log("meta drop_tombstone");
             }
             Ok(Some(_)) => {
-                let _ = self.meta.detach(r);
+                self.meta.detach(r).or_log("meta detach");
             }
             _ => {}
         }
@@ -927,8 +946,12 @@ impl Uploader {
             return Outcome::Transient(RemoteError::Local(e.to_string()));
         }
         warn!(%to, copy = %copy, "the name is taken on the server by someone else's file; this one is kept as a conflict copy next to it");
-        let _ = self.meta.record_event("kept-both", &to.to_string(), &copy);
-        let _ = self.meta.expire_listing(parent);
+        self.meta
+            .record_event("kept-both", &to.to_string(), &copy)
+            .or_log("meta record_event");
+        self.meta
+            .expire_listing(parent)
+            .or_log("meta expire_listing");
         self.inval.entry(parent, name);
         self.inval.entry(parent, &copy);
         self.inval.inode(ino);
@@ -980,7 +1003,7 @@ impl Uploader {
         let mut chain = Vec::new();
         let mut at = self.meta.get_any(ino).ok().flatten().map(|e| e.parent);
         while let Some(p) = at.filter(|p| *p != 0 && !chain.contains(p)) {
-            let _ = self.meta.expire_listing(p);
+            self.meta.expire_listing(p).or_log("meta expire_listing");
             chain.push(p);
             at = self.meta.get(p).ok().flatten().map(|e| e.parent);
         }
@@ -1027,18 +1050,20 @@ impl Uploader {
             Ok(None) if self.activity.is_open_for_writing(ino) => return Outcome::Done,
             Ok(None) if entry.remote.is_some() => {
                 warn!(%path, "dirty but no local content to upload; keeping the server's version");
-                let _ = self.meta.set_local(
-                    ino,
-                    &crate::meta::LocalAttrs {
-                        dirty: Some(false),
-                        ..Default::default()
-                    },
-                );
+                self.meta
+                    .set_local(
+                        ino,
+                        &crate::meta::LocalAttrs {
+                            dirty: Some(false),
+                            ..Default::default()
+                        },
+                    )
+                    .or_log("meta set_local");
                 return Outcome::Done;
             }
             Ok(None) => {
                 warn!(%path, "no local content to upload (deleted on the server before it was hydrated); forgetting it");
-                let _ = self.meta.remove_local(ino);
+                self.meta.remove_local(ino).or_log("meta remove_local");
                 self.inval.entry(entry.parent, &entry.name);
                 return Outcome::Done;
             }
@@ -1084,7 +1109,9 @@ impl Uploader {
             match self.meta.take_place(ino, r) {
                 Ok(true) => {
                     let _work = self.activity.lock_work();
-                    let _ = self.cache.work_remove_base(r);
+                    self.cache
+                        .work_remove_base(r)
+                        .or_log("cache work_remove_base");
                 }
                 Ok(false) => {
                     // Deleted, or the place changed hands meanwhile: plan again.
@@ -1187,7 +1214,9 @@ impl Uploader {
                 ) {
                     // The server answered: it refused the PUT as a whole, so it holds no
                     // part of it; a later mismatch is somebody else's version.
-                    let _ = self.meta.clear_put_started(ino);
+                    self.meta
+                        .clear_put_started(ino)
+                        .or_log("meta clear_put_started");
                 }
                 if self.activity.changes(ino) != changes {
                     // Written locally meanwhile: it stays dirty and goes up again.
@@ -1216,7 +1245,7 @@ impl Uploader {
                 .is_ok()
             {
                 let _work = self.activity.lock_work();
-                let _ = self.cache.work_remove(ino);
+                self.cache.work_remove(ino).or_log("cache work_remove");
             }
             return Outcome::Done;
         }
@@ -1229,7 +1258,9 @@ impl Uploader {
                 warn!(%path, error = %e, "could not remove a file deleted while it uploaded");
             }
             let _work = self.activity.lock_work();
-            let _ = self.cache.work_remove_base(ino);
+            self.cache
+                .work_remove_base(ino)
+                .or_log("cache work_remove_base");
             return Outcome::Done;
         }
         // Decided and recorded under the working-copy lock, so no writer can attach
@@ -1248,7 +1279,9 @@ impl Uploader {
             warn!(error = %e, "write-back: recording the upload failed");
             return Outcome::Done;
         }
-        let _ = self.cache.work_remove_base(ino);
+        self.cache
+            .work_remove_base(ino)
+            .or_log("cache work_remove_base");
         info!(%path, bytes = len, "uploaded");
         if clean && self.cache.work_path(ino).exists() {
             let version = match &etag {
@@ -1260,7 +1293,7 @@ impl Uploader {
             };
             if let Err(e) = self.cache.adopt(ino, &version) {
                 warn!(error = %e, "could not keep the uploaded copy in the cache");
-                let _ = self.cache.work_remove(ino);
+                self.cache.work_remove(ino).or_log("cache work_remove");
             }
         }
         Outcome::Done
@@ -1323,7 +1356,9 @@ impl Uploader {
             .split_conflict(ino, &copy, &server)
             .map_err(local_err)?;
         warn!(%path, copy = %copy, "conflict: changed here and on the server; the server's version keeps the name, the local one is kept as a copy");
-        let _ = self.meta.record_event("kept-both", &local_path, &copy);
+        self.meta
+            .record_event("kept-both", &local_path, &copy)
+            .or_log("meta record_event");
         self.inval.entry(local.parent, &local.name);
         self.inval.entry(local.parent, &copy);
         self.inval.inode(ino);
