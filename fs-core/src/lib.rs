@@ -12,6 +12,7 @@ pub mod connectivity;
 pub mod drive;
 pub mod error;
 pub mod hydrate;
+mod locks;
 mod logged;
 pub mod meta;
 pub mod notify;

@@ -192,7 +192,8 @@ impl OpenFile {
     }
 }
 
-/// A mounted drive.
+/// A mounted drive. Its gates (and the write-back's) are taken in the one order that
+/// [`crate::locks`] states and checks.
 pub struct Drive {
     /// The server, through [`Watched`]: held back while offline.
     remote: Arc<dyn Remote>,
@@ -207,6 +208,7 @@ pub struct Drive {
     /// Open folders: the folder of each handle.
     dirs: Mutex<HashMap<u64, u64>>,
     next_fh: AtomicU64,
+    /// One listing at a time per folder: rank 1 in the lock order ([`crate::locks`]).
     listing_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     /// Folders whose last revalidation failed, and when: their known listing is served
     /// without asking the server again until [`LISTING_RETRY`] has passed, so a silent
@@ -216,7 +218,7 @@ pub struct Drive {
     uploader: Arc<Uploader>,
     /// Working copies in use, by inode, with the number of handles using each.
     works: Mutex<HashMap<u64, (Arc<Working>, usize)>>,
-    /// Serializes creating working copies.
+    /// Serializes creating working copies: rank 2 in the lock order ([`crate::locks`]).
     work_gate: tokio::sync::Mutex<()>,
     /// The hydration of pinned content.
     pin_progress: Mutex<PinProgress>,

@@ -57,6 +57,7 @@ pub struct Uploader {
     debounce: Duration,
     /// Held shared by folder listings and exclusively while a server operation's outcome
     /// is recorded, so a listing never sees the server half a step ahead of the store.
+    /// Rank 3 in the lock order ([`crate::locks`]).
     pub(crate) tree_lock: Arc<RwLock<()>>,
     progress: Mutex<SyncProgress>,
     urgent: AtomicBool,
