@@ -25,6 +25,12 @@
 //! (Apache). Each version of a file a server-side operation writes has a size of its own,
 //! since without ETags a version is told by time (whole seconds) and size.
 //!
+//! A sync now and then meets a failed request (through [`FaultyRemote`]): not reached, or
+//! its reply lost. The outcome must be the table's, except that a client that cannot tell
+//! its own earlier version from another's may keep one more conflict copy (nothing lost);
+//! those are counted and printed (`--nocapture`), and work names (`.edrive-…`) a failure
+//! leaves on the server for a while are not compared.
+//!
 //! The write-back is suspended between syncs, so each case is deterministic and
 //! reproducible from its seed. Time is paused (tokio's test clock), so retries and
 //! back-offs cost nothing. Not modelled: a crash while a handle is open (handles are
@@ -41,8 +47,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edrive_cache::Cache;
-use edrive_fs_core::remote::memory::MemRemote;
-use edrive_fs_core::remote::{Remote, RemotePath};
+use edrive_fs_core::remote::memory::{CallFilter, CallKind, Fault, FaultyRemote, MemRemote};
+use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
 use edrive_fs_core::{Drive, DriveOptions, FsError, Kind, Meta, SetAttr, ROOT_INO};
 
 /// A small deterministic generator (xorshift64*).
@@ -288,9 +294,16 @@ struct Instance {
     meta: Arc<Meta>,
     /// Open handles: file path at open time, handle.
     handles: Vec<(String, u64)>,
+    /// Whether this instance synced already (so the server's capabilities are probed).
+    synced: bool,
 }
 
-fn start(server: &Arc<MemRemote>, state: &Path, first: bool) -> Instance {
+fn start(
+    server: &Arc<MemRemote>,
+    faulty: &Arc<FaultyRemote>,
+    state: &Path,
+    first: bool,
+) -> Instance {
     // Paused time: the write-back's timers (retry backoff, wake-ups while suspended)
     // pass at once when nothing else is left to run.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -321,7 +334,7 @@ fn start(server: &Arc<MemRemote>, state: &Path, first: bool) -> Instance {
         ..DriveOptions::default()
     };
     let meta = Arc::new(meta);
-    let remote: Arc<dyn Remote> = server.clone();
+    let remote: Arc<dyn Remote> = faulty.clone();
     let drive = Arc::new(Drive::new(remote, meta.clone(), Arc::new(cache), options));
     // Suspended until the next sync: the planner sees the whole backlog, and the case is
     // deterministic.
@@ -334,6 +347,7 @@ fn start(server: &Arc<MemRemote>, state: &Path, first: bool) -> Instance {
         drive,
         meta,
         handles: Vec::new(),
+        synced: false,
     }
 }
 
@@ -446,11 +460,17 @@ impl Instance {
 /// One case's world: the server, the instance, the model.
 struct Case {
     server: Arc<MemRemote>,
+    /// The drive's way to the server, where a sync may meet a failure.
+    faulty: Arc<FaultyRemote>,
     state: tempfile::TempDir,
     inst: Option<Instance>,
     model: Model,
     rng: Rng,
     done: Vec<String>,
+    /// Whether a request failed on purpose in this case.
+    faulted: bool,
+    /// Conflict copies beyond the table's, made after a failed request.
+    extra_copies: usize,
 }
 
 impl Case {
@@ -663,10 +683,37 @@ impl Case {
             }
             15..=18 => self.server_step(),
             19 => {
+                // Now and then a request of the sync fails: not reached (the server saw
+                // nothing), or its reply lost (the server did it). Either way it is tried
+                // again and the outcome is the same. Not in an instance's first sync,
+                // where the capability probe runs: a probe folder whose MKCOL reply is
+                // lost stays on the server (seen with seed 156; outside this model).
+                let first = !self.inst.as_ref().is_some_and(|i| i.synced);
+                let fault = match if first { 9 } else { r.below(6) } {
+                    0 => Some(Fault::Fail(RemoteError::Unreachable("injected".into()))),
+                    1 => Some(Fault::FailAfter(RemoteError::Transfer("reply lost".into()))),
+                    _ => None,
+                };
+                let kind = [
+                    CallKind::Put,
+                    CallKind::Rename,
+                    CallKind::Delete,
+                    CallKind::Mkdir,
+                ][r.below(4)];
+                let what = match &fault {
+                    Some(f) => format!("sync, the first {} failing: {f:?}", kind.method()),
+                    None => "sync".to_string(),
+                };
+                if let Some(f) = fault {
+                    self.faulty.inject(CallFilter::kind(kind), f, 1);
+                    self.faulted = true;
+                }
                 let i = self.inst.as_mut().expect("instance");
                 i.close_all();
                 let res = i.sync();
-                self.after_sync(res)
+                i.synced = true;
+                self.faulty.clear();
+                self.after_sync(res, what)
             }
             20 => {
                 // Crash and restart. Open handles are closed first: what a write through
@@ -679,7 +726,7 @@ impl Case {
                 rt.shutdown_background();
                 drop(drive);
                 meta.close();
-                self.inst = Some(start(&self.server, self.state.path(), false));
+                self.inst = Some(start(&self.server, &self.faulty, self.state.path(), false));
                 Some("crash and restart".into())
             }
             _ => unreachable!("below(22)"),
@@ -770,8 +817,9 @@ impl Case {
 
     /// The model's side of a sync: the table's outcomes, then conflict copies named as
     /// the drive named them (the name holds the time).
-    fn after_sync(&mut self, res: Result<(), String>) -> Option<String> {
+    fn after_sync(&mut self, res: Result<(), String>, what: String) -> Option<String> {
         if let Err(e) = res {
+            self.done.push(what);
             panic!("sync failed: {e}\n{}", self.report());
         }
         let m = &mut self.model;
@@ -813,6 +861,25 @@ impl Case {
             );
             expected.insert(name, Node::File(content));
         }
+        if self.faulted {
+            // After a failed request a client may not tell its own earlier version from
+            // another's (no ETags, weak ones, preconditions ignored, a reply lost) and
+            // keeps a version it is unsure of as one more conflict copy: nothing is lost,
+            // but it is not the table's outcome. Such copies, shown by the drive and held
+            // by the server alike, are counted and taken into the model (seeds 691 and
+            // 1261 were the first).
+            let server = server_tree(&self.server);
+            for (p, n) in &got {
+                if name_of(p).contains(" (conflict ")
+                    && !expected.contains_key(p)
+                    && server.get(p) == Some(n)
+                {
+                    self.extra_copies += 1;
+                    expected.insert(p.clone(), n.clone());
+                }
+            }
+        }
+        let m = &mut self.model;
         m.local = expected.clone();
         m.server = expected;
         m.moved.clear();
@@ -822,7 +889,6 @@ impl Case {
         m.changes.clear();
         let server = server_tree(&self.server);
         if server != m.server {
-            let what = "sync".to_string();
             self.done.push(what);
             panic!(
                 "server and model differ\nserver: {}\nmodel:  {}\n{}",
@@ -831,7 +897,7 @@ impl Case {
                 self.report()
             );
         }
-        Some("sync".into())
+        Some(what)
     }
 
     fn report(&self) -> String {
@@ -864,13 +930,24 @@ fn write_model(m: &mut Model, p: &str, off: usize, data: &[u8]) {
     }
 }
 
+/// The server's tree, without the work names (`.edrive-…`) a failed request can leave
+/// for a while: no edrive client shows them, and the write-back removes them on a later
+/// round (after a lost reply, seen with seed 10: the set-aside `.old` copy of a staged
+/// upload stays until the cleanup retries, 30 s later).
 fn server_tree(s: &MemRemote) -> Tree {
+    let work = |p: &str| p.split('/').any(|n| n.starts_with(".edrive-"));
     let mut t: Tree = s
         .server_tree()
         .into_iter()
+        .filter(|(p, _)| !work(p))
         .map(|(p, d)| (p, Node::File(d)))
         .collect();
-    t.extend(s.server_folders().into_iter().map(|p| (p, Node::Dir)));
+    t.extend(
+        s.server_folders()
+            .into_iter()
+            .filter(|p| !work(p))
+            .map(|p| (p, Node::Dir)),
+    );
     t
 }
 
@@ -891,17 +968,21 @@ fn checksum(c: &[u8]) -> u32 {
 }
 
 /// Runs the case of `seed`: `steps` random steps, a check after each, a final sync.
-fn run_case(seed: u64, steps: usize) {
+fn run_case(seed: u64, steps: usize) -> usize {
     let kind = ServerKind::of(seed);
     let server = kind.server();
     let state = tempdir();
-    let inst = start(&server, state.path(), true);
+    let faulty = Arc::new(FaultyRemote::new(server.clone()));
+    let inst = start(&server, &faulty, state.path(), true);
     let mut case = Case {
         server,
+        faulty,
         state,
         inst: Some(inst),
         model: Model::default(),
         rng: Rng::new(seed),
+        faulted: false,
+        extra_copies: 0,
         done: vec![format!("seed {seed}, server {kind:?}")],
     };
     // Everything listed once, as after the mount's first look.
@@ -926,8 +1007,9 @@ fn run_case(seed: u64, steps: usize) {
     let i = case.inst();
     i.close_all();
     let res = i.sync();
-    case.done.push("final sync".into());
-    case.after_sync(res);
+    if let Some(what) = case.after_sync(res, "final sync".into()) {
+        case.done.push(what);
+    }
     let got = case.inst().tree();
     assert!(
         got == case.model.local,
@@ -939,6 +1021,7 @@ fn run_case(seed: u64, steps: usize) {
     if let Some(i) = case.inst.take() {
         i.rt.shutdown_background();
     }
+    case.extra_copies
 }
 
 /// A private folder for a case's store and cache: in memory where there is a tmpfs
@@ -957,7 +1040,7 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 /// Steps per case.
-const STEPS: usize = 14;
+const STEPS: usize = 12;
 
 /// Runs the cases of seeds `range` (or only `EDRIVE_MODEL_SEED`); a failure names its seed.
 fn run_cases(range: std::ops::Range<u64>) {
@@ -970,7 +1053,8 @@ fn run_cases(range: std::ops::Range<u64>) {
     if let Ok(seed) = std::env::var("EDRIVE_MODEL_SEED") {
         let seed: u64 = seed.parse().expect("EDRIVE_MODEL_SEED: a number");
         if range.contains(&seed) {
-            run_case(seed, STEPS);
+            let extra = run_case(seed, STEPS);
+            eprintln!("case {seed}: {extra} conflict copies beyond the table's");
         }
         return;
     }
@@ -980,8 +1064,13 @@ fn run_cases(range: std::ops::Range<u64>) {
         .and_then(|c| c.parse().ok())
         .unwrap_or(2000);
     let range = range.start * total / 2000..range.end * total / 2000;
-    for seed in range {
+    let (mut extra, mut cases_with_extra) = (0, 0);
+    for seed in range.clone() {
         let outcome = std::panic::catch_unwind(|| run_case(seed, STEPS));
+        if let Ok(n) = outcome {
+            extra += n;
+            cases_with_extra += usize::from(n > 0);
+        }
         if let Err(e) = outcome {
             let msg = e
                 .downcast_ref::<String>()
@@ -991,6 +1080,9 @@ fn run_cases(range: std::ops::Range<u64>) {
             panic!("case {seed} failed (EDRIVE_MODEL_SEED={seed}):\n{msg}");
         }
     }
+    eprintln!(
+        "cases {range:?}: {extra} conflict copies beyond the table's, in {cases_with_extra} cases (after injected failures)"
+    );
 }
 
 // Four quarters of the 2,000 cases, so that the test threads share them out.
