@@ -14,6 +14,10 @@ use fuser::{
 };
 use tracing::{info, warn};
 
+mod replies;
+
+use replies::{file_attr, file_type, kernel_time, reply_xattr};
+
 use crate::errno::{failed, utf8};
 use crate::passthrough::Backings;
 
@@ -41,69 +45,6 @@ macro_rules! op_span {
     };
 }
 
-fn file_attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.size.div_ceil(512),
-        atime: a.atime,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        crtime: a.mtime,
-        kind: file_type(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-impl FuseFs {
-    /// How long the kernel may keep `a`: not at all while the size is unknown, so that the
-    /// next access asks again (and finds it).
-    fn ttl_of(&self, a: &Attr) -> Duration {
-        if a.size_known {
-            self.ttl
-        } else {
-            Duration::ZERO
-        }
-    }
-}
-
-/// A time the kernel sent, as fuser 0.18 hands it over, made right. Before 1970, fuser
-/// subtracts a timespec's nanoseconds instead of adding them: `-6 s + 0.5 s` (that is
-/// -5.5 s) arrives as -6.5 s. Whole seconds arrive right.
-fn kernel_time(t: SystemTime) -> SystemTime {
-    match UNIX_EPOCH.duration_since(t) {
-        Ok(before) if before.subsec_nanos() != 0 => {
-            UNIX_EPOCH - Duration::from_secs(before.as_secs())
-                + Duration::from_nanos(u64::from(before.subsec_nanos()))
-        }
-        _ => t,
-    }
-}
-
-fn file_type(k: Kind) -> FileType {
-    match k {
-        Kind::Dir => FileType::Directory,
-        Kind::File => FileType::RegularFile,
-    }
-}
-
-/// Replies to an xattr request of `size` with `data` following the getxattr(2) protocol.
-fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
-    if size == 0 {
-        reply.size(data.len() as u32);
-    } else if (size as usize) < data.len() {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(data);
-    }
-}
-
 impl FuseFs {
     /// The adapter over `drive`; async work runs on `rt`. With `passthrough`, reads of
     /// cached files are served by the kernel where it can.
@@ -124,97 +65,6 @@ impl FuseFs {
 
     fn backings(&self) -> std::sync::MutexGuard<'_, Backings> {
         self.backings.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Replies to the open of a read-only handle `fh`: served by the kernel from the
-    /// cached file when the drive allows it, else through the daemon.
-    fn reply_read_open(&self, ino: u64, fh: u64, reply: ReplyOpen) {
-        let daemon = |reply: ReplyOpen, keep_cache: bool| {
-            let flags = if keep_cache {
-                FopenFlags::FOPEN_KEEP_CACHE
-            } else {
-                FopenFlags::empty()
-            };
-            reply.opened(FileHandle(fh), flags)
-        };
-        let mut backings = self.backings();
-        match self.drive.read_path(fh) {
-            Ok(ReadPath::Daemon { keep_cache }) => daemon(reply, keep_cache),
-            Ok(ReadPath::Kernel { file, version }) => {
-                if let Some(id) = backings.share(ino, &version, fh) {
-                    return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id);
-                }
-                if backings.has(ino) {
-                    // The drive and the kernel disagree on the version: refuse rather
-                    // than serve the wrong one.
-                    warn!(
-                        ino,
-                        "passthrough: inode has a backing file of another version"
-                    );
-                    let _ = self.drive.release(fh);
-                    return reply.error(Errno::EBUSY);
-                }
-                match reply.open_backing(&file) {
-                    Ok(id) => {
-                        let id = backings.insert(ino, version, fh, id);
-                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "passthrough refused by the kernel; reads go through the daemon from now on");
-                        self.drive.set_kernel_reads(false);
-                        let keep_cache = self.drive.kernel_read_refused(fh);
-                        daemon(reply, keep_cache)
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = self.drive.release(fh);
-                reply.error(failed(&e))
-            }
-        }
-    }
-
-    /// `.` or `..` of folder `ino` (`i` 0 or 1), the first two rows of every listing.
-    fn dot_row(&self, ino: u64, i: u64) -> Result<(&'static str, Attr), FsError> {
-        Ok(if i == 0 {
-            (".", self.drive.getattr(ino)?)
-        } else {
-            ("..", self.drive.getattr(self.drive.parent_of(ino)?)?)
-        })
-    }
-
-    /// Lists folder `ino` (open as `fh`) from position `offset` into `add`, which says
-    /// when the reply is full. Positions: 0 and 1 are `.` and `..`; after them a child's
-    /// is its inode number plus 2 (see [`Drive::readdir_page`]), so each call reads only
-    /// the page it replies with.
-    fn list_into(
-        &self,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        mut add: impl FnMut(&str, &Attr, u64) -> bool,
-    ) -> Result<(), FsError> {
-        let mut next = offset;
-        while next < 2 {
-            let (name, attr) = self.dot_row(ino, next)?;
-            if add(name, &attr, next + 1) {
-                return Ok(());
-            }
-            next += 1;
-        }
-        let mut after = next - 2;
-        loop {
-            let page = self.drive.readdir_page(fh, after, LIST_PAGE)?;
-            let Some(last) = page.last() else {
-                return Ok(());
-            };
-            after = last.attr.ino;
-            for d in &page {
-                if add(&d.name, &d.attr, d.attr.ino.saturating_add(2)) {
-                    return Ok(());
-                }
-            }
-        }
     }
 }
 
@@ -703,24 +553,4 @@ impl Filesystem for FuseFs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_times_before_1970_keep_their_fraction() {
-        // fuser 0.18 turns the kernel's {-6 s, 500000000 ns} (-5.5 s) into -6.5 s.
-        let from_fuser = UNIX_EPOCH - Duration::new(6, 500_000_000);
-        assert_eq!(
-            kernel_time(from_fuser),
-            UNIX_EPOCH - Duration::from_millis(5_500)
-        );
-        for t in [
-            UNIX_EPOCH - Duration::from_secs(5),
-            UNIX_EPOCH - Duration::from_secs(315_619_140),
-            UNIX_EPOCH,
-            UNIX_EPOCH + Duration::new(4_102_444_800, 250_000_000),
-        ] {
-            assert_eq!(kernel_time(t), t);
-        }
-    }
-}
+mod tests;
