@@ -28,6 +28,7 @@ mod listing;
 mod pin;
 mod poll;
 mod reads;
+mod recovery;
 mod resolve;
 mod space;
 mod status;

@@ -10,7 +10,7 @@ use tracing::{debug, instrument, warn};
 
 use super::{lock, Attr, Content, Drive, OpenFile, Working};
 use crate::error::FsError;
-use crate::meta::{Entry, LocalAttrs, ProblemKind};
+use crate::meta::{Entry, LocalAttrs};
 use crate::remote::validate_name;
 
 /// What `setattr` changes; `None` leaves it.
@@ -559,57 +559,6 @@ impl Drive {
             self.activity.changed(r);
         }
         self.activity.changed(e.ino);
-        Ok(())
-    }
-
-    /// After a crash: working copies of dirty or new files are kept (their size is the
-    /// working copy's), all others dropped (the server has that content).
-    pub(super) fn recover(&self) -> Result<(), FsError> {
-        let mut kept = 0;
-        for (ino, len) in self.cache.work_entries()? {
-            match self.meta.get(ino)? {
-                Some(e) if !e.is_dir() && (e.dirty || e.remote.is_none()) => {
-                    kept += 1;
-                    if e.size != len || !e.dirty {
-                        self.meta.set_local(
-                            ino,
-                            &LocalAttrs {
-                                size: Some(len),
-                                dirty: Some(true),
-                                ..Default::default()
-                            },
-                        )?;
-                    }
-                }
-                // A tombstone whose upload a crash cut short keeps that upload's base
-                // (see `drop_content`).
-                Some(_) => {
-                    self.cache.work_remove(ino)?;
-                }
-                None => {
-                    let keep_base = matches!(self.meta.get_any(ino)?, Some(e) if e.put_started);
-                    if keep_base {
-                        self.cache.work_remove_keep_base(ino)?;
-                    } else {
-                        self.cache.work_remove(ino)?;
-                    }
-                }
-            }
-        }
-        // Refusals and a full server are worth another try with this run; conflicts wait
-        // for a person.
-        self.meta.clear_problems(ProblemKind::Refused)?;
-        self.meta.clear_problems(ProblemKind::NoSpace)?;
-        self.meta.clear_problems(ProblemKind::Retrying)?;
-        let (pending, stuck) = self.meta.pending_count()?;
-        if pending > 0 {
-            tracing::info!(
-                pending,
-                stuck,
-                working_copies = kept,
-                "resuming write-back of local changes"
-            );
-        }
         Ok(())
     }
 }
