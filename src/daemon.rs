@@ -2,6 +2,10 @@
 //! socket until unmounted. Without `--foreground` the command re-executes itself as a
 //! detached daemon and returns once the mount is usable (or with the reason it is not).
 
+mod cache_dir;
+
+use cache_dir::{create_private_dir, lock_dir};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -550,41 +554,6 @@ fn owner() -> (u32, u32) {
     {
         (0, 0)
     }
-}
-
-/// Creates `dir` (and parents) and makes it private to the user (mode 0700).
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// An exclusive lock on the cache directory, held for the daemon's life, so two mounts
-/// never share one.
-fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
-    let path: PathBuf = dir.join("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a valid open descriptor.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            bail!(
-                "cache directory {} is in use by another mount",
-                dir.display()
-            );
-        }
-    }
-    Ok(f)
 }
 
 /// The ignore list a mount's arguments ask for.
