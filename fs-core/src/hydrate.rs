@@ -38,8 +38,6 @@ mod download;
 mod helpers;
 mod transfer;
 
-use demand::needs_seek;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -474,4 +472,10 @@ impl Hydrator {
                 p.contains(key)
             });
     }
+}
+
+/// Whether a request now at `pos` will not bring byte `x` soon: `x` is missing and
+/// behind `pos`, or more than [`SEEK_AHEAD`] after it.
+fn needs_seek(x: u64, pos: u64, covered: &Ranges) -> bool {
+    !covered.contains(x) && (x < pos || x > pos.saturating_add(SEEK_AHEAD))
 }

@@ -149,12 +149,6 @@ impl Transfer {
     }
 }
 
-/// Whether a request now at `pos` will not bring byte `x` soon: `x` is missing and
-/// behind `pos`, or more than [`SEEK_AHEAD`] after it.
-pub(super) fn needs_seek(x: u64, pos: u64, covered: &Ranges) -> bool {
-    !covered.contains(x) && (x < pos || x > pos.saturating_add(SEEK_AHEAD))
-}
-
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         self.transfer.claimed().remove(self.start, self.end);

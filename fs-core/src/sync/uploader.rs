@@ -36,8 +36,6 @@ mod upload;
 
 use super::{conflict_name, host_name, Activity, ConflictPolicy, IgnoreList};
 pub use checked::STAGING_PREFIX;
-use upload::still_arriving;
-
 /// How the write-back is doing, for `edrive status` and `edrive sync`.
 #[derive(Clone, Debug, Default)]
 pub struct SyncProgress {
@@ -331,4 +329,10 @@ impl Uploader {
     fn set(&self, f: impl FnOnce(&mut SyncProgress)) {
         f(&mut self.progress.lock().unwrap_or_else(|p| p.into_inner()));
     }
+}
+
+/// The server's copy changed again between two requests while it held a prefix of our
+/// own content: it is still writing an upload of ours a crash cut off. Retried later.
+fn still_arriving() -> RemoteError {
+    RemoteError::Transfer("the server is still receiving an earlier upload of this file".into())
 }

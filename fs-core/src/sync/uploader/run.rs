@@ -244,6 +244,7 @@ impl Uploader {
     }
 }
 
+/// `d` ± up to 25 %, from the clock's low bits (no RNG dependency for this).
 pub(super) fn jitter(d: Duration) -> Duration {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

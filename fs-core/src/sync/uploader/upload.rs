@@ -434,10 +434,3 @@ impl ProgressHandle {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = n;
     }
 }
-
-/// `d` ± up to 25 %, from the clock's low bits (no RNG dependency for this).
-/// The server's copy changed again between two requests while it held a prefix of our
-/// own content: it is still writing an upload of ours a crash cut off. Retried later.
-pub(super) fn still_arriving() -> RemoteError {
-    RemoteError::Transfer("the server is still receiving an earlier upload of this file".into())
-}
