@@ -2,6 +2,10 @@
 //! socket until unmounted. Without `--foreground` the command re-executes itself as a
 //! detached daemon and returns once the mount is usable (or with the reason it is not).
 
+mod cache_dir;
+
+use cache_dir::{create_private_dir, lock_dir};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -316,7 +320,7 @@ fn kernel_ttl(args: &MountArgs) -> Duration {
 fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
     // Before any thread exists (see the module): memory stays flat however large the
     // folders listed.
-    edrive_fs_core::memory::one_arena();
+    crate::memory::one_arena();
     let ready = Ready {
         daemon_child: args.daemon_child,
     };
@@ -460,6 +464,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
                 entries: args.hold_deletions_over,
                 bytes: args.hold_deletions_bytes,
             },
+            give_back_memory: Some(crate::memory::give_back),
         },
     ));
     rt.block_on(async { drive.start_writeback() })
@@ -597,41 +602,6 @@ fn owner() -> (u32, u32) {
     }
 }
 
-/// Creates `dir` (and parents) and makes it private to the user (mode 0700).
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// An exclusive lock on the cache directory, held for the daemon's life, so two mounts
-/// never share one.
-fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
-    let path: PathBuf = dir.join("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a valid open descriptor.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            bail!(
-                "cache directory {} is in use by another mount",
-                dir.display()
-            );
-        }
-    }
-    Ok(f)
-}
-
 /// The ignore list a mount's arguments ask for.
 fn ignore_list(args: &MountArgs) -> edrive_fs_core::sync::IgnoreList {
     let mut patterns: Vec<String> = if args.no_default_ignore {
@@ -647,26 +617,4 @@ fn ignore_list(args: &MountArgs) -> edrive_fs_core::sync::IgnoreList {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::split_userinfo;
-
-    #[test]
-    fn credentials_are_taken_out_of_urls() {
-        assert_eq!(
-            split_userinfo("https://bob:p%40ss@host:8443/dav/x@y"),
-            (
-                "https://host:8443/dav/x@y".into(),
-                Some("bob".into()),
-                Some("p@ss".into())
-            )
-        );
-        assert_eq!(
-            split_userinfo("http://h/dav/"),
-            ("http://h/dav/".into(), None, None)
-        );
-        assert_eq!(
-            split_userinfo("http://al@h/"),
-            ("http://h/".into(), Some("al".into()), None)
-        );
-    }
-}
+mod tests;

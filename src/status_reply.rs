@@ -102,7 +102,7 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
                     "conflicts": s.sync.attention.conflicts,
                 },
                 "problems": drive.problems(20).unwrap_or_default().into_iter()
-                    .map(|(path, why)| json!({"path": path, "problem": why}))
+                    .map(|(path, why)| json!({"path": path, "problem": why.to_string()}))
                     .collect::<Vec<_>>(),
             },
         }),
@@ -276,8 +276,8 @@ pub async fn answer(
                     .problems(1000)
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|(_, why)| why != edrive_fs_core::sync::PROBLEM_CONFLICT)
-                    .map(|(path, why)| json!({"path": path, "problem": why}))
+                    .filter(|(_, why)| *why != edrive_fs_core::meta::Problem::Conflict)
+                    .map(|(path, why)| json!({"path": path, "problem": why.to_string()}))
                     .collect();
                 json!({"ok": true, "conflicts": conflicts, "stuck": stuck, "events": events})
             }

@@ -708,3 +708,32 @@ fn a_put_answered_201_that_stored_nothing_is_a_refused_upload() {
     assert_eq!(std::fs::read(m.join("new.txt")).unwrap(), b"precious\n");
     assert_eq!(state_of(&m.join("new.txt")), "error");
 }
+
+#[test]
+fn names_that_are_not_utf8_get_eilseq_in_every_operation() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let data = tempdir();
+    std::fs::write(data.path().join("ok.txt"), b"ok").unwrap();
+    let server = EmbeddedServer::start(data.path(), None);
+    let m = Mount::new(&server.url(), MountOpts::default());
+    let bad = m.path().join(OsStr::from_bytes(b"caf\xe9.txt"));
+    let eilseq = |r: std::io::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.raw_os_error(), Some(libc::EILSEQ), "{what}: {e}");
+    };
+    eilseq(std::fs::metadata(&bad).map(drop), "stat");
+    eilseq(std::fs::write(&bad, b"x"), "create");
+    eilseq(std::fs::create_dir(&bad), "mkdir");
+    eilseq(std::fs::remove_file(&bad), "unlink");
+    eilseq(std::fs::remove_dir(&bad), "rmdir");
+    eilseq(std::fs::rename(m.join("ok.txt"), &bad), "rename to");
+    eilseq(std::fs::rename(&bad, m.join("x.txt")), "rename from");
+    // Nothing was made, locally or on the server, and the good file is untouched.
+    assert_eq!(
+        names(m.path()),
+        ["ok.txt".to_string()].into_iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(std::fs::read(m.join("ok.txt")).unwrap(), b"ok");
+    m.unmount();
+}

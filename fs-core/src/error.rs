@@ -1,12 +1,13 @@
-//! The filesystem's error type and its one mapping to errno.
+//! The filesystem's error type. It knows no errno: the FUSE adapter maps it (its
+//! `errno` module), the ProjFS adapter has its HRESULT table.
 
 use thiserror::Error;
 
 use crate::meta::MetaError;
 use crate::remote::{NameError, RemoteError};
 
-/// Why a filesystem operation failed. Every adapter maps it through [`FsError::errno`]
-/// (FUSE) or its own single table (ProjFS), never ad hoc.
+/// Why a filesystem operation failed. Every adapter maps it through its one table (errno
+/// in fs-fuse, HRESULT in fs-projfs), never ad hoc.
 #[derive(Debug, Error)]
 pub enum FsError {
     /// No such entry (locally known or positively absent on the server).
@@ -93,86 +94,4 @@ pub enum XattrError {
     /// removed.
     #[error("edrive's own attributes are read-only (but user.edrive.pin)")]
     ReadOnly,
-}
-
-impl FsError {
-    /// The errno the kernel should see (FUSE, so Unix only; ProjFS has its own table).
-    #[cfg(unix)]
-    pub fn errno(&self) -> i32 {
-        match self {
-            FsError::NotFound => libc::ENOENT,
-            FsError::NotDir => libc::ENOTDIR,
-            FsError::IsDir => libc::EISDIR,
-            FsError::ReadOnly => libc::EROFS,
-            FsError::InvalidName(NameError::TooLong) => libc::ENAMETOOLONG,
-            FsError::InvalidName(_) => libc::EINVAL,
-            FsError::NoAttr => libc::ENODATA,
-            // ENOTSUP, not ENODATA: `ls -l` then stops asking for SELinux labels and ACLs
-            // for the rest of the mount's entries (coreutils caches it per device),
-            // instead of two round trips to the daemon per entry.
-            FsError::XattrNamespace => libc::EOPNOTSUPP,
-            FsError::Xattr(XattrError::NameTooLong) => libc::ERANGE,
-            FsError::Xattr(XattrError::ValueTooLarge) => libc::E2BIG,
-            FsError::Xattr(XattrError::NoRoom) => libc::ENOSPC,
-            FsError::Xattr(XattrError::ReadOnly) => libc::EPERM,
-            FsError::BadHandle | FsError::NotWritable => libc::EBADF,
-            FsError::Exists => libc::EEXIST,
-            FsError::NotEmpty => libc::ENOTEMPTY,
-            FsError::Invalid(_) => libc::EINVAL,
-            FsError::NotSupported(_) => libc::EPERM,
-            FsError::Stale => libc::ESTALE,
-            FsError::Busy(_) => libc::ETXTBSY,
-            // As Windows' cloud files refuse a blocked app's hydration: access denied.
-            FsError::NotLocal => libc::EACCES,
-            FsError::Remote(RemoteError::NotFound) => libc::ENOENT,
-            FsError::Remote(RemoteError::Auth(_)) => libc::EACCES,
-            FsError::Remote(RemoteError::InsufficientStorage) => libc::ENOSPC,
-            // Offline (or suspended offline): the content is not here and cannot come.
-            FsError::Remote(RemoteError::Unreachable(_)) => libc::ENETUNREACH,
-            FsError::Remote(_) => libc::EIO,
-            FsError::Meta(_) | FsError::Cache(_) | FsError::Io(_) => libc::EIO,
-        }
-    }
-}
-
-#[cfg(all(test, unix))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errno_mapping() {
-        assert_eq!(FsError::NotFound.errno(), libc::ENOENT);
-        assert_eq!(
-            FsError::Remote(RemoteError::Auth(401)).errno(),
-            libc::EACCES
-        );
-        assert_eq!(
-            FsError::Remote(RemoteError::Malformed("x".into())).errno(),
-            libc::EIO
-        );
-        assert_eq!(
-            FsError::Remote(RemoteError::ShortBody {
-                expected: 2,
-                got: 1
-            })
-            .errno(),
-            libc::EIO
-        );
-        assert_eq!(FsError::NotSupported("fifo").errno(), libc::EPERM);
-        assert_eq!(
-            FsError::Xattr(XattrError::NameTooLong).errno(),
-            libc::ERANGE
-        );
-        assert_eq!(
-            FsError::Xattr(XattrError::ValueTooLarge).errno(),
-            libc::E2BIG
-        );
-        assert_eq!(FsError::Xattr(XattrError::NoRoom).errno(), libc::ENOSPC);
-        assert_eq!(FsError::NoAttr.errno(), libc::ENODATA);
-        assert_eq!(FsError::Exists.errno(), libc::EEXIST);
-        assert_eq!(
-            FsError::InvalidName(NameError::TooLong).errno(),
-            libc::ENAMETOOLONG
-        );
-    }
 }

@@ -56,20 +56,18 @@ impl EntryState {
     }
 
     /// The state for a write-back problem recorded in the store.
-    pub fn from_problem(problem: &str) -> EntryState {
-        if problem == crate::sync::PROBLEM_CONFLICT {
-            EntryState::Conflict
-        } else if problem.starts_with(crate::sync::PROBLEM_REFUSED) {
-            EntryState::Refused
-        } else if problem.starts_with(crate::sync::PROBLEM_LOCKED) {
-            EntryState::Locked
-        } else if problem == crate::sync::PROBLEM_NO_SPACE {
-            EntryState::NoSpace
-        } else if problem.starts_with(crate::sync::PROBLEM_RETRY) {
+    pub fn from_problem(problem: &crate::meta::Problem) -> EntryState {
+        use crate::meta::Problem;
+        match problem {
+            Problem::Conflict => EntryState::Conflict,
+            Problem::Locked { .. } => EntryState::Locked,
+            Problem::NoSpace => EntryState::NoSpace,
             // Still going: tried again with backoff (the reason is in `edrive status`).
-            EntryState::Dirty
-        } else {
-            EntryState::Error
+            Problem::Retrying(_) => EntryState::Dirty,
+            Problem::Forbidden(_) => EntryState::Refused,
+            // A held deletion has no entry left to show it on; as before the split, an
+            // error if asked.
+            Problem::Held | Problem::Refused(_) => EntryState::Error,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use edrive_fs_core::meta::Problem;
 use edrive_fs_core::remote::memory::{
     CallFilter, CallKind, Fault, FaultyRemote, MemRemote, RemoteCall,
 };
@@ -162,7 +163,8 @@ async fn a_refused_folder_operation_does_not_hold_up_other_uploads() {
     assert!(
         problems
             .iter()
-            .any(|(p, why)| p == "/blocked" && why.contains("409")),
+            .any(|(p, why)| p == "/blocked"
+                && matches!(why, Problem::Retrying(d) if d.contains("409"))),
         "{problems:?}"
     );
     assert!(h.drive.sync_progress().stuck >= 1);
@@ -488,7 +490,8 @@ async fn a_refused_change_is_listed_and_resolvable() {
     assert!(
         problems
             .iter()
-            .any(|(p, why)| p == "/doc.txt" && why.contains("403")),
+            .any(|(p, why)| p == "/doc.txt"
+                && matches!(why, Problem::Forbidden(d) if d.contains("403"))),
         "{problems:?}"
     );
     let ino = h.ino("doc.txt").await;

@@ -12,9 +12,14 @@ use fuser::{
     KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
-use tracing::{debug, info, info_span, warn};
+use tracing::{info, warn};
+
+mod replies;
+
+use replies::{file_attr, file_type, kernel_time, reply_xattr};
 
 use crate::caller::Callers;
+use crate::errno::{failed, utf8};
 use crate::passthrough::Backings;
 use edrive_fs_core::readers::ReaderPolicy;
 
@@ -35,71 +40,13 @@ pub struct FuseFs {
     callers: Callers,
 }
 
-fn errno(e: &FsError) -> Errno {
-    Errno::from_i32(e.errno())
-}
-
-fn file_attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.size.div_ceil(512),
-        atime: a.atime,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        crtime: a.mtime,
-        kind: file_type(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-impl FuseFs {
-    /// How long the kernel may keep `a`: not at all while the size is unknown, so that the
-    /// next access asks again (and finds it).
-    fn ttl_of(&self, a: &Attr) -> Duration {
-        if a.size_known {
-            self.ttl
-        } else {
-            Duration::ZERO
-        }
-    }
-}
-
-/// A time the kernel sent, as fuser 0.18 hands it over, made right. Before 1970, fuser
-/// subtracts a timespec's nanoseconds instead of adding them: `-6 s + 0.5 s` (that is
-/// -5.5 s) arrives as -6.5 s. Whole seconds arrive right.
-fn kernel_time(t: SystemTime) -> SystemTime {
-    match UNIX_EPOCH.duration_since(t) {
-        Ok(before) if before.subsec_nanos() != 0 => {
-            UNIX_EPOCH - Duration::from_secs(before.as_secs())
-                + Duration::from_nanos(u64::from(before.subsec_nanos()))
-        }
-        _ => t,
-    }
-}
-
-fn file_type(k: Kind) -> FileType {
-    match k {
-        Kind::Dir => FileType::Directory,
-        Kind::File => FileType::RegularFile,
-    }
-}
-
-/// Replies to an xattr request of `size` with `data` following the getxattr(2) protocol.
-fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
-    if size == 0 {
-        reply.size(data.len() as u32);
-    } else if (size as usize) < data.len() {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(data);
-    }
+/// Enters the span of one kernel request: the operation's name, the request's id, the
+/// calling process, and the given fields. Every operation has one, so that its one log
+/// line on failure ([`failed`]) says which request of which process failed.
+macro_rules! op_span {
+    ($req:expr, $op:literal $(, $($field:tt)*)?) => {
+        tracing::info_span!($op, req = $req.unique().0, pid = $req.pid() $(, $($field)*)?).entered()
+    };
 }
 
 impl FuseFs {
@@ -130,97 +77,6 @@ impl FuseFs {
     fn backings(&self) -> std::sync::MutexGuard<'_, Backings> {
         self.backings.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Replies to the open of a read-only handle `fh`: served by the kernel from the
-    /// cached file when the drive allows it, else through the daemon.
-    fn reply_read_open(&self, ino: u64, fh: u64, reply: ReplyOpen) {
-        let daemon = |reply: ReplyOpen, keep_cache: bool| {
-            let flags = if keep_cache {
-                FopenFlags::FOPEN_KEEP_CACHE
-            } else {
-                FopenFlags::empty()
-            };
-            reply.opened(FileHandle(fh), flags)
-        };
-        let mut backings = self.backings();
-        match self.drive.read_path(fh) {
-            Ok(ReadPath::Daemon { keep_cache }) => daemon(reply, keep_cache),
-            Ok(ReadPath::Kernel { file, version }) => {
-                if let Some(id) = backings.share(ino, &version, fh) {
-                    return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id);
-                }
-                if backings.has(ino) {
-                    // The drive and the kernel disagree on the version: refuse rather
-                    // than serve the wrong one.
-                    warn!(
-                        ino,
-                        "passthrough: inode has a backing file of another version"
-                    );
-                    let _ = self.drive.release(fh);
-                    return reply.error(Errno::EBUSY);
-                }
-                match reply.open_backing(&file) {
-                    Ok(id) => {
-                        let id = backings.insert(ino, version, fh, id);
-                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "passthrough refused by the kernel; reads go through the daemon from now on");
-                        self.drive.set_kernel_reads(false);
-                        let keep_cache = self.drive.kernel_read_refused(fh);
-                        daemon(reply, keep_cache)
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = self.drive.release(fh);
-                reply.error(errno(&e))
-            }
-        }
-    }
-
-    /// `.` or `..` of folder `ino` (`i` 0 or 1), the first two rows of every listing.
-    fn dot_row(&self, ino: u64, i: u64) -> Result<(&'static str, Attr), FsError> {
-        Ok(if i == 0 {
-            (".", self.drive.getattr(ino)?)
-        } else {
-            ("..", self.drive.getattr(self.drive.parent_of(ino)?)?)
-        })
-    }
-
-    /// Lists folder `ino` (open as `fh`) from position `offset` into `add`, which says
-    /// when the reply is full. Positions: 0 and 1 are `.` and `..`; after them a child's
-    /// is its inode number plus 2 (see [`Drive::readdir_page`]), so each call reads only
-    /// the page it replies with.
-    fn list_into(
-        &self,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        mut add: impl FnMut(&str, &Attr, u64) -> bool,
-    ) -> Result<(), FsError> {
-        let mut next = offset;
-        while next < 2 {
-            let (name, attr) = self.dot_row(ino, next)?;
-            if add(name, &attr, next + 1) {
-                return Ok(());
-            }
-            next += 1;
-        }
-        let mut after = next - 2;
-        loop {
-            let page = self.drive.readdir_page(fh, after, LIST_PAGE)?;
-            let Some(last) = page.last() else {
-                return Ok(());
-            };
-            after = last.attr.ino;
-            for d in &page {
-                if add(&d.name, &d.attr, d.attr.ino.saturating_add(2)) {
-                    return Ok(());
-                }
-            }
-        }
-    }
 }
 
 impl Filesystem for FuseFs {
@@ -245,30 +101,28 @@ impl Filesystem for FuseFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let _s = info_span!("lookup", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            // Names on the server are UTF-8; anything else cannot exist there.
-            return reply.error(Errno::ENOENT);
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _s = op_span!(req, "lookup", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self.rt.block_on(self.drive.lookup(parent.0, name)) {
             Ok(a) => reply.entry(&self.ttl_of(&a), &file_attr(&a), Generation(0)),
-            Err(e) => {
-                debug!(error = %e, "lookup failed");
-                reply.error(errno(&e))
-            }
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _s = op_span!(req, "getattr", ino = ino.0);
         match self.drive.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl_of(&a), &file_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _s = info_span!("open", ino = ino.0, pid = req.pid()).entered();
+        let _s = op_span!(req, "open", ino = ino.0);
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY)
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
         let truncate = flags.0 & libc::O_TRUNC != 0;
@@ -278,13 +132,13 @@ impl Filesystem for FuseFs {
             .block_on(self.drive.open_as(ino.0, write, truncate, &opener))
         {
             Ok(fh) => self.reply_read_open(ino.0, fh, reply),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -293,19 +147,16 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let _s = info_span!("read", ino = ino.0, offset, size).entered();
+        let _s = op_span!(req, "read", ino = ino.0, offset, size);
         match self.rt.block_on(self.drive.read(fh.0, offset, size)) {
             Ok(data) => reply.data(&data),
-            Err(e) => {
-                debug!(error = %e, "read failed");
-                reply.error(errno(&e))
-            }
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -313,34 +164,35 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _s = op_span!(req, "release", fh = fh.0);
         let mut backings = self.backings();
         let r = self.drive.release(fh.0);
         backings.release(fh.0);
         drop(backings);
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        let _s = info_span!("flush", ino = ino.0).entered();
+        let _s = op_span!(req, "flush", ino = ino.0);
         match self.drive.flush(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -350,34 +202,31 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: fuser::ReplyWrite,
     ) {
-        let _s = info_span!("write", ino = ino.0, offset, len = data.len()).entered();
+        let _s = op_span!(req, "write", ino = ino.0, offset, len = data.len());
         match self.drive.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
-            Err(e) => {
-                debug!(error = %e, "write failed");
-                reply.error(errno(&e))
-            }
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _s = info_span!("fsync", ino = ino.0).entered();
+        let _s = op_span!(req, "fsync", ino = ino.0);
         match self.drive.fsync(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         _uid: Option<u32>,
@@ -393,7 +242,7 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let _s = info_span!("setattr", ino = ino.0, ?size).entered();
+        let _s = op_span!(req, "setattr", ino = ino.0, ?size);
         let time = |t: fuser::TimeOrNow| match t {
             fuser::TimeOrNow::SpecificTime(t) => kernel_time(t),
             fuser::TimeOrNow::Now => SystemTime::now(),
@@ -406,13 +255,13 @@ impl Filesystem for FuseFs {
         };
         match self.rt.block_on(self.drive.setattr(ino.0, set)) {
             Ok(a) => reply.attr(&self.ttl_of(&a), &file_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -420,9 +269,10 @@ impl Filesystem for FuseFs {
         _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        let _s = info_span!("create", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::EINVAL);
+        let _s = op_span!(req, "create", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self
             .rt
@@ -435,7 +285,7 @@ impl Filesystem for FuseFs {
                 FileHandle(fh),
                 FopenFlags::empty(),
             ),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -443,7 +293,7 @@ impl Filesystem for FuseFs {
     /// be stored on the server.
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -451,13 +301,14 @@ impl Filesystem for FuseFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _s = info_span!("mknod", parent = parent.0, ?name, mode).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::EINVAL);
+        let _s = op_span!(req, "mknod", parent = parent.0, ?name, mode);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         let kind = mode & libc::S_IFMT;
         if kind != libc::S_IFREG && kind != 0 {
-            return reply.error(errno(&FsError::NotSupported(
+            return reply.error(failed(&FsError::NotSupported(
                 "only regular files and folders",
             )));
         }
@@ -466,57 +317,60 @@ impl Filesystem for FuseFs {
             .block_on(self.drive.create(parent.0, name, mode & !umask));
         match created.and_then(|(a, fh)| self.drive.release(fh).map(|()| a)) {
             Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let _s = info_span!("mkdir", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::EINVAL);
+        let _s = op_span!(req, "mkdir", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self
             .rt
             .block_on(self.drive.mkdir(parent.0, name, mode & !umask))
         {
             Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _s = info_span!("unlink", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _s = op_span!(req, "unlink", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self.rt.block_on(self.drive.unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _s = info_span!("rmdir", parent = parent.0, ?name).entered();
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _s = op_span!(req, "rmdir", parent = parent.0, ?name);
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
         match self.rt.block_on(self.drive.rmdir(parent.0, name)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -524,16 +378,17 @@ impl Filesystem for FuseFs {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let _s = info_span!(
+        let _s = op_span!(
+            req,
             "rename",
             parent = parent.0,
             ?name,
             newparent = newparent.0,
             ?newname
-        )
-        .entered();
-        let (Some(name), Some(newname)) = (name.to_str(), newname.to_str()) else {
-            return reply.error(Errno::EINVAL);
+        );
+        let (name, newname) = match (utf8(name), utf8(newname)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
         };
         if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE) {
             return reply.error(Errno::EINVAL);
@@ -544,43 +399,45 @@ impl Filesystem for FuseFs {
                 .rename(parent.0, name, newparent.0, newname, no_replace),
         ) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let _s = info_span!("opendir", ino = ino.0).entered();
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _s = op_span!(req, "opendir", ino = ino.0);
         match self.rt.block_on(self.drive.opendir(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _s = op_span!(req, "readdir", ino = ino.0, offset);
         let listed = self.list_into(ino.0, fh.0, offset, |name, a, next| {
             reply.add(INodeNo(a.ino), next, file_type(a.kind), name)
         });
         match listed {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _s = op_span!(req, "readdirplus", ino = ino.0, offset);
         let listed = self.list_into(ino.0, fh.0, offset, |name, a, next| {
             reply.add(
                 INodeNo(a.ino),
@@ -593,38 +450,41 @@ impl Filesystem for FuseFs {
         });
         match listed {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _s = op_span!(req, "fsyncdir");
         match self.drive.fsyncdir() {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn releasedir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _s = op_span!(req, "releasedir", fh = fh.0);
         self.drive.releasedir(fh.0);
         reply.ok();
     }
 
     /// The server's quota, or the cache's room (see [`Drive::statfs`]).
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _s = op_span!(req, "statfs");
         const BSIZE: u64 = 4096;
         let space = self.rt.block_on(self.drive.statfs());
         let free = space.free / BSIZE;
@@ -640,16 +500,17 @@ impl Filesystem for FuseFs {
         );
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _s = op_span!(req, "getxattr", ino = ino.0, ?name);
         match self.drive.getxattr(ino.0, name.as_bytes()) {
             Ok(v) => reply_xattr(reply, size, &v),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -657,6 +518,7 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _s = op_span!(req, "setxattr", ino = ino.0, ?name);
         let mode = XattrMode {
             create: flags & libc::XATTR_CREATE != 0,
             replace: flags & libc::XATTR_REPLACE != 0,
@@ -669,11 +531,12 @@ impl Filesystem for FuseFs {
                 }
                 reply.ok()
             }
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _s = op_span!(req, "listxattr", ino = ino.0);
         match self.drive.listxattr(ino.0) {
             Ok(names) => {
                 let mut buf = Vec::new();
@@ -683,44 +546,26 @@ impl Filesystem for FuseFs {
                 }
                 reply_xattr(reply, size, &buf)
             }
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _s = op_span!(req, "removexattr", ino = ino.0, ?name);
         match self.drive.removexattr(ino.0, name.as_bytes()) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        let _s = op_span!(req, "access", ino = ino.0);
         match self.drive.getattr(ino.0) {
             Ok(_) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_times_before_1970_keep_their_fraction() {
-        // fuser 0.18 turns the kernel's {-6 s, 500000000 ns} (-5.5 s) into -6.5 s.
-        let from_fuser = UNIX_EPOCH - Duration::new(6, 500_000_000);
-        assert_eq!(
-            kernel_time(from_fuser),
-            UNIX_EPOCH - Duration::from_millis(5_500)
-        );
-        for t in [
-            UNIX_EPOCH - Duration::from_secs(5),
-            UNIX_EPOCH - Duration::from_secs(315_619_140),
-            UNIX_EPOCH,
-            UNIX_EPOCH + Duration::new(4_102_444_800, 250_000_000),
-        ] {
-            assert_eq!(kernel_time(t), t);
-        }
-    }
-}
+mod tests;

@@ -1,5 +1,5 @@
 //! edrive's FUSE adapter: decodes kernel requests, calls [`edrive_fs_core::Drive`], and maps
-//! its errors to errno through [`edrive_fs_core::FsError::errno`]. No filesystem logic lives
+//! its errors to errno through the one table in `errno`. No filesystem logic lives
 //! here — that is what keeps the drive testable without FUSE.
 //!
 //! Requests are served by several kernel-reading threads (fuser's `n_threads`), so a read
@@ -9,6 +9,8 @@
 mod adapter;
 #[cfg(unix)]
 mod caller;
+#[cfg(unix)]
+mod errno;
 #[cfg(unix)]
 mod mount;
 #[cfg(unix)]

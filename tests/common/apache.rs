@@ -15,6 +15,8 @@ use super::{
 const APACHE_BIN: &str = "/usr/sbin/apache2";
 /// Where Debian keeps the loadable modules.
 const MODULE_DIR: &str = "/usr/lib/apache2/modules";
+/// The configuration, shared with `bench/run`; `@NAME@` are filled in.
+const APACHE_CONF: &str = include_str!("apache.conf.in");
 
 /// Apache httpd serving a data folder over WebDAV at `/dav/`, with its own config, logs,
 /// lock database and pid file in a temp dir (no system-wide config is read). Runs as
@@ -167,73 +169,38 @@ impl ApacheServer {
         self.dir.path().join("logs/access.log")
     }
 
-    /// Writes `httpd.conf` for the current port.
+    /// Writes `httpd.conf` for the current port, from the template `apache.conf.in` that
+    /// `bench/run` fills too (with its own tuning and log format).
     fn write_config(&self, with_auth: bool) {
         let t = config_path(self.dir.path());
         let data = config_path(&self.root);
-        let mut c = String::new();
-        let _ = writeln!(c, "ServerRoot \"{t}\"");
-        let _ = writeln!(c, "ServerName 127.0.0.1");
-        let _ = writeln!(c, "Listen 127.0.0.1:{}", self.port);
-        let _ = writeln!(c, "PidFile \"{t}/run/httpd.pid\"");
-        let _ = writeln!(c, "DefaultRuntimeDir \"{t}/run\"");
-        let _ = writeln!(c, "ErrorLog \"{t}/logs/error.log\"");
-        let _ = writeln!(c, "LogLevel warn");
-        for (name, file) in [
-            ("mpm_event_module", "mod_mpm_event.so"),
-            ("unixd_module", "mod_unixd.so"),
-            ("log_config_module", "mod_log_config.so"),
-            ("authz_core_module", "mod_authz_core.so"),
-            ("authn_core_module", "mod_authn_core.so"),
-            ("authn_file_module", "mod_authn_file.so"),
-            ("authz_user_module", "mod_authz_user.so"),
-            ("auth_basic_module", "mod_auth_basic.so"),
-            ("alias_module", "mod_alias.so"),
-            ("dir_module", "mod_dir.so"),
-            ("mime_module", "mod_mime.so"),
-            ("setenvif_module", "mod_setenvif.so"),
-            ("dav_module", "mod_dav.so"),
-            ("dav_fs_module", "mod_dav_fs.so"),
-        ] {
-            let _ = writeln!(
-                c,
-                "<IfModule !{name}>\n  LoadModule {name} {MODULE_DIR}/{file}\n</IfModule>"
-            );
-        }
-        if self.as_www_data {
-            let _ = writeln!(c, "User www-data\nGroup www-data");
-        }
-        c.push_str(
-            "StartServers 1\nServerLimit 2\nThreadsPerChild 25\nMaxRequestWorkers 50\n\
-             MinSpareThreads 5\nMaxSpareThreads 50\nThreadLimit 25\n\
-             KeepAlive On\nMaxKeepAliveRequests 0\nKeepAliveTimeout 15\nTimeout 60\n",
-        );
-        let _ = writeln!(c, "TypesConfig \"{t}/mime.types\"");
-        let _ = writeln!(c, "DavLockDB \"{t}/lock/DavLock\"");
-        let _ = writeln!(c, "LogFormat \"%>s %r\" edrive");
-        let _ = writeln!(c, "CustomLog \"{t}/logs/access.log\" edrive");
-        let _ = writeln!(c, "DocumentRoot \"{t}/htdocs\"");
-        let _ = writeln!(
-            c,
-            "<Directory />\n  AllowOverride None\n  Require all denied\n</Directory>"
-        );
-        let _ = writeln!(
-            c,
-            "<Directory \"{t}/htdocs\">\n  Require all granted\n</Directory>"
-        );
-        let _ = writeln!(c, "Alias /dav \"{data}\"");
-        let _ = writeln!(c, "<Directory \"{data}\">");
-        c.push_str("  Dav On\n  Options None\n  AllowOverride None\n  DirectoryIndex disabled\n");
-        if with_auth {
-            let _ = writeln!(
-                c,
+        let user = if self.as_www_data {
+            "User www-data\nGroup www-data"
+        } else {
+            ""
+        };
+        let access = if with_auth {
+            format!(
                 "  AuthType Basic\n  AuthName \"edrive\"\n  AuthBasicProvider file\n  \
                  AuthUserFile \"{t}/htpasswd\"\n  Require valid-user"
-            );
+            )
         } else {
-            c.push_str("  Require all granted\n");
-        }
-        c.push_str("</Directory>\n");
+            "  Require all granted".to_string()
+        };
+        let mut c = APACHE_CONF
+            .replace("@ROOT@", &t)
+            .replace("@DATA@", &data)
+            .replace("@PORT@", &self.port.to_string())
+            .replace("@MODULES@", MODULE_DIR)
+            .replace("@USER@", user)
+            .replace(
+                "@TUNING@",
+                "StartServers 1\nServerLimit 2\nThreadsPerChild 25\nMaxRequestWorkers 50\n\
+                 MinSpareThreads 5\nMaxSpareThreads 50\nThreadLimit 25\n\
+                 KeepAlive On\nMaxKeepAliveRequests 0\nKeepAliveTimeout 15\nTimeout 60",
+            )
+            .replace("@LOG_FORMAT@", "%>s %r")
+            .replace("@ACCESS@", &access);
         for ro in &self.read_only {
             let _ = writeln!(
                 c,
@@ -241,7 +208,6 @@ impl ApacheServer {
                  Require all denied\n  </LimitExcept>\n</Directory>"
             );
         }
-        c.push_str("BrowserMatch \"Microsoft-WebDAV-MiniRedir\" redirect-carefully\n");
         std::fs::write(self.dir.path().join("httpd.conf"), c).expect("cannot write httpd.conf");
     }
 

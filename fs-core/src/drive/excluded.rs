@@ -9,6 +9,7 @@ use tracing::{info, instrument};
 
 use super::{lock, Drive};
 use crate::error::FsError;
+use crate::logged::OrLog;
 use crate::meta::{ExcludeError, ROOT_INO};
 
 impl Drive {
@@ -37,7 +38,7 @@ impl Drive {
             ExcludeError::Meta(m) => FsError::Meta(m),
         })?;
         for f in &files {
-            let _ = self.cache.remove_entry(*f);
+            self.cache.remove_entry(*f).or_log("cache remove_entry");
         }
         for name in &names {
             self.inval.entry(ino, name);

@@ -9,6 +9,7 @@ use tracing::{info, instrument};
 
 use super::Drive;
 use crate::error::FsError;
+use crate::logged::OrLog;
 use crate::meta::{Entry, Kind};
 
 /// One held deletion as `edrive deletions` lists it: a file, or a folder standing for
@@ -145,7 +146,9 @@ impl Drive {
             if let Some((rparent, rname)) = &e.remote {
                 self.inval.entry(*rparent, rname);
                 self.inval.inode(*rparent);
-                let _ = self.meta.expire_listing(*rparent);
+                self.meta
+                    .expire_listing(*rparent)
+                    .or_log("meta expire_listing");
             }
         }
         let back = inos.len() - blocked.len();

@@ -47,7 +47,7 @@ impl Drive {
             pinned: self.meta.pinned_by(ino)?.is_some(),
             size,
             cached_bytes,
-            problem: e.problem.clone(),
+            problem: e.problem.as_ref().map(ToString::to_string),
         })
     }
 

@@ -81,8 +81,8 @@ impl Drive {
             Some(e) => e,
             None => return Err(FsError::NotFound),
         };
-        match e.problem.as_deref() {
-            Some(crate::sync::PROBLEM_CONFLICT) => {}
+        match &e.problem {
+            Some(crate::meta::Problem::Conflict) => {}
             Some(_) => return self.resolve_stuck(e, choice).await,
             None => {
                 return Err(FsError::Invalid(
@@ -196,11 +196,7 @@ impl Drive {
         };
         let said = match choice {
             Choice::UseLocal => {
-                if e
-                    .problem
-                    .as_deref()
-                    .is_some_and(|p| p.starts_with(crate::sync::PROBLEM_REFUSED))
-                {
+                if matches!(e.problem, Some(crate::meta::Problem::Forbidden(_))) {
                     // The rights may have changed on the server: what a refusal taught
                     // is forgotten (a new refusal teaches it again).
                     self.lift_refusal(&e)?;

@@ -119,19 +119,8 @@ impl Drive {
 /// Bytes an unprivileged user may still write on the file system holding `path`.
 #[cfg(unix)]
 fn disk_free(path: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated path; `st` is written by statvfs before it
-    // is read, and only on success.
-    let st = unsafe {
-        let mut st = std::mem::zeroed::<libc::statvfs>();
-        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
-            return None;
-        }
-        st
-    };
-    #[allow(clippy::unnecessary_cast)]
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Not asked on this platform: the budget alone bounds the room.

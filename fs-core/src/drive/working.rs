@@ -6,6 +6,7 @@ use std::io;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use crate::locks::{ranked, Rank, Ranked};
 use crate::positional::{read_full_at, write_all_at};
 
 /// One file's working copy, shared by every handle that uses it.
@@ -97,8 +98,11 @@ impl Working {
 
     /// Serialises writing size and times to the store: hold it from
     /// [`Working::to_record`] until after [`Working::set_recorded`].
-    pub(crate) fn recording(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.recording.lock().unwrap_or_else(|p| p.into_inner())
+    /// Rank 6 in the lock order ([`crate::locks`]).
+    pub(crate) fn recording(&self) -> Ranked<std::sync::MutexGuard<'_, ()>> {
+        ranked(Rank::Recording, || {
+            self.recording.lock().unwrap_or_else(|p| p.into_inner())
+        })
     }
 
     /// Size and times now, and whether the store has them already: nothing changed

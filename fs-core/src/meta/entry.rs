@@ -48,8 +48,8 @@ pub struct Entry {
     pub dirty: bool,
     /// Permission bits set locally (the server has no place for them).
     pub mode: Option<u32>,
-    /// Why write-back of this entry is stuck (`conflict`, `no-space`, an error), if it is.
-    pub problem: Option<String>,
+    /// Why write-back of this entry is stuck (a conflict, no room, a refusal), if it is.
+    pub problem: Option<super::Problem>,
     /// An upload was started and has not been confirmed (a crash may have cut it short).
     pub put_started: bool,
     /// Deleted locally, still to be deleted on the server (a tombstone).

@@ -3,8 +3,8 @@
 
 use rusqlite::params;
 
+use super::Problem;
 use super::{entry, Entry, Meta, MetaError};
-use crate::sync::PROBLEM_HELD;
 
 impl Meta {
     /// Marks tombstones `inos` held (those without another problem).
@@ -17,7 +17,7 @@ impl Meta {
                  WHERE ino = ?1 AND parent IS NULL AND problem IS NULL",
             )?;
             for ino in inos {
-                stmt.execute(params![*ino as i64, PROBLEM_HELD])?;
+                stmt.execute(params![*ino as i64, Problem::Held])?;
             }
         }
         tx.commit()?;
@@ -46,7 +46,7 @@ impl Meta {
             "{} WHERE parent IS NULL AND problem = ?1 ORDER BY ino",
             entry::SELECT
         ))?;
-        let rows = stmt.query_map(params![PROBLEM_HELD], entry::from_row)?;
+        let rows = stmt.query_map(params![Problem::Held], entry::from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -61,7 +61,7 @@ impl Meta {
             let mut confirm =
                 tx.prepare_cached("INSERT OR IGNORE INTO deletions_confirmed(ino) VALUES (?1)")?;
             for ino in inos {
-                stmt.execute(params![*ino as i64, PROBLEM_HELD])?;
+                stmt.execute(params![*ino as i64, Problem::Held])?;
                 confirm.execute(params![*ino as i64])?;
             }
         }
@@ -83,7 +83,7 @@ impl Meta {
                  WHERE ino = ?1 AND parent IS NULL AND problem = ?2",
             )?;
             for ino in inos {
-                if stmt.execute(params![*ino as i64, PROBLEM_HELD])? == 0 {
+                if stmt.execute(params![*ino as i64, Problem::Held])? == 0 {
                     blocked.push(*ino);
                 }
             }

@@ -12,6 +12,7 @@ mod listing;
 mod local;
 mod permissions;
 mod pins;
+mod problem;
 mod schema;
 mod writeback;
 mod xattrs;
@@ -22,6 +23,7 @@ pub use excluded::ExcludeError;
 pub use listing::{ListingChanges, Receiver, Stage};
 pub use local::LocalAttrs;
 pub use permissions::{DENY_CHANGE, DENY_EXCLUDED, DENY_INHERITED, DENY_REMOVE};
+pub use problem::{Problem, ProblemKind};
 pub use xattrs::{XattrMode, XattrSet};
 
 use std::collections::HashMap;

@@ -3,7 +3,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{delete_remote_subtree, entry, etag_cols, Entry, Meta, MetaError, ROOT_INO};
+use super::{
+    delete_remote_subtree, entry, etag_cols, Entry, Meta, MetaError, Problem, ProblemKind, ROOT_INO,
+};
 use crate::remote::{ETag, RemotePath};
 
 /// The condition that makes a row pending write-back.
@@ -217,15 +219,16 @@ impl Meta {
     }
 
     /// Sets or clears why write-back of `ino` is stuck.
-    pub fn set_problem(&self, ino: u64, problem: Option<&str>) -> Result<(), MetaError> {
+    pub fn set_problem(&self, ino: u64, problem: Option<&Problem>) -> Result<(), MetaError> {
         let conn = self.conn();
         conn.prepare_cached("UPDATE entries SET problem = ?2 WHERE ino = ?1")?
             .execute(params![ino as i64, problem])?;
         Ok(())
     }
 
-    /// Clears every problem that starts with `prefix` (so those entries are tried again).
-    pub fn clear_problems(&self, prefix: &str) -> Result<usize, MetaError> {
+    /// Clears every problem of `kind` (so those entries are tried again).
+    pub fn clear_problems(&self, kind: ProblemKind) -> Result<usize, MetaError> {
+        let prefix = kind.prefix();
         let conn = self.conn();
         let n = conn
             .prepare_cached(

@@ -2,6 +2,7 @@
 //! when it last changed (for the debounce), and a change counter that tells an upload
 //! whether the file was written while it was being sent.
 
+use crate::locks::{ranked, Rank, Ranked};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -133,14 +134,20 @@ impl Activity {
 
     /// Serializes attaching handles to working copies with turning working copies into
     /// clean blobs, so no handle ever writes into a published blob.
-    pub fn lock_work(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.work.lock().unwrap_or_else(|p| p.into_inner())
+    /// Rank 5 in the lock order ([`crate::locks`]).
+    pub fn lock_work(&self) -> Ranked<std::sync::MutexGuard<'_, ()>> {
+        ranked(Rank::Work, || {
+            self.work.lock().unwrap_or_else(|p| p.into_inner())
+        })
     }
 
     /// Held while the write-back plans, and by the drive while it creates a file and
     /// registers its writer, so no plan sees a new file before its writer is known.
-    pub fn lock_plan(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.plan.lock().unwrap_or_else(|p| p.into_inner())
+    /// Rank 4 in the lock order ([`crate::locks`]).
+    pub fn lock_plan(&self) -> Ranked<std::sync::MutexGuard<'_, ()>> {
+        ranked(Rank::Plan, || {
+            self.plan.lock().unwrap_or_else(|p| p.into_inner())
+        })
     }
 
     /// Wakes the uploader.

@@ -3,16 +3,7 @@
 //! back. The mount is in state `attention` when every remaining change is one of these;
 //! while any other change can still move it is `transferring`.
 
-use super::{PROBLEM_CONFLICT, PROBLEM_ERROR};
-use crate::meta::{Meta, MetaError, DENY_CHANGE, DENY_REMOVE, ROOT_INO};
-
-/// Problem of a change the server refused (403): kept locally, not retried by itself;
-/// `edrive resolve PATH --discard | --save-as LOCAL_PATH | --use-local` settles it.
-pub const PROBLEM_REFUSED: &str = "refused";
-
-/// Problem of a local deletion held back because it came in a mass deletion; see
-/// [`super::held`].
-pub const PROBLEM_HELD: &str = "held";
+use crate::meta::{Meta, MetaError, Problem, DENY_CHANGE, DENY_REMOVE, ROOT_INO};
 
 /// How many pending changes wait for the user, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,15 +18,12 @@ pub struct Attention {
 
 impl Attention {
     /// Counts `problem` if it waits for the user; returns whether it does.
-    pub fn count(&mut self, problem: &str) -> bool {
-        if problem == PROBLEM_HELD {
-            self.held += 1;
-        } else if problem == PROBLEM_CONFLICT {
-            self.conflicts += 1;
-        } else if problem.starts_with(PROBLEM_REFUSED) || problem.starts_with(PROBLEM_ERROR) {
-            self.refused += 1;
-        } else {
-            return false;
+    pub fn count(&mut self, problem: &Problem) -> bool {
+        match problem {
+            Problem::Held => self.held += 1,
+            Problem::Conflict => self.conflicts += 1,
+            Problem::Forbidden(_) | Problem::Refused(_) => self.refused += 1,
+            Problem::NoSpace | Problem::Locked { .. } | Problem::Retrying(_) => return false,
         }
         true
     }
@@ -68,7 +56,7 @@ pub fn learn_refusal(meta: &Meta, ino: u64) -> Result<Vec<u64>, MetaError> {
 }
 
 /// Whether a change stuck with `problem` waits for the user (not for a retry).
-pub fn waits_for_user(problem: &str) -> bool {
+pub fn waits_for_user(problem: &Problem) -> bool {
     Attention::default().count(problem)
 }
 
@@ -79,13 +67,17 @@ mod tests {
     #[test]
     fn sorts_problems() {
         let mut a = Attention::default();
-        assert!(a.count(PROBLEM_HELD));
-        assert!(a.count("refused: forbidden (403)"));
-        assert!(a.count("error: bad request"));
-        assert!(a.count(PROBLEM_CONFLICT));
-        assert!(!a.count("locked by alice"));
-        assert!(!a.count("no-space"));
-        assert!(!a.count("retrying: 502"));
+        for (text, waits) in [
+            ("held", true),
+            ("refused: forbidden (403)", true),
+            ("error: bad request", true),
+            ("conflict", true),
+            ("locked by alice", false),
+            ("no-space", false),
+            ("retrying: 502", false),
+        ] {
+            assert_eq!(a.count(&Problem::decode(text)), waits, "{text}");
+        }
         assert_eq!((a.held, a.refused, a.conflicts, a.total()), (1, 2, 1, 4));
     }
 }

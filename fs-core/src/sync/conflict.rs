@@ -87,18 +87,13 @@ pub fn local_date(t: SystemTime) -> String {
 pub fn host_name() -> String {
     #[cfg(unix)]
     {
-        let mut buf = [0u8; 256];
-        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success
-        // or truncates, and the length is bounded by the buffer either way.
-        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        if rc == 0 {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            let name = String::from_utf8_lossy(&buf[..end]).into_owned();
-            if !name.is_empty() {
-                return name;
-            }
+        let uname = rustix::system::uname();
+        let name = uname.nodename().to_string_lossy().into_owned();
+        if name.is_empty() {
+            "here".into()
+        } else {
+            name
         }
-        "here".into()
     }
     #[cfg(not(unix))]
     {

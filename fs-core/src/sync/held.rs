@@ -1,7 +1,7 @@
 //! Held mass deletions. A script gone wrong, an `rm -rf` in the wrong folder or a `mv`
 //! out of the mount must not empty the server: deletions that come in one burst (no
 //! deletion quiet for the upload delay) and exceed a limit in entries or bytes are held,
-//! not sent. They wait, as tombstones with problem [`PROBLEM_HELD`], for
+//! not sent. They wait, as tombstones with problem [`Problem::Held`], for
 //! `edrive deletions --confirm` (sent then) or `--restore` (the entries come back). The
 //! mark is in the store, so held deletions survive a restart, a SIGKILL and an outage;
 //! a burst cut short by a crash is judged again, whole, before anything of it is sent.
@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crate::meta::{Entry, Meta, MetaError};
 
-use super::attention::PROBLEM_HELD;
 use super::plan::Plan;
 use super::Activity;
+use crate::meta::Problem;
 
 /// The shortest pause that ends a burst of deletions.
 const BURST_GAP: Duration = Duration::from_secs(3);
@@ -98,6 +98,6 @@ pub(super) fn deletions_may_go(
 }
 
 /// Whether `problem` marks a held deletion.
-pub fn is_held(problem: Option<&str>) -> bool {
-    problem == Some(PROBLEM_HELD)
+pub fn is_held(problem: Option<&Problem>) -> bool {
+    problem == Some(&Problem::Held)
 }

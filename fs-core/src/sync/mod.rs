@@ -18,11 +18,8 @@ pub mod plan;
 mod uploader;
 
 pub use activity::Activity;
-pub use attention::{Attention, PROBLEM_HELD, PROBLEM_REFUSED};
+pub use attention::Attention;
 pub use conflict::{conflict_name, host_name, local_date, ConflictPolicy};
 pub use held::HoldLimits;
 pub use ignore::{IgnoreList, DEFAULT_IGNORE};
-pub use uploader::{
-    SyncProgress, Uploader, PROBLEM_CONFLICT, PROBLEM_ERROR, PROBLEM_LOCKED, PROBLEM_NO_SPACE,
-    PROBLEM_RETRY, STAGING_PREFIX,
-};
+pub use uploader::{SyncProgress, Uploader, STAGING_PREFIX};

@@ -20,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, warn};
 
 use super::Uploader;
+use crate::logged::OrLog;
 use crate::remote::capabilities::{probe, Capabilities, WriteChecks, PROBE_PREFIX};
 use crate::remote::{again, ETag, Precondition, RemoteError, RemotePath};
 
@@ -195,7 +196,7 @@ impl Uploader {
         // The journal goes only once nothing is left under the set-aside name: a version
         // that could not be put back stays findable (see `remove_stale_staging`).
         if self.gone(&aside).await {
-            let _ = self.meta.set_setting(&key, None);
+            self.meta.set_setting(&key, None).or_log("meta set_setting");
         }
         let ours = placed?;
         // Still checked: a server that answered the MOVE but has no such file.
@@ -348,7 +349,7 @@ impl Uploader {
         }
         .await;
         if self.gone(&aside).await {
-            let _ = self.meta.set_setting(&key, None);
+            self.meta.set_setting(&key, None).or_log("meta set_setting");
         }
         result
     }
@@ -476,7 +477,7 @@ impl Uploader {
         for (key, value) in left {
             let Some([staging, aside, target]) = unjournal(&value) else {
                 warn!(%key, "an unreadable staging journal entry; forgetting it");
-                let _ = self.meta.set_setting(&key, None);
+                self.meta.set_setting(&key, None).or_log("meta set_setting");
                 continue;
             };
             match again(|| self.remote.stat(&aside)).await {
@@ -509,7 +510,7 @@ impl Uploader {
                 }
             }
             if self.gone(&aside).await {
-                let _ = self.meta.set_setting(&key, None);
+                self.meta.set_setting(&key, None).or_log("meta set_setting");
             }
         }
         true

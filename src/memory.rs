@@ -8,6 +8,9 @@
 //! 100,000-entry folder left another 15 MiB resident in whichever arenas it used: 64 MiB
 //! after the first, 209 MiB after the twelfth. With one arena and the memory given back
 //! it stays at 5 MiB; the untar and cold-read benchmarks showed no cost.
+//!
+//! Here, in the binary, because it is the process's business (and libc's), not the
+//! filesystem core's.
 
 /// Makes every thread share one allocator arena. Call before any thread starts.
 /// Elsewhere than glibc this does nothing.
@@ -20,7 +23,8 @@ pub fn one_arena() {
 }
 
 /// Returns the allocator's free memory to the system, so the peak of a large listing does
-/// not stay resident. Elsewhere than glibc this does nothing.
+/// not stay resident (the drive calls it after one: `DriveOptions::give_back_memory`).
+/// Elsewhere than glibc this does nothing.
 pub fn give_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it has no preconditions.
