@@ -17,8 +17,8 @@ mod logging;
 #[cfg(unix)]
 mod mount_helper;
 mod paths;
-mod secrets;
 mod s3_mount;
+mod secrets;
 mod serve;
 #[cfg(unix)]
 mod serve_control;
