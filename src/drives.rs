@@ -51,7 +51,9 @@ fn fallback_file(name: &str) -> PathBuf {
 }
 
 /// `edrive add NAME URL MOUNTPOINT [options]`: checks the credentials against the server;
-/// only then stores them (keyring, else a 0600 file) and the drive (config.toml).
+/// only then stores them (keyring, else a 0600 file) and the drive (config.toml). An
+/// `s3://` drive is checked against its bucket with the keys found the AWS way, which are
+/// never stored.
 pub fn add(args: AddArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let _span = info_span!("add", name = %args.name).entered();
     let path = config::config_path();
@@ -80,6 +82,40 @@ pub fn add(args: AddArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     }
     // The options must make a mount (checked as `edrive mount` checks them).
     drive.mount_args(&path, &args.name)?;
+    if edrive_s3::is_s3_url(&url) {
+        let s3_creds = drive.user.is_some()
+            || m.password_file.is_some()
+            || m.bearer_token_file.is_some()
+            || drive.credentials_file.is_some()
+            || url_password.is_some();
+        if s3_creds {
+            bail!(
+                "an s3:// drive takes no user, password, token or credentials file: its keys \
+                 come the AWS way (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, \
+                 ~/.aws/credentials) and edrive does not store them; nothing was saved"
+            );
+        }
+        let source = crate::s3_mount::check(&url, &m.s3, CHECK_TIMEOUT)
+            .map_err(|e| anyhow!("{e}; nothing was saved"))?;
+        config::add(&path, &args.name, &drive)?;
+        println!(
+            "edrive: drive '{}' added to {}: `edrive mount {}` mounts {} at {} (credentials \
+             from {source} when it mounts; edrive does not store them)",
+            args.name,
+            path.display(),
+            args.name,
+            url,
+            mountpoint.display()
+        );
+        return Ok(());
+    }
+    let s3 = &m.s3;
+    if s3.endpoint.is_some() || s3.region.is_some() || s3.path_style || s3.virtual_hosted {
+        bail!(
+            "--endpoint, --region, --path-style and --virtual-hosted are for s3:// URLs; \
+             nothing was saved"
+        );
+    }
 
     let creds = if let Some(f) = &m.bearer_token_file {
         drive.bearer_token = true;
@@ -192,7 +228,9 @@ pub fn remove(args: NameArgs) -> anyhow::Result<()> {
         .credentials_file
         .clone()
         .unwrap_or_else(|| fallback_file(&args.name));
-    if still_used {
+    if edrive_s3::is_s3_url(&drive.url) {
+        // Nothing of an S3 drive's was stored: its keys are the AWS environment's.
+    } else if still_used {
         // The keyring item is per share: another drive still needs it.
         let _ = std::fs::remove_file(&cred_file);
     } else {

@@ -68,6 +68,35 @@ pub fn connect(
     rt: &tokio::runtime::Runtime,
     timeout: Duration,
 ) -> Result<Connected, String> {
+    let (s3, root, source) = open(url, args, Some(cache_dir), rt, timeout)?;
+    // Uploads of ours a week old were never continued: their file went before it could be.
+    let _ = rt.block_on(async {
+        tokio::time::timeout(timeout, s3.sweep_abandoned(ABANDONED_AFTER)).await
+    });
+    let keeper = Arc::new(Keeper::for_s3(url.to_string(), source));
+    Ok((s3, root, keeper))
+}
+
+/// Checks that the bucket of `url` answers to the credentials found the AWS way (for
+/// `edrive add`: nothing is journaled, nothing swept); returns where the credentials came
+/// from, or the reason in one line.
+pub fn check(url: &str, args: &S3Args, timeout: Duration) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    open(url, args, None, &rt, timeout).map(|(_, _, source)| source)
+}
+
+/// The client for `url` (journaling multipart uploads in `state_dir`), its root once the
+/// bucket answered, and where the credentials came from.
+fn open(
+    url: &str,
+    args: &S3Args,
+    state_dir: Option<&Path>,
+    rt: &tokio::runtime::Runtime,
+    timeout: Duration,
+) -> Result<(Arc<S3>, RemoteEntry, String), String> {
     let options = S3Options {
         endpoint: args.endpoint.clone(),
         region: args.region.clone(),
@@ -78,7 +107,7 @@ pub fn connect(
         } else {
             Addressing::Auto
         },
-        state_dir: Some(cache_dir.to_path_buf()),
+        state_dir: state_dir.map(Path::to_path_buf),
     };
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let config = S3Config::resolve(url, &options, &|k| std::env::var(k).ok(), home.as_deref())
@@ -113,10 +142,5 @@ pub fn connect(
             ))
         }
     };
-    // Uploads of ours a week old were never continued: their file went before it could be.
-    let _ = rt.block_on(async {
-        tokio::time::timeout(timeout, s3.sweep_abandoned(ABANDONED_AFTER)).await
-    });
-    let keeper = Arc::new(Keeper::for_s3(url.to_string(), source));
-    Ok((s3, root, keeper))
+    Ok((s3, root, source))
 }

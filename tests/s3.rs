@@ -10,6 +10,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
+use common::home::{drive_row, files_containing, list_json, Home};
 use common::seaweedfs::{Cluster, ACCESS_KEY, SECRET_KEY};
 use common::*;
 
@@ -59,6 +60,7 @@ fn sha(data: &[u8]) -> String {
 fn s3_on_a_seaweedfs_cluster() {
     require_fuse();
     let mut c = Cluster::start();
+    a_named_s3_drive(&mut c);
     let big_sha = listing_and_reads(&mut c);
     writes_of_every_kind(&mut c);
     conflict_keeps_both(&mut c);
@@ -364,6 +366,125 @@ fn abandoned_uploads_are_aborted(c: &mut Cluster) {
     assert_eq!(c.boto(open).trim(), "0", "the abandoned upload was aborted");
     assert!(!file.exists(), "and forgotten");
     m.unmount();
+}
+
+/// Runs `edrive ARGS` in `home` with the cluster's access key and `secret` in the
+/// environment (and no other AWS setting of the caller's).
+fn edrive_aws(
+    home: &Home,
+    secret: &str,
+    args: &[&str],
+) -> (std::process::ExitStatus, String, String) {
+    let mut cmd = home.command(edrive_bin());
+    for k in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .args(args);
+    common::home::run(cmd, &home.path(""))
+}
+
+/// A named S3 drive: `edrive add` with a wrong secret or a missing bucket fails with the
+/// reason on one line and writes nothing; with the right keys it keeps the URL and the S3
+/// options (no key: those stay the AWS environment's), `mount NAME` reaches the store
+/// through the kept `--endpoint` alone, a file written there is in the bucket after
+/// `unmount NAME`, and `remove NAME` forgets the drive.
+fn a_named_s3_drive(c: &mut Cluster) {
+    c.boto("s3.create_bucket(Bucket='named')");
+    let mut home = Home::new();
+    let mp = home.mountpoint("bucket-mnt");
+    let mp_s = mp.display().to_string();
+    let endpoint = format!("--endpoint={}", c.endpoint());
+    let add = ["add", "photos", "s3://named/trip", &mp_s, &endpoint];
+    let nothing_written = |home: &Home| {
+        assert!(
+            !home.path("cfg/edrive").exists(),
+            "nothing written: {:?}",
+            fs::read_dir(home.path("cfg/edrive")).map(|d| d.count())
+        );
+    };
+
+    let (st, out, err) = edrive_aws(&home, "not-the-secret", &add);
+    eprintln!("add with a wrong secret: {}", err.trim());
+    assert!(!st.success(), "a wrong secret is refused: {out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("refused access") && err.contains("nothing was saved"),
+        "{err}"
+    );
+    nothing_written(&home);
+
+    let missing = ["add", "photos", "s3://no-such-bucket", &mp_s, &endpoint];
+    let (st, out, err) = edrive_aws(&home, SECRET_KEY, &missing);
+    eprintln!("add of a missing bucket: {}", err.trim());
+    assert!(!st.success(), "a missing bucket is refused: {out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("not found") && err.contains("nothing was saved"),
+        "{err}"
+    );
+    nothing_written(&home);
+
+    let (st, out, err) = edrive_aws(
+        &home,
+        SECRET_KEY,
+        &[
+            &add[..],
+            &["--path-style", "--region=us-east-1", "--upload-delay=100ms"],
+        ]
+        .concat(),
+    );
+    assert!(st.success(), "add: {out}{err}");
+    let text = home.config_text();
+    eprintln!("config.toml:\n{text}");
+    assert!(
+        text.contains(&format!("endpoint = \"{}\"", c.endpoint())),
+        "{text}"
+    );
+    assert!(text.contains("path_style = true"), "{text}");
+    assert!(text.contains("region = \"us-east-1\""), "{text}");
+    assert!(!text.contains(ACCESS_KEY), "no key in config.toml: {text}");
+    assert!(
+        files_containing(home.dir.path(), SECRET_KEY).is_empty(),
+        "the secret is stored nowhere"
+    );
+    assert!(!home.path("cfg/edrive/credentials").exists());
+
+    // Only the AWS keys in the environment: the endpoint is the drive's.
+    let (st, out, err) = edrive_aws(&home, SECRET_KEY, &["mount", "photos"]);
+    assert!(st.success(), "mount photos: {out}{err}");
+    assert!(is_mounted(&mp), "mounted at {mp_s}");
+    let row = drive_row(&list_json(&home), "photos");
+    assert_eq!(row["mounted"], true, "{row}");
+    assert_eq!(row["url"], "s3://named/trip", "{row}");
+    fs::write(mp.join("note.txt"), b"written through a named drive\n").expect("write");
+    let (st, out, err) = edrive_aws(&home, SECRET_KEY, &["unmount", "photos"]);
+    assert!(st.success(), "unmount photos: {out}{err}");
+    assert!(!is_mounted(&mp), "unmounted");
+    let got = bucket_hashes(c, "named");
+    assert_eq!(
+        got.get("trip/note.txt"),
+        Some(&sha(b"written through a named drive\n")),
+        "uploaded before the unmount returned: {got:?}"
+    );
+
+    let (st, out, err) = edrive_aws(&home, SECRET_KEY, &["remove", "photos"]);
+    assert!(st.success(), "remove photos: {out}{err}");
+    assert!(
+        !home.config_text().contains("photos"),
+        "{}",
+        home.config_text()
+    );
 }
 
 /// The same store behind a proxy that drops `If-Match` / `If-None-Match`: the probe finds
