@@ -159,9 +159,7 @@ fn refused(m: &Mount) -> serde_json::Value {
 /// thumbnailers did their part, screenshot.
 fn browse_thunar(d: &mut Desktop, dir: &Path, shot: &str, done: impl FnMut() -> bool) {
     d.spawn("thunar", &[dir.to_str().expect("UTF-8")]);
-    let w = d
-        .window("Thunar", Duration::from_secs(30))
-        .expect("Thunar's window");
+    let w = d.expect_window("Thunar", "thunar", Duration::from_secs(60));
     d.run("xdotool", &["windowsize", &w, "1260", "1000"]);
     d.run("xdotool", &["windowactivate", "--sync", &w]);
     for _ in 0..6 {
@@ -180,9 +178,7 @@ fn browse_thunar(d: &mut Desktop, dir: &Path, shot: &str, done: impl FnMut() -> 
 /// its thumbnailers did their part, screenshot.
 fn browse_nautilus(d: &mut Desktop, dir: &Path, shot: &str, done: impl FnMut() -> bool) {
     d.spawn("nautilus", &["--new-window", dir.to_str().expect("UTF-8")]);
-    let w = d
-        .window("nautilus", Duration::from_secs(40))
-        .expect("Nautilus's window");
+    let w = d.expect_window("nautilus", "nautilus", Duration::from_secs(60));
     d.run("xdotool", &["windowsize", &w, "1260", "1000"]);
     std::thread::sleep(Duration::from_secs(6));
     d.run("xdotool", &["mousemove", "--window", &w, "500", "300"]);

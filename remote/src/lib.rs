@@ -23,10 +23,12 @@ pub mod versioned;
 
 mod error;
 mod path;
+mod sized;
 
 pub use capabilities::Capabilities;
 pub use error::{again, RemoteError};
 pub use path::{validate_name, NameError, RemotePath};
+pub use sized::SizedBody;
 
 use std::ops::Range;
 use std::pin::Pin;

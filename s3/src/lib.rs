@@ -472,7 +472,7 @@ impl Remote for S3 {
         if len > MULTIPART_THRESHOLD {
             return multipart::upload(self, &key, body, len, &precondition, mtime).await;
         }
-        let body = Body::Stream(Box::pin(multipart::SizedBody::new(body, len)));
+        let body = Body::Stream(Box::pin(edrive_remote::SizedBody::new(body, len)));
         self.put_single(&key, body, len, &precondition, mtime).await
     }
 

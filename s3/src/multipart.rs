@@ -15,12 +15,10 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use rusty_s3::actions::{CreateMultipartUpload, ListParts};
 use rusty_s3::S3Action;
 use serde::{Deserialize, Serialize};
@@ -425,65 +423,6 @@ pub(crate) async fn upload(
         .map(|t| t.replace("&quot;", "\"").replace("&#34;", "\""))
         .and_then(|t| ETag::parse(&t));
     Ok(etag)
-}
-
-/// An upload body that fails if its source yields more or fewer than `len` bytes.
-pub(crate) struct SizedBody {
-    inner: ByteStream,
-    len: u64,
-    sent: u64,
-    done: bool,
-}
-
-impl SizedBody {
-    /// Wraps `inner`, which must yield exactly `len` bytes.
-    pub(crate) fn new(inner: ByteStream, len: u64) -> SizedBody {
-        SizedBody {
-            inner,
-            len,
-            sent: 0,
-            done: false,
-        }
-    }
-}
-
-impl Stream for SizedBody {
-    type Item = Result<Bytes, RemoteError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let item = match this.inner.as_mut().poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(item) => item,
-        };
-        let result = match item {
-            Some(Ok(chunk)) => {
-                this.sent += chunk.len() as u64;
-                if this.sent > this.len {
-                    Err(RemoteError::Local(format!(
-                        "upload source yields more than the announced {} bytes",
-                        this.len
-                    )))
-                } else {
-                    return Poll::Ready(Some(Ok(chunk)));
-                }
-            }
-            Some(Err(e)) => Err(e),
-            None if this.sent < this.len => Err(RemoteError::Local(format!(
-                "upload source ended after {} of {} bytes",
-                this.sent, this.len
-            ))),
-            None => {
-                this.done = true;
-                return Poll::Ready(None);
-            }
-        };
-        this.done = true;
-        Poll::Ready(Some(result))
-    }
 }
 
 #[cfg(test)]

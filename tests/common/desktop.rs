@@ -83,33 +83,36 @@ impl Desktop {
             }
         }
 
-        // A display number of its own, away from :0 and from other tests' (the lock
-        // file tells which are taken; Xvfb refuses a taken one).
-        let first = 100 + std::process::id() % 700;
-        let (xvfb, n) = (first..first + 200)
-            .filter(|n| !Path::new(&format!("/tmp/.X{n}-lock")).exists())
-            .find_map(|n| {
-                let mut x = Command::new("Xvfb")
-                    .arg(format!(":{n}"))
-                    .args(["-screen", "0", "1280x1024x24", "-nolisten", "tcp"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .process_group(0)
-                    .spawn()
-                    .expect("start Xvfb");
-                let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-                let up = wait_until(Duration::from_secs(10), || {
-                    socket.exists() || matches!(x.try_wait(), Ok(Some(_)))
-                });
-                if up && matches!(x.try_wait(), Ok(None)) {
-                    Some((x, n))
-                } else {
-                    let _ = x.kill();
-                    let _ = x.wait();
-                    None
-                }
-            })
-            .expect("no free X display for Xvfb");
+        // Xvfb picks a free display itself and writes its number to fd 1 (a pipe here)
+        // once it accepts clients: two sessions started at the same moment (tests of one
+        // binary run in parallel) cannot pick the same number.
+        let xvfb_log = std::fs::File::create(artifacts.join("Xvfb.log")).expect("a log file");
+        let mut xvfb = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x1024x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(xvfb_log)
+            .process_group(0)
+            .spawn()
+            .expect("start Xvfb");
+        let mut line = String::new();
+        let _ = BufReader::new(xvfb.stdout.take().expect("Xvfb's stdout")).read_line(&mut line);
+        let Ok(n) = line.trim().parse::<u32>() else {
+            let _ = xvfb.kill();
+            let _ = xvfb.wait();
+            panic!(
+                "Xvfb reported no display ({line:?}); Xvfb.log:\n{}",
+                super::read_from(&artifacts.join("Xvfb.log"), 0)
+            );
+        };
         let display = format!(":{n}");
         let mut d = Desktop {
             xvfb,
@@ -221,6 +224,22 @@ impl Desktop {
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
+    }
+
+    /// The first visible window whose class is `class`, waiting up to `timeout`; panics
+    /// with the log of `program` (started with [`Desktop::spawn`]) when none appears.
+    pub fn expect_window(&self, class: &str, program: &str, timeout: Duration) -> String {
+        self.window(class, timeout).unwrap_or_else(|| {
+            panic!(
+                "no {class} window within {timeout:?}; {program}.log:\n{}",
+                self.log(program)
+            )
+        })
+    }
+
+    /// What `program` (started with [`Desktop::spawn`]) printed so far.
+    pub fn log(&self, program: &str) -> String {
+        super::read_from(&self.artifacts.join(format!("{program}.log")), 0)
     }
 
     /// The first visible window whose class is `class`, waiting up to `timeout`.

@@ -20,7 +20,6 @@ mod href;
 mod propfind;
 mod status;
 mod streamed;
-mod upload;
 mod xml;
 
 #[cfg(test)]
@@ -353,7 +352,9 @@ impl Remote for WebDav {
         .header(CONTENT_LENGTH, &len.to_string())?
         .header(CONTENT_TYPE, "application/octet-stream")?
         .precondition(&precondition)?
-        .body(Body::Stream(Box::pin(upload::SizedBody::new(body, len))));
+        .body(Body::Stream(Box::pin(crate::remote::SizedBody::new(
+            body, len,
+        ))));
         if let Some(secs) = mtime.and_then(client::unix_seconds) {
             call = call.header(HeaderName::from_static("x-oc-mtime"), &secs.to_string())?;
         }

@@ -1,6 +1,6 @@
-//! PUT bodies: the caller's stream, checked against the length announced in
-//! Content-Length so that a wrong-sized source aborts the upload instead of storing a
-//! truncated file.
+//! Upload bodies (WebDAV PUT, S3 PUT and parts): the caller's stream, checked against
+//! the length announced in Content-Length so that a wrong-sized source aborts the upload
+//! instead of storing a truncated file. Shared by every backend.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,10 +8,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::remote::{ByteStream, RemoteError};
+use crate::{ByteStream, RemoteError};
 
 /// An upload body that fails if its source yields more or fewer than `len` bytes.
-pub(crate) struct SizedBody {
+pub struct SizedBody {
     inner: ByteStream,
     len: u64,
     sent: u64,
@@ -20,7 +20,7 @@ pub(crate) struct SizedBody {
 
 impl SizedBody {
     /// Wraps `inner`, which must yield exactly `len` bytes.
-    pub(crate) fn new(inner: ByteStream, len: u64) -> SizedBody {
+    pub fn new(inner: ByteStream, len: u64) -> SizedBody {
         SizedBody {
             inner,
             len,
