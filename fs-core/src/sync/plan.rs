@@ -109,7 +109,7 @@ pub fn plan(
     let mut out = Plan::default();
     let mut home: HashMap<u64, bool> = HashMap::new();
     home.insert(ROOT_INO, true);
-    let mut blocked = Vec::new();
+    let mut blocked: Vec<Aside> = Vec::new();
     let pending = meta.pending()?;
     let deletions_go = super::held::deletions_may_go(meta, activity, debounce, &pending, &mut out)?;
     for e in pending {
@@ -133,15 +133,22 @@ pub fn plan(
     // Nothing can run but entries wait for places held by entries that wait themselves:
     // move one holder aside to a temporary name on the server, which frees its place.
     if out.ops.is_empty() {
-        if let Some(e) = blocked.first() {
+        // Out of a deleted folder only when deletions may go (not while they are held
+        // for the user's confirmation: the folder may yet come back).
+        let aside = blocked.iter().find(|a| a.into.is_none() || deletions_go);
+        if let Some(Aside { entry: e, into }) = aside {
             if let (Some((rparent, _)), Some(from)) = (&e.remote, meta.remote_path_of(e.ino)?) {
                 let name = format!("{MOVE_ASIDE_PREFIX}{}", e.ino);
-                if let Some(Ok(to)) = from.parent().map(|p| p.join(&name)) {
+                let (parent, folder) = match into {
+                    Some((ino, path)) => (*ino, Some(path.clone())),
+                    None => (*rparent, from.parent()),
+                };
+                if let Some(Ok(to)) = folder.map(|p| p.join(&name)) {
                     out.ops.push(Op::Move {
                         ino: e.ino,
                         from,
                         to,
-                        parent: *rparent,
+                        parent,
                         name,
                         replaces: None,
                     });
@@ -150,6 +157,29 @@ pub fn plan(
         }
     }
     Ok(out)
+}
+
+/// An entry to move to a temporary name on the server if nothing else can run.
+struct Aside {
+    entry: Entry,
+    /// The server folder (inode, path) to move it into; `None`: the one it is in.
+    into: Option<(u64, RemotePath)>,
+}
+
+/// Whether the server has `e` somewhere below folder `ancestor`.
+fn below_on_server(meta: &Meta, e: &Entry, ancestor: u64) -> Result<bool, MetaError> {
+    let mut at = e.remote.as_ref().map(|(p, _)| *p);
+    // Bounded: a damaged store with a loop in it must not hang the planner.
+    for _ in 0..4096 {
+        match at {
+            Some(p) if p == ancestor => return Ok(true),
+            Some(p) if p != ROOT_INO => {
+                at = meta.get_any(p)?.and_then(|x| x.remote.map(|(pp, _)| pp));
+            }
+            _ => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 /// Whether folder `ino` is on the server where the user has it, and so are its ancestors.
@@ -175,7 +205,7 @@ fn plan_one(
     e: &Entry,
     home: &mut HashMap<u64, bool>,
     out: &mut Plan,
-    blocked: &mut Vec<Entry>,
+    blocked: &mut Vec<Aside>,
 ) -> Result<(), MetaError> {
     if e.deleted {
         return plan_delete(meta, ignore, e, out);
@@ -208,7 +238,22 @@ fn plan_one(
             // a folder created where a file moving into it was): moving that entry aside
             // frees the place.
             if !o.deleted && o.remote.is_some() && !o.at_home() {
-                blocked.push(o.clone());
+                blocked.push(Aside {
+                    entry: o.clone(),
+                    into: None,
+                });
+            }
+            // Held by a deleted folder that this entry is still in on the server (moved
+            // out of it and into its place): the folder's DELETE waits for this entry to
+            // leave, and this entry for the place. This entry steps out to a temporary
+            // name in the folder it goes to; then the folder goes, then this entry moves.
+            else if o.deleted && o.is_dir() && below_on_server(meta, e, o.ino)? {
+                if let Some(folder) = path.parent() {
+                    blocked.push(Aside {
+                        entry: e.clone(),
+                        into: Some((e.parent, folder)),
+                    });
+                }
             }
             return Ok(());
         }
