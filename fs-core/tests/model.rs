@@ -1054,20 +1054,22 @@ fn run_cases(range: std::ops::Range<u64>) {
             .with_test_writer()
             .try_init();
     }
-    if let Ok(seed) = std::env::var("EDRIVE_MODEL_SEED") {
-        let seed: u64 = seed.parse().expect("EDRIVE_MODEL_SEED: a number");
-        if range.contains(&seed) {
-            let extra = run_case(seed, STEPS);
-            eprintln!("case {seed}: {extra} conflict copies beyond the table's");
-        }
-        return;
-    }
     // EDRIVE_MODEL_CASES scales the run (the default is 2,000 cases in all).
     let total: u64 = std::env::var("EDRIVE_MODEL_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(2000);
     let range = range.start * total / 2000..range.end * total / 2000;
+    if let Ok(seed) = std::env::var("EDRIVE_MODEL_SEED") {
+        let seed: u64 = seed.parse().expect("EDRIVE_MODEL_SEED: a number");
+        // Each quarter takes the seeds of its share; a seed beyond the run's cases
+        // goes to the last quarter.
+        if range.contains(&seed) || (range.end == total && seed >= total) {
+            let extra = run_case(seed, STEPS);
+            eprintln!("case {seed}: {extra} conflict copies beyond the table's");
+        }
+        return;
+    }
     let (mut extra, mut cases_with_extra) = (0, 0);
     for seed in range.clone() {
         if KNOWN_BUGS.contains(&seed) {

@@ -175,7 +175,7 @@ impl Uploader {
                     self.remote.rename(&staging, path, false).await
                 }
                 Precondition::IfMatch(base) if no_overwrite => {
-                    self.swap_in(&staging, &aside, path, name, base).await
+                    self.swap_in(&key, &staging, &aside, path, name, base).await
                 }
                 _ => {
                     self.check_version(path, &pre).await?;
@@ -220,6 +220,7 @@ impl Uploader {
     /// its place be taken again, to a visible conflict name): never lost.
     async fn swap_in(
         &self,
+        key: &str,
         staging: &RemotePath,
         aside: &RemotePath,
         path: &RemotePath,
@@ -229,7 +230,12 @@ impl Uploader {
         match self.remote.rename(path, aside, false).await {
             Ok(()) => {}
             Err(RemoteError::NotFound) => return Err(RemoteError::PreconditionFailed),
-            Err(e) => return Err(e),
+            // No answer, but the server may have moved it: then it is checked there.
+            Err(e) => {
+                if !matches!(again(|| self.remote.stat(aside)).await, Ok(_)) {
+                    return Err(e);
+                }
+            }
         }
         let frozen = again(|| self.remote.stat(aside)).await;
         let same =
@@ -254,6 +260,11 @@ impl Uploader {
                 return Err(e);
             }
         }
+        // Ours is in: the version set aside is the one it replaces, checked, and goes. The
+        // journal says so first, so that a later round deletes it rather than put it back.
+        self.meta
+            .set_setting(key, Some(&journal(&[aside, aside, aside])))
+            .or_log("meta set_setting");
         if let Err(e) = again(|| self.remote.delete(aside, Precondition::None)).await {
             warn!(%aside, error = %e, "could not remove the replaced version; the next run does");
         }
@@ -324,6 +335,17 @@ impl Uploader {
             }
             return self.remote.delete(path, Precondition::None).await;
         }
+        // An earlier attempt whose MOVE went through unanswered left the file under its
+        // work name (journaled): the check goes on there. Without this, the MOVE below
+        // finds nothing at `path` and the delete would count as done, with the version
+        // set aside still waiting to be put back.
+        if let Some((key, aside)) = self.earlier_delete(path).await? {
+            let result = self.delete_aside(&aside, path, name, &base).await;
+            if self.gone(&aside).await {
+                self.meta.set_setting(&key, None).or_log("meta set_setting");
+            }
+            return result;
+        }
         let nonce = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -338,20 +360,66 @@ impl Uploader {
             .set_setting(&key, Some(&journal(&[&aside, &aside, path])))
             .map_err(|e| RemoteError::Local(e.to_string()))?;
         let result = async {
-            self.remote.rename(path, &aside, false).await?;
-            let frozen = again(|| self.remote.stat(&aside)).await;
-            if matches!(&frozen, Ok(e) if e.etag.as_ref().is_some_and(|t| t.value == base.value)) {
-                again(|| self.remote.delete(&aside, Precondition::None)).await
-            } else {
-                let _ = self.put_back(&aside, path, name).await;
-                frozen.and(Err(RemoteError::PreconditionFailed))
+            if let Err(e) = self.remote.rename(path, &aside, false).await {
+                // No answer, but the server may have moved it: then it is checked there.
+                if !matches!(again(|| self.remote.stat(&aside)).await, Ok(_)) {
+                    return Err(e);
+                }
             }
+            self.delete_aside(&aside, path, name, &base).await
         }
         .await;
         if self.gone(&aside).await {
             self.meta.set_setting(&key, None).or_log("meta set_setting");
         }
         result
+    }
+
+    /// The journal key and work name of an earlier checked delete of `path` whose file
+    /// is still under that work name.
+    async fn earlier_delete(
+        &self,
+        path: &RemotePath,
+    ) -> Result<Option<(String, RemotePath)>, RemoteError> {
+        let prefix = format!("{STAGING_KEY}del-");
+        let left = self
+            .meta
+            .settings_with_prefix(&prefix)
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        for (key, value) in left {
+            let Some([_, aside, target]) = unjournal(&value) else {
+                continue;
+            };
+            if &target != path {
+                continue;
+            }
+            match again(|| self.remote.stat(&aside)).await {
+                Ok(_) => return Ok(Some((key, aside))),
+                Err(RemoteError::NotFound) => {
+                    self.meta.set_setting(&key, None).or_log("meta set_setting");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The second half of a checked delete: the file set aside at `aside` goes if it is
+    /// version `base`, else back to `path` (named `name`).
+    async fn delete_aside(
+        &self,
+        aside: &RemotePath,
+        path: &RemotePath,
+        name: &str,
+        base: &crate::remote::ETag,
+    ) -> Result<(), RemoteError> {
+        let frozen = again(|| self.remote.stat(aside)).await;
+        if matches!(&frozen, Ok(e) if e.etag.as_ref().is_some_and(|t| t.value == base.value)) {
+            again(|| self.remote.delete(aside, Precondition::None)).await
+        } else {
+            let _ = self.put_back(aside, path, name).await;
+            frozen.and(Err(RemoteError::PreconditionFailed))
+        }
     }
 
     /// Deletes folder `ino` (a tombstone) at `path` only as far as the server still has
@@ -481,6 +549,20 @@ impl Uploader {
                 continue;
             };
             match again(|| self.remote.stat(&aside)).await {
+                // A replaced version, checked, whose removal failed (journaled as its own
+                // target): deleted, not put back.
+                Ok(_) if target == aside => {
+                    match again(|| self.remote.delete(&aside, Precondition::None)).await {
+                        Ok(()) | Err(RemoteError::NotFound) => {
+                            info!(%aside, "removed a replaced version an upload left")
+                        }
+                        Err(e) if e.is_transient() => return false,
+                        Err(e) => {
+                            warn!(%aside, error = %e, "could not remove a replaced version; tried again later");
+                            continue;
+                        }
+                    }
+                }
                 Ok(_) => {
                     // Back in its place if that is free; if ours (or someone's) went in
                     // already, kept under a visible conflict name: the crash may have come
