@@ -232,7 +232,7 @@ impl Uploader {
             Err(RemoteError::NotFound) => return Err(RemoteError::PreconditionFailed),
             // No answer, but the server may have moved it: then it is checked there.
             Err(e) => {
-                if !matches!(again(|| self.remote.stat(aside)).await, Ok(_)) {
+                if again(|| self.remote.stat(aside)).await.is_err() {
                     return Err(e);
                 }
             }
@@ -362,7 +362,7 @@ impl Uploader {
         let result = async {
             if let Err(e) = self.remote.rename(path, &aside, false).await {
                 // No answer, but the server may have moved it: then it is checked there.
-                if !matches!(again(|| self.remote.stat(&aside)).await, Ok(_)) {
+                if again(|| self.remote.stat(&aside)).await.is_err() {
                     return Err(e);
                 }
             }
