@@ -25,7 +25,8 @@ use tracing::warn;
 use tracing::{error, info};
 
 use crate::cli::MountArgs;
-use crate::credentials::{self, Handoff, Keeper, Secret};
+use crate::credentials::{self, Handoff, Secret};
+use crate::login::Keeper;
 use crate::paths;
 
 /// How long checking the server may take before `mount` gives up.

@@ -17,6 +17,7 @@ mod excluded;
 #[cfg(unix)]
 mod fuse_access;
 mod logging;
+mod login;
 mod memory;
 #[cfg(unix)]
 mod mount_helper;

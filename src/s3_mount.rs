@@ -9,7 +9,7 @@ use clap::Args;
 use edrive_fs_core::remote::{Remote, RemoteEntry, RemoteError, RemotePath};
 use edrive_s3::{Addressing, S3Config, S3Options, S3};
 
-use crate::credentials::Keeper;
+use crate::login::Keeper;
 
 /// The S3 options of `edrive mount` (credentials come the AWS way: environment,
 /// `AWS_PROFILE`, `~/.aws/credentials` and `~/.aws/config`, never the command line).

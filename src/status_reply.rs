@@ -24,7 +24,7 @@ pub struct MountInfo {
     /// The daemon's log file.
     pub log_file: PathBuf,
     /// The mount's credentials (`edrive login`).
-    pub keeper: Arc<crate::credentials::Keeper>,
+    pub keeper: Arc<crate::login::Keeper>,
 }
 
 /// The reply to `Request::Status`.
