@@ -110,6 +110,21 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
     }
 }
 
+/// How many recent sync events a snapshot carries.
+const EVENTS: usize = 10;
+
+/// One snapshot: the `status` reply, the files in conflict (waiting for a choice) and the
+/// latest sync events (conflict copies made, resolutions, …).
+pub fn snapshot(drive: &Drive, info: &MountInfo) -> serde_json::Value {
+    let mut s = status_json(drive, info);
+    if let serde_json::Value::Object(map) = &mut s {
+        let (conflicts, events) = drive.conflicts(EVENTS).unwrap_or_default();
+        map.insert("conflicts".into(), json!(conflicts));
+        map.insert("events".into(), json!(events));
+    }
+    s
+}
+
 /// What was learnt about the server, and what the write-back does about it.
 fn server_json(c: &edrive_fs_core::remote::Capabilities) -> serde_json::Value {
     json!({
@@ -220,7 +235,7 @@ pub async fn answer(
         )}),
         Ok(Request::Status) => status_json(drive, info),
         // Channels that do not stream (the named pipe) answer a subscription once.
-        Ok(Request::Watch { .. }) => crate::status_watch::snapshot(drive, info),
+        Ok(Request::Watch { .. }) => snapshot(drive, info),
         Ok(Request::Sync) => {
             drive.request_sync();
             json!({"ok": true})
