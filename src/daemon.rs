@@ -306,7 +306,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
     // Pinned content a previous run did not finish fetching (or that changed since).
     {
         let _rt = rt.enter();
-        crate::status_reply::spawn_pin_hydration(&drive);
+        crate::pin_hydration::spawn_pin_hydration(&drive);
         if !args.poll_interval.is_zero() {
             tokio::spawn(drive.clone().run_poller(args.poll_interval));
         }

@@ -22,6 +22,7 @@ mod memory;
 #[cfg(unix)]
 mod mount_helper;
 mod paths;
+mod pin_hydration;
 mod s3_mount;
 mod secrets;
 mod serve;

@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::Request;
+use crate::pin_hydration::spawn_pin_hydration;
 
 /// What the daemon tells about itself.
 #[derive(Clone, Debug)]
@@ -210,11 +211,6 @@ async fn resolve(drive: &Drive, path: &[String]) -> Result<u64, FsError> {
         ino = drive.lookup(ino, name).await?.ino;
     }
     Ok(ino)
-}
-
-/// Fetches pinned content in the background (unless suspended; `resume` starts it again).
-pub fn spawn_pin_hydration(drive: &Arc<Drive>) {
-    drive.spawn_pin_run();
 }
 
 /// How the daemon's main loop answers an unmount request: `Ok` once unmounted.
