@@ -2,22 +2,11 @@
 //! the man page (`edrive.1`), shell completions (`edrive completions SHELL`), and the
 //! systemd user unit.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use clap::{Args, CommandFactory, ValueEnum};
+use clap::CommandFactory;
 use clap_complete::Shell;
 
-/// The shells completions are made for.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum CompletionShell {
-    /// bash.
-    Bash,
-    /// zsh.
-    Zsh,
-    /// fish.
-    Fish,
-}
+use crate::cli::{AssetsArgs, CompletionShell, CompletionsArgs};
 
 impl From<CompletionShell> for Shell {
     fn from(s: CompletionShell) -> Shell {
@@ -27,23 +16,6 @@ impl From<CompletionShell> for Shell {
             CompletionShell::Fish => Shell::Fish,
         }
     }
-}
-
-/// `edrive completions`.
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    /// The shell.
-    pub shell: CompletionShell,
-}
-
-/// `edrive generate-assets`.
-#[derive(Debug, Args)]
-pub struct AssetsArgs {
-    /// The folder to write into (made if missing).
-    pub dir: PathBuf,
-    /// The binary's installed path, for the systemd unit.
-    #[arg(long, default_value = "/usr/bin/edrive")]
-    pub exe: PathBuf,
 }
 
 /// `edrive completions SHELL`: the script on standard output.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use edrive_fs_core::remote::capabilities::WriteChecks;
 use edrive_fs_core::sync::ConflictPolicy;
@@ -81,20 +81,20 @@ pub enum Command {
     Desktop(DesktopArgs),
     /// Set up a named drive: checks the credentials, keeps them in the keyring (else a
     /// 0600 file) and the drive in config.toml.
-    Add(crate::drives::AddArgs),
+    Add(AddArgs),
     /// Forget a named drive and its stored credentials.
-    Remove(crate::drives::NameArgs),
+    Remove(NameArgs),
     /// List the named drives and the running mounts, with their states.
-    List(crate::drives::ListArgs),
+    List(ListArgs),
     /// Start a named drive at login: a systemd user unit.
-    Enable(crate::drives::NameArgs),
+    Enable(NameArgs),
     /// Stop starting a named drive at login.
-    Disable(crate::drives::NameArgs),
+    Disable(NameArgs),
     /// Print a shell's completion script (bash, zsh, fish).
-    Completions(crate::assets::CompletionsArgs),
+    Completions(CompletionsArgs),
     /// Write the man page and completion scripts into a folder (for packaging).
     #[command(hide = true)]
-    GenerateAssets(crate::assets::AssetsArgs),
+    GenerateAssets(AssetsArgs),
     /// List mass deletions held back; send them (--confirm) or bring them back (--restore).
     Deletions(DeletionsArgs),
     /// Leave server folders alone on this device: an empty read-only placeholder, never
@@ -234,7 +234,7 @@ pub struct MountArgs {
     pub all: bool,
     /// S3 options (`--endpoint`, `--region`, `--path-style`, `--virtual-hosted`).
     #[command(flatten)]
-    pub s3: crate::s3_mount::S3Args,
+    pub s3: S3Args,
     /// User name for HTTP Basic auth.
     #[arg(long)]
     pub user: Option<String>,
@@ -438,4 +438,79 @@ pub struct TrayArgs {
     /// Write the login autostart entry for `edrive tray` and exit.
     #[arg(long)]
     pub install_autostart: bool,
+}
+
+/// `edrive add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The drive's name: letters, digits, '-', '_', '.'.
+    pub name: String,
+    /// The share, the mountpoint and the mount options kept for the drive.
+    #[command(flatten)]
+    pub mount: MountArgs,
+}
+
+/// `edrive remove`, `enable`, `disable`.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The drive's name (see `edrive list`).
+    pub name: String,
+}
+
+/// `edrive list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The shells completions are made for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompletionShell {
+    /// bash.
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// `edrive completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: CompletionShell,
+}
+
+/// `edrive generate-assets`.
+#[derive(Debug, Args)]
+pub struct AssetsArgs {
+    /// The folder to write into (made if missing).
+    pub dir: PathBuf,
+    /// The binary's installed path, for the systemd unit.
+    #[arg(long, default_value = "/usr/bin/edrive")]
+    pub exe: PathBuf,
+}
+
+/// The S3 options of `edrive mount` (credentials come the AWS way: environment,
+/// `AWS_PROFILE`, `~/.aws/credentials` and `~/.aws/config`, never the command line).
+#[derive(Debug, Args, Clone, Default)]
+pub struct S3Args {
+    /// S3: the store's endpoint URL (default: `AWS_ENDPOINT_URL`, the profile's
+    /// `endpoint_url`, else AWS).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// S3: the signing region (default: `AWS_REGION`, the profile's `region`, else
+    /// us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// S3: address the bucket in the path (`ENDPOINT/BUCKET/KEY`; the default for a
+    /// custom endpoint).
+    #[arg(long, conflicts_with = "virtual_hosted")]
+    pub path_style: bool,
+    /// S3: address the bucket in the host name (`BUCKET.ENDPOINT/KEY`; the default for
+    /// AWS).
+    #[arg(long)]
+    pub virtual_hosted: bool,
 }

@@ -1,6 +1,6 @@
 //! Credentials of a mount: secrets read from files or a terminal prompt without echo, how
 //! `edrive mount` hands them to its daemon, the file `edrive login` stores them in (mode
-//! 0600) for later mounts, and the daemon's side of `edrive login`.
+//! 0600) for later mounts (the daemon's side of `edrive login` is `login`).
 //!
 //! A secret never reaches a command line, a log line, status output or an error message:
 //! [`Secret`] prints as `<redacted>` and is zeroed when dropped, and errors name files and
@@ -9,20 +9,12 @@
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use edrive_fs_core::remote::RemoteError;
-use edrive_fs_core::Drive;
-use edrive_webdav::{Credentials, WebDav};
+use edrive_webdav::Credentials;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 use thiserror::Error;
-use tracing::{info, warn};
-
-/// How long checking new credentials against the server may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// A password or token: serialized as the plain string (only into pipes, the control
 /// socket and the 0600 credentials file), printed as `<redacted>`, zeroed when dropped.
@@ -94,23 +86,6 @@ pub enum CredentialsError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// Why `edrive login` changed nothing.
-#[derive(Debug, Error)]
-pub enum LoginError {
-    /// Neither a password nor a token came with the request.
-    #[error("no password or token given")]
-    Nothing,
-    /// A password without a user name, on a mount that has none.
-    #[error("this mount has no user name: give --user")]
-    NoUser,
-    /// The server answered 401/403 to the new credentials.
-    #[error("the server refused these credentials (HTTP {0}); nothing changed")]
-    Refused(u16),
-    /// The server could not tell whether they work.
-    #[error("the credentials could not be checked ({0}); nothing changed")]
-    Unchecked(String),
 }
 
 /// Reads the first line of `path` (a password or token file) without its line ending.
@@ -334,133 +309,6 @@ fn prompt_with(prompt: &str, config: rpassword::Config) -> Result<Secret, Creden
         return Err(CredentialsError::NoTerminal("nothing was typed".into()));
     }
     Ok(Secret::new(line))
-}
-
-/// The daemon's keeper of its mount's credentials: shows what kind they are, and checks,
-/// swaps and stores new ones for `edrive login`.
-pub struct Keeper {
-    /// `None` for an S3 mount, whose credentials come from the AWS environment.
-    webdav: Option<Arc<WebDav>>,
-    url: String,
-    file: PathBuf,
-    /// Where an S3 mount's credentials came from.
-    s3_source: Option<String>,
-}
-
-impl fmt::Debug for Keeper {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keeper")
-            .field("url", &self.url)
-            .field("file", &self.file)
-            .finish()
-    }
-}
-
-/// What a successful login did.
-pub struct LoginOutcome {
-    /// Where the credentials were stored, or why they could not be.
-    pub stored: Result<PathBuf, CredentialsError>,
-}
-
-impl Keeper {
-    /// The keeper of `webdav`'s credentials for `url`, storing them in `file`.
-    pub fn new(webdav: Arc<WebDav>, url: String, file: PathBuf) -> Keeper {
-        Keeper {
-            webdav: Some(webdav),
-            url,
-            file,
-            s3_source: None,
-        }
-    }
-
-    /// The keeper of an S3 mount: it only tells where the credentials came from.
-    pub fn for_s3(url: String, source: String) -> Keeper {
-        Keeper {
-            webdav: None,
-            url,
-            file: PathBuf::new(),
-            s3_source: Some(source),
-        }
-    }
-
-    /// The kind of credentials, the user name and the stored file, for `status`.
-    pub fn summary(&self) -> serde_json::Value {
-        let Some(webdav) = &self.webdav else {
-            return serde_json::json!({ "kind": "s3", "source": self.s3_source });
-        };
-        let c = webdav.credentials();
-        serde_json::json!({
-            "kind": c.kind(),
-            "user": c.user(),
-            "credentials_file": self.file,
-            "stored": self.file.exists() || crate::secrets::in_keyring(),
-            "in_keyring": crate::secrets::in_keyring(),
-        })
-    }
-
-    /// Checks new credentials against the server (a PROPFIND Depth 0 of the root sent
-    /// with them); only if they work, stores them, swaps them in and brings the drive
-    /// online again. A password without `user` keeps the mount's user name.
-    pub async fn login(
-        &self,
-        drive: &Drive,
-        user: Option<String>,
-        password: Option<Secret>,
-        bearer_token: Option<Secret>,
-    ) -> Result<LoginOutcome, LoginError> {
-        let Some(webdav) = &self.webdav else {
-            return Err(LoginError::Unchecked(
-                "an S3 mount takes its credentials from the AWS environment or profile: remount"
-                    .into(),
-            ));
-        };
-        let new = match (bearer_token, password) {
-            (Some(token), _) => Credentials::Bearer(token.0),
-            (None, Some(password)) => {
-                let current = webdav.credentials();
-                let user = user
-                    .or_else(|| current.user().map(str::to_string))
-                    .ok_or(LoginError::NoUser)?;
-                Credentials::Basic {
-                    user,
-                    password: Some(password.0),
-                }
-            }
-            (None, None) => return Err(LoginError::Nothing),
-        };
-        let checked = tokio::time::timeout(CHECK_TIMEOUT, webdav.check_credentials(&new)).await;
-        match checked {
-            Ok(Ok(root)) if root.is_dir => {}
-            Ok(Ok(_)) => return Err(LoginError::Unchecked("the share's root is a file".into())),
-            Ok(Err(RemoteError::Auth(status))) => {
-                warn!(
-                    status,
-                    "login: the server refused the new credentials; nothing changed"
-                );
-                return Err(LoginError::Refused(status));
-            }
-            Ok(Err(e)) => return Err(LoginError::Unchecked(e.to_string())),
-            Err(_) => {
-                return Err(LoginError::Unchecked(format!(
-                    "no answer within {} s",
-                    CHECK_TIMEOUT.as_secs()
-                )))
-            }
-        }
-        let stored = tokio::task::block_in_place(|| {
-            crate::secrets::store(&self.url, &new, &self.file).map(|place| match place {
-                crate::secrets::Place::File(f) => f,
-                crate::secrets::Place::Keyring => PathBuf::from("the keyring"),
-            })
-        });
-        if let Err(e) = &stored {
-            warn!(error = %e, "login: the new credentials work but could not be stored");
-        }
-        webdav.set_credentials(new);
-        drive.credentials_accepted();
-        info!("login: new credentials accepted; online again");
-        Ok(LoginOutcome { stored })
-    }
 }
 
 #[cfg(test)]

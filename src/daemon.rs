@@ -25,7 +25,8 @@ use tracing::warn;
 use tracing::{error, info};
 
 use crate::cli::MountArgs;
-use crate::credentials::{self, Handoff, Keeper, Secret};
+use crate::credentials::{self, Handoff, Secret};
+use crate::login::Keeper;
 use crate::paths;
 
 /// How long checking the server may take before `mount` gives up.
@@ -305,7 +306,7 @@ fn serve_mount(args: MountArgs, handoff: Handoff) -> anyhow::Result<()> {
     // Pinned content a previous run did not finish fetching (or that changed since).
     {
         let _rt = rt.enter();
-        crate::status_reply::spawn_pin_hydration(&drive);
+        crate::pin_hydration::spawn_pin_hydration(&drive);
         if !args.poll_interval.is_zero() {
             tokio::spawn(drive.clone().run_poller(args.poll_interval));
         }

@@ -119,7 +119,7 @@ pub async fn answer(drive: &Arc<Drive>, path: &[String], action: &str) -> serde_
             .map(|n| json!({"ok": true, "entries": n})),
         "restore" => match drive.restore_deletions(under).await {
             Ok(n) => {
-                crate::status_reply::spawn_pin_hydration(drive);
+                crate::pin_hydration::spawn_pin_hydration(drive);
                 Ok(json!({"ok": true, "entries": n}))
             }
             Err(e) => Err(e),

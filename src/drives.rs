@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use clap::Args;
 use edrive_fs_core::remote::{Remote, RemoteError, RemotePath};
 use edrive_webdav::{Credentials, WebDav, WebDavConfig};
 use tracing::info_span;
 
-use crate::cli::{MountArgs, UnmountArgs};
+use crate::cli::{AddArgs, ListArgs, MountArgs, NameArgs, UnmountArgs};
 use crate::config::{self, DriveConfig};
 use crate::control::{self, Request};
 use crate::credentials::{self, Secret};
@@ -19,31 +18,6 @@ use crate::secrets::{self, Place};
 
 /// How long checking the credentials at `add` may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(12);
-
-/// `edrive add`.
-#[derive(Debug, Args)]
-pub struct AddArgs {
-    /// The drive's name: letters, digits, '-', '_', '.'.
-    pub name: String,
-    /// The share, the mountpoint and the mount options kept for the drive.
-    #[command(flatten)]
-    pub mount: MountArgs,
-}
-
-/// `edrive remove`, `enable`, `disable`.
-#[derive(Debug, Args)]
-pub struct NameArgs {
-    /// The drive's name (see `edrive list`).
-    pub name: String,
-}
-
-/// `edrive list`.
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// The 0600 file a drive's credentials go to when there is no keyring.
 fn fallback_file(name: &str) -> PathBuf {

@@ -17,10 +17,12 @@ mod excluded;
 #[cfg(unix)]
 mod fuse_access;
 mod logging;
+mod login;
 mod memory;
 #[cfg(unix)]
 mod mount_helper;
 mod paths;
+mod pin_hydration;
 mod s3_mount;
 mod secrets;
 mod serve;

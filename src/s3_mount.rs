@@ -5,33 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use edrive_fs_core::remote::{Remote, RemoteEntry, RemoteError, RemotePath};
 use edrive_s3::{Addressing, S3Config, S3Options, S3};
 
-use crate::credentials::Keeper;
-
-/// The S3 options of `edrive mount` (credentials come the AWS way: environment,
-/// `AWS_PROFILE`, `~/.aws/credentials` and `~/.aws/config`, never the command line).
-#[derive(Debug, Args, Clone, Default)]
-pub struct S3Args {
-    /// S3: the store's endpoint URL (default: `AWS_ENDPOINT_URL`, the profile's
-    /// `endpoint_url`, else AWS).
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    /// S3: the signing region (default: `AWS_REGION`, the profile's `region`, else
-    /// us-east-1).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// S3: address the bucket in the path (`ENDPOINT/BUCKET/KEY`; the default for a
-    /// custom endpoint).
-    #[arg(long, conflicts_with = "virtual_hosted")]
-    pub path_style: bool,
-    /// S3: address the bucket in the host name (`BUCKET.ENDPOINT/KEY`; the default for
-    /// AWS).
-    #[arg(long)]
-    pub virtual_hosted: bool,
-}
+use crate::cli::S3Args;
+use crate::login::Keeper;
 
 impl S3Args {
     /// The options as the daemon child is given them again.

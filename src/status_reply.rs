@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::Request;
+use crate::pin_hydration::spawn_pin_hydration;
 
 /// What the daemon tells about itself.
 #[derive(Clone, Debug)]
@@ -24,7 +25,7 @@ pub struct MountInfo {
     /// The daemon's log file.
     pub log_file: PathBuf,
     /// The mount's credentials (`edrive login`).
-    pub keeper: Arc<crate::credentials::Keeper>,
+    pub keeper: Arc<crate::login::Keeper>,
 }
 
 /// The reply to `Request::Status`.
@@ -108,6 +109,21 @@ pub fn status_json(drive: &Drive, info: &MountInfo) -> serde_json::Value {
         }),
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     }
+}
+
+/// How many recent sync events a snapshot carries.
+const EVENTS: usize = 10;
+
+/// One snapshot: the `status` reply, the files in conflict (waiting for a choice) and the
+/// latest sync events (conflict copies made, resolutions, …).
+pub fn snapshot(drive: &Drive, info: &MountInfo) -> serde_json::Value {
+    let mut s = status_json(drive, info);
+    if let serde_json::Value::Object(map) = &mut s {
+        let (conflicts, events) = drive.conflicts(EVENTS).unwrap_or_default();
+        map.insert("conflicts".into(), json!(conflicts));
+        map.insert("events".into(), json!(events));
+    }
+    s
 }
 
 /// What was learnt about the server, and what the write-back does about it.
@@ -197,11 +213,6 @@ async fn resolve(drive: &Drive, path: &[String]) -> Result<u64, FsError> {
     Ok(ino)
 }
 
-/// Fetches pinned content in the background (unless suspended; `resume` starts it again).
-pub fn spawn_pin_hydration(drive: &Arc<Drive>) {
-    drive.spawn_pin_run();
-}
-
 /// How the daemon's main loop answers an unmount request: `Ok` once unmounted.
 pub type UnmountReply = oneshot::Sender<Result<(), String>>;
 
@@ -220,7 +231,7 @@ pub async fn answer(
         )}),
         Ok(Request::Status) => status_json(drive, info),
         // Channels that do not stream (the named pipe) answer a subscription once.
-        Ok(Request::Watch { .. }) => crate::status_watch::snapshot(drive, info),
+        Ok(Request::Watch { .. }) => snapshot(drive, info),
         Ok(Request::Sync) => {
             drive.request_sync();
             json!({"ok": true})

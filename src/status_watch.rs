@@ -1,20 +1,22 @@
 //! The subscription of the control channel (`Request::Watch`): the panel icon is told of
 //! a mount's state changes instead of asking every mount again and again. The daemon
-//! compares a snapshot of its state every [`CHECK`] and sends it when it differs from the
-//! last one sent, and at least once per period as a heartbeat. (The Windows named pipe
-//! answers a subscription with one snapshot: the panel icon is Linux-only.)
+//! compares a snapshot of its state (`status_reply::snapshot`) every [`CHECK`] and sends
+//! it when it differs from the last one sent, and at least once per period as a
+//! heartbeat. (The Windows named pipe answers a subscription with one snapshot: the
+//! panel icon is Linux-only.)
 
 #[cfg(unix)]
 use std::sync::Arc;
 #[cfg(unix)]
 use std::time::Duration;
 
+#[cfg(unix)]
 use edrive_fs_core::Drive;
-use serde_json::json;
 #[cfg(unix)]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::status_reply::{status_json, MountInfo};
+#[cfg(unix)]
+use crate::status_reply::{snapshot, MountInfo};
 
 /// How often the daemon looks whether its state changed (a cheap in-memory comparison).
 #[cfg(unix)]
@@ -22,21 +24,6 @@ pub const CHECK: Duration = Duration::from_millis(250);
 /// The heartbeat when the subscriber names none.
 #[cfg(unix)]
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
-/// How many recent sync events a snapshot carries.
-const EVENTS: usize = 10;
-
-/// One snapshot: the `status` reply, the files in conflict (waiting for a choice) and the
-/// latest sync events (conflict copies made, resolutions, …).
-pub fn snapshot(drive: &Drive, info: &MountInfo) -> serde_json::Value {
-    let mut s = status_json(drive, info);
-    if let serde_json::Value::Object(map) = &mut s {
-        let (conflicts, events) = drive.conflicts(EVENTS).unwrap_or_default();
-        map.insert("conflicts".into(), json!(conflicts));
-        map.insert("events".into(), json!(events));
-    }
-    s
-}
-
 /// What of a snapshot counts as a change: all of it but the countdown to the next retry.
 #[cfg(unix)]
 fn fingerprint(s: &serde_json::Value) -> serde_json::Value {
@@ -94,6 +81,8 @@ where
 
 #[cfg(all(test, unix))]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -10,8 +10,8 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use tracing::{debug, info};
 
+use crate::cli::NameArgs;
 use crate::config;
-use crate::drives::NameArgs;
 
 /// The unit template, `@EXE@` standing for the edrive binary. The package ships it with
 /// `/usr/bin/edrive`; `edrive enable` writes it with the running binary's path.

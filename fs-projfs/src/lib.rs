@@ -16,7 +16,8 @@
 //! * [`enumeration`] — the enumeration-session state machine;
 //! * [`placeholder`] — sizes, FILETIMEs, attributes and version info;
 //! * [`notification`] — the mapping from notification sequences to [`notification::CoreOp`]s;
-//! * [`mirror`] — carrying those operations into fs-core's write path;
+//! * [`mirror`] — carrying those operations into fs-core's write path (through
+//!   [`staging`] files);
 //! * [`command`] — pending commands, completion and cancellation;
 //! * [`filedata`], [`projection`], [`refresh`], [`path`], [`hresult`] — aligned content
 //!   streaming, path resolution over `Drive`, server-change decisions, paths and names,
@@ -37,6 +38,7 @@ pub mod path;
 pub mod placeholder;
 pub mod projection;
 pub mod refresh;
+pub mod staging;
 pub mod wildcard;
 
 #[cfg(windows)]

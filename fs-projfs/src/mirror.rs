@@ -39,6 +39,7 @@ use crate::name_order::SortKey;
 use crate::notification::{is_transient, CoreOp};
 use crate::path::VirtPath;
 use crate::projection::{Projection, Resolved};
+use crate::staging::STAGING_PREFIX;
 
 /// How much of a local file is copied per write into its working copy.
 const COPY_CHUNK: usize = 1 << 20;
@@ -47,19 +48,10 @@ const COPY_CHUNK: usize = 1 << 20;
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
 
-/// Names of staging files start with this (and end with `.tmp`): they match the default
-/// ignore list, and listings leave them out.
-pub const STAGING_PREFIX: &str = "~$edrive-staging-";
-
 /// Most uploads remembered as waiting for their file's new name.
 const MAX_VANISHED: usize = 4096;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Whether `name` is one of the mirror's staging files.
-pub fn is_staging(name: &str) -> bool {
-    name.starts_with(STAGING_PREFIX)
-}
 
 /// Applies local changes made under `root` to the drive.
 pub struct Mirror {

@@ -141,7 +141,7 @@ impl Projection {
         let mut rows: Vec<DirRow> = entries
             .iter()
             // The mirror's staging files are never shown (see `mirror`).
-            .filter(|e| !crate::mirror::is_staging(&e.name))
+            .filter(|e| !crate::staging::is_staging(&e.name))
             .filter(|e| match check_windows_name(&e.name) {
                 Ok(()) => true,
                 Err(why) => {

@@ -6,11 +6,10 @@
 //! mark is in the store, so held deletions survive a restart, a SIGKILL and an outage;
 //! a burst cut short by a crash is judged again, whole, before anything of it is sent.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::meta::{Entry, Meta, MetaError};
 
-use super::plan::Plan;
 use super::Activity;
 use crate::meta::Problem;
 
@@ -37,13 +36,14 @@ impl Default for HoldLimits {
 
 /// Decides whether the deletions among `pending` may be planned now. While the burst
 /// they belong to goes on (some deletion is younger than `debounce`), none is: the
-/// burst is judged whole. A burst over the limits is marked held (and not planned).
+/// burst is judged whole, and `wake_at` is brought forward to when it may have ended. A
+/// burst over the limits is marked held (and not planned).
 pub(super) fn deletions_may_go(
     meta: &Meta,
     activity: &Activity,
     debounce: Duration,
     pending: &[Entry],
-    out: &mut Plan,
+    wake_at: &mut Option<Instant>,
 ) -> Result<bool, MetaError> {
     let mut burst: Vec<&Entry> = pending
         .iter()
@@ -70,7 +70,7 @@ pub(super) fn deletions_may_go(
         if let Err(when) = activity.quiet(e.ino, gap) {
             going_on = true;
             if let Some(t) = when {
-                out.wake_at = Some(out.wake_at.map_or(t, |w| w.min(t)));
+                *wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
             }
         }
     }

@@ -111,7 +111,8 @@ pub fn plan(
     home.insert(ROOT_INO, true);
     let mut blocked: Vec<Aside> = Vec::new();
     let pending = meta.pending()?;
-    let deletions_go = super::held::deletions_may_go(meta, activity, debounce, &pending, &mut out)?;
+    let deletions_go =
+        super::held::deletions_may_go(meta, activity, debounce, &pending, &mut out.wake_at)?;
     for e in pending {
         let before = out.ops.len();
         if e.problem.is_none() && (deletions_go || !e.deleted) {
