@@ -230,9 +230,18 @@ impl Desktop {
     /// with the log of `program` (started with [`Desktop::spawn`]) when none appears.
     pub fn expect_window(&self, class: &str, program: &str, timeout: Duration) -> String {
         self.window(class, timeout).unwrap_or_else(|| {
+            let xvfb = self.xvfb.id();
             panic!(
-                "no {class} window within {timeout:?}; {program}.log:\n{}",
-                self.log(program)
+                "no {class} window within {timeout:?} on {} (Xvfb pid {xvfb} {}); \
+                 {program}.log:\n{}\nXvfb.log:\n{}",
+                self.display,
+                if Path::new(&format!("/proc/{xvfb}")).exists() {
+                    "running"
+                } else {
+                    "gone"
+                },
+                self.log(program),
+                self.log("Xvfb"),
             )
         })
     }
