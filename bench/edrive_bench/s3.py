@@ -58,15 +58,17 @@ def run(cmd, timeout=600, env=None, check=True):
 
 
 def wait_for(pred, secs, what, step=0.2):
+    """Waits until `pred()` is true, asking at least once (also with `secs` 0)."""
     end = time.monotonic() + secs
-    while time.monotonic() < end:
+    while True:
         try:
             if pred():
                 return
         except Exception:  # noqa: BLE001 - not ready yet
             pass
+        if time.monotonic() >= end:
+            raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(step)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 
