@@ -230,26 +230,7 @@ pub fn store(path: &Path, url: &str, credentials: &Credentials) -> Result<(), Cr
         path: path.to_path_buf(),
         source,
     };
-    let stored = match credentials {
-        Credentials::None => Stored {
-            url: url.into(),
-            user: None,
-            password: None,
-            bearer_token: None,
-        },
-        Credentials::Basic { user, password } => Stored {
-            url: url.into(),
-            user: Some(user.clone()),
-            password: password.clone().map(Secret),
-            bearer_token: None,
-        },
-        Credentials::Bearer(token) => Stored {
-            url: url.into(),
-            user: None,
-            password: None,
-            bearer_token: Some(Secret(token.clone())),
-        },
-    };
+    let stored = stored_of(url, credentials);
     let text = serde_json::to_string(&stored).map_err(|e| fail(std::io::Error::other(e)))?;
     let text = Zeroizing::new(text);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
