@@ -17,6 +17,8 @@
 //! the drive does with a server's answers (metadata store, cache, write-back: fs-core).
 
 pub mod capabilities;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod versioned;

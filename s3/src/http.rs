@@ -2,7 +2,6 @@
 //! they were signed with, S3 error replies mapped to [`RemoteError`], and response bodies
 //! as streams that fail rather than end early.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +12,7 @@ use tracing::debug;
 use url::Url;
 
 use crate::config::S3Config;
+pub(crate) use edrive_remote::http::{read_capped, transport_error};
 use edrive_remote::{ByteStream, RemoteError};
 
 /// Sent with every request.
@@ -152,22 +152,6 @@ pub(crate) fn error_for(status: u16, code: Option<&str>) -> RemoteError {
     }
 }
 
-/// Reads a whole body, failing beyond `cap` bytes.
-pub(crate) async fn read_capped(mut resp: Response, cap: usize) -> Result<Vec<u8>, RemoteError> {
-    let too_big = || RemoteError::Malformed(format!("reply larger than {} KiB", cap >> 10));
-    if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(too_big());
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
-        if out.len() + chunk.len() > cap {
-            return Err(too_big());
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
 /// Reads an XML reply whole (bounded by [`MAX_REPLY`] and the request timeout).
 pub(crate) async fn read_text(resp: Response, timeout: Duration) -> Result<String, RemoteError> {
     let body = tokio::time::timeout(timeout, read_capped(resp, MAX_REPLY))
@@ -230,34 +214,6 @@ pub(crate) fn body_stream(resp: Response, len: Option<u64>, idle: Duration) -> B
             Some((item, s))
         },
     ))
-}
-
-/// Maps a reqwest failure; an error raised by an upload stream is returned as it was.
-pub(crate) fn transport_error(e: reqwest::Error) -> RemoteError {
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(remote) = s.downcast_ref::<RemoteError>() {
-            return remote.clone();
-        }
-        source = s.source();
-    }
-    let (connect, timeout, builder) = (e.is_connect(), e.is_timeout(), e.is_builder());
-    // Without the URL: a presigned one carries the access key id and a signature.
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    if connect || timeout {
-        RemoteError::Unreachable(msg)
-    } else if builder {
-        RemoteError::Local(msg)
-    } else {
-        RemoteError::Transfer(msg)
-    }
 }
 
 #[cfg(test)]

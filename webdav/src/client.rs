@@ -15,6 +15,7 @@ use super::href::{join_url, path_parts};
 use super::status::{error_for_status, MAX_ERROR_BODY};
 use super::{Credentials, WebDavConfig};
 use crate::remote::{ByteStream, Precondition, RemoteError, RemotePath};
+pub(crate) use edrive_remote::http::{chain, read_capped, transport_error};
 
 /// Sent with every request.
 const USER_AGENT: &str = concat!("edrive/", env!("CARGO_PKG_VERSION"));
@@ -353,64 +354,6 @@ fn redirect_target(resp: &Response) -> Option<Url> {
     let location = resp.headers().get(LOCATION)?.to_str().ok()?;
     let url = resp.url().join(location).ok()?;
     matches!(url.scheme(), "http" | "https").then_some(url)
-}
-
-/// Reads a whole body, failing with [`RemoteError::Malformed`] beyond `cap` bytes.
-pub(crate) async fn read_capped(mut resp: Response, cap: usize) -> Result<Vec<u8>, RemoteError> {
-    let too_big = || RemoteError::Malformed(format!("reply larger than {} MiB", cap >> 20));
-    if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(too_big());
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
-        if out.len() + chunk.len() > cap {
-            return Err(too_big());
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-/// Maps a reqwest failure. An error raised by an upload stream is returned as it was.
-pub(crate) fn transport_error(e: reqwest::Error) -> RemoteError {
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(remote) = s.downcast_ref::<RemoteError>() {
-            return remote.clone();
-        }
-        source = s.source();
-    }
-    let msg = chain(&e);
-    if e.is_connect() || e.is_timeout() {
-        RemoteError::Unreachable(msg)
-    } else if e.is_builder() {
-        RemoteError::Local(msg)
-    } else {
-        RemoteError::Transfer(msg)
-    }
-}
-
-/// The error and its sources as one line, without the request URL.
-pub(crate) fn chain(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_connect() {
-        "connection failed".to_string()
-    } else if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_body() || e.is_decode() {
-        "reading the reply failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.ends_with(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
 }
 
 /// Seconds since the Unix epoch, for `X-OC-Mtime`; `None` before 1970.
