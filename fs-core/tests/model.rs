@@ -1116,3 +1116,23 @@ fn reference_model_cases_1000_to_1499() {
 fn reference_model_cases_1500_to_1999() {
     run_cases(1500..2000);
 }
+
+/// Seeds past the default 2,000 that found defects (with `EDRIVE_MODEL_CASES=20000`), run
+/// on every `cargo test`: 2254 and 15526 (a replaced version put back by the cleanup),
+/// 6442 (a checked delete whose MOVE aside lost its reply), 11367 (the same in a staged
+/// upload's swap).
+#[test]
+fn reference_model_regressions() {
+    for seed in [2254, 6442, 11367, 15526] {
+        if let Err(e) = std::panic::catch_unwind(|| run_case(seed, STEPS)) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!(
+                "case {seed} failed (EDRIVE_MODEL_SEED={seed} EDRIVE_MODEL_CASES=20000):\n{msg}"
+            );
+        }
+    }
+}
